@@ -1,0 +1,30 @@
+# Everything a fresh machine needs is installed from here: `make demo`, `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint soak bench bench-large contract-test clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m syncagent.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check syncagent tests bench
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+soak: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo

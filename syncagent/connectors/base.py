@@ -1,0 +1,84 @@
+"""The one narrow interface every system (the back office included) sits behind.
+
+The engine speaks only in entity names and the dataclasses of `syncagent.model`:
+
+* ``pull(entity, cursor)`` yields pages of model objects (or `BadRecord`s), each page carrying
+  the cursor that resumes after it;
+* ``prepare(entity, record)`` maps one model object into the wire payload (a dict) that will be
+  fingerprinted and sent; it raises `MappingError` for a record this system cannot take;
+* ``push(entity, batch)`` sends prepared payloads and answers one `PushResult` per item, as data;
+  a failure of the whole call raises a `ChannelError`;
+* ``lookup(entity, **keys)`` finds one remote record (an order by external id, a customer by
+  document) so the engine can resolve ambiguity before writing again.
+
+Entities beyond the catalogue are plain names too: ``orders`` (create in the back office),
+``order-acks`` (tell the channel its order was imported), ``order-events`` (fulfilment news),
+``order-cancels`` (cancel in the back office), ``customer-links`` (tell the channel which back
+office code its customer became), ``channel-customers`` (customers registered on the channel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from syncagent.model import Page
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a connector can do; the config loader refuses flows a connector cannot run."""
+
+    push: frozenset[str] = frozenset()
+    pull: frozenset[str] = frozenset()
+    max_batch: int = 500
+    # order statuses that may be imported when the config says nothing
+    importable_statuses: tuple[str, ...] = ("approved",)
+    cancelled_statuses: tuple[str, ...] = ("cancelled",)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One prepared record: the key it is journaled under and the payload sent on the wire."""
+
+    key: str
+    payload: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """The fate of one pushed record.
+
+    status: ``created`` | ``updated`` | ``unchanged`` | ``exists`` (a duplicate the server already
+    had: remote_id names it) | ``rejected`` (reason_code/reason say why; quarantine it).
+    """
+
+    key: str
+    status: str
+    remote_id: str | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "rejected"
+
+
+class Connector(Protocol):
+    type_name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    name: str
+
+    def check(self) -> None: ...
+
+    def pull(self, entity: str, cursor: str | None) -> Iterator[Page]: ...
+
+    def prepare(self, entity: str, record: Any) -> Outgoing: ...
+
+    def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]: ...
+
+    def lookup(self, entity: str, **keys: str) -> Any | None: ...
+
+    def close(self) -> None: ...

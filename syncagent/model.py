@@ -1,0 +1,415 @@
+"""Plain dataclasses for every entity the engine moves, in the hub's (back office's) terms.
+
+Connectors parse their wire format into these and map these into their wire format; the
+engine only ever sees these and the mapped payloads (plain dicts) it fingerprints.
+Money is a `Decimal` with two places; times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from syncagent.errors import MappingError
+
+# Entities (flows) the engine knows. Order of this tuple is the default run order.
+CATALOGUE_ENTITIES = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
+ALL_FLOWS = ("orders", "order-events", *CATALOGUE_ENTITIES)
+
+CENT = Decimal("0.01")
+
+
+def fingerprint(payload: Any) -> str:
+    """sha256 of canonical JSON: equal payloads give equal fingerprints, whatever the key order."""
+    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_money(value: Any, field_name: str) -> Decimal:
+    """A decimal string with two places ("129.90"); anything else is a mapping error."""
+    if not isinstance(value, str):
+        raise MappingError("bad_money", f"{field_name}: expected a decimal string, found {type(value).__name__}")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise MappingError("bad_money", f"{field_name}: {value[:40]!r} is not a decimal amount") from None
+    if not amount.is_finite() or amount != amount.quantize(CENT) or abs(amount) > Decimal("1e12"):
+        raise MappingError("bad_money", f"{field_name}: {value[:40]!r} is not an amount with two places")
+    return amount.quantize(CENT)
+
+
+def money_str(amount: Decimal) -> str:
+    return str(amount.quantize(CENT))
+
+
+def parse_time(value: Any, field_name: str, *, required: bool = False) -> datetime | None:
+    """ISO-8601 date-time to an aware UTC datetime; naive times are taken as UTC."""
+    if value is None:
+        if required:
+            raise MappingError("missing_field", f"{field_name} is required")
+        return None
+    if not isinstance(value, str):
+        raise MappingError("bad_time", f"{field_name}: expected a date-time string")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise MappingError("bad_time", f"{field_name}: {value[:40]!r} is not an ISO date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def time_str(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """A feed record that could not be parsed or mapped: it goes to quarantine, the page goes on."""
+
+    key: str
+    code: str
+    reason: str
+    raw: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    code: str
+    name: str
+    active: bool
+    barcode: str | None = None
+    brand: str | None = None
+    group_code: str | None = None
+    unit: str = "UN"
+    ncm: str | None = None
+    weight_kg: str | None = None
+    height_cm: str | None = None
+    width_cm: str | None = None
+    length_cm: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.code
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledPrice:
+    list_price: Decimal
+    starts_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EffectivePrice:
+    """The price in force at one instant, for channels that hold only that."""
+
+    price: Decimal
+    promo_price: Decimal | None
+    promo_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    code: str
+    list_price: Decimal
+    promo_price: Decimal | None = None
+    promo_start: datetime | None = None
+    promo_end: datetime | None = None
+    scheduled: tuple[ScheduledPrice, ...] = ()
+    price_list: str = "default"
+
+    @property
+    def key(self) -> str:
+        return self.code
+
+    def list_price_at(self, now: datetime) -> Decimal:
+        current = self.list_price
+        started = [s for s in self.scheduled if s.starts_at <= now]
+        if started:
+            current = max(started, key=lambda s: s.starts_at).list_price
+        return current
+
+    def promo_active(self, now: datetime) -> bool:
+        if self.promo_price is None:
+            return False
+        if self.promo_start is not None and now < self.promo_start:
+            return False
+        return not (self.promo_end is not None and now >= self.promo_end)
+
+    def effective(self, now: datetime) -> EffectivePrice:
+        if self.promo_active(now):
+            return EffectivePrice(self.list_price_at(now), self.promo_price, self.promo_end)
+        return EffectivePrice(self.list_price_at(now), None, None)
+
+    def next_boundary(self, now: datetime) -> datetime | None:
+        """The next instant the price in force changes although the record does not."""
+        moments = [s.starts_at for s in self.scheduled]
+        if self.promo_price is not None:
+            moments += [m for m in (self.promo_start, self.promo_end) if m is not None]
+        future = [m for m in moments if m > now]
+        return min(future) if future else None
+
+
+@dataclass(frozen=True, slots=True)
+class StockBalance:
+    """One (sku, warehouse) row of the back office stock feed."""
+
+    code: str
+    warehouse: str
+    available: int
+    reserved: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.code}@{self.warehouse}"
+
+
+@dataclass(frozen=True, slots=True)
+class StockLevel:
+    """What a channel gets: the sum over its warehouses, minus reserved and safety stock, >= 0."""
+
+    code: str
+    available: int
+
+    @property
+    def key(self) -> str:
+        return self.code
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    street: str | None = None
+    number: str | None = None
+    complement: str | None = None
+    district: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    country: str = "BR"
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A back office customer (code set) or one to create there (code None)."""
+
+    document: str
+    name: str
+    code: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    birth_date: str | None = None
+    state_registration: str | None = None
+    address: Address | None = None
+
+    @property
+    def key(self) -> str:
+        return self.code or self.document
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCustomer:
+    """A customer registered on a channel (e.g. on a tablet), to bind or create in the back office."""
+
+    remote_id: str
+    document: str
+    name: str
+    linked_code: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    address: Address | None = None
+    version: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.remote_id
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMethod:
+    code: str
+    name: str
+    type: str
+    active: bool
+    max_installments: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.code
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    code: str
+    name: str
+    active: bool
+    parent_code: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.code
+
+
+@dataclass(frozen=True, slots=True)
+class Seller:
+    code: str
+    name: str
+    active: bool
+    email: str | None = None
+    store_code: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.code
+
+
+@dataclass(frozen=True, slots=True)
+class OrderItem:
+    code: str
+    quantity: int
+    unit_price: Decimal
+    discount: Decimal = Decimal("0.00")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPayment:
+    method_code: str
+    amount: Decimal
+    installments: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order as a channel holds it. `status` is the channel's own word for it."""
+
+    remote_id: str
+    status: str
+    items: tuple[OrderItem, ...]
+    total: Decimal
+    payments: tuple[OrderPayment, ...] = ()
+    number: str | None = None
+    customer_code: str | None = None
+    channel_customer_id: str | None = None
+    seller_code: str | None = None
+    store_code: str | None = None
+    shipping: Decimal = Decimal("0.00")
+    notes: str | None = None
+    created_at: datetime | None = None
+    version: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.remote_id
+
+
+@dataclass(frozen=True, slots=True)
+class BackOfficeOrder:
+    """What the engine asks the back office to create: the order, its channel and resolved refs."""
+
+    channel: str
+    order: Order
+    customer_code: str
+    warehouse: str | None
+
+    @property
+    def key(self) -> str:
+        return self.order.remote_id
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    key: str
+    number: str
+    series: str
+    issued_at: datetime | None = None
+    total: Decimal | None = None
+    xml_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    carrier: str
+    tracking_code: str
+    tracking_url: str | None = None
+    shipped_at: datetime | None = None
+
+
+EVENT_ORDER = {"invoiced": 1, "shipped": 2, "delivered": 3, "cancelled": 9}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """A fulfilment event of the back office on an order that came from a channel."""
+
+    id: str
+    order_number: str
+    channel: str
+    remote_order_id: str
+    type: str
+    occurred_at: datetime
+    invoice: Invoice | None = None
+    shipment: Shipment | None = None
+    delivered_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return self.id
+
+    @property
+    def rank(self) -> int:
+        return EVENT_ORDER[self.type]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a feed. `cursor` resumes after this page (None: keep the previous one)."""
+
+    records: list[Any]
+    cursor: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def valid_cpf(digits: str) -> bool:
+    if len(digits) != 11 or not digits.isdigit() or digits == digits[0] * 11:
+        return False
+    for size in (9, 10):
+        total = sum(int(d) * w for d, w in zip(digits[:size], range(size + 1, 1, -1), strict=True))
+        check = (total * 10) % 11 % 10
+        if check != int(digits[size]):
+            return False
+    return True
+
+
+def valid_cnpj(digits: str) -> bool:
+    if len(digits) != 14 or not digits.isdigit() or digits == digits[0] * 14:
+        return False
+    weights = [5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2]
+    for size in (12, 13):
+        w = weights if size == 12 else [6, *weights]
+        total = sum(int(d) * k for d, k in zip(digits[:size], w, strict=True))
+        check = 11 - total % 11
+        check = 0 if check >= 10 else check
+        if check != int(digits[size]):
+            return False
+    return True
+
+
+def valid_document(digits: str) -> bool:
+    return valid_cpf(digits) if len(digits) == 11 else valid_cnpj(digits)
+
+
+def valid_ean(code: str) -> bool:
+    if not code.isdigit() or len(code) not in (8, 12, 13, 14):
+        return False
+    body, check = code[:-1], int(code[-1])
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - total % 10) % 10 == check

@@ -1,0 +1,20 @@
+"""Runnable servers of the back office and of each channel, for `make demo` and the tests.
+
+Each module exposes ``build(db_path, *, products, seed, log_bodies) -> SimApp``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from syncagent.simulators.common import SimApp
+
+SIMULATORS = {
+    "gestao-lojas": "syncagent.simulators.gestao_lojas",
+    "sellerup": "syncagent.simulators.sellerup",
+}
+
+
+def build(system: str, db_path: str, *, products: int = 200, seed: int = 42, log_bodies: bool = True) -> SimApp:
+    module = importlib.import_module(SIMULATORS[system])
+    return module.build(db_path, products=products, seed=seed, log_bodies=log_bodies)
