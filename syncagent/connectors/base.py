@@ -82,3 +82,19 @@ class Connector(Protocol):
     def lookup(self, entity: str, **keys: str) -> Any | None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One type-specific config key a connector accepts (validated by the config loader).
+
+    kind: "str" | "int" | "float" | "bool" | "list[str]" | "dict"; secret values are masked in
+    every output and must come from ``${VAR}``.
+    """
+
+    kind: str
+    required: bool = False
+    default: Any = None
+    secret: bool = False
+    help: str = ""
+    choices: tuple[str, ...] | None = None

@@ -1,6 +1,6 @@
 """Runnable servers of the back office and of each channel, for `make demo` and the tests.
 
-Each module exposes ``build(db_path, *, products, seed, log_bodies) -> SimApp``.
+Each module exposes ``build(db_path, *, products, seed, log_bodies, **options) -> SimApp``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ SIMULATORS = {
 }
 
 
-def build(system: str, db_path: str, *, products: int = 200, seed: int = 42, log_bodies: bool = True) -> SimApp:
+def build(
+    system: str, db_path: str, *, products: int = 200, seed: int = 42, log_bodies: bool = True, **options: str
+) -> SimApp:
+    """Options are strings (from the command line); each simulator converts the ones it knows."""
     module = importlib.import_module(SIMULATORS[system])
-    return module.build(db_path, products=products, seed=seed, log_bodies=log_bodies)
+    return module.build(db_path, products=products, seed=seed, log_bodies=log_bodies, **options)

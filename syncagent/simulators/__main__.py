@@ -19,9 +19,12 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=200)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-log-bodies", action="store_true", help="do not keep request bodies in the log")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="simulator option (e.g. api_key=..., client_secret=..., orders=50)")
     args = parser.parse_args()
     db = args.db or os.path.join(tempfile.mkdtemp(prefix=f"sim-{args.system}-"), "sim.db")
-    app = build(args.system, db, products=args.products, seed=args.seed, log_bodies=not args.no_log_bodies)
+    options = dict(item.split("=", 1) for item in args.set)
+    app = build(args.system, db, products=args.products, seed=args.seed, log_bodies=not args.no_log_bodies, **options)
     serve_forever(app, args.port, args.port_file)
 
 

@@ -204,3 +204,18 @@ def tablet_customer(seed: int, index: int, backoffice_customers: int) -> dict:
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Credentials the simulators accept unless told otherwise (demo and tests only).
+DEMO_CLIENT_ID = "syncagent-demo"
+DEMO_CLIENT_SECRET = "demo-secret"  # noqa: S105 - a simulator's demo credential, not a real secret
+DEMO_API_KEY = "demo-key"
+
+
+def customer_count(products: int) -> int:
+    """How many back office customers a simulator of `products` products holds."""
+    return max(60, products // 4)
+
+
+def seller_count() -> int:
+    return 8
