@@ -413,3 +413,28 @@ def valid_ean(code: str) -> bool:
     body, check = code[:-1], int(code[-1])
     total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
     return (10 - total % 10) % 10 == check
+
+
+def price_to_json(price: Price) -> str:
+    """Serialize a price for the journal (to re-send it when its next boundary comes)."""
+    return json.dumps(
+        {
+            "code": price.code, "list_price": money_str(price.list_price),
+            "promo_price": money_str(price.promo_price) if price.promo_price is not None else None,
+            "promo_start": time_str(price.promo_start), "promo_end": time_str(price.promo_end),
+            "scheduled": [[money_str(s.list_price), time_str(s.starts_at)] for s in price.scheduled],
+            "price_list": price.price_list,
+        },
+        sort_keys=True,
+    )
+
+
+def price_from_json(text: str) -> Price:
+    data = json.loads(text)
+    return Price(
+        code=data["code"], list_price=Decimal(data["list_price"]),
+        promo_price=Decimal(data["promo_price"]) if data["promo_price"] is not None else None,
+        promo_start=parse_time(data["promo_start"], "promo_start"), promo_end=parse_time(data["promo_end"], "promo_end"),
+        scheduled=tuple(ScheduledPrice(Decimal(p), parse_time(t, "starts_at", required=True)) for p, t in data["scheduled"]),  # type: ignore[arg-type]
+        price_list=data["price_list"],
+    )

@@ -19,7 +19,7 @@ office code its customer became), ``channel-customers`` (customers registered on
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -73,7 +73,7 @@ class Connector(Protocol):
 
     def check(self) -> None: ...
 
-    def pull(self, entity: str, cursor: str | None) -> Iterator[Page]: ...
+    def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]: ...
 
     def prepare(self, entity: str, record: Any) -> Outgoing: ...
 

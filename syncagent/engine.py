@@ -1,0 +1,579 @@
+"""The engine: push steps, order intake and order events. It names no system.
+
+A *step* is one (channel, flow). The engine reads a source feed page by page, maps each record
+through the sink's connector, fingerprints the mapped payload, sends only what changed, and
+records the outcome (fingerprints, quarantine, cursor) in one journal transaction per page.
+Order intake is a small state machine per order (seen → creating → created → acknowledged, or
+quarantined / cancelled) whose every transition is committed before the next network call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from syncagent import failpoints
+from syncagent.connectors.base import Connector, Outgoing, PushResult
+from syncagent.errors import AmbiguousError, AuthError, ChannelError, MappingError
+from syncagent.journal import Journal
+from syncagent.model import (
+    BackOfficeOrder,
+    BadRecord,
+    ChannelCustomer,
+    Customer,
+    Order,
+    OrderEvent,
+    Price,
+    StockBalance,
+    StockLevel,
+    fingerprint,
+    price_from_json,
+    price_to_json,
+    time_str,
+    utcnow,
+)
+
+log = logging.getLogger("syncagent.engine")
+
+DEFAULT_DIRECTIONS = {"orders": "pull", "customers": "both"}
+CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
+
+
+@dataclass
+class StepResult:
+    """What one step did. status: ok | quarantined | failed | auth_failed | skipped."""
+
+    channel: str
+    flow: str
+    read: int = 0
+    sent: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    status: str = "ok"
+    error: str | None = None
+    details: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class ChannelSetup:
+    """What the engine needs to know of one channel, taken from its config."""
+
+    name: str
+    connector: Connector
+    warehouses: tuple[str, ...] = ()
+    order_warehouse: str | None = None
+    safety_stock: int = 0
+    shadow: bool = False
+    batch_size: Mapping[str, int] = field(default_factory=dict)
+    directions: Mapping[str, str] = field(default_factory=dict)
+    order_statuses: tuple[str, ...] | None = None
+
+
+@dataclass
+class _Ctx:
+    setup: ChannelSetup
+    result: StepResult
+
+    @property
+    def name(self) -> str:
+        return self.setup.name
+
+    @property
+    def conn(self) -> Connector:
+        return self.setup.connector
+
+
+class Engine:
+    def __init__(
+        self,
+        journal: Journal,
+        backoffice: Connector,
+        channels: Mapping[str, ChannelSetup],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.journal = journal
+        self.backoffice = backoffice
+        self.channels = dict(channels)
+        self.clock = clock
+
+    # -- entry point ---------------------------------------------------------------------------
+    def run_step(self, channel: str, flow: str, *, full: bool = False) -> StepResult:
+        setup = self.channels[channel]
+        ctx = _Ctx(setup, StepResult(channel, flow))
+        run_id = self.journal.start_run(channel, flow)
+        try:
+            self._dispatch(ctx, flow, full)
+            if ctx.result.quarantined and ctx.result.status == "ok":
+                ctx.result.status = "quarantined"
+            self.journal.set_channel_state(channel, "ok")
+        except AuthError as exc:
+            ctx.result.status, ctx.result.error = "auth_failed", str(exc)
+            self.journal.set_channel_state(channel, "auth_failed", str(exc))
+            log.error("%s/%s: %s", channel, flow, exc)
+        except ChannelError as exc:
+            ctx.result.status, ctx.result.error = "failed", str(exc)
+            log.error("%s/%s failed: %s", channel, flow, exc)
+        r = ctx.result
+        self.journal.finish_run(
+            run_id, r.status, read=r.read, sent=r.sent, unchanged=r.unchanged, quarantined=r.quarantined, error=r.error
+        )
+        return r
+
+    def _dispatch(self, ctx: _Ctx, flow: str, full: bool) -> None:
+        direction = ctx.setup.directions.get(flow) or DEFAULT_DIRECTIONS.get(flow, "push")
+        if flow == "orders":
+            self._orders(ctx)
+        elif flow == "order-events":
+            self._order_events(ctx)
+        elif flow == "stock":
+            self._stock(ctx, full)
+        elif flow == "prices":
+            self._prices(ctx, full)
+        elif flow == "customers":
+            if direction in ("pull", "both"):
+                self._pull_customers(ctx)
+            if direction in ("push", "both"):
+                self._push_feed(ctx, "customers", full)
+        elif flow in CATALOGUE_PUSH:
+            self._push_feed(ctx, flow, full)
+        else:
+            raise ChannelError(f"unknown flow {flow!r}")
+
+    # -- catalogue push ------------------------------------------------------------------------
+    def _push_feed(
+        self, ctx: _Ctx, entity: str, full: bool, filters: Mapping[str, Any] | None = None,
+        transform: Callable[[list[Any]], tuple[list[Any], Callable[[], None] | None]] | None = None,
+        cursor_key: str | None = None,
+    ) -> None:
+        cursor_key = cursor_key or entity
+        cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
+        for page in self.backoffice.pull(entity, cursor, filters):
+            records = page.records
+            ctx.result.read += len(records)
+            extra = None
+            if transform is not None:
+                records, extra = transform(records)
+            self._push_records(ctx, entity, records, cursor_key, page.cursor, extra)
+
+    def _push_records(
+        self, ctx: _Ctx, entity: str, records: Iterable[Any], cursor_key: str | None, cursor: str | None,
+        extra: Callable[[], None] | None = None,
+    ) -> list[tuple[Any, Outgoing]]:
+        """Map, diff, send and record one page. Returns the (record, outgoing) pairs that mapped."""
+        prepared: dict[str, tuple[Any, Outgoing, str]] = {}
+        bad: list[tuple[str, str, str, Any, str]] = []
+        for record in records:
+            if isinstance(record, BadRecord):
+                key = _bad_key(record)
+                bad.append((key, record.code, record.reason, record.raw, fingerprint(record.raw)))
+                continue
+            try:
+                out = ctx.conn.prepare(entity, record)
+            except MappingError as exc:
+                raw = _describe(record)
+                bad.append((record.key, exc.code, exc.reason, raw, fingerprint(raw)))
+                continue
+            prepared[out.key] = (record, out, fingerprint(out.payload))
+        keys = list(prepared)
+        known = self.journal.fingerprints(ctx.name, entity, keys)
+        held = self._quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in bad])
+        changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
+        bad = [b for b in bad if held.get(b[0]) != b[4]]
+        ctx.result.unchanged += len(prepared) - len(changed)
+        accepted: list[tuple[str, str, str | None]] = []
+        rejected: list[tuple[str, str, str, Any, str]] = []
+        error: ChannelError | None = None
+        if ctx.setup.shadow:
+            changed = []
+        batch_size = max(1, min(ctx.setup.batch_size.get(entity, 200), ctx.conn.capabilities.max_batch))
+        try:
+            for start in range(0, len(changed), batch_size):
+                batch = changed[start : start + batch_size]
+                failpoints.hit("push.before_send")
+                results = ctx.conn.push(entity, [o for o, _ in batch])
+                failpoints.hit("push.after_send")
+                by_key = {r.key: r for r in results}
+                for out, fp in batch:
+                    res = by_key.get(out.key)
+                    if res is None:
+                        rejected.append((out.key, "no_result", "the channel answered no result for it", out.payload, fp))
+                    elif res.ok:
+                        accepted.append((out.key, fp, res.remote_id))
+                    else:
+                        rejected.append((out.key, res.reason_code or "rejected", res.reason or "rejected",
+                                         out.payload, fp))
+        except ChannelError as exc:
+            error = exc
+        with self.journal.transaction():
+            self.journal.record_sent(ctx.name, entity, accepted)
+            self.journal.release(ctx.name, entity, [a[0] for a in accepted])
+            for key, code, reason, payload, fp in bad + rejected:
+                self.journal.quarantine(ctx.name, entity, key, code, reason, payload, fp)
+                log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
+            if error is None:
+                if extra is not None:
+                    extra()
+                if cursor is not None and cursor_key is not None:
+                    self.journal.save_cursor(ctx.name, cursor_key, cursor)
+        ctx.result.sent += len(accepted)
+        ctx.result.quarantined += len(bad) + len(rejected)
+        if error is not None:
+            raise error
+        return [(record, out) for record, out, _ in prepared.values()]
+
+    def _quarantine_fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Fingerprints of open quarantine rows: an unchanged rejected record is not sent again."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 900):
+            chunk = list(keys[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            rows = self.journal.conn.execute(
+                "SELECT key, source_fingerprint FROM quarantine WHERE channel = ? AND entity = ? AND state = 'open'"
+                f" AND key IN ({marks})",  # noqa: S608
+                (channel, entity, *chunk),
+            )
+            found.update((k, fp) for k, fp in rows if fp)
+        return found
+
+    # -- prices: the price in force changes at promotion / schedule boundaries ----------------
+    def _prices(self, ctx: _Ctx, full: bool) -> None:
+        now = self.clock()
+        due = self.journal.due_prices(ctx.name, time_str(now) or "")
+        if due:
+            records = [price_from_json(text) for _, text in due]
+            ctx.result.read += len(records)
+            mapped = self._push_records(ctx, "prices", records, None, None)
+            self._record_boundaries(ctx, [r for r, _ in mapped], now)
+
+        def transform(records: list[Any]) -> tuple[list[Any], Callable[[], None]]:
+            prices = [r for r in records if isinstance(r, Price)]
+            return records, lambda: self._set_boundaries(ctx, prices, now)
+
+        self._push_feed(ctx, "prices", full, transform=transform)
+
+    def _record_boundaries(self, ctx: _Ctx, prices: list[Price], now: datetime) -> None:
+        with self.journal.transaction():
+            self._set_boundaries(ctx, prices, now)
+
+    def _set_boundaries(self, ctx: _Ctx, prices: list[Price], now: datetime) -> None:
+        rows = []
+        for price in prices:
+            nxt = price.next_boundary(now)
+            rows.append((price.code, time_str(nxt), price_to_json(price)))
+        self.journal.set_price_boundaries(ctx.name, rows)
+
+    # -- stock: the sum of the channel's warehouses -------------------------------------------
+    def _stock(self, ctx: _Ctx, full: bool) -> None:
+        warehouses = ctx.setup.warehouses
+        safety = ctx.setup.safety_stock
+
+        def transform(records: list[Any]) -> tuple[list[Any], Callable[[], None]]:
+            rows = [r for r in records if isinstance(r, StockBalance) and r.warehouse in warehouses]
+            others = [r for r in records if isinstance(r, BadRecord)]
+            codes = list(dict.fromkeys(r.code for r in rows))
+            merged = self.journal.balances(ctx.name, codes)
+            for r in rows:
+                merged[(r.code, r.warehouse)] = (r.available, r.reserved)
+            levels: list[Any] = []
+            for code in codes:
+                total = sum(a - res for (c, w), (a, res) in merged.items() if c == code and w in warehouses)
+                levels.append(StockLevel(code, max(0, total - safety)))
+            updates = [(r.code, r.warehouse, r.available, r.reserved) for r in rows]
+            return levels + others, lambda: self.journal.set_balances(ctx.name, updates)
+
+        self._push_feed(ctx, "stock", full, filters={"warehouses": list(warehouses)}, transform=transform)
+
+    # -- customers registered on the channel ---------------------------------------------------
+    def _pull_customers(self, ctx: _Ctx) -> None:
+        cursor = self.journal.cursor(ctx.name, "customers-pull")
+        for page in ctx.conn.pull("channel-customers", cursor):
+            for record in page.records:
+                ctx.result.read += 1
+                if isinstance(record, BadRecord):
+                    self._quarantine(ctx, "channel-customers", _bad_key(record), record.code, record.reason, record.raw)
+                    continue
+                self._bind_customer(ctx, record)
+            if page.cursor is not None:
+                with self.journal.transaction():
+                    self.journal.save_cursor(ctx.name, "customers-pull", page.cursor)
+
+    def _bind_customer(self, ctx: _Ctx, cc: ChannelCustomer) -> str | None:
+        """Bind a channel customer to a back office code: found by CPF/CNPJ, else created once."""
+        code = self.journal.binding(ctx.name, "customers", cc.remote_id)
+        if code is None:
+            code = cc.linked_code
+            if code is None:
+                found = self.backoffice.lookup("customers", document=cc.document)
+                if found is not None:
+                    code = found.code
+                else:
+                    customer = Customer(document=cc.document, name=cc.name, email=cc.email, phone=cc.phone,
+                                        address=cc.address)
+                    try:
+                        out = self.backoffice.prepare("customers", customer)
+                    except MappingError as exc:
+                        self._quarantine(ctx, "channel-customers", cc.remote_id, exc.code, exc.reason, _describe(cc))
+                        return None
+                    failpoints.hit("customer.before_create")
+                    (res,) = self.backoffice.push("customers", [out])
+                    failpoints.hit("customer.after_create")
+                    if not res.ok or res.remote_id is None:
+                        self._quarantine(ctx, "channel-customers", cc.remote_id, res.reason_code or "rejected",
+                                         res.reason or "rejected by the back office", out.payload)
+                        return None
+                    code = res.remote_id
+                    ctx.result.sent += 1
+            with self.journal.transaction():
+                self.journal.bind(ctx.name, "customers", cc.remote_id, code)
+                self.journal.release(ctx.name, "channel-customers", [cc.remote_id])
+        if cc.linked_code != code and not ctx.setup.shadow:
+            link = ctx.conn.prepare("customer-links", {"remote_id": cc.remote_id, "code": code})
+            (res,) = ctx.conn.push("customer-links", [link])
+            if not res.ok:
+                self._quarantine(ctx, "channel-customers", cc.remote_id, res.reason_code or "rejected",
+                                 res.reason or "link refused", link.payload)
+        return code
+
+    # -- order intake ----------------------------------------------------------------------------
+    def _orders(self, ctx: _Ctx) -> None:
+        caps = ctx.conn.capabilities
+        importable = ctx.setup.order_statuses or caps.importable_statuses
+        self._recover_orders(ctx)
+        cursor = self.journal.cursor(ctx.name, "orders")
+        customers_pulled = False
+        for page in ctx.conn.pull("orders", cursor):
+            for record in page.records:
+                ctx.result.read += 1
+                if isinstance(record, BadRecord):
+                    key = _bad_key(record)
+                    row = self.journal.order(ctx.name, key)
+                    if row is None or row.state in ("seen", "quarantined"):
+                        with self.journal.transaction():
+                            self.journal.set_order(ctx.name, key, "quarantined", reason_code=record.code,
+                                                   reason=record.reason)
+                            self.journal.quarantine(ctx.name, "orders", key, record.code, record.reason, record.raw)
+                        ctx.result.quarantined += 1
+                    continue
+                if record.status in caps.cancelled_statuses:
+                    self._cancel_order(ctx, record)
+                elif record.status in importable:
+                    if record.customer_code is None and not customers_pulled and self._needs_customer(ctx, record):
+                        self._pull_customers(ctx)
+                        customers_pulled = True
+                    self._import_order(ctx, record)
+            if page.cursor is not None:
+                with self.journal.transaction():
+                    self.journal.save_cursor(ctx.name, "orders", page.cursor)
+
+    def _needs_customer(self, ctx: _Ctx, order: Order) -> bool:
+        return bool(order.channel_customer_id) and self.journal.binding(
+            ctx.name, "customers", order.channel_customer_id or ""
+        ) is None
+
+    def _recover_orders(self, ctx: _Ctx) -> None:
+        """Finish what a crash or an ambiguous failure left half done, before reading the feed."""
+        for row in self.journal.orders_in_state(ctx.name, ("creating", "created")):
+            if row.state == "creating":
+                self._create_in_backoffice(ctx, row.order_id, row.payload or {})
+            else:
+                self._acknowledge(ctx, row.order_id, row.bo_number or "")
+
+    def _import_order(self, ctx: _Ctx, order: Order) -> None:
+        row = self.journal.order(ctx.name, order.remote_id)
+        if row is not None:
+            if row.state in ("acknowledged", "cancelled"):
+                return
+            if row.state == "created":
+                self._acknowledge(ctx, order.remote_id, row.bo_number or "")
+                return
+            if row.state == "creating":
+                self._create_in_backoffice(ctx, order.remote_id, row.payload or {})
+                return
+            if row.state == "quarantined" and row.version == order.version and row.version:
+                return  # unchanged since it was quarantined: wait for a change or a manual retry
+        customer_code = order.customer_code
+        if customer_code is None and order.channel_customer_id:
+            customer_code = self.journal.binding(ctx.name, "customers", order.channel_customer_id)
+        if customer_code is None:
+            self._quarantine_order(ctx, order, "missing_reference",
+                                   f"customer {order.channel_customer_id or '(none)'} is not known in the back office")
+            return
+        bo_order = BackOfficeOrder(ctx.name, order, customer_code, ctx.setup.order_warehouse)
+        try:
+            out = self.backoffice.prepare("orders", bo_order)
+        except MappingError as exc:
+            self._quarantine_order(ctx, order, exc.code, exc.reason)
+            return
+        if ctx.setup.shadow:
+            return
+        with self.journal.transaction():
+            self.journal.set_order(ctx.name, order.remote_id, "creating", version=order.version, payload=out.payload)
+        self._create_in_backoffice(ctx, order.remote_id, out.payload)
+
+    def _create_in_backoffice(self, ctx: _Ctx, order_id: str, payload: dict[str, Any]) -> None:
+        """Create once: look the order up first (POST /orders is not idempotent), then POST."""
+        found = self.backoffice.lookup("orders", external_id=order_id, channel=ctx.name)
+        if found is not None:
+            number = str(found["number"])
+        else:
+            failpoints.hit("order.before_create")
+            try:
+                (res,) = self.backoffice.push("orders", [Outgoing(order_id, payload)])
+            except AmbiguousError:
+                log.warning("%s: order %s: the back office answer was lost; it will be looked up", ctx.name, order_id)
+                raise
+            failpoints.hit("order.after_create")
+            if not res.ok or res.remote_id is None:
+                with self.journal.transaction():
+                    self.journal.set_order(ctx.name, order_id, "quarantined", reason_code=res.reason_code,
+                                           reason=res.reason)
+                    self.journal.quarantine(ctx.name, "orders", order_id, res.reason_code or "rejected",
+                                            res.reason or "rejected by the back office", payload)
+                ctx.result.quarantined += 1
+                return
+            number = res.remote_id
+            ctx.result.sent += 1
+        with self.journal.transaction():
+            self.journal.set_order(ctx.name, order_id, "created", bo_number=number)
+            self.journal.release(ctx.name, "orders", [order_id])
+        self._acknowledge(ctx, order_id, number)
+
+    def _acknowledge(self, ctx: _Ctx, order_id: str, number: str) -> None:
+        out = ctx.conn.prepare("order-acks", {"order_id": order_id, "backoffice_number": number})
+        failpoints.hit("ack.before_send")
+        (res,) = ctx.conn.push("order-acks", [out])
+        failpoints.hit("ack.after_send")
+        with self.journal.transaction():
+            if res.ok:
+                self.journal.set_order(ctx.name, order_id, "acknowledged")
+            else:
+                self.journal.quarantine(ctx.name, "order-acks", order_id, res.reason_code or "rejected",
+                                        res.reason or "acknowledge refused", out.payload)
+                ctx.result.quarantined += 1
+
+    def _cancel_order(self, ctx: _Ctx, order: Order) -> None:
+        """An order cancelled on the channel is cancelled in the back office (if it got there)."""
+        row = self.journal.order(ctx.name, order.remote_id)
+        if row is not None and row.state == "cancelled":
+            return
+        number = row.bo_number if row is not None else None
+        if row is not None and row.state == "creating":
+            found = self.backoffice.lookup("orders", external_id=order.remote_id, channel=ctx.name)
+            number = str(found["number"]) if found is not None else None
+        if number and not ctx.setup.shadow:
+            out = self.backoffice.prepare("order-cancels", {"number": number, "reason": "cancelled on the channel"})
+            (res,) = self.backoffice.push("order-cancels", [out])
+            if not res.ok:
+                self._quarantine(ctx, "order-cancels", order.remote_id, res.reason_code or "rejected",
+                                 res.reason or "cancel refused", out.payload)
+                return
+            ctx.result.sent += 1
+        if ctx.setup.shadow:
+            return
+        with self.journal.transaction():
+            self.journal.set_order(ctx.name, order.remote_id, "cancelled", version=order.version, bo_number=number)
+            self.journal.release(ctx.name, "orders", [order.remote_id])
+
+    def _quarantine_order(self, ctx: _Ctx, order: Order, code: str, reason: str) -> None:
+        with self.journal.transaction():
+            self.journal.set_order(ctx.name, order.remote_id, "quarantined", version=order.version,
+                                   reason_code=code, reason=reason)
+            self.journal.quarantine(ctx.name, "orders", order.remote_id, code, reason, _describe(order))
+        ctx.result.quarantined += 1
+        log.warning("%s/orders: quarantined %s: %s: %s", ctx.name, order.remote_id, code, reason)
+
+    def _quarantine(self, ctx: _Ctx, entity: str, key: str, code: str, reason: str, payload: Any) -> None:
+        with self.journal.transaction():
+            self.journal.quarantine(ctx.name, entity, key, code, reason, payload)
+        ctx.result.quarantined += 1
+        log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
+
+    # -- order events: fulfilment news back to the channel, in order, once ----------------------
+    def _order_events(self, ctx: _Ctx) -> None:
+        for event_id, order_id, type_, rank, payload in self.journal.pending_events(ctx.name):
+            out = Outgoing(event_id, payload["payload"], payload.get("meta", {}))
+            self._send_event(ctx, event_id, order_id, type_, rank, out)
+        cursor = self.journal.cursor(ctx.name, "order-events")
+        for page in self.backoffice.pull("order-events", cursor):
+            mine: list[OrderEvent] = []
+            for record in page.records:
+                if isinstance(record, BadRecord):
+                    self._quarantine(ctx, "order-events", _bad_key(record), record.code, record.reason, record.raw)
+                elif record.channel == ctx.name:
+                    mine.append(record)
+            ctx.result.read += len(mine)
+            states = self.journal.event_states(ctx.name, [e.id for e in mine])
+            mine.sort(key=lambda e: (e.remote_order_id, e.rank, e.occurred_at))
+            for event in mine:
+                if states.get(event.id) in ("delivered", "skipped", "quarantined"):
+                    ctx.result.unchanged += 1
+                    continue
+                self._deliver_event(ctx, event)
+            if page.cursor is not None:
+                with self.journal.transaction():
+                    self.journal.save_cursor(ctx.name, "order-events", page.cursor)
+
+    def _deliver_event(self, ctx: _Ctx, event: OrderEvent) -> None:
+        order = self.journal.order(ctx.name, event.remote_order_id)
+        if event.type == "cancelled" and order is not None and order.state == "cancelled":
+            with self.journal.transaction():  # the channel cancelled it itself: nothing to tell
+                self.journal.set_event(ctx.name, event.id, event.remote_order_id, event.type, event.rank, "skipped")
+            return
+        try:
+            out = ctx.conn.prepare("order-events", event)
+        except MappingError as exc:
+            with self.journal.transaction():
+                self.journal.set_event(ctx.name, event.id, event.remote_order_id, event.type, event.rank,
+                                       "quarantined", reason=exc.reason)
+                self.journal.quarantine(ctx.name, "order-events", event.id, exc.code, exc.reason, _describe(event))
+            ctx.result.quarantined += 1
+            return
+        self._send_event(ctx, event.id, event.remote_order_id, event.type, event.rank, out)
+
+    def _send_event(self, ctx: _Ctx, event_id: str, order_id: str, type_: str, rank: int, out: Outgoing) -> None:
+        if ctx.setup.shadow:
+            return
+        failpoints.hit("event.before_send")
+        (res,) = ctx.conn.push("order-events", [out])
+        failpoints.hit("event.after_send")
+        stored = {"payload": out.payload, "meta": out.meta}
+        with self.journal.transaction():
+            if res.ok:
+                self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "delivered")
+                self.journal.release(ctx.name, "order-events", [event_id])
+                ctx.result.sent += 1
+            elif res.reason_code == "out_of_order":
+                # an earlier event has not reached the channel yet: hold this one and retry it first next time
+                self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "pending", stored, res.reason)
+            else:
+                self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "quarantined", stored, res.reason)
+                self.journal.quarantine(ctx.name, "order-events", event_id, res.reason_code or "rejected",
+                                        res.reason or "rejected", out.payload)
+                ctx.result.quarantined += 1
+
+
+def _bad_key(record: BadRecord) -> str:
+    if record.key and record.key != "?":
+        return record.key
+    return "?" + hashlib.sha256(repr(record.raw).encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def _describe(record: Any) -> Any:
+    """A JSON-able view of a model object for the quarantine (payload to show to people)."""
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(record) and not isinstance(record, type):
+        return asdict(record)
+    return record
+
+
+__all__ = ["ChannelSetup", "Engine", "PushResult", "StepResult"]

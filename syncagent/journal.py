@@ -1,0 +1,565 @@
+"""The local SQLite change-journal: what was sent, where each feed stands, each order's fate.
+
+Durability: WAL with ``synchronous=FULL`` (a committed transaction survives a power cut),
+migrations recorded in ``migrations``, an integrity check at open, and an exclusive lock file
+so that a second agent on the same journal stops at once (exit 3). A corrupt journal or one
+written by a newer syncagent is refused with a clear error, never silently reset.
+
+The engine writes one transaction per feed page (fingerprints, quarantine, cursor together);
+order intake commits each state change of an order on its own, before the next network call.
+Nothing stored here is a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from syncagent import failpoints
+from syncagent.errors import JournalError, JournalLocked
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "initial schema",
+        """
+        CREATE TABLE sent (channel TEXT NOT NULL, entity TEXT NOT NULL, key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL, remote_id TEXT, sent_at TEXT NOT NULL,
+            PRIMARY KEY (channel, entity, key)) WITHOUT ROWID;
+        CREATE TABLE cursors (channel TEXT NOT NULL, flow TEXT NOT NULL, cursor TEXT, updated_at TEXT NOT NULL,
+            PRIMARY KEY (channel, flow));
+        CREATE TABLE bindings (channel TEXT NOT NULL, entity TEXT NOT NULL, remote_id TEXT NOT NULL,
+            local_key TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (channel, entity, remote_id));
+        CREATE TABLE orders (channel TEXT NOT NULL, order_id TEXT NOT NULL, state TEXT NOT NULL,
+            version TEXT, bo_number TEXT, payload TEXT, reason_code TEXT, reason TEXT,
+            seen_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (channel, order_id));
+        CREATE INDEX orders_state ON orders (channel, state);
+        CREATE TABLE events (channel TEXT NOT NULL, event_id TEXT NOT NULL, order_id TEXT NOT NULL,
+            type TEXT NOT NULL, rank INTEGER NOT NULL, state TEXT NOT NULL, payload TEXT,
+            reason TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (channel, event_id));
+        CREATE INDEX events_state ON events (channel, state);
+        CREATE TABLE quarantine (channel TEXT NOT NULL, entity TEXT NOT NULL, key TEXT NOT NULL,
+            state TEXT NOT NULL, reason_code TEXT NOT NULL, reason TEXT NOT NULL, payload TEXT,
+            source_fingerprint TEXT, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 1, closed_by TEXT, close_reason TEXT,
+            PRIMARY KEY (channel, entity, key));
+        CREATE INDEX quarantine_state ON quarantine (state, channel);
+        CREATE TABLE stock_balances (channel TEXT NOT NULL, code TEXT NOT NULL, warehouse TEXT NOT NULL,
+            available INTEGER NOT NULL, reserved INTEGER NOT NULL, PRIMARY KEY (channel, code, warehouse))
+            WITHOUT ROWID;
+        CREATE TABLE price_boundaries (channel TEXT NOT NULL, code TEXT NOT NULL, next_at TEXT NOT NULL,
+            record TEXT NOT NULL, PRIMARY KEY (channel, code));
+        CREATE INDEX price_boundaries_due ON price_boundaries (channel, next_at);
+        CREATE TABLE runs (id INTEGER PRIMARY KEY, channel TEXT NOT NULL, flow TEXT NOT NULL,
+            started_at TEXT NOT NULL, finished_at TEXT, result TEXT, read INTEGER DEFAULT 0,
+            sent INTEGER DEFAULT 0, unchanged INTEGER DEFAULT 0, quarantined INTEGER DEFAULT 0, error TEXT);
+        CREATE INDEX runs_step ON runs (channel, flow, id);
+        CREATE TABLE channel_state (channel TEXT PRIMARY KEY, auth_state TEXT NOT NULL, message TEXT,
+            updated_at TEXT NOT NULL);
+        """,
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    channel: str
+    order_id: str
+    state: str
+    version: str | None
+    bo_number: str | None
+    payload: dict[str, Any] | None
+    reason_code: str | None
+    reason: str | None
+    seen_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    channel: str
+    entity: str
+    key: str
+    state: str
+    reason_code: str
+    reason: str
+    payload: Any
+    source_fingerprint: str | None
+    first_seen: str
+    last_seen: str
+    attempts: int
+    closed_by: str | None
+    close_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    channel: str
+    flow: str
+    started_at: str
+    finished_at: str | None
+    result: str | None
+    read: int
+    sent: int
+    unchanged: int
+    quarantined: int
+    error: str | None
+
+
+class Journal:
+    """One open journal. Not thread-safe: the agent drives it from one thread."""
+
+    def __init__(self, path: str | Path, *, lock: bool = True, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+        self._depth = 0
+        if lock:
+            self._take_lock()
+        try:
+            self.conn = self._open()
+        except Exception:
+            self._release_lock()
+            raise
+        self.db = sqlite_utils.Database(self.conn)
+        if not readonly:
+            self._migrate()
+
+    # -- opening ------------------------------------------------------------------------------
+    def _take_lock(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = str(self.path) + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalLocked(
+                f"another syncagent holds the journal {self.path} (lock {lock_path}); "
+                "stop it first, or give this agent its own journal"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(
+                f"the journal {self.path} is not a usable SQLite database ({exc}); "
+                "restore it from a backup or move it aside to start a new one (every record will be re-sent once)"
+            ) from None
+        if problems != ["ok"]:
+            raise JournalError(
+                f"the journal {self.path} failed its integrity check: {'; '.join(problems[:5])}; "
+                "restore it from a backup (sqlite3 .recover can salvage rows)"
+            )
+        return conn
+
+    def _migrate(self) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL,"
+            " description TEXT NOT NULL)"
+        )
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal {self.path} has schema version {current}, newer than this syncagent "
+                f"understands ({SCHEMA_VERSION}); upgrade syncagent or restore a journal of this version"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            description, script = MIGRATIONS[version - 1]
+            statements = [s.strip() for s in script.split(";") if s.strip()]
+            with self.transaction():
+                for statement in statements:
+                    self.conn.execute(statement)
+                self.conn.execute(
+                    "INSERT INTO migrations (version, applied_at, description) VALUES (?, ?, ?)",
+                    (version, now_iso(), description),
+                )
+
+    def schema_version(self) -> int:
+        try:
+            row = self.conn.execute("SELECT max(version) FROM migrations").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0] or 0)
+
+    def integrity(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("PRAGMA integrity_check")]
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+        self._release_lock()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT; nested calls join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+            failpoints.hit("journal.before_commit")
+            self.conn.execute("COMMIT")
+            failpoints.hit("journal.after_commit")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._depth = 0
+
+    # -- fingerprints -------------------------------------------------------------------------
+    def fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """The last accepted fingerprint of each key (one query per page)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 900):
+            chunk = list(keys[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT key, fingerprint FROM sent WHERE channel = ? AND entity = ? AND key IN ({marks})",  # noqa: S608
+                (channel, entity, *chunk),
+            )
+            found.update(rows)
+        return found
+
+    def record_sent(self, channel: str, entity: str, rows: Iterable[tuple[str, str, str | None]]) -> None:
+        """rows: (key, fingerprint, remote_id)."""
+        stamp = now_iso()
+        self.conn.executemany(
+            "INSERT INTO sent (channel, entity, key, fingerprint, remote_id, sent_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel, entity, key) DO UPDATE SET fingerprint = excluded.fingerprint,"
+            " remote_id = coalesce(excluded.remote_id, sent.remote_id), sent_at = excluded.sent_at",
+            [(channel, entity, key, fp, remote, stamp) for key, fp, remote in rows],
+        )
+
+    def count_sent(self, channel: str, entity: str | None = None) -> int:
+        if entity is None:
+            return int(self.conn.execute("SELECT count(*) FROM sent WHERE channel = ?", (channel,)).fetchone()[0])
+        row = self.conn.execute("SELECT count(*) FROM sent WHERE channel = ? AND entity = ?", (channel, entity))
+        return int(row.fetchone()[0])
+
+    # -- cursors ------------------------------------------------------------------------------
+    def cursor(self, channel: str, flow: str) -> str | None:
+        row = self.conn.execute("SELECT cursor FROM cursors WHERE channel = ? AND flow = ?", (channel, flow)).fetchone()
+        return row[0] if row else None
+
+    def cursor_updated_at(self, channel: str, flow: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT updated_at FROM cursors WHERE channel = ? AND flow = ?", (channel, flow)
+        ).fetchone()
+        return row[0] if row else None
+
+    def save_cursor(self, channel: str, flow: str, cursor: str | None) -> None:
+        failpoints.hit("journal.cursor_save")
+        self.conn.execute(
+            "INSERT INTO cursors (channel, flow, cursor, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (channel, flow) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+            (channel, flow, cursor, now_iso()),
+        )
+
+    # -- bindings -----------------------------------------------------------------------------
+    def binding(self, channel: str, entity: str, remote_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT local_key FROM bindings WHERE channel = ? AND entity = ? AND remote_id = ?",
+            (channel, entity, remote_id),
+        ).fetchone()
+        return row[0] if row else None
+
+    def bind(self, channel: str, entity: str, remote_id: str, local_key: str) -> None:
+        self.conn.execute(
+            "INSERT INTO bindings (channel, entity, remote_id, local_key, updated_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel, entity, remote_id) DO UPDATE SET local_key = excluded.local_key,"
+            " updated_at = excluded.updated_at",
+            (channel, entity, remote_id, local_key, now_iso()),
+        )
+
+    # -- orders -------------------------------------------------------------------------------
+    def order(self, channel: str, order_id: str) -> OrderRow | None:
+        row = self.conn.execute(
+            "SELECT channel, order_id, state, version, bo_number, payload, reason_code, reason, seen_at, updated_at"
+            " FROM orders WHERE channel = ? AND order_id = ?",
+            (channel, order_id),
+        ).fetchone()
+        return _order_row(row) if row else None
+
+    def orders_in_state(self, channel: str, states: Sequence[str]) -> list[OrderRow]:
+        marks = ",".join("?" * len(states))
+        rows = self.conn.execute(
+            "SELECT channel, order_id, state, version, bo_number, payload, reason_code, reason, seen_at, updated_at"
+            f" FROM orders WHERE channel = ? AND state IN ({marks}) ORDER BY seen_at, order_id",  # noqa: S608
+            (channel, *states),
+        ).fetchall()
+        return [_order_row(r) for r in rows]
+
+    def set_order(
+        self,
+        channel: str,
+        order_id: str,
+        state: str,
+        *,
+        version: str | None = None,
+        bo_number: str | None = None,
+        payload: dict[str, Any] | None = None,
+        reason_code: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Upsert one order's state; fields given as None keep their stored value."""
+        stamp = now_iso()
+        self.conn.execute(
+            "INSERT INTO orders (channel, order_id, state, version, bo_number, payload, reason_code, reason,"
+            " seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel, order_id) DO UPDATE SET state = excluded.state,"
+            " version = coalesce(excluded.version, orders.version),"
+            " bo_number = coalesce(excluded.bo_number, orders.bo_number),"
+            " payload = coalesce(excluded.payload, orders.payload),"
+            " reason_code = excluded.reason_code, reason = excluded.reason, updated_at = excluded.updated_at",
+            (
+                channel, order_id, state, version, bo_number,
+                json.dumps(payload) if payload is not None else None,
+                reason_code, reason, stamp, stamp,
+            ),
+        )
+
+    def order_counts(self, channel: str) -> dict[str, int]:
+        rows = self.conn.execute("SELECT state, count(*) FROM orders WHERE channel = ? GROUP BY state", (channel,))
+        return dict(rows.fetchall())
+
+    # -- order events -------------------------------------------------------------------------
+    def event_states(self, channel: str, event_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(event_ids), 900):
+            chunk = list(event_ids[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT event_id, state FROM events WHERE channel = ? AND event_id IN ({marks})",  # noqa: S608
+                (channel, *chunk),
+            )
+            found.update(rows)
+        return found
+
+    def set_event(
+        self, channel: str, event_id: str, order_id: str, type_: str, rank: int, state: str,
+        payload: dict[str, Any] | None = None, reason: str | None = None,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO events (channel, event_id, order_id, type, rank, state, payload, reason, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, event_id) DO UPDATE SET"
+            " state = excluded.state, payload = coalesce(excluded.payload, events.payload),"
+            " reason = excluded.reason, updated_at = excluded.updated_at",
+            (channel, event_id, order_id, type_, rank, state, json.dumps(payload) if payload else None, reason,
+             now_iso()),
+        )
+
+    def pending_events(self, channel: str) -> list[tuple[str, str, str, int, dict[str, Any]]]:
+        """(event_id, order_id, type, rank, payload) of events held back, in send order."""
+        rows = self.conn.execute(
+            "SELECT event_id, order_id, type, rank, payload FROM events WHERE channel = ? AND state = 'pending'"
+            " ORDER BY order_id, rank",
+            (channel,),
+        ).fetchall()
+        return [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def delivered_ranks(self, channel: str, order_id: str) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT type FROM events WHERE channel = ? AND order_id = ? AND state = 'delivered'", (channel, order_id)
+        )
+        return {r[0] for r in rows}
+
+    # -- stock --------------------------------------------------------------------------------
+    def set_balances(self, channel: str, rows: Iterable[tuple[str, str, int, int]]) -> None:
+        """rows: (code, warehouse, available, reserved)."""
+        self.conn.executemany(
+            "INSERT INTO stock_balances (channel, code, warehouse, available, reserved) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel, code, warehouse) DO UPDATE SET available = excluded.available,"
+            " reserved = excluded.reserved",
+            [(channel, *row) for row in rows],
+        )
+
+    def balances(self, channel: str, codes: Sequence[str]) -> dict[tuple[str, str], tuple[int, int]]:
+        found: dict[tuple[str, str], tuple[int, int]] = {}
+        for start in range(0, len(codes), 900):
+            chunk = list(codes[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT code, warehouse, available, reserved FROM stock_balances"
+                f" WHERE channel = ? AND code IN ({marks})",  # noqa: S608
+                (channel, *chunk),
+            )
+            for code, warehouse, available, reserved in rows:
+                found[(code, warehouse)] = (available, reserved)
+        return found
+
+    # -- price boundaries ---------------------------------------------------------------------
+    def set_price_boundaries(self, channel: str, rows: Iterable[tuple[str, str | None, str]]) -> None:
+        """rows: (code, next_at or None to forget, serialized record)."""
+        rows = list(rows)
+        self.conn.executemany(
+            "DELETE FROM price_boundaries WHERE channel = ? AND code = ?",
+            [(channel, code) for code, next_at, _ in rows if next_at is None],
+        )
+        self.conn.executemany(
+            "INSERT INTO price_boundaries (channel, code, next_at, record) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (channel, code) DO UPDATE SET next_at = excluded.next_at, record = excluded.record",
+            [(channel, code, next_at, record) for code, next_at, record in rows if next_at is not None],
+        )
+
+    def due_prices(self, channel: str, now: str, limit: int = 1000) -> list[tuple[str, str]]:
+        rows = self.conn.execute(
+            "SELECT code, record FROM price_boundaries WHERE channel = ? AND next_at <= ? ORDER BY next_at LIMIT ?",
+            (channel, now, limit),
+        )
+        return rows.fetchall()
+
+    # -- quarantine ---------------------------------------------------------------------------
+    def quarantine(
+        self, channel: str, entity: str, key: str, reason_code: str, reason: str, payload: Any,
+        source_fingerprint: str | None = None,
+    ) -> None:
+        stamp = now_iso()
+        self.conn.execute(
+            "INSERT INTO quarantine (channel, entity, key, state, reason_code, reason, payload, source_fingerprint,"
+            " first_seen, last_seen, attempts) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, 1)"
+            " ON CONFLICT (channel, entity, key) DO UPDATE SET state = 'open', reason_code = excluded.reason_code,"
+            " reason = excluded.reason, payload = excluded.payload,"
+            " source_fingerprint = excluded.source_fingerprint, last_seen = excluded.last_seen,"
+            " first_seen = CASE WHEN quarantine.state = 'open' THEN quarantine.first_seen ELSE excluded.first_seen END,"
+            " attempts = CASE WHEN quarantine.state = 'open' THEN quarantine.attempts + 1 ELSE 1 END,"
+            " closed_by = NULL, close_reason = NULL",
+            (channel, entity, key, reason_code, reason[:2000], _dump(payload), source_fingerprint, stamp, stamp),
+        )
+
+    def release(self, channel: str, entity: str, keys: Iterable[str], by: str = "syncagent") -> None:
+        """Close open quarantine rows for keys that have now been applied."""
+        self.conn.executemany(
+            "UPDATE quarantine SET state = 'released', closed_by = ?, close_reason = 'applied', last_seen = ?"
+            " WHERE channel = ? AND entity = ? AND key = ? AND state = 'open'",
+            [(by, now_iso(), channel, entity, key) for key in keys],
+        )
+
+    def drop_quarantine(self, channel: str, entity: str, key: str, by: str, why: str) -> bool:
+        cur = self.conn.execute(
+            "UPDATE quarantine SET state = 'dropped', closed_by = ?, close_reason = ?, last_seen = ?"
+            " WHERE channel = ? AND entity = ? AND key = ? AND state = 'open'",
+            (by, why, now_iso(), channel, entity, key),
+        )
+        return cur.rowcount > 0
+
+    def quarantined(
+        self, channel: str | None = None, entity: str | None = None, state: str | None = "open",
+    ) -> list[QuarantineRow]:
+        sql = ("SELECT channel, entity, key, state, reason_code, reason, payload, source_fingerprint, first_seen,"
+               " last_seen, attempts, closed_by, close_reason FROM quarantine WHERE 1 = 1")
+        args: list[Any] = []
+        for column, value in (("channel", channel), ("entity", entity), ("state", state)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        rows = self.conn.execute(sql + " ORDER BY first_seen, channel, entity, key", args).fetchall()
+        return [QuarantineRow(*r[:6], _load(r[6]), *r[7:]) for r in rows]
+
+    def quarantine_counts(self) -> dict[tuple[str, str], int]:
+        rows = self.conn.execute(
+            "SELECT channel, entity, count(*) FROM quarantine WHERE state = 'open' GROUP BY channel, entity"
+        )
+        return {(c, e): n for c, e, n in rows}
+
+    # -- runs and channel state ---------------------------------------------------------------
+    def start_run(self, channel: str, flow: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO runs (channel, flow, started_at) VALUES (?, ?, ?)", (channel, flow, now_iso())
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(
+        self, run_id: int, result: str, *, read: int, sent: int, unchanged: int, quarantined: int,
+        error: str | None = None,
+    ) -> None:
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?, result = ?, read = ?, sent = ?, unchanged = ?, quarantined = ?,"
+            " error = ? WHERE id = ?",
+            (now_iso(), result, read, sent, unchanged, quarantined, error, run_id),
+        )
+
+    def last_runs(self) -> list[RunRow]:
+        rows = self.conn.execute(
+            "SELECT id, channel, flow, started_at, finished_at, result, read, sent, unchanged, quarantined, error"
+            " FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY channel, flow) ORDER BY channel, flow"
+        ).fetchall()
+        return [RunRow(*r) for r in rows]
+
+    def set_channel_state(self, channel: str, auth_state: str, message: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO channel_state (channel, auth_state, message, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (channel) DO UPDATE SET auth_state = excluded.auth_state, message = excluded.message,"
+            " updated_at = excluded.updated_at",
+            (channel, auth_state, message, now_iso()),
+        )
+
+    def channel_states(self) -> dict[str, tuple[str, str | None]]:
+        rows = self.conn.execute("SELECT channel, auth_state, message FROM channel_state")
+        return {c: (s, m) for c, s, m in rows}
+
+
+def _order_row(row: Sequence[Any]) -> OrderRow:
+    payload = json.loads(row[5]) if row[5] else None
+    return OrderRow(row[0], row[1], row[2], row[3], row[4], payload, row[6], row[7], row[8], row[9])
+
+
+def _dump(payload: Any) -> str | None:
+    if payload is None:
+        return None
+    try:
+        return json.dumps(payload, ensure_ascii=False, default=str)[:1_000_000]
+    except (TypeError, ValueError):
+        return repr(payload)[:1_000_000]
+
+
+def _load(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
