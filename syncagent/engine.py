@@ -106,12 +106,13 @@ class Engine:
         self.clock = clock
 
     # -- entry point ---------------------------------------------------------------------------
-    def run_step(self, channel: str, flow: str, *, full: bool = False) -> StepResult:
+    def run_step(self, channel: str, flow: str, *, full: bool = False, direction: str | None = None) -> StepResult:
+        """Run one step; `direction` overrides the configured one (``pull --entity customers``)."""
         setup = self.channels[channel]
         ctx = _Ctx(setup, StepResult(channel, flow))
         run_id = self.journal.start_run(channel, flow)
         try:
-            self._dispatch(ctx, flow, full)
+            self._dispatch(ctx, flow, full, direction)
             if ctx.result.quarantined and ctx.result.status == "ok":
                 ctx.result.status = "quarantined"
             self.journal.set_channel_state(channel, "ok")
@@ -128,8 +129,8 @@ class Engine:
         )
         return r
 
-    def _dispatch(self, ctx: _Ctx, flow: str, full: bool) -> None:
-        direction = ctx.setup.directions.get(flow) or DEFAULT_DIRECTIONS.get(flow, "push")
+    def _dispatch(self, ctx: _Ctx, flow: str, full: bool, direction: str | None) -> None:
+        direction = direction or ctx.setup.directions.get(flow) or DEFAULT_DIRECTIONS.get(flow, "push")
         if flow == "orders":
             self._orders(ctx)
         elif flow == "order-events":

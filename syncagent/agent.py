@@ -1,0 +1,139 @@
+"""Assembles one agent from a config: the journal, the connectors and the engine.
+
+The CLI and the daemon both go through `Agent`; it knows which steps exist, in which order
+they run, and which are switched off, so that ordering rules live in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from syncagent.config import ChannelConfig, Config
+from syncagent.connectors import registry
+from syncagent.connectors.base import Connector
+from syncagent.engine import ChannelSetup, Engine, StepResult
+from syncagent.errors import ConfigError
+from syncagent.journal import Journal
+from syncagent.model import ALL_FLOWS, utcnow
+
+log = logging.getLogger("syncagent.agent")
+
+# when several steps are due, these go first (an order waiting costs more than a stale price)
+FLOW_PRIORITY = {name: i for i, name in enumerate(ALL_FLOWS)}
+
+
+@dataclass(frozen=True)
+class Step:
+    channel: str
+    flow: str
+    every: float
+
+    @property
+    def priority(self) -> int:
+        return FLOW_PRIORITY.get(self.flow, 99)
+
+
+def build_connector(cfg: ChannelConfig, *, sleep: Callable[[float], None] | None = None,
+                    clock: Callable[[], datetime] = utcnow) -> Connector:
+    cls = registry.load(cfg.type)
+    return cls.from_config(cfg, sleep=sleep, clock=clock)  # type: ignore[attr-defined, no-any-return]
+
+
+def channel_setup(cfg: ChannelConfig, connector: Connector) -> ChannelSetup:
+    orders = cfg.flow("orders")
+    statuses = orders.options.get("statuses") if orders is not None else None
+    return ChannelSetup(
+        name=cfg.name,
+        connector=connector,
+        warehouses=tuple(cfg.warehouses),
+        order_warehouse=cfg.order_warehouse,
+        safety_stock=cfg.safety_stock,
+        shadow=cfg.shadow,
+        batch_size={f.name: f.batch_size for f in cfg.flows},
+        directions={f.name: f.direction for f in cfg.flows},
+        order_statuses=tuple(statuses) if statuses else None,
+    )
+
+
+class Agent:
+    """One running agent: owns the journal lock for as long as it lives."""
+
+    def __init__(self, config: Config, *, journal: Journal | None = None,
+                 sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        self.config = config
+        self.journal = journal or Journal(config.journal)
+        try:
+            backoffice_cls = registry.load(config.backoffice.type)
+            self.backoffice: Connector = backoffice_cls.from_config(  # type: ignore[attr-defined]
+                config.backoffice, sleep=sleep, clock=clock
+            )
+            setups = {}
+            for channel in config.channels:
+                if channel.enabled:
+                    setups[channel.name] = channel_setup(channel, build_connector(channel, sleep=sleep, clock=clock))
+        except Exception:
+            self.journal.close()
+            raise
+        self.engine = Engine(self.journal, self.backoffice, setups, clock=clock)
+
+    def steps(self, *, channel: str | None = None, flows: Iterable[str] | None = None) -> list[Step]:
+        """Enabled steps, in run order: by flow priority, then channel order in the file."""
+        wanted = set(flows) if flows is not None else None
+        if channel is not None:
+            self.config.channel(channel)  # raises ConfigError naming the known channels
+        found = []
+        for cfg in self.config.channels:
+            if not cfg.enabled or (channel is not None and cfg.name != channel):
+                continue
+            for flow in cfg.flows:
+                if flow.enabled and (wanted is None or flow.name in wanted):
+                    found.append(Step(cfg.name, flow.name, flow.every))
+        return sorted(found, key=lambda s: s.priority)
+
+    def run_steps(self, steps: Iterable[Step], *, full: bool = False, direction: str | None = None,
+                  should_stop: Callable[[], bool] = lambda: False) -> list[StepResult]:
+        results: list[StepResult] = []
+        auth_failed: set[str] = set()
+        for step in steps:
+            if should_stop():
+                break
+            if step.channel in auth_failed:
+                results.append(StepResult(step.channel, step.flow, status="skipped",
+                                          error="credentials rejected earlier in this cycle"))
+                continue
+            result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
+            if result.status == "auth_failed":
+                auth_failed.add(step.channel)
+            results.append(result)
+        return results
+
+    def run_once(self) -> list[StepResult]:
+        return self.run_steps(self.steps())
+
+    def run_entity(self, entity: str, *, channel: str | None = None, full: bool = False,
+                   direction: str | None = None) -> list[StepResult]:
+        steps = self.steps(channel=channel, flows=[entity])
+        if not steps:
+            where = f"channel {channel!r}" if channel else "any enabled channel"
+            raise ConfigError(f"the flow {entity!r} is not enabled on {where}")
+        return self.run_steps(steps, full=full, direction=direction)
+
+    def close(self) -> None:
+        for setup in self.engine.channels.values():
+            setup.connector.close()
+        self.backoffice.close()
+        self.journal.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def exit_code(results: Iterable[StepResult]) -> int:
+    """0 when every step was clean; 1 when a record was quarantined or a step failed."""
+    return 0 if all(r.status == "ok" for r in results) else 1

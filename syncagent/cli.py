@@ -1,0 +1,217 @@
+"""The command line: parse, call the library, render. Nothing else lives here.
+
+Exit codes (a user contract, DESIGN §3): 0 ok; 1 some records quarantined or a channel failed
+(the rest ran); 2 bad config or usage; 3 another instance holds the journal lock.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from syncagent import __version__
+from syncagent.errors import ConfigError, JournalError, JournalLocked, SyncAgentError
+
+PUSH_ENTITIES = ["products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events"]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(ctx: click.Context) -> Any:
+    from syncagent.config import load_config
+    from syncagent.logs import setup_logging
+
+    try:
+        config = load_config(ctx.obj["config_path"])
+    except ConfigError as exc:
+        problems = getattr(exc, "problems", None)
+        if problems:
+            for problem in problems:
+                click.echo(str(problem), err=True)
+            _fail(f"{len(problems)} problem(s) in the configuration", 2)
+        _fail(str(exc), 2)
+    setup_logging(config.log, config.secrets, verbose=ctx.obj["verbose"])
+    return config
+
+
+def _agent(config: Any) -> Any:
+    from syncagent.agent import Agent
+
+    try:
+        return Agent(config)
+    except JournalLocked as exc:
+        _fail(str(exc), 3)
+    except (JournalError, ConfigError) as exc:
+        _fail(str(exc), 2)
+
+
+def _guard(fn: Callable[[], int]) -> NoReturn:
+    """Run a command body and turn the library's errors into the documented exit codes."""
+    try:
+        code = fn()
+    except JournalLocked as exc:
+        _fail(str(exc), 3)
+    except (JournalError, ConfigError) as exc:
+        _fail(str(exc), 2)
+    except SyncAgentError as exc:
+        _fail(str(exc), 1)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config file (default: $SYNCAGENT_CONFIG, else ./syncagent.yaml).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.version_option(__version__, prog_name="syncagent")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """Replicate a retail back office to its sales channels, crash-safely."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(config_path=config_path, verbose=verbose)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run every enabled flow once, then exit (for cron).")
+@click.option("--json", "as_json", is_flag=True, help="With --once: print the step results as JSON.")
+@click.pass_context
+def run(ctx: click.Context, once: bool, as_json: bool) -> None:
+    """Run the agent: the daemon, or every flow once with --once."""
+    config = _load(ctx)
+
+    def body() -> int:
+        from syncagent.agent import exit_code
+        from syncagent.report import dumps, print_summary, results_json
+        from syncagent.scheduler import Daemon
+
+        with _agent(config) as agent:
+            if once:
+                results = agent.run_once()
+                if as_json:
+                    click.echo(dumps(results_json(results)))
+                else:
+                    print_summary(results)
+                return exit_code(results)
+            Daemon(agent).run()
+            return 0
+
+    _guard(body)
+
+
+@main.command()
+@click.option("--entity", required=True, type=click.Choice(PUSH_ENTITIES), help="The flow to push now.")
+@click.option("--channel", help="Only this channel (default: every enabled channel with this flow).")
+@click.option("--full", is_flag=True, help="Ignore the cursor and re-read everything; still sends only what differs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the step results as JSON.")
+@click.pass_context
+def push(ctx: click.Context, entity: str, channel: str | None, full: bool, as_json: bool) -> None:
+    """Push one flow (back office → channels) now."""
+    config = _load(ctx)
+
+    def body() -> int:
+        from syncagent.agent import exit_code
+        from syncagent.report import dumps, print_summary, results_json
+
+        with _agent(config) as agent:
+            results = agent.run_entity(entity, channel=channel, full=full,
+                                       direction="push" if entity == "customers" else None)
+            click.echo(dumps(results_json(results))) if as_json else print_summary(results)
+            return exit_code(results)
+
+    _guard(body)
+
+
+@main.command()
+@click.option("--entity", required=True, type=click.Choice(["orders", "customers"]), help="The flow to pull now.")
+@click.option("--channel", help="Only this channel.")
+@click.option("--json", "as_json", is_flag=True, help="Print the step results as JSON.")
+@click.pass_context
+def pull(ctx: click.Context, entity: str, channel: str | None, as_json: bool) -> None:
+    """Pull orders or customers (channels → back office) now."""
+    config = _load(ctx)
+
+    def body() -> int:
+        from syncagent.agent import exit_code
+        from syncagent.report import dumps, print_summary, results_json
+
+        with _agent(config) as agent:
+            results = agent.run_entity(entity, channel=channel, direction="pull" if entity == "customers" else None)
+            click.echo(dumps(results_json(results))) if as_json else print_summary(results)
+            return exit_code(results)
+
+    _guard(body)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The documented machine-readable shape (docs/cli.md).")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Per channel and flow: last run, result, counts, cursor age, quarantined records."""
+    config = _load(ctx)
+
+    def body() -> int:
+        from rich.console import Console
+
+        from syncagent.journal import Journal
+        from syncagent.report import dumps, status_data, status_table
+
+        if not config.journal.exists():
+            _fail(f"no journal at {config.journal} yet: run `syncagent run --once` first", 1)
+        journal = Journal(config.journal, lock=False, readonly=True)
+        try:
+            data = status_data(config, journal)
+        finally:
+            journal.close()
+        if as_json:
+            click.echo(dumps(data))
+        else:
+            Console().print(status_table(data))
+            click.echo(f"quarantined records: {data['quarantined_total']}")
+        failing = any(c["auth_state"] == "auth_failed" for c in data["channels"])
+        return 1 if failing or data["quarantined_total"] else 0
+
+    _guard(body)
+
+
+@main.command("check-config")
+@click.option("--online", is_flag=True, help="Also reach each endpoint and try its credentials.")
+@click.pass_context
+def check_config(ctx: click.Context, online: bool) -> None:
+    """Validate the config file; print its problems (exit 2) or a summary (exit 0)."""
+    config = _load(ctx)
+
+    def body() -> int:
+        from syncagent.agent import build_connector
+        from syncagent.config import describe
+        from syncagent.connectors import registry
+
+        click.echo(describe(config))
+        if not online:
+            return 0
+        failures = 0
+        targets: list[tuple[str, Any]] = [("backoffice", config.backoffice)]
+        targets += [(c.name, c) for c in config.channels if c.enabled]
+        for name, cfg in targets:
+            try:
+                connector = (registry.load(cfg.type).from_config(cfg) if name == "backoffice"  # type: ignore[attr-defined]
+                             else build_connector(cfg))
+                try:
+                    connector.check()
+                finally:
+                    connector.close()
+                click.echo(f"{name}: reachable, credentials accepted")
+            except SyncAgentError as exc:
+                failures += 1
+                click.echo(f"{name}: FAILED: {exc}")
+        return 1 if failures else 0
+
+    _guard(body)
+
+
+if __name__ == "__main__":
+    main()

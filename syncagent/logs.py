@@ -1,0 +1,59 @@
+"""Logging set-up: text or JSON lines on stderr (and a file), every line scrubbed of secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+
+from syncagent.config import LogConfig
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces every known secret in the rendered message with ***."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(cfg: LogConfig, secrets: Iterable[str], *, verbose: bool = False) -> None:
+    root = logging.getLogger("syncagent")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    level = logging.DEBUG if verbose else getattr(logging, cfg.level.upper(), logging.INFO)
+    root.setLevel(level)
+    root.propagate = False
+    formatter: logging.Formatter = (
+        JsonFormatter() if cfg.format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if cfg.file:
+        handlers.append(logging.FileHandler(cfg.file, encoding="utf-8"))
+    redactor = RedactingFilter(secrets)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(redactor)
+        root.addHandler(handler)

@@ -1,0 +1,124 @@
+"""Rendering for people (rich tables) and the stable `--json` shapes for machines.
+
+The JSON shapes are documented in docs/cli.md; change them only with that page and its tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from syncagent.config import Config
+from syncagent.engine import StepResult
+from syncagent.journal import Journal
+
+STATUS_SCHEMA_VERSION = 1
+
+
+def summary_table(results: Iterable[StepResult], title: str = "sync summary") -> Table:
+    table = Table(title=title)
+    for column in ("channel", "flow", "read", "sent", "unchanged", "quarantined", "result"):
+        table.add_column(column, justify="right" if column in ("read", "sent", "unchanged", "quarantined") else "left")
+    for r in results:
+        result = r.status if not r.error else f"{r.status}: {r.error[:80]}"
+        table.add_row(r.channel, r.flow, str(r.read), str(r.sent), str(r.unchanged), str(r.quarantined), result)
+    return table
+
+
+def results_json(results: Iterable[StepResult]) -> list[dict[str, Any]]:
+    return [
+        {"channel": r.channel, "flow": r.flow, "read": r.read, "sent": r.sent, "unchanged": r.unchanged,
+         "quarantined": r.quarantined, "status": r.status, "error": r.error}
+        for r in results
+    ]
+
+
+def print_summary(results: list[StepResult], console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(summary_table(results))
+    totals = {k: sum(getattr(r, k) for r in results) for k in ("read", "sent", "unchanged", "quarantined")}
+    failed = [r for r in results if r.status in ("failed", "auth_failed", "skipped")]
+    console.print(
+        f"{len(results)} steps: read {totals['read']}, sent {totals['sent']}, unchanged {totals['unchanged']},"
+        f" quarantined {totals['quarantined']}, failed {len(failed)}"
+    )
+
+
+def _age_seconds(stamp: str | None, now: datetime) -> float | None:
+    if not stamp:
+        return None
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return round((now - moment).total_seconds(), 1)
+
+
+def status_data(config: Config, journal: Journal, now: datetime | None = None) -> dict[str, Any]:
+    """The documented `status --json` shape (docs/cli.md)."""
+    now = now or datetime.now(UTC)
+    runs = {(r.channel, r.flow): r for r in journal.last_runs()}
+    quarantine = journal.quarantine_counts()
+    states = journal.channel_states()
+    channels = []
+    for channel in config.channels:
+        auth_state, auth_message = states.get(channel.name, ("unknown", None))
+        flows = []
+        for flow in channel.flows:
+            run = runs.get((channel.name, flow.name))
+            cursor_key = "customers-pull" if flow.name == "customers" and flow.direction == "pull" else flow.name
+            entities = {flow.name}
+            if flow.name == "customers":
+                entities.add("channel-customers")
+            if flow.name == "orders":
+                entities |= {"order-acks", "order-cancels"}
+            flows.append({
+                "flow": flow.name,
+                "enabled": channel.enabled and flow.enabled,
+                "every_seconds": flow.every,
+                "direction": flow.direction,
+                "last_run": None if run is None else {
+                    "started_at": run.started_at, "finished_at": run.finished_at, "result": run.result,
+                    "read": run.read, "sent": run.sent, "unchanged": run.unchanged,
+                    "quarantined": run.quarantined, "error": run.error,
+                },
+                "cursor_age_seconds": _age_seconds(journal.cursor_updated_at(channel.name, cursor_key), now),
+                "quarantined": sum(quarantine.get((channel.name, e), 0) for e in entities),
+            })
+        channels.append({
+            "name": channel.name, "type": channel.type, "enabled": channel.enabled,
+            "auth_state": "disabled" if not channel.enabled else auth_state, "auth_message": auth_message,
+            "orders": journal.order_counts(channel.name),
+            "flows": flows,
+        })
+    return {
+        "schema": STATUS_SCHEMA_VERSION,
+        "generated_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "journal": str(config.journal),
+        "quarantined_total": sum(quarantine.values()),
+        "channels": channels,
+    }
+
+
+def status_table(data: dict[str, Any]) -> Table:
+    table = Table(title=f"syncagent status ({data['journal']})")
+    for column in ("channel", "flow", "state", "last run", "result", "read", "sent", "unchanged", "quarantined",
+                   "cursor age"):
+        table.add_column(column)
+    for channel in data["channels"]:
+        for flow in channel["flows"]:
+            run = flow["last_run"] or {}
+            state = "disabled" if not flow["enabled"] else channel["auth_state"]
+            age = flow["cursor_age_seconds"]
+            table.add_row(
+                channel["name"], flow["flow"], state, (run.get("finished_at") or "never")[:19],
+                str(run.get("result") or "-"), str(run.get("read", "-")), str(run.get("sent", "-")),
+                str(run.get("unchanged", "-")), str(flow["quarantined"]), "-" if age is None else f"{age:.0f}s",
+            )
+    return table
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
