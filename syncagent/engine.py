@@ -500,9 +500,7 @@ class Engine:
 
     # -- order events: fulfilment news back to the channel, in order, once ----------------------
     def _order_events(self, ctx: _Ctx) -> None:
-        for event_id, order_id, type_, rank, payload in self.journal.pending_events(ctx.name):
-            out = Outgoing(event_id, payload["payload"], payload.get("meta", {}))
-            self._send_event(ctx, event_id, order_id, type_, rank, out)
+        self._retry_pending_events(ctx)
         cursor = self.journal.cursor(ctx.name, "order-events")
         for page in self.backoffice.pull("order-events", cursor):
             mine: list[OrderEvent] = []
@@ -515,13 +513,20 @@ class Engine:
             states = self.journal.event_states(ctx.name, [e.id for e in mine])
             mine.sort(key=lambda e: (e.remote_order_id, e.rank, e.occurred_at))
             for event in mine:
-                if states.get(event.id) in ("delivered", "skipped", "quarantined"):
+                if states.get(event.id) in ("delivered", "skipped", "quarantined", "pending"):
                     ctx.result.unchanged += 1
                     continue
                 self._deliver_event(ctx, event)
             if page.cursor is not None:
                 with self.journal.transaction():
                     self.journal.save_cursor(ctx.name, "order-events", page.cursor)
+        self._retry_pending_events(ctx)
+
+    def _retry_pending_events(self, ctx: _Ctx) -> None:
+        """Events held back because an earlier one had not reached the channel: try them again."""
+        for event_id, order_id, type_, rank, payload in self.journal.pending_events(ctx.name):
+            out = Outgoing(event_id, payload["payload"], payload.get("meta", {}))
+            self._send_event(ctx, event_id, order_id, type_, rank, out)
 
     def _deliver_event(self, ctx: _Ctx, event: OrderEvent) -> None:
         order = self.journal.order(ctx.name, event.remote_order_id)

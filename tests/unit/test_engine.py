@@ -1,0 +1,282 @@
+"""The engine against in-memory connectors: diffing, quarantine, cursors, orders, events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncagent.connectors.base import Capabilities, Outgoing, PushResult
+from syncagent.engine import ChannelSetup, Engine
+from syncagent.errors import AmbiguousError, MappingError, TransientError
+from syncagent.journal import Journal
+from syncagent.model import (
+    BadRecord,
+    Order,
+    OrderEvent,
+    OrderItem,
+    Page,
+    Price,
+    Product,
+    StockBalance,
+    money_str,
+)
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+class FakeBackoffice:
+    capabilities = Capabilities(max_batch=1000)
+    name = "backoffice"
+
+    def __init__(self) -> None:
+        self.feeds: dict[str, list[Any]] = {}
+        self.page_size = 2
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.posts: list[dict[str, Any]] = []
+        self.fail_next_post: Exception | None = None
+        self.commit_then_fail = False
+
+    def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
+        records = self.feeds.get(entity, [])
+        start = int(cursor or 0)
+        while True:
+            chunk = records[start : start + self.page_size]
+            start += len(chunk)
+            more = start < len(records)
+            yield Page(chunk, str(start) if more else None)
+            if not more:
+                return
+
+    def prepare(self, entity: str, record: Any) -> Outgoing:
+        if entity == "orders":
+            return Outgoing(record.order.remote_id, {"external_id": record.order.remote_id, "channel": record.channel,
+                                                     "customer_code": record.customer_code})
+        raise AssertionError(entity)
+
+    def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
+        assert entity == "orders"
+        out = batch[0]
+        if self.fail_next_post is not None:
+            exc, self.fail_next_post = self.fail_next_post, None
+            if self.commit_then_fail:
+                self._create(out)
+            raise exc
+        number = self._create(out)
+        return [PushResult(out.key, "created", remote_id=number)]
+
+    def _create(self, out: Outgoing) -> str:
+        number = str(1000 + len(self.posts))
+        self.posts.append(out.payload)
+        self.orders[number] = out.payload
+        return number
+
+    def lookup(self, entity: str, **keys: str) -> Any:
+        for number, payload in self.orders.items():
+            if payload["external_id"] == keys["external_id"]:
+                return {"number": number, "status": "open"}
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class FakeChannel:
+    capabilities = Capabilities(max_batch=2, importable_statuses=("approved",), cancelled_statuses=("cancelled",))
+    name = "loja"
+
+    def __init__(self, clock: Any = lambda: NOW) -> None:
+        self.clock = clock
+        self.pushed: list[tuple[str, list[Outgoing]]] = []
+        self.reject: set[str] = set()
+        self.fail_on_push: int | None = None
+        self.orders: list[Any] = []
+        self.event_log: list[tuple[str, str]] = []
+
+    def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
+        assert entity == "orders"
+        yield Page(list(self.orders), str(len(self.orders)) if self.orders else None)
+
+    def prepare(self, entity: str, record: Any) -> Outgoing:
+        if entity in ("order-acks", "customer-links"):
+            return Outgoing(record.get("order_id") or record["remote_id"], dict(record))
+        if entity == "order-events":
+            return Outgoing(record.id, {"type": record.type}, {"order_id": record.remote_order_id})
+        if entity == "prices":
+            eff = record.effective(self.clock())
+            return Outgoing(record.code, {"key": record.code, "price": money_str(eff.price),
+                                          "promo": money_str(eff.promo_price) if eff.promo_price else None})
+        if isinstance(record, Product) and not record.name:
+            raise MappingError("missing_field", "name is required")
+        data = asdict(record)
+        return Outgoing(record.key, data)
+
+    def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
+        if self.fail_on_push is not None:
+            self.fail_on_push -= 1
+            if self.fail_on_push < 0:
+                self.fail_on_push = None
+                raise TransientError("channel down")
+        self.pushed.append((entity, list(batch)))
+        results = []
+        for out in batch:
+            if entity == "order-events":
+                order = out.meta["order_id"]
+                have = [t for o, t in self.event_log if o == order]
+                need = {"invoiced": [], "shipped": ["invoiced"], "delivered": ["invoiced", "shipped"]}[out.payload["type"]]
+                if any(n not in have for n in need):
+                    results.append(PushResult(out.key, "rejected", reason_code="out_of_order", reason="earlier missing"))
+                    continue
+                self.event_log.append((order, out.payload["type"]))
+            if out.key in self.reject:
+                results.append(PushResult(out.key, "rejected", reason_code="invalid", reason="bad value (field)"))
+            else:
+                results.append(PushResult(out.key, "created"))
+        return results
+
+    def lookup(self, entity: str, **keys: str) -> Any:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def sent_keys(channel: FakeChannel, entity: str) -> list[str]:
+    return [o.key for e, batch in channel.pushed if e == entity for o in batch]
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[Engine, FakeBackoffice, FakeChannel, Journal]]:
+    journal = Journal(tmp_path / "j.db")
+    bo, ch = FakeBackoffice(), FakeChannel()
+    setup = ChannelSetup("loja", ch, warehouses=("CD01", "LJ01"), order_warehouse="LJ01", safety_stock=1)  # type: ignore[arg-type]
+    engine = Engine(journal, bo, {"loja": setup}, clock=lambda: NOW)  # type: ignore[arg-type]
+    yield engine, bo, ch, journal
+    journal.close()
+
+
+def products(*names: str) -> list[Product]:
+    return [Product(f"P{i}", name, True) for i, name in enumerate(names)]
+
+
+def test_unchanged_records_are_not_sent_again(parts: Any) -> None:
+    engine, bo, ch, _ = parts
+    bo.feeds["products"] = products("a", "b", "c")
+    first = engine.run_step("loja", "products")
+    assert (first.read, first.sent, first.status) == (3, 3, "ok")
+    second = engine.run_step("loja", "products")
+    assert second.sent == 0 and second.unchanged >= 1
+    bo.feeds["products"] = [*products("a", "b", "c"), Product("P1", "b2", True)]  # P1 changed
+    third = engine.run_step("loja", "products")
+    assert sent_keys(ch, "products")[-1:] == ["P1"] and third.sent == 1
+
+
+def test_rejected_and_unmappable_records_are_quarantined_the_rest_go_on(parts: Any) -> None:
+    engine, bo, ch, journal = parts
+    ch.reject = {"P1"}
+    bo.feeds["products"] = [*products("a", "b", ""), BadRecord("P9", "bad_type", "active is not a boolean")]
+    result = engine.run_step("loja", "products")
+    assert result.status == "quarantined" and result.quarantined == 3 and result.sent == 1
+    assert {(q.key, q.reason_code) for q in journal.quarantined()} == {
+        ("P1", "invalid"), ("P2", "missing_field"), ("P9", "bad_type")}
+    again = engine.run_step("loja", "products")  # the unchanged bad records are not retried in a loop
+    assert again.quarantined == 0 and again.status == "ok"
+    ch.reject = set()
+    bo.feeds["products"] = [*products("a", "b fixed", "c")]
+    engine.run_step("loja", "products", full=True)
+    assert {q.key for q in journal.quarantined()} == {"P9"}
+
+
+def test_cursor_does_not_pass_a_page_that_failed(parts: Any) -> None:
+    engine, bo, ch, journal = parts
+    bo.page_size = 4
+    bo.feeds["products"] = products("a", "b", "c", "d", "e", "f")
+    ch.fail_on_push = 1  # first batch (2 records) goes, the second fails
+    result = engine.run_step("loja", "products")
+    assert result.status == "failed" and "channel down" in (result.error or "")
+    assert journal.cursor("loja", "products") is None
+    assert set(journal.fingerprints("loja", "products", ["P0", "P1", "P2"])) == {"P0", "P1"}
+    engine.run_step("loja", "products")
+    assert sent_keys(ch, "products") == ["P0", "P1", "P2", "P3", "P4", "P5"]  # nothing sent twice
+
+
+def test_stock_sums_channel_warehouses_across_pages(parts: Any) -> None:
+    engine, bo, ch, _ = parts
+    bo.feeds["stock"] = [StockBalance("A", "CD01", 10, 2), StockBalance("B", "CD01", 1, 0),
+                         StockBalance("A", "LJ01", 5, 0), StockBalance("A", "LJ02", 100, 0),
+                         StockBalance("B", "LJ01", -3, 0)]
+    engine.run_step("loja", "stock")
+    levels = {}
+    for _entity, batch in ch.pushed:
+        for out in batch:
+            levels[out.key] = out.payload["available"]
+    assert levels == {"A": 10 - 2 + 5 - 1, "B": 0}
+
+
+def test_price_resent_when_promotion_ends_without_a_feed_change(tmp_path: Path) -> None:
+    clock = {"now": NOW}
+    journal = Journal(tmp_path / "j.db")
+    bo, ch = FakeBackoffice(), FakeChannel(clock=lambda: clock["now"])
+    engine = Engine(journal, bo, {"loja": ChannelSetup("loja", ch)}, clock=lambda: clock["now"])  # type: ignore[arg-type]
+    bo.feeds["prices"] = [Price("P1", Decimal("100.00"), Decimal("80.00"), NOW - timedelta(days=1),
+                                NOW + timedelta(hours=2))]
+    engine.run_step("loja", "prices")
+    engine.run_step("loja", "prices")
+    assert [o.payload["promo"] for _, b in ch.pushed for o in b] == ["80.00"]
+    clock["now"] = NOW + timedelta(hours=3)
+    engine.run_step("loja", "prices")
+    assert [o.payload["promo"] for _, b in ch.pushed for o in b] == ["80.00", None]
+    engine.run_step("loja", "prices")
+    assert len(ch.pushed) == 2
+    journal.close()
+
+
+def order(remote_id: str, status: str = "approved", version: str = "1") -> Order:
+    return Order(remote_id, status, (OrderItem("P1", 1, Decimal("10.00")),), Decimal("10.00"),
+                 customer_code="C1", version=version)
+
+
+def test_order_created_once_even_when_the_answer_is_lost(parts: Any) -> None:
+    engine, bo, ch, journal = parts
+    ch.orders = [order("o1"), order("o2")]
+    bo.fail_next_post = AmbiguousError("answer lost")
+    bo.commit_then_fail = True
+    first = engine.run_step("loja", "orders")
+    assert first.status == "failed"
+    row = journal.order("loja", "o1")
+    assert row is not None and row.state == "creating"
+    engine.run_step("loja", "orders")
+    assert [p["external_id"] for p in bo.posts] == ["o1", "o2"]  # o1 found by lookup, not posted again
+    assert {r.state for r in journal.orders_in_state("loja", ["acknowledged"])} == {"acknowledged"}
+    acks = sent_keys(ch, "order-acks")
+    assert sorted(acks) == ["o1", "o2"]
+
+
+def test_order_cancelled_on_the_channel_and_redelivery_is_harmless(parts: Any) -> None:
+    engine, bo, ch, journal = parts
+    ch.orders = [order("o1"), order("o2", status="draft")]
+    engine.run_step("loja", "orders")
+    engine.run_step("loja", "orders")
+    assert [p["external_id"] for p in bo.posts] == ["o1"]
+    assert journal.order("loja", "o2") is None
+
+
+def test_events_held_back_until_their_predecessor_is_delivered(parts: Any) -> None:
+    engine, bo, ch, journal = parts
+    journal.set_order("loja", "o1", "acknowledged", bo_number="1000")
+    shipped = OrderEvent("e2", "1000", "loja", "o1", "shipped", NOW)
+    invoiced = OrderEvent("e1", "1000", "loja", "o1", "invoiced", NOW)
+    other = OrderEvent("e3", "1001", "other-channel", "o9", "invoiced", NOW)
+    bo.feeds["order-events"] = [shipped, other]
+    first = engine.run_step("loja", "order-events")
+    assert first.sent == 0 and ch.event_log == []
+    bo.feeds["order-events"] = [shipped, other, invoiced]
+    engine.run_step("loja", "order-events")
+    assert ch.event_log == [("o1", "invoiced"), ("o1", "shipped")]
+    engine.run_step("loja", "order-events")
+    assert ch.event_log == [("o1", "invoiced"), ("o1", "shipped")]

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syncagent.errors import JournalError, JournalLocked
+from syncagent.journal import SCHEMA_VERSION, Journal
+
+
+def test_migrations_are_recorded_and_pragmas_set(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        assert journal.schema_version() == SCHEMA_VERSION
+        assert journal.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        rows = journal.conn.execute("SELECT version, description FROM migrations").fetchall()
+        assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+        assert journal.integrity() == ["ok"]
+
+
+def test_second_journal_on_same_file_is_locked_out(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db"), pytest.raises(JournalLocked) as err:
+        Journal(tmp_path / "j.db")
+    assert "another syncagent" in str(err.value)
+    assert err.value.exit_code == 3
+    Journal(tmp_path / "j.db").close()  # released on close
+
+
+def test_lock_is_released_when_the_holder_dies(tmp_path: Path) -> None:
+    code = f"from syncagent.journal import Journal; import os; j = Journal({str(tmp_path / 'j.db')!r}); os._exit(9)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 9  # noqa: S603
+    Journal(tmp_path / "j.db").close()
+
+
+def test_newer_schema_is_refused_not_reset(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        journal.conn.execute("INSERT INTO migrations VALUES (?, 'now', 'from the future')", (SCHEMA_VERSION + 1,))
+        journal.record_sent("c", "products", [("P1", "fp", None)])
+    with pytest.raises(JournalError) as err:
+        Journal(tmp_path / "j.db")
+    assert "newer" in str(err.value) and err.value.exit_code == 2
+    conn = sqlite3.connect(tmp_path / "j.db")
+    assert conn.execute("SELECT count(*) FROM sent").fetchone()[0] == 1  # nothing was reset
+
+
+def test_corrupt_journal_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    path.write_bytes(b"this is not a database" * 200)
+    with pytest.raises(JournalError) as err:
+        Journal(path)
+    assert str(path) in str(err.value) and "backup" in str(err.value)
+    assert path.read_bytes().startswith(b"this is not a database")
+
+
+def test_transaction_rolls_back_everything_on_error(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(RuntimeError), journal.transaction():
+            journal.record_sent("c", "products", [("P1", "fp1", None)])
+            journal.save_cursor("c", "products", "cur-1")
+            raise RuntimeError("boom")
+        assert journal.fingerprints("c", "products", ["P1"]) == {}
+        assert journal.cursor("c", "products") is None
+
+
+def test_fingerprints_and_cursor_round_trip(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal, journal.transaction():
+        journal.record_sent("c", "products", [(f"P{i}", f"fp{i}", None) for i in range(2000)])
+        journal.save_cursor("c", "products", "abc")
+    with Journal(tmp_path / "j.db") as journal:
+        found = journal.fingerprints("c", "products", [f"P{i}" for i in range(0, 2000, 2)] + ["nope"])
+        assert len(found) == 1000 and found["P10"] == "fp10"
+        assert journal.cursor("c", "products") == "abc"
+        assert journal.fingerprints("other", "products", ["P1"]) == {}
+
+
+def test_order_state_machine_keeps_fields(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        journal.set_order("c", "o1", "creating", version="3", payload={"total": "10.00"})
+        journal.set_order("c", "o1", "created", bo_number="123")
+        row = journal.order("c", "o1")
+        assert row is not None
+        assert (row.state, row.bo_number, row.version, row.payload) == ("created", "123", "3", {"total": "10.00"})
+        assert [r.order_id for r in journal.orders_in_state("c", ["created"])] == ["o1"]
+
+
+def test_quarantine_open_release_drop(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        journal.quarantine("c", "products", "P1", "missing_field", "name is required", {"key": "P1"}, "fp")
+        journal.quarantine("c", "products", "P1", "missing_field", "name is required", {"key": "P1"}, "fp")
+        journal.quarantine("c", "products", "P2", "bad_money", "price 'abc'", None)
+        rows = journal.quarantined()
+        assert [(r.key, r.attempts) for r in rows] == [("P1", 2), ("P2", 1)]
+        journal.release("c", "products", ["P1"])
+        assert journal.drop_quarantine("c", "products", "P2", "ana", "discontinued item")
+        assert journal.quarantined() == []
+        dropped = journal.quarantined(state="dropped")
+        assert (dropped[0].closed_by, dropped[0].close_reason) == ("ana", "discontinued item")
