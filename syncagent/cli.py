@@ -213,5 +213,136 @@ def check_config(ctx: click.Context, online: bool) -> None:
     _guard(body)
 
 
+@main.group()
+def quarantine() -> None:
+    """Records that could not be applied, with the reason: list, show, retry, drop."""
+
+
+def _open_journal(config: Any, *, lock: bool) -> Any:
+    from syncagent.journal import Journal
+
+    if not config.journal.exists():
+        _fail(f"no journal at {config.journal} yet: run `syncagent run --once` first", 1)
+    return Journal(config.journal, lock=lock)
+
+
+@quarantine.command("list")
+@click.option("--channel", help="Only this channel.")
+@click.option("--all", "show_all", is_flag=True, help="Also released and dropped records.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def quarantine_list(ctx: click.Context, channel: str | None, show_all: bool, as_json: bool) -> None:
+    """One line per quarantined record: id, where, key, reason."""
+    config = _load(ctx)
+
+    def body() -> int:
+        from rich.console import Console
+        from rich.table import Table
+
+        from syncagent.report import dumps
+
+        with _open_journal(config, lock=False) as journal:
+            rows = journal.quarantined(channel, state=None if show_all else "open")
+        if as_json:
+            click.echo(dumps([{k: getattr(r, k) for k in r.__slots__ if k != "payload"} for r in rows]))
+            return 0
+        table = Table(title=f"quarantine ({len(rows)} records)")
+        for column in ("id", "channel", "entity", "key", "state", "reason", "first seen", "attempts"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(str(r.id), r.channel, r.entity, r.key, r.state, f"{r.reason_code}: {r.reason}"[:100],
+                          r.first_seen[:19], str(r.attempts))
+        Console().print(table)
+        return 0
+
+    _guard(body)
+
+
+def _one(journal: Any, row_id: int) -> Any:
+    rows = journal.quarantined(state=None, row_id=row_id)
+    if not rows:
+        _fail(f"no quarantined record with id {row_id} (see `syncagent quarantine list --all`)", 1)
+    return rows[0]
+
+
+@quarantine.command("show")
+@click.argument("row_id", type=int)
+@click.pass_context
+def quarantine_show(ctx: click.Context, row_id: int) -> None:
+    """The reason, the payload and when the record was seen."""
+    config = _load(ctx)
+
+    def body() -> int:
+        from syncagent.report import dumps
+
+        with _open_journal(config, lock=False) as journal:
+            row = _one(journal, row_id)
+        click.echo(f"id:          {row.id}\nchannel:     {row.channel}\nentity:      {row.entity}\nkey:         {row.key}")
+        click.echo(f"state:       {row.state}\nreason:      {row.reason_code}: {row.reason}")
+        click.echo(f"first seen:  {row.first_seen}\nlast seen:   {row.last_seen}\nattempts:    {row.attempts}")
+        if row.closed_by:
+            click.echo(f"closed by:   {row.closed_by} ({row.close_reason})")
+        click.echo("payload:\n" + dumps(row.payload))
+        return 0
+
+    _guard(body)
+
+
+@quarantine.command("retry")
+@click.argument("row_ids", type=int, nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Every open record (of --channel, if given).")
+@click.option("--channel", help="With --all: only this channel.")
+@click.pass_context
+def quarantine_retry(ctx: click.Context, row_ids: tuple[int, ...], retry_all: bool, channel: str | None) -> None:
+    """Re-apply quarantined records now; exit 1 if any is still refused."""
+    config = _load(ctx)
+    if not row_ids and not retry_all:
+        _fail("give record ids or --all", 2)
+
+    def body() -> int:
+        failed = 0
+        with _agent(config) as agent:
+            journal = agent.journal
+            rows = journal.quarantined(channel) if retry_all else [_one(journal, i) for i in row_ids]
+            for row in rows:
+                if row.state != "open":
+                    click.echo(f"{row.id}: {row.state}, nothing to retry")
+                    continue
+                if row.channel not in agent.engine.channels:
+                    click.echo(f"{row.id}: channel {row.channel} is not enabled in the config")
+                    failed += 1
+                    continue
+                try:
+                    applied, message = agent.engine.retry(row.channel, row.entity, row.key)
+                except SyncAgentError as exc:
+                    applied, message = False, str(exc)
+                failed += not applied
+                click.echo(f"{row.id} {row.channel}/{row.entity}/{row.key}: {message}")
+        return 1 if failed else 0
+
+    _guard(body)
+
+
+@quarantine.command("drop")
+@click.argument("row_ids", type=int, nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why it is dropped (kept in the journal).")
+@click.option("--by", "by", envvar="USER", default="operator", show_default="$USER", help="Who drops it.")
+@click.pass_context
+def quarantine_drop(ctx: click.Context, row_ids: tuple[int, ...], reason: str, by: str) -> None:
+    """Give up on records for good, recording who and why."""
+    config = _load(ctx)
+
+    def body() -> int:
+        with _open_journal(config, lock=True) as journal:
+            for row_id in row_ids:
+                row = _one(journal, row_id)
+                with journal.transaction():
+                    dropped = journal.drop_quarantine(row.channel, row.entity, row.key, by, reason)
+                click.echo(f"{row_id}: {'dropped' if dropped else row.state + ', unchanged'}")
+        return 0
+
+    _guard(body)
+
+
 if __name__ == "__main__":
     main()

@@ -21,6 +21,7 @@ from syncagent.connectors.base import Connector, Outgoing, PushResult
 from syncagent.errors import AmbiguousError, AuthError, ChannelError, MappingError
 from syncagent.journal import Journal
 from syncagent.model import (
+    EVENT_ORDER,
     BackOfficeOrder,
     BadRecord,
     ChannelCustomer,
@@ -30,7 +31,9 @@ from syncagent.model import (
     Price,
     StockBalance,
     StockLevel,
+    channel_customer_from_dict,
     fingerprint,
+    order_from_dict,
     price_from_json,
     price_to_json,
     time_str,
@@ -175,13 +178,13 @@ class Engine:
         for record in records:
             if isinstance(record, BadRecord):
                 key = _bad_key(record)
-                bad.append((key, record.code, record.reason, record.raw, fingerprint(record.raw)))
+                bad.append((key, record.code, record.reason, _src(record.raw), fingerprint(record.raw)))
                 continue
             try:
                 out = ctx.conn.prepare(entity, record)
             except MappingError as exc:
                 raw = _describe(record)
-                bad.append((record.key, exc.code, exc.reason, raw, fingerprint(raw)))
+                bad.append((record.key, exc.code, exc.reason, _src(raw), fingerprint(raw)))
                 continue
             prepared[out.key] = (record, out, fingerprint(out.payload))
         keys = list(prepared)
@@ -206,12 +209,12 @@ class Engine:
                 for out, fp in batch:
                     res = by_key.get(out.key)
                     if res is None:
-                        rejected.append((out.key, "no_result", "the channel answered no result for it", out.payload, fp))
+                        rejected.append((out.key, "no_result", "the channel answered no result for it", _out(out), fp))
                     elif res.ok:
                         accepted.append((out.key, fp, res.remote_id))
                     else:
                         rejected.append((out.key, res.reason_code or "rejected", res.reason or "rejected",
-                                         out.payload, fp))
+                                         _out(out), fp))
         except ChannelError as exc:
             error = exc
         with self.journal.transaction():
@@ -300,7 +303,8 @@ class Engine:
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):
-                    self._quarantine(ctx, "channel-customers", _bad_key(record), record.code, record.reason, record.raw)
+                    self._quarantine(ctx, "channel-customers", _bad_key(record), record.code, record.reason,
+                                     _src(record.raw))
                     continue
                 self._bind_customer(ctx, record)
             if page.cursor is not None:
@@ -322,14 +326,15 @@ class Engine:
                     try:
                         out = self.backoffice.prepare("customers", customer)
                     except MappingError as exc:
-                        self._quarantine(ctx, "channel-customers", cc.remote_id, exc.code, exc.reason, _describe(cc))
+                        self._quarantine(ctx, "channel-customers", cc.remote_id, exc.code, exc.reason,
+                                         _src(_describe(cc)))
                         return None
                     failpoints.hit("customer.before_create")
                     (res,) = self.backoffice.push("customers", [out])
                     failpoints.hit("customer.after_create")
                     if not res.ok or res.remote_id is None:
                         self._quarantine(ctx, "channel-customers", cc.remote_id, res.reason_code or "rejected",
-                                         res.reason or "rejected by the back office", out.payload)
+                                         res.reason or "rejected by the back office", _src(_describe(cc)))
                         return None
                     code = res.remote_id
                     ctx.result.sent += 1
@@ -341,7 +346,7 @@ class Engine:
             (res,) = ctx.conn.push("customer-links", [link])
             if not res.ok:
                 self._quarantine(ctx, "channel-customers", cc.remote_id, res.reason_code or "rejected",
-                                 res.reason or "link refused", link.payload)
+                                 res.reason or "link refused", _src(_describe(cc)))
         return code
 
     # -- order intake ----------------------------------------------------------------------------
@@ -361,7 +366,8 @@ class Engine:
                         with self.journal.transaction():
                             self.journal.set_order(ctx.name, key, "quarantined", reason_code=record.code,
                                                    reason=record.reason)
-                            self.journal.quarantine(ctx.name, "orders", key, record.code, record.reason, record.raw)
+                            self.journal.quarantine(ctx.name, "orders", key, record.code, record.reason,
+                                                    _src(record.raw))
                         ctx.result.quarantined += 1
                     continue
                 if record.status in caps.cancelled_statuses:
@@ -438,7 +444,7 @@ class Engine:
                     self.journal.set_order(ctx.name, order_id, "quarantined", reason_code=res.reason_code,
                                            reason=res.reason)
                     self.journal.quarantine(ctx.name, "orders", order_id, res.reason_code or "rejected",
-                                            res.reason or "rejected by the back office", payload)
+                                            res.reason or "rejected by the back office", {"outgoing": payload})
                 ctx.result.quarantined += 1
                 return
             number = res.remote_id
@@ -456,9 +462,10 @@ class Engine:
         with self.journal.transaction():
             if res.ok:
                 self.journal.set_order(ctx.name, order_id, "acknowledged")
+                self.journal.release(ctx.name, "order-acks", [order_id])
             else:
                 self.journal.quarantine(ctx.name, "order-acks", order_id, res.reason_code or "rejected",
-                                        res.reason or "acknowledge refused", out.payload)
+                                        res.reason or "acknowledge refused", _out(out))
                 ctx.result.quarantined += 1
 
     def _cancel_order(self, ctx: _Ctx, order: Order) -> None:
@@ -475,7 +482,7 @@ class Engine:
             (res,) = self.backoffice.push("order-cancels", [out])
             if not res.ok:
                 self._quarantine(ctx, "order-cancels", order.remote_id, res.reason_code or "rejected",
-                                 res.reason or "cancel refused", out.payload)
+                                 res.reason or "cancel refused", _out(out))
                 return
             ctx.result.sent += 1
         if ctx.setup.shadow:
@@ -488,7 +495,7 @@ class Engine:
         with self.journal.transaction():
             self.journal.set_order(ctx.name, order.remote_id, "quarantined", version=order.version,
                                    reason_code=code, reason=reason)
-            self.journal.quarantine(ctx.name, "orders", order.remote_id, code, reason, _describe(order))
+            self.journal.quarantine(ctx.name, "orders", order.remote_id, code, reason, _src(_describe(order)))
         ctx.result.quarantined += 1
         log.warning("%s/orders: quarantined %s: %s: %s", ctx.name, order.remote_id, code, reason)
 
@@ -498,6 +505,65 @@ class Engine:
         ctx.result.quarantined += 1
         log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
 
+    # -- quarantine retry -------------------------------------------------------------------------
+    def retry(self, channel: str, entity: str, key: str) -> tuple[bool, str]:
+        """Re-apply one quarantined record now. Returns (applied, what happened)."""
+        row = next((r for r in self.journal.quarantined(channel, entity) if r.key == key), None)
+        if row is None:
+            return False, "not in quarantine"
+        ctx = _Ctx(self.channels[channel], StepResult(channel, f"retry:{entity}"))
+        payload = row.payload if isinstance(row.payload, dict) else {}
+        if "outgoing" in payload:
+            out = Outgoing(key, payload["outgoing"], payload.get("meta") or {})
+            self._resend(ctx, entity, out, row.source_fingerprint)
+        elif "source" in payload and isinstance(payload["source"], dict) and entity in ("orders", "channel-customers"):
+            source = payload["source"]
+            try:
+                if entity == "orders":
+                    order = order_from_dict(source)
+                    with self.journal.transaction():
+                        self.journal.set_order(channel, key, "seen")
+                    self._import_order(ctx, order)
+                else:
+                    self._bind_customer(ctx, channel_customer_from_dict(source))
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                return False, "the quarantined copy cannot be rebuilt; fix the record at its source or drop it"
+        else:
+            return False, ("the record is malformed at its source: fix it there (it is retried automatically"
+                           " once it changes) or drop it")
+        still = next((r for r in self.journal.quarantined(channel, entity) if r.key == key), None)
+        if still is None:
+            return True, "applied"
+        return False, f"still refused: {still.reason_code}: {still.reason}"
+
+    def _resend(self, ctx: _Ctx, entity: str, out: Outgoing, source_fp: str | None) -> None:
+        if entity == "orders":
+            with self.journal.transaction():
+                self.journal.set_order(ctx.name, out.key, "creating", payload=out.payload)
+            self._create_in_backoffice(ctx, out.key, out.payload)
+        elif entity == "order-acks":
+            self._acknowledge(ctx, out.key, str(out.payload.get("backoffice_number", "")))
+        elif entity == "order-events":
+            type_ = str(out.payload.get("type"))
+            self._send_event(ctx, out.key, str(out.meta.get("order_id", "")), type_, EVENT_ORDER.get(type_, 0), out)
+        elif entity == "order-cancels":
+            (res,) = self.backoffice.push(entity, [out])
+            self._settle(ctx, entity, out, res, source_fp, record=False)
+        else:
+            (res,) = ctx.conn.push(entity, [out])
+            self._settle(ctx, entity, out, res, source_fp, record=True)
+
+    def _settle(self, ctx: _Ctx, entity: str, out: Outgoing, res: PushResult, source_fp: str | None,
+                *, record: bool) -> None:
+        with self.journal.transaction():
+            if res.ok:
+                if record:
+                    self.journal.record_sent(ctx.name, entity, [(out.key, fingerprint(out.payload), res.remote_id)])
+                self.journal.release(ctx.name, entity, [out.key])
+            else:
+                self.journal.quarantine(ctx.name, entity, out.key, res.reason_code or "rejected",
+                                        res.reason or "rejected", _out(out), source_fp)
+
     # -- order events: fulfilment news back to the channel, in order, once ----------------------
     def _order_events(self, ctx: _Ctx) -> None:
         self._retry_pending_events(ctx)
@@ -506,7 +572,8 @@ class Engine:
             mine: list[OrderEvent] = []
             for record in page.records:
                 if isinstance(record, BadRecord):
-                    self._quarantine(ctx, "order-events", _bad_key(record), record.code, record.reason, record.raw)
+                    self._quarantine(ctx, "order-events", _bad_key(record), record.code, record.reason,
+                                     _src(record.raw))
                 elif record.channel == ctx.name:
                     mine.append(record)
             ctx.result.read += len(mine)
@@ -540,7 +607,8 @@ class Engine:
             with self.journal.transaction():
                 self.journal.set_event(ctx.name, event.id, event.remote_order_id, event.type, event.rank,
                                        "quarantined", reason=exc.reason)
-                self.journal.quarantine(ctx.name, "order-events", event.id, exc.code, exc.reason, _describe(event))
+                self.journal.quarantine(ctx.name, "order-events", event.id, exc.code, exc.reason,
+                                        _src(_describe(event)))
             ctx.result.quarantined += 1
             return
         self._send_event(ctx, event.id, event.remote_order_id, event.type, event.rank, out)
@@ -563,8 +631,18 @@ class Engine:
             else:
                 self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "quarantined", stored, res.reason)
                 self.journal.quarantine(ctx.name, "order-events", event_id, res.reason_code or "rejected",
-                                        res.reason or "rejected", out.payload)
+                                        res.reason or "rejected", _out(out))
                 ctx.result.quarantined += 1
+
+
+def _src(raw: Any) -> dict[str, Any]:
+    """Quarantine payload of a record that never mapped: what the source said."""
+    return {"source": raw}
+
+
+def _out(out: Outgoing) -> dict[str, Any]:
+    """Quarantine payload of a record the sink refused: what was sent, so it can be re-sent as is."""
+    return {"outgoing": out.payload, "meta": out.meta}
 
 
 def _bad_key(record: BadRecord) -> str:

@@ -91,6 +91,7 @@ class OrderRow:
 
 @dataclass(frozen=True, slots=True)
 class QuarantineRow:
+    id: int
     channel: str
     entity: str
     key: str
@@ -488,16 +489,17 @@ class Journal:
 
     def quarantined(
         self, channel: str | None = None, entity: str | None = None, state: str | None = "open",
+        row_id: int | None = None,
     ) -> list[QuarantineRow]:
-        sql = ("SELECT channel, entity, key, state, reason_code, reason, payload, source_fingerprint, first_seen,"
-               " last_seen, attempts, closed_by, close_reason FROM quarantine WHERE 1 = 1")
+        sql = ("SELECT rowid, channel, entity, key, state, reason_code, reason, payload, source_fingerprint,"
+               " first_seen, last_seen, attempts, closed_by, close_reason FROM quarantine WHERE 1 = 1")
         args: list[Any] = []
-        for column, value in (("channel", channel), ("entity", entity), ("state", state)):
+        for column, value in (("channel", channel), ("entity", entity), ("state", state), ("rowid", row_id)):
             if value is not None:
                 sql += f" AND {column} = ?"
                 args.append(value)
         rows = self.conn.execute(sql + " ORDER BY first_seen, channel, entity, key", args).fetchall()
-        return [QuarantineRow(*r[:6], _load(r[6]), *r[7:]) for r in rows]
+        return [QuarantineRow(*r[:7], _load(r[7]), *r[8:]) for r in rows]
 
     def quarantine_counts(self) -> dict[tuple[str, str], int]:
         rows = self.conn.execute(

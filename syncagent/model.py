@@ -438,3 +438,28 @@ def price_from_json(text: str) -> Price:
         scheduled=tuple(ScheduledPrice(Decimal(p), parse_time(t, "starts_at", required=True)) for p, t in data["scheduled"]),  # type: ignore[arg-type]
         price_list=data["price_list"],
     )
+
+
+def order_from_dict(data: dict[str, Any]) -> Order:
+    """Rebuild an `Order` from its quarantined JSON view (dataclass fields, money as strings)."""
+    return Order(
+        remote_id=data["remote_id"], status=data["status"], total=Decimal(str(data["total"])),
+        items=tuple(OrderItem(i["code"], int(i["quantity"]), Decimal(str(i["unit_price"])),
+                              Decimal(str(i.get("discount") or "0.00"))) for i in data["items"]),
+        payments=tuple(OrderPayment(p["method_code"], Decimal(str(p["amount"])), int(p.get("installments") or 1))
+                       for p in data.get("payments") or ()),
+        number=data.get("number"), customer_code=data.get("customer_code"),
+        channel_customer_id=data.get("channel_customer_id"), seller_code=data.get("seller_code"),
+        store_code=data.get("store_code"), shipping=Decimal(str(data.get("shipping") or "0.00")),
+        notes=data.get("notes"), created_at=parse_time(data.get("created_at"), "created_at"),
+        version=str(data.get("version") or ""),
+    )
+
+
+def channel_customer_from_dict(data: dict[str, Any]) -> ChannelCustomer:
+    address = data.get("address")
+    return ChannelCustomer(
+        remote_id=data["remote_id"], document=data["document"], name=data["name"],
+        linked_code=data.get("linked_code"), email=data.get("email"), phone=data.get("phone"),
+        address=Address(**address) if isinstance(address, dict) else None, version=str(data.get("version") or ""),
+    )
