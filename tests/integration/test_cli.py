@@ -1,0 +1,178 @@
+"""The real command line in child processes: exit codes, lock, signals, status, quarantine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from syncagent.simulators import seeddata
+from tests.integration.harness import ROOT, Sims, cli, write_config
+
+
+def test_check_config_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "backoffice:\n  type: gestao-lojas\n  base_url: ftp://nowhere\n  client_id: x\n"
+        "  client_secret: ${GL_SECRET:-s3cr3t-value}\n"
+        "channels:\n  - name: Loja Centro\n    type: sellerup\n    base_url: http://127.0.0.1:1\n"
+        "    api_key: ${KEY:-k3y-value}\n    safety_stock: abc\n    flows:\n      stokc: {every: 5m}\n"
+    )
+    proc = cli(bad, "check-config")
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(str(bad))]
+    assert len(lines) >= 4, proc.stderr
+    assert any(":3:" in line and "base_url" in line for line in lines)
+    assert any(":7:" in line and "name" in line for line in lines)
+    assert any(":11:" in line and "safety_stock" in line for line in lines)
+    assert any(":13:" in line and "stock" in line for line in lines)  # the suggestion
+    assert "s3cr3t-value" not in proc.stderr + proc.stdout
+
+
+def test_check_config_summary_masks_secrets(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims)
+    proc = cli(config, "check-config", "--online", env={"GL_CLIENT_SECRET": "demo-secret", "SELLERUP_KEY": "demo-key"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "loja-centro" in proc.stdout
+    assert "demo-secret" not in proc.stdout and "demo-key" not in proc.stdout
+    assert "credentials accepted" in proc.stdout
+
+
+def test_run_once_status_and_quiet_second_run(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims)
+    first = cli(config, "run", "--once")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "products" in first.stdout and "sent" in first.stdout
+    second = cli(config, "run", "--once", "--json")
+    assert second.returncode == 0
+    steps = json.loads(second.stdout)
+    assert sum(s["sent"] for s in steps) == 0 and {s["status"] for s in steps} == {"ok"}
+    status = cli(config, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["schema"] == 1
+    channel = data["channels"][0]
+    assert channel["name"] == "loja-centro" and channel["auth_state"] == "ok"
+    flows = {f["flow"]: f for f in channel["flows"]}
+    assert flows["products"]["last_run"]["result"] == "ok"
+    assert flows["products"]["cursor_age_seconds"] is not None
+    assert channel["orders"]["acknowledged"] >= 5
+    table = cli(config, "status")
+    assert table.returncode == 0 and "loja-centro" in table.stdout
+
+
+def test_push_one_entity_and_unknown_channel(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims)
+    proc = cli(config, "push", "--entity", "products", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (step,) = json.loads(proc.stdout)
+    assert step["flow"] == "products" and step["sent"] == step["read"] > 0
+    again = cli(config, "push", "--entity", "products", "--full", "--json")
+    assert json.loads(again.stdout)[0]["sent"] == 0
+    bad = cli(config, "push", "--entity", "products", "--channel", "nope")
+    assert bad.returncode == 2 and "nope" in bad.stderr
+    usage = cli(config, "push", "--entity", "frobs")
+    assert usage.returncode == 2
+
+
+def test_pull_orders_and_customers(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims)
+    customers = cli(config, "pull", "--entity", "customers", "--json")
+    assert customers.returncode == 0, customers.stderr
+    orders = cli(config, "pull", "--entity", "orders", "--json")
+    assert orders.returncode == 0, orders.stderr
+    (step,) = json.loads(orders.stdout)
+    assert step["sent"] >= 5
+    assert len(sims.bo.admin("GET", "/_admin/orders")["items"]) == step["sent"]
+
+
+def test_second_agent_on_the_same_journal_exits_3(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims)
+    daemon = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "syncagent", "-c", str(config), "run"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "journal.db.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        second = cli(config, "run", "--once")
+        assert second.returncode == 3, second.stderr
+        assert "another syncagent" in second.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = daemon.wait(timeout=20)
+        assert code == 0, daemon.stderr.read() if daemon.stderr else ""
+        assert time.monotonic() - started < 10
+
+
+def test_daemon_runs_steps_on_their_interval_and_stops_on_sigterm(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims, flows=["products", "orders", "customers"])
+    text = config.read_text().replace("products: {every: 1m}", "products: {every: 1s}")
+    config.write_text(text)
+    daemon = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "syncagent", "-c", str(config), "run"], cwd=ROOT, env=dict(os.environ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            reads = [r for r in sims.bo.requests_log() if r["path"] == "/products" and r["method"] == "GET"]
+            if len(reads) >= 4:
+                break
+            time.sleep(0.3)
+        assert len(reads) >= 4, "the products step did not repeat on its 1 s interval"
+        orders_reads = [r for r in sims.su.requests_log() if r["path"] == "/v1/orders"]
+        assert orders_reads and orders_reads[0]["ts"] < reads[0]["ts"], "orders must run before products"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=15) == 0
+
+
+def test_quarantine_list_show_retry_drop(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims, flows=["orders", "customers"])
+    orders = [o for o in sims.su.admin("GET", "/_admin/orders")["items"] if o["status"] == "approved"]
+    first, second = orders[0]["id"], orders[1]["id"]
+    for order_id, sku in ((first, "NOVO-1"), (second, "NOVO-2")):
+        items = sims.su.admin("GET", f"/_admin/orders/{order_id}")
+        items = items.get("items") or items["order"]["items"]
+        items[0]["key"] = sku
+        sims.su.admin("PATCH", f"/_admin/orders/{order_id}", json={"items": items})
+    run = cli(config, "run", "--once")
+    assert run.returncode == 1, run.stdout + run.stderr
+    listing = cli(config, "quarantine", "list", "--json")
+    rows = {r["key"]: r for r in json.loads(listing.stdout)}
+    assert set(rows) == {first, second}
+    show = cli(config, "quarantine", "show", str(rows[first]["id"]))
+    assert show.returncode == 0 and "NOVO-1" in show.stdout and "first seen" in show.stdout
+
+    # the missing product now exists in the back office: retry applies the order now
+    token = requests.post(sims.bo.url + "/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": seeddata.DEMO_CLIENT_ID,
+        "client_secret": seeddata.DEMO_CLIENT_SECRET}, timeout=10).json()["access_token"]
+    created = requests.post(sims.bo.url + "/products", headers={"Authorization": f"Bearer {token}"}, timeout=10,
+                            json={"code": "NOVO-1", "description": "Produto novo", "active": True, "unit": "UN"})
+    assert created.status_code == 201, created.text
+    retry = cli(config, "quarantine", "retry", str(rows[first]["id"]))
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    externals = [o["external_id"] for o in sims.bo.admin("GET", "/_admin/orders")["items"]]
+    assert externals.count(first) == 1
+    still = cli(config, "quarantine", "retry", str(rows[second]["id"]))
+    assert still.returncode == 1 and "still refused" in still.stdout
+
+    drop = cli(config, "quarantine", "drop", str(rows[second]["id"]), "--reason", "produto descontinuado",
+               "--by", "ana")
+    assert drop.returncode == 0
+    listing = json.loads(cli(config, "quarantine", "list", "--all", "--json").stdout)
+    states = {r["key"]: (r["state"], r["closed_by"], r["close_reason"]) for r in listing}
+    assert states[second] == ("dropped", "ana", "produto descontinuado")
+    assert states[first][0] == "released"
+    assert json.loads(cli(config, "quarantine", "list", "--json").stdout) == []
