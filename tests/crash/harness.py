@@ -1,0 +1,192 @@
+"""Crash and fault harness: agents in forked children killed at failpoints, invariants checked after.
+
+Simulators run in threads of the test process (they outlive every crash); each agent run is a
+forked child so that a failpoint's abrupt exit (or a SIGKILL) hits a real process with no
+cleanup, at the cost of a fork instead of a new interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syncagent.config import load_config
+
+from syncagent import failpoints
+from syncagent.agent import Agent, exit_code
+from syncagent.simulators import build
+from syncagent.simulators.common import serve_in_thread
+from tests.integration.harness import CHANNEL, CONFIG, Sim, Sims
+
+FORK = multiprocessing.get_context("fork")
+SCENARIO_PRODUCTS = 40
+SCENARIO_ORDERS = 20
+
+
+@dataclass
+class Scenario:
+    sims: Sims
+    config: Path
+    journal: Path
+
+    def stop(self) -> None:
+        for sim in (self.sims.bo, self.sims.su, self.sims.su2):
+            if sim is not None:
+                sim.server.stop()
+
+
+def make_templates(directory: Path) -> Path:
+    """Seed the three simulator databases once; each scenario starts from a copy."""
+    directory.mkdir(parents=True, exist_ok=True)
+    specs = [("gestao-lojas", "bo.db", {}), ("sellerup", "su.db", {"orders": str(SCENARIO_ORDERS)}),
+             ("sellerup", "su2.db", {"orders": str(SCENARIO_ORDERS)})]
+    for system, name, options in specs:
+        app = build(system, str(directory / name), products=SCENARIO_PRODUCTS, seed=7, **options)
+        app.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        app.db.close()
+    return directory
+
+
+def start_scenario(templates: Path, workdir: Path, *, secret_env: dict[str, str] | None = None,
+                   http: str = "{max_attempts: 4, connect_timeout: 2, read_timeout: 5}") -> Scenario:
+    workdir.mkdir(parents=True, exist_ok=True)
+    sims = []
+    for name in ("bo.db", "su.db", "su2.db"):
+        shutil.copy(templates / name, workdir / name)
+    for system, name in (("gestao-lojas", "bo.db"), ("sellerup", "su.db"), ("sellerup", "su2.db")):
+        app = build(system, str(workdir / name), products=SCENARIO_PRODUCTS, seed=7)
+        sims.append(Sim(serve_in_thread(app)))
+    bo, su, su2 = sims
+    flows = "\n".join(f"      {f}: {{every: 1m{', direction: both' if f == 'customers' else ''}}}" for f in (
+        "orders", "order-events", "groups", "payment-methods", "sellers", "products", "prices", "stock", "customers"))
+    channels = CHANNEL.format(name="loja-centro", url=su.url, flows=flows, safety=0)
+    channels += CHANNEL.format(name="loja-norte", url=su2.url, flows=flows, safety=0)
+    channels = channels.replace("{max_attempts: 3, connect_timeout: 2, read_timeout: 10}", http)
+    journal = workdir / "journal.db"
+    text = CONFIG.format(journal=journal, bo=bo.url, channels=channels)
+    text = text.replace("{max_attempts: 3, connect_timeout: 2, read_timeout: 10}", http)
+    config = workdir / "syncagent.yaml"
+    config.write_text(text)
+    return Scenario(Sims(bo, su, su2), config, journal)
+
+
+def _child(config: str, spec: str | None, env: dict[str, str]) -> None:
+    os.environ.update(env)
+    if spec:
+        os.environ["SYNCAGENT_FAILPOINTS"] = spec
+    else:
+        os.environ.pop("SYNCAGENT_FAILPOINTS", None)
+    failpoints.reset()
+    logging.getLogger("syncagent").setLevel(logging.CRITICAL)
+    code = 99
+    try:
+        with Agent(load_config(config)) as agent:
+            code = exit_code(agent.run_once())
+    finally:
+        os._exit(code)
+
+
+def run_agent(config: Path, spec: str | None = None, *, env: dict[str, str] | None = None,
+              kill_after: float | None = None, timeout: float = 120) -> int:
+    """Run one `run --once` cycle in a forked child; optionally SIGKILL it after `kill_after` s."""
+    proc = FORK.Process(target=_child, args=(str(config), spec, env or {}))
+    proc.start()
+    if kill_after is not None:
+        proc.join(kill_after)
+        if proc.is_alive():
+            os.kill(proc.pid or 0, signal.SIGKILL)
+    proc.join(timeout)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        raise AssertionError(f"agent did not finish within {timeout} s")
+    return int(proc.exitcode if proc.exitcode is not None else -1)
+
+
+def count_points(config: Path, tmp: Path) -> list[str]:
+    log = tmp / "points.log"
+    run_agent(config, f"count:{log}")
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def converge(scenario: Scenario, *, max_cycles: int = 4, env: dict[str, str] | None = None) -> int:
+    """Run clean cycles until one exits 0 and changes nothing; returns the cycles it took."""
+    for cycle in range(1, max_cycles + 1):
+        code = run_agent(scenario.config, env=env)
+        if code == 0 and not _journal_in_flight(scenario.journal):
+            return cycle
+    raise AssertionError(f"no convergence within {max_cycles} cycles (last exit {code})")
+
+
+def _journal_in_flight(journal: Path) -> int:
+    conn = sqlite3.connect(journal)
+    try:
+        orders = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created')").fetchone()[0]
+        events = conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]
+        return int(orders + events)
+    finally:
+        conn.close()
+
+
+def check_invariants(scenario: Scenario, *, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The promises of DESIGN §4, checked from the simulators' state and request logs."""
+    bo, channels = scenario.sims.bo, {"loja-centro": scenario.sims.su, "loja-norte": scenario.sims.su2}
+    bo_orders = bo.admin("GET", "/_admin/orders")["items"]
+    per_key = Counter((o["channel"], o["external_id"]) for o in bo_orders)
+    duplicates = [k for k, n in per_key.items() if n > 1]
+    assert not duplicates, f"orders created twice: {duplicates}"
+
+    conn = sqlite3.connect(scenario.journal)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        quarantined = {(c, k) for c, k in conn.execute(
+            "SELECT channel, key FROM quarantine WHERE entity = 'orders' AND state = 'open'")}
+        stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created')").fetchone()[0]
+        assert stuck == 0, f"{stuck} orders stuck in flight"
+    finally:
+        conn.close()
+
+    bo_log = bo.requests_log()
+    created_at: dict[tuple[str, str], float] = {}
+    for r in bo_log:
+        if r["method"] == "POST" and r["path"] == "/orders" and r["body"]:
+            body = json.loads(r["body"])
+            key = (body.get("channel"), body.get("external_id"))
+            created_at.setdefault(key, r["ts"])
+    numbers = {(o["channel"], o["external_id"]): o["number"] for o in bo_orders}
+    approved = 0
+    for name, sim in channels.items():
+        for order in sim.admin("GET", "/_admin/orders")["items"]:
+            key = (name, order["id"])
+            if order["status"] == "approved":
+                approved += 1
+                assert key in per_key or key in quarantined, f"order lost: {key}"
+            if order.get("exported"):
+                assert order["backoffice_number"] == numbers[key], f"acknowledged with a wrong number: {key}"
+        for r in sim.requests_log():
+            if r["path"].endswith("/acknowledge") and r["status"] == 204:
+                key = (name, r["path"].split("/")[3])
+                assert key in created_at and r["ts"] > created_at[key], f"acknowledged before creation: {key}"
+    for secret in secrets:
+        raw = scenario.journal.read_bytes()
+        assert secret.encode() not in raw, "a secret reached the journal"
+    return {"orders": len(bo_orders), "approved": approved, "quarantined": len(quarantined)}
+
+
+def wait_for(predicate: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
