@@ -26,11 +26,12 @@ from syncagent import failpoints
 from syncagent.agent import Agent, exit_code
 from syncagent.simulators import build
 from syncagent.simulators.common import serve_in_thread
-from tests.integration.harness import CHANNEL, CONFIG, Sim, Sims
+from tests.integration.harness import CANARY_ENV, CANARY_KEY, CANARY_SECRET, CHANNEL, CONFIG, Sim, Sims
 
 FORK = multiprocessing.get_context("fork")
 SCENARIO_PRODUCTS = 40
 SCENARIO_ORDERS = 20
+CREDENTIALS = {"gestao-lojas": {"client_secret": CANARY_SECRET}, "sellerup": {"api_key": CANARY_KEY}}
 
 
 @dataclass
@@ -51,6 +52,7 @@ def make_templates(directory: Path) -> Path:
     specs = [("gestao-lojas", "bo.db", {}), ("sellerup", "su.db", {"orders": str(SCENARIO_ORDERS)}),
              ("sellerup", "su2.db", {"orders": str(SCENARIO_ORDERS)})]
     for system, name, options in specs:
+        options = {**options, **CREDENTIALS[system]}
         app = build(system, str(directory / name), products=SCENARIO_PRODUCTS, seed=7, **options)
         app.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         app.db.close()
@@ -64,7 +66,7 @@ def start_scenario(templates: Path, workdir: Path, *, secret_env: dict[str, str]
     for name in ("bo.db", "su.db", "su2.db"):
         shutil.copy(templates / name, workdir / name)
     for system, name in (("gestao-lojas", "bo.db"), ("sellerup", "su.db"), ("sellerup", "su2.db")):
-        app = build(system, str(workdir / name), products=SCENARIO_PRODUCTS, seed=7)
+        app = build(system, str(workdir / name), products=SCENARIO_PRODUCTS, seed=7, **CREDENTIALS[system])
         sims.append(Sim(serve_in_thread(app)))
     bo, su, su2 = sims
     flows = "\n".join(f"      {f}: {{every: 1m{', direction: both' if f == 'customers' else ''}}}" for f in (
@@ -81,7 +83,7 @@ def start_scenario(templates: Path, workdir: Path, *, secret_env: dict[str, str]
 
 
 def _child(config: str, spec: str | None, env: dict[str, str]) -> None:
-    os.environ.update(env)
+    os.environ.update({**CANARY_ENV, **env})
     if spec:
         os.environ["SYNCAGENT_FAILPOINTS"] = spec
     else:
@@ -138,7 +140,7 @@ def _journal_in_flight(journal: Path) -> int:
         conn.close()
 
 
-def check_invariants(scenario: Scenario, *, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+def check_invariants(scenario: Scenario, *, secrets: tuple[str, ...] = (CANARY_SECRET, CANARY_KEY)) -> dict[str, Any]:
     """The promises of DESIGN §4, checked from the simulators' state and request logs."""
     bo, channels = scenario.sims.bo, {"loja-centro": scenario.sims.su, "loja-norte": scenario.sims.su2}
     bo_orders = bo.admin("GET", "/_admin/orders")["items"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,11 @@ from syncagent.simulators import build
 from syncagent.simulators.common import RunningServer, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
+# Canary secrets: the simulators accept only these, the config reads them from the environment,
+# and every integration test checks they never show up in output, logs or the journal.
+CANARY_SECRET = "canary-secret-" + secrets.token_hex(8)
+CANARY_KEY = "canary-key-" + secrets.token_hex(8)
+CANARY_ENV = {"GL_CLIENT_ID": "syncagent-demo", "GL_CLIENT_SECRET": CANARY_SECRET, "SELLERUP_KEY": CANARY_KEY}
 
 
 @dataclass
@@ -57,19 +63,35 @@ class Sims:
 
 
 def start(system: str, db: Path, **options: Any) -> Sim:
-    opts = {k: str(v) for k, v in options.items()}
+    credentials = {"gestao-lojas": {"client_secret": CANARY_SECRET}, "sellerup": {"api_key": CANARY_KEY}}
+    opts = {**credentials.get(system, {}), **{k: str(v) for k, v in options.items()}}
     products = int(opts.pop("products", "60"))
     seed = int(opts.pop("seed", "7"))
     return Sim(serve_in_thread(build(system, str(db), products=products, seed=seed, **opts)))
 
 
 @pytest.fixture
-def sims(tmp_path: Path) -> Iterator[Sims]:
+def sims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> Iterator[Sims]:
+    for key, value in CANARY_ENV.items():
+        monkeypatch.setenv(key, value)
     bo = start("gestao-lojas", tmp_path / "bo.db")
     su = start("sellerup", tmp_path / "su.db")
     yield Sims(bo, su)
     su.server.stop()
     bo.server.stop()
+    assert_no_canary(tmp_path, capfd)
+
+
+def assert_no_canary(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """No secret in anything the agent wrote: stdout, stderr, log files, the journal's bytes."""
+    out, err = capfd.readouterr()
+    places = {"stdout": out.encode(), "stderr": err.encode()}
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and (path.name.startswith("journal") or path.suffix in (".log", ".yaml", ".json")):
+            places[str(path)] = path.read_bytes()
+    for name, data in places.items():
+        for canary in (CANARY_SECRET, CANARY_KEY):
+            assert canary.encode() not in data, f"a secret leaked into {name}"
 
 
 CONFIG = """\
@@ -78,8 +100,8 @@ log: {{level: warning, format: text}}
 backoffice:
   type: gestao-lojas
   base_url: {bo}
-  client_id: ${{GL_CLIENT_ID:-syncagent-demo}}
-  client_secret: ${{GL_CLIENT_SECRET:-demo-secret}}
+  client_id: ${{GL_CLIENT_ID}}
+  client_secret: ${{GL_CLIENT_SECRET}}
   http: {{max_attempts: 3, connect_timeout: 2, read_timeout: 10}}
 defaults:
   every: 1m
@@ -92,7 +114,7 @@ CHANNEL = """\
   - name: {name}
     type: sellerup
     base_url: {url}
-    api_key: ${{SELLERUP_KEY:-demo-key}}
+    api_key: ${{SELLERUP_KEY}}
     warehouses: [CD01, LJ01]
     order_warehouse: LJ01
     safety_stock: {safety}
@@ -127,10 +149,13 @@ def cli(config_path: Path, *args: str, env: dict[str, str] | None = None, timeou
         ) -> subprocess.CompletedProcess[str]:
     """Run the real command line in a child process (exit codes, locks, signals, crashes)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(  # noqa: S603
+    proc = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "syncagent", "-c", str(config_path), *args],
         capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT,
     )
+    sys.stdout.write(proc.stdout)  # echoed so the fixture's secret scan sees the child's output too
+    sys.stderr.write(proc.stderr)
+    return proc
 
 
 def items_written(requests_log: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from syncagent.simulators import seeddata
-from tests.integration.harness import ROOT, Sims, cli, write_config
+from tests.integration.harness import CANARY_KEY, CANARY_SECRET, ROOT, Sims, cli, write_config
 
 
 def test_check_config_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:
@@ -37,10 +37,10 @@ def test_check_config_reports_every_problem_with_file_and_line(tmp_path: Path) -
 
 def test_check_config_summary_masks_secrets(sims: Sims, tmp_path: Path) -> None:
     config = write_config(tmp_path, sims)
-    proc = cli(config, "check-config", "--online", env={"GL_CLIENT_SECRET": "demo-secret", "SELLERUP_KEY": "demo-key"})
+    proc = cli(config, "check-config", "--online")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "loja-centro" in proc.stdout
-    assert "demo-secret" not in proc.stdout and "demo-key" not in proc.stdout
+    assert CANARY_SECRET not in proc.stdout and CANARY_KEY not in proc.stdout
     assert "credentials accepted" in proc.stdout
 
 
@@ -157,7 +157,7 @@ def test_quarantine_list_show_retry_drop(sims: Sims, tmp_path: Path) -> None:
     # the missing product now exists in the back office: retry applies the order now
     token = requests.post(sims.bo.url + "/oauth/token", data={
         "grant_type": "client_credentials", "client_id": seeddata.DEMO_CLIENT_ID,
-        "client_secret": seeddata.DEMO_CLIENT_SECRET}, timeout=10).json()["access_token"]
+        "client_secret": CANARY_SECRET}, timeout=10).json()["access_token"]
     created = requests.post(sims.bo.url + "/products", headers={"Authorization": f"Bearer {token}"}, timeout=10,
                             json={"code": "NOVO-1", "description": "Produto novo", "active": True, "unit": "UN"})
     assert created.status_code == 201, created.text
