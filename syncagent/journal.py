@@ -67,6 +67,13 @@ MIGRATIONS: list[tuple[str, str]] = [
             updated_at TEXT NOT NULL);
         """,
     ),
+    (
+        "alert memory",
+        """
+        CREATE TABLE alerts (key TEXT PRIMARY KEY, state TEXT NOT NULL, opened_at TEXT, resolved_at TEXT,
+            flaps INTEGER NOT NULL DEFAULT 0, subject TEXT NOT NULL);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
