@@ -505,7 +505,8 @@ def _channel(reader: _Reader, item: _Value, key: str, d_every: float, d_batch: i
     type_name = section.get("type", "str", required=True)
     schema = _schema(reader, section, type_name, f"{key}.type")
     options = _options(section, schema)
-    section.unknown(CHANNEL_KEYS | set(schema or {}))
+    if schema is not None or not type_name:  # with an unknown type its own keys cannot be judged
+        section.unknown(CHANNEL_KEYS | set(schema or {}))
     every = section.get("every", "duration", d_every)
     batch = section.get("batch_size", "batch", d_batch)
     enabled = section.get("enabled", "bool", d_enabled)
