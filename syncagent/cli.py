@@ -155,10 +155,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     config = _load(ctx)
 
     def body() -> int:
-        from rich.console import Console
-
         from syncagent.journal import Journal
-        from syncagent.report import dumps, status_data, status_table
+        from syncagent.report import dumps, make_console, status_data, status_table
 
         if not config.journal.exists():
             _fail(f"no journal at {config.journal} yet: run `syncagent run --once` first", 1)
@@ -170,7 +168,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             click.echo(dumps(data))
         else:
-            Console().print(status_table(data))
+            make_console().print(status_table(data))
             click.echo(f"quarantined records: {data['quarantined_total']}")
         failing = any(c["auth_state"] == "auth_failed" for c in data["channels"])
         return 1 if failing or data["quarantined_total"] else 0
@@ -236,10 +234,9 @@ def quarantine_list(ctx: click.Context, channel: str | None, show_all: bool, as_
     config = _load(ctx)
 
     def body() -> int:
-        from rich.console import Console
         from rich.table import Table
 
-        from syncagent.report import dumps
+        from syncagent.report import dumps, make_console
 
         with _open_journal(config, lock=False) as journal:
             rows = journal.quarantined(channel, state=None if show_all else "open")
@@ -252,7 +249,7 @@ def quarantine_list(ctx: click.Context, channel: str | None, show_all: bool, as_
         for r in rows:
             table.add_row(str(r.id), r.channel, r.entity, r.key, r.state, f"{r.reason_code}: {r.reason}"[:100],
                           r.first_seen[:19], str(r.attempts))
-        Console().print(table)
+        make_console().print(table)
         return 0
 
     _guard(body)

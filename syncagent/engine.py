@@ -226,13 +226,20 @@ class Engine:
             if error is None:
                 if extra is not None:
                     extra()
-                if cursor is not None and cursor_key is not None:
-                    self.journal.save_cursor(ctx.name, cursor_key, cursor)
+                if cursor_key is not None:
+                    self._advance(ctx.name, cursor_key, cursor)
         ctx.result.sent += len(accepted)
         ctx.result.quarantined += len(bad) + len(rejected)
         if error is not None:
             raise error
         return [(record, out) for record, out, _ in prepared.values()]
+
+    def _advance(self, channel: str, cursor_key: str, cursor: str | None) -> None:
+        """Move the cursor past a recorded page; None (end of the feed for now) keeps it."""
+        if cursor is not None:
+            self.journal.save_cursor(channel, cursor_key, cursor)
+        else:
+            self.journal.touch_cursor(channel, cursor_key)
 
     def _quarantine_fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """Fingerprints of open quarantine rows: an unchanged rejected record is not sent again."""
@@ -307,9 +314,8 @@ class Engine:
                                      _src(record.raw))
                     continue
                 self._bind_customer(ctx, record)
-            if page.cursor is not None:
-                with self.journal.transaction():
-                    self.journal.save_cursor(ctx.name, "customers-pull", page.cursor)
+            with self.journal.transaction():
+                self._advance(ctx.name, "customers-pull", page.cursor)
 
     def _bind_customer(self, ctx: _Ctx, cc: ChannelCustomer) -> str | None:
         """Bind a channel customer to a back office code: found by CPF/CNPJ, else created once."""
@@ -377,9 +383,8 @@ class Engine:
                         self._pull_customers(ctx)
                         customers_pulled = True
                     self._import_order(ctx, record)
-            if page.cursor is not None:
-                with self.journal.transaction():
-                    self.journal.save_cursor(ctx.name, "orders", page.cursor)
+            with self.journal.transaction():
+                self._advance(ctx.name, "orders", page.cursor)
 
     def _needs_customer(self, ctx: _Ctx, order: Order) -> bool:
         return bool(order.channel_customer_id) and self.journal.binding(
@@ -584,9 +589,8 @@ class Engine:
                     ctx.result.unchanged += 1
                     continue
                 self._deliver_event(ctx, event)
-            if page.cursor is not None:
-                with self.journal.transaction():
-                    self.journal.save_cursor(ctx.name, "order-events", page.cursor)
+            with self.journal.transaction():
+                self._advance(ctx.name, "order-events", page.cursor)
         self._retry_pending_events(ctx)
 
     def _retry_pending_events(self, ctx: _Ctx) -> None:

@@ -307,6 +307,14 @@ class Journal:
             (channel, flow, cursor, now_iso()),
         )
 
+    def touch_cursor(self, channel: str, flow: str) -> None:
+        """The feed was read to its end: keep the cursor, note when (the cursor age in `status`)."""
+        self.conn.execute(
+            "INSERT INTO cursors (channel, flow, cursor, updated_at) VALUES (?, ?, NULL, ?)"
+            " ON CONFLICT (channel, flow) DO UPDATE SET updated_at = excluded.updated_at",
+            (channel, flow, now_iso()),
+        )
+
     # -- bindings -----------------------------------------------------------------------------
     def binding(self, channel: str, entity: str, remote_id: str) -> str | None:
         row = self.conn.execute(

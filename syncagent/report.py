@@ -38,8 +38,14 @@ def results_json(results: Iterable[StepResult]) -> list[dict[str, Any]]:
     ]
 
 
+def make_console() -> Console:
+    """A terminal gets its own width; a pipe or a log file gets room for the whole table."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def print_summary(results: list[StepResult], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     console.print(summary_table(results))
     totals = {k: sum(getattr(r, k) for r in results) for k in ("read", "sent", "unchanged", "quarantined")}
     failed = [r for r in results if r.status in ("failed", "auth_failed", "skipped")]
