@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syncagent.config import load_config
-
 from syncagent import failpoints
 from syncagent.agent import Agent, exit_code
+from syncagent.config import load_config
 from syncagent.simulators import build
 from syncagent.simulators.common import serve_in_thread
 from tests.integration.harness import CANARY_ENV, CANARY_KEY, CANARY_SECRET, CHANNEL, CONFIG, Sim, Sims
@@ -101,18 +100,27 @@ def _child(config: str, spec: str | None, env: dict[str, str]) -> None:
 def run_agent(config: Path, spec: str | None = None, *, env: dict[str, str] | None = None,
               kill_after: float | None = None, timeout: float = 120) -> int:
     """Run one `run --once` cycle in a forked child; optionally SIGKILL it after `kill_after` s."""
-    proc = FORK.Process(target=_child, args=(str(config), spec, env or {}))
-    proc.start()
-    if kill_after is not None:
-        proc.join(kill_after)
-        if proc.is_alive():
-            os.kill(proc.pid or 0, signal.SIGKILL)
-    proc.join(timeout)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-        raise AssertionError(f"agent did not finish within {timeout} s")
-    return int(proc.exitcode if proc.exitcode is not None else -1)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            _child(str(config), spec, env or {})
+        finally:
+            os._exit(98)
+    started = time.monotonic()
+    killed = False
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        elapsed = time.monotonic() - started
+        if kill_after is not None and not killed and elapsed >= kill_after:
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+        if elapsed > timeout:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"agent did not finish within {timeout} s")
+        time.sleep(0.002)
 
 
 def count_points(config: Path, tmp: Path) -> list[str]:
@@ -183,6 +191,34 @@ def check_invariants(scenario: Scenario, *, secrets: tuple[str, ...] = (CANARY_S
         raw = scenario.journal.read_bytes()
         assert secret.encode() not in raw, "a secret reached the journal"
     return {"orders": len(bo_orders), "approved": approved, "quarantined": len(quarantined)}
+
+
+def _crash_case(job: tuple[Path, Path, list[str], list[str]]) -> tuple[int, str | None]:
+    """One case in a worker: a fresh scenario, each crash spec in turn, then convergence and invariants."""
+    templates, workdir, specs, labels = job
+    scenario = start_scenario(templates, workdir)
+    try:
+        for spec in specs:
+            if spec.startswith("kill-after:"):
+                run_agent(scenario.config, kill_after=float(spec.split(":", 1)[1]))
+            else:
+                run_agent(scenario.config, spec)
+        cycles = converge(scenario)
+        check_invariants(scenario)
+        return cycles, None
+    except AssertionError as exc:
+        return 0, f"{' then '.join(labels)}: {exc}"
+    finally:
+        scenario.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_cases(jobs: list[tuple[Path, Path, list[str], list[str]]], workers: int | None = None,
+              ) -> list[tuple[int, str | None]]:
+    """Run crash cases on every core: each worker is a forked process with its own simulators."""
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    with FORK.Pool(workers) as pool:
+        return pool.map(_crash_case, jobs, chunksize=1)
 
 
 def wait_for(predicate: Any, timeout: float = 10) -> None:
