@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check syncagent tests bench
+	$(BIN)/bandit -q -r syncagent -ll
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q

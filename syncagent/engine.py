@@ -248,7 +248,7 @@ class Engine:
             chunk = list(keys[start : start + 900])
             marks = ",".join("?" * len(chunk))
             rows = self.journal.conn.execute(
-                "SELECT key, source_fingerprint FROM quarantine WHERE channel = ? AND entity = ? AND state = 'open'"
+                "SELECT key, source_fingerprint FROM quarantine WHERE channel = ? AND entity = ? AND state = 'open'"  # nosec B608
                 f" AND key IN ({marks})",  # noqa: S608
                 (channel, entity, *chunk),
             )

@@ -266,7 +266,7 @@ class Journal:
             chunk = list(keys[start : start + 900])
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
-                f"SELECT key, fingerprint FROM sent WHERE channel = ? AND entity = ? AND key IN ({marks})",  # noqa: S608
+                f"SELECT key, fingerprint FROM sent WHERE channel = ? AND entity = ? AND key IN ({marks})",  # noqa: S608 # nosec B608
                 (channel, entity, *chunk),
             )
             found.update(rows)
@@ -343,7 +343,7 @@ class Journal:
     def orders_in_state(self, channel: str, states: Sequence[str]) -> list[OrderRow]:
         marks = ",".join("?" * len(states))
         rows = self.conn.execute(
-            "SELECT channel, order_id, state, version, bo_number, payload, reason_code, reason, seen_at, updated_at"
+            "SELECT channel, order_id, state, version, bo_number, payload, reason_code, reason, seen_at, updated_at"  # nosec B608
             f" FROM orders WHERE channel = ? AND state IN ({marks}) ORDER BY seen_at, order_id",  # noqa: S608
             (channel, *states),
         ).fetchall()
@@ -389,7 +389,7 @@ class Journal:
             chunk = list(event_ids[start : start + 900])
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
-                f"SELECT event_id, state FROM events WHERE channel = ? AND event_id IN ({marks})",  # noqa: S608
+                f"SELECT event_id, state FROM events WHERE channel = ? AND event_id IN ({marks})",  # noqa: S608 # nosec B608
                 (channel, *chunk),
             )
             found.update(rows)
@@ -439,7 +439,7 @@ class Journal:
             chunk = list(codes[start : start + 900])
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
-                "SELECT code, warehouse, available, reserved FROM stock_balances"
+                "SELECT code, warehouse, available, reserved FROM stock_balances"  # nosec B608
                 f" WHERE channel = ? AND code IN ({marks})",  # noqa: S608
                 (channel, *chunk),
             )

@@ -218,7 +218,7 @@ class GestaoLojasSim(SimApp):
             self._check_token(req)
             limit = self._limit(req)
             after = self._decode_cursor(req.arg("cursor"))
-            sql, args = f"SELECT rev, data FROM {table} WHERE rev > ?", [after]  # noqa: S608
+            sql, args = f"SELECT rev, data FROM {table} WHERE rev > ?", [after]  # noqa: S608 # nosec B608
             if feed == "stock" and req.args("warehouse"):
                 warehouses = req.args("warehouse")
                 sql += f" AND warehouse IN ({','.join('?' * len(warehouses))})"
@@ -258,7 +258,7 @@ class GestaoLojasSim(SimApp):
             raise HttpError(400, "invalid_cursor", "the cursor is not one this server gave") from None
 
     def _all(self, table: str) -> list[dict[str, Any]]:
-        return [json.loads(r[0]) for r in self.db.execute(f"SELECT data FROM {table} ORDER BY rowid")]  # noqa: S608
+        return [json.loads(r[0]) for r in self.db.execute(f"SELECT data FROM {table} ORDER BY rowid")]  # noqa: S608 # nosec B608
 
     # -- products ------------------------------------------------------------------------------
     def list_warehouses(self, req: Request) -> Response:
@@ -533,11 +533,11 @@ class GestaoLojasSim(SimApp):
     def admin_patch(self, table: str, key: str) -> Any:
         def handler(req: Request) -> Response:
             body = self._admin_body(req)
-            row = self.db.execute(f"SELECT data FROM {table} WHERE {key} = ?", (req.params["code"],)).fetchone()  # noqa: S608
+            row = self.db.execute(f"SELECT data FROM {table} WHERE {key} = ?", (req.params["code"],)).fetchone()  # noqa: S608 # nosec B608
             if row is None:
                 raise HttpError(404, "not_found", f"no {table} {req.params['code']}")
             data = json.loads(row[0]) | body | {"updated_at": now_iso()}
-            self.db.execute(f"UPDATE {table} SET rev = ?, data = ? WHERE {key} = ?",  # noqa: S608
+            self.db.execute(f"UPDATE {table} SET rev = ?, data = ? WHERE {key} = ?",  # noqa: S608 # nosec B608
                             (self._next_rev(), json.dumps(data, ensure_ascii=False), req.params["code"]))
             if table == "customers" and "document" in body:
                 self.db.execute("UPDATE customers SET document = ? WHERE code = ?", (body["document"], req.params["code"]))
@@ -582,7 +582,7 @@ class GestaoLojasSim(SimApp):
     def admin_counts(self, req: Request) -> Response:
         counts = {}
         for name, (table, _) in FEED_TABLES.items():
-            counts[name] = self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            counts[name] = self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 # nosec B608
         counts["orders"] = self.db.execute("SELECT count(*) FROM orders").fetchone()[0]
         counts["seed_seconds"] = float(self._meta("seeded") or 0)
         return Response(200, counts)

@@ -222,7 +222,7 @@ class SellerUpSim(SimApp):
         return customer
 
     def _get(self, table: str, record_id: str) -> dict[str, Any]:
-        row = self.db.execute(f"SELECT data FROM {table} WHERE id = ?", (record_id,)).fetchone()  # noqa: S608
+        row = self.db.execute(f"SELECT data FROM {table} WHERE id = ?", (record_id,)).fetchone()  # noqa: S608 # nosec B608
         if row is None:
             raise HttpError(404, "not_found", f"no {table[:-1].replace('_', ' ')} {record_id}")
         return json.loads(row[0])  # type: ignore[no-any-return]
@@ -295,7 +295,7 @@ class SellerUpSim(SimApp):
             chunk = keys[start : start + 900]
             marks = ",".join("?" * len(chunk))
             stored.update(self.db.execute(
-                f"SELECT key, data FROM items WHERE collection = ? AND key IN ({marks})",  # noqa: S608
+                f"SELECT key, data FROM items WHERE collection = ? AND key IN ({marks})",  # noqa: S608 # nosec B608
                 (collection, *chunk)).fetchall())
         results, writes, seen = [], [], set()
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
