@@ -133,19 +133,22 @@ class OAuthClientCredentials:
         self.margin = margin
         self.secrets: tuple[str, ...] = (client_secret,)
         self.fetches = 0
-        self._token: str | None = None
+        self._headers: dict[str, str] | None = None
         self._expires = 0.0
         self._lock = threading.Lock()
 
     def headers(self) -> dict[str, str]:
+        """The current token's headers; the same dict object until the token changes."""
         with self._lock:
-            if self._token is None or self.clock() >= self._expires:
+            if self._headers is None or self.clock() >= self._expires:
                 self._fetch()
-            return {"Authorization": f"Bearer {self._token}"}
+            assert self._headers is not None
+            return self._headers
 
     def refresh(self, stale: dict[str, str]) -> bool:
+        """Fetch a new token unless another caller already replaced the one `stale` came from."""
         with self._lock:
-            if stale.get("Authorization") == f"Bearer {self._token}":
+            if stale is self._headers:
                 self._fetch()
             return True
 
@@ -164,7 +167,7 @@ class OAuthClientCredentials:
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise TransientError(f"{self.client.name}: token endpoint gave no access_token", code="bad_response")
-        self._token = token
+        self._headers = {"Authorization": f"Bearer {token}"}
         self.secrets = (self.client_secret, token)
         lifetime = float(body.get("expires_in") or 3600)
         self._expires = self.clock() + max(lifetime - min(self.margin, lifetime / 2), 0.0)
@@ -236,7 +239,7 @@ class HttpClient:
         self.name = name or self.base_url
         self.auth = auth
         self._secrets = tuple(secrets)
-        self._sleep = sleep or time.sleep
+        self._sleep = sleep if sleep is not None else time.sleep
         self.clock = clock
         self.session = session or make_session(self.settings)
         self.stats = {"requests": 0, "attempts": 0, "retries": 0, "refreshes": 0, "throttled_sleeps": 0}
