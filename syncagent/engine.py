@@ -18,8 +18,8 @@ from typing import Any
 
 from syncagent import failpoints
 from syncagent.connectors.base import Connector, Outgoing, PushResult
-from syncagent.errors import AmbiguousError, AuthError, ChannelError, MappingError
-from syncagent.journal import Journal
+from syncagent.errors import AmbiguousError, AuthError, ChannelError, MappingError, TransientError
+from syncagent.journal import Journal, OrderRow
 from syncagent.model import (
     EVENT_ORDER,
     BackOfficeOrder,
@@ -43,6 +43,7 @@ from syncagent.model import (
 log = logging.getLogger("syncagent.engine")
 
 DEFAULT_DIRECTIONS = {"orders": "pull", "customers": "both"}
+MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
 
 
@@ -84,6 +85,10 @@ class ChannelSetup:
 class _Ctx:
     setup: ChannelSetup
     result: StepResult
+    customers_pulled: bool = False
+    failures_in_row: int = 0
+    parked: int = 0
+    last_error: str = ""
 
     @property
     def name(self) -> str:
@@ -357,47 +362,98 @@ class Engine:
 
     # -- order intake ----------------------------------------------------------------------------
     def _orders(self, ctx: _Ctx) -> None:
-        caps = ctx.conn.capabilities
-        importable = ctx.setup.order_statuses or caps.importable_statuses
+        ctx.customers_pulled = False
         self._recover_orders(ctx)
         cursor = self.journal.cursor(ctx.name, "orders")
-        customers_pulled = False
         for page in ctx.conn.pull("orders", cursor):
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):
-                    key = _bad_key(record)
-                    row = self.journal.order(ctx.name, key)
-                    if row is None or row.state in ("seen", "quarantined"):
-                        with self.journal.transaction():
-                            self.journal.set_order(ctx.name, key, "quarantined", reason_code=record.code,
-                                                   reason=record.reason)
-                            self.journal.quarantine(ctx.name, "orders", key, record.code, record.reason,
-                                                    _src(record.raw))
-                        ctx.result.quarantined += 1
-                    continue
-                if record.status in caps.cancelled_statuses:
-                    self._cancel_order(ctx, record)
-                elif record.status in importable:
-                    if record.customer_code is None and not customers_pulled and self._needs_customer(ctx, record):
-                        self._pull_customers(ctx)
-                        customers_pulled = True
-                    self._import_order(ctx, record)
+                    self._quarantine_bad_order(ctx, record)
+                else:
+                    self._guarded(ctx, record, lambda r=record: self._process_order(ctx, r))
             with self.journal.transaction():
                 self._advance(ctx.name, "orders", page.cursor)
+        if ctx.parked:
+            raise TransientError(f"{ctx.parked} order(s) hit a transient failure and wait in the journal for the "
+                                 f"next cycle; last cause: {ctx.last_error}")
 
-    def _needs_customer(self, ctx: _Ctx, order: Order) -> bool:
-        return bool(order.channel_customer_id) and self.journal.binding(
-            ctx.name, "customers", order.channel_customer_id or ""
-        ) is None
+    def _guarded(self, ctx: _Ctx, order: Order | None, work: Callable[[], None], row: OrderRow | None = None) -> None:
+        """Run one order's work; a transient failure parks the order in the journal and the page goes on.
+
+        Several failures in a row mean the server is down: the step stops there (the cursor does
+        not pass the orders not yet looked at).
+        """
+        try:
+            work()
+            ctx.failures_in_row = 0
+        except AuthError:
+            raise
+        except ChannelError as exc:
+            ctx.failures_in_row += 1
+            ctx.parked += 1
+            ctx.last_error = str(exc)
+            if order is not None:
+                self._park(ctx, order)
+            if ctx.failures_in_row >= MAX_FAILURES_IN_ROW:
+                raise
+
+    def _park(self, ctx: _Ctx, order: Order) -> None:
+        """Keep an order whose intake failed half way, so the cursor may move on without losing it."""
+        row = self.journal.order(ctx.name, order.remote_id)
+        if row is None or row.state in ("seen", "pending", "quarantined"):
+            with self.journal.transaction():
+                self.journal.set_order(ctx.name, order.remote_id, "pending", version=order.version,
+                                       payload={"source": _describe(order)})
+
+    def _quarantine_bad_order(self, ctx: _Ctx, record: BadRecord) -> None:
+        key = _bad_key(record)
+        row = self.journal.order(ctx.name, key)
+        if row is None or row.state in ("seen", "pending", "quarantined"):
+            with self.journal.transaction():
+                self.journal.set_order(ctx.name, key, "quarantined", reason_code=record.code, reason=record.reason)
+                self.journal.quarantine(ctx.name, "orders", key, record.code, record.reason, _src(record.raw))
+            ctx.result.quarantined += 1
+
+    def _process_order(self, ctx: _Ctx, order: Order) -> None:
+        caps = ctx.conn.capabilities
+        importable = ctx.setup.order_statuses or caps.importable_statuses
+        if order.status in caps.cancelled_statuses:
+            self._cancel_order(ctx, order)
+        elif order.status in importable:
+            self._import_order(ctx, order)
+        else:
+            row = self.journal.order(ctx.name, order.remote_id)
+            if row is not None and row.state == "pending":  # it left the importable statuses meanwhile
+                with self.journal.transaction():
+                    self.journal.set_order(ctx.name, order.remote_id, "seen", version=order.version)
+
+    def _customer_of(self, ctx: _Ctx, order: Order) -> str | None:
+        """The back office code of the order's customer; pulls the channel's customers once if needed."""
+        if order.customer_code is not None:
+            return order.customer_code
+        if not order.channel_customer_id:
+            return None
+        code = self.journal.binding(ctx.name, "customers", order.channel_customer_id)
+        if code is None and not ctx.customers_pulled:
+            self._pull_customers(ctx)  # a failure here parks the order: no quarantine for a passing fault
+            ctx.customers_pulled = True
+            code = self.journal.binding(ctx.name, "customers", order.channel_customer_id)
+        return code
 
     def _recover_orders(self, ctx: _Ctx) -> None:
-        """Finish what a crash or an ambiguous failure left half done, before reading the feed."""
-        for row in self.journal.orders_in_state(ctx.name, ("creating", "created")):
+        """Finish what a crash or a failure left half done, before reading the feed."""
+        for row in self.journal.orders_in_state(ctx.name, ("creating", "created", "pending")):
             if row.state == "creating":
-                self._create_in_backoffice(ctx, row.order_id, row.payload or {})
+                work = lambda row=row: self._create_in_backoffice(ctx, row.order_id, row.payload or {})  # noqa: E731
+            elif row.state == "created":
+                work = lambda row=row: self._acknowledge(ctx, row.order_id, row.bo_number or "")  # noqa: E731
             else:
-                self._acknowledge(ctx, row.order_id, row.bo_number or "")
+                source = (row.payload or {}).get("source")
+                if not isinstance(source, dict):
+                    continue
+                work = lambda source=source: self._process_order(ctx, order_from_dict(source))  # noqa: E731
+            self._guarded(ctx, None, work)
 
     def _import_order(self, ctx: _Ctx, order: Order) -> None:
         row = self.journal.order(ctx.name, order.remote_id)
@@ -412,9 +468,9 @@ class Engine:
                 return
             if row.state == "quarantined" and row.version == order.version and row.version:
                 return  # unchanged since it was quarantined: wait for a change or a manual retry
-        customer_code = order.customer_code
-        if customer_code is None and order.channel_customer_id:
-            customer_code = self.journal.binding(ctx.name, "customers", order.channel_customer_id)
+            if row.state == "pending" and _newer(row.version, order.version):
+                return  # the journal holds a newer version of this order
+        customer_code = self._customer_of(ctx, order)
         if customer_code is None:
             self._quarantine_order(ctx, order, "missing_reference",
                                    f"customer {order.channel_customer_id or '(none)'} is not known in the back office")
@@ -637,6 +693,11 @@ class Engine:
                 self.journal.quarantine(ctx.name, "order-events", event_id, res.reason_code or "rejected",
                                         res.reason or "rejected", _out(out))
                 ctx.result.quarantined += 1
+
+
+def _newer(stored: str | None, seen: str) -> bool:
+    """True when the journal's copy is a later version than the one just read (numeric versions only)."""
+    return bool(stored and seen and stored.isdigit() and seen.isdigit() and int(stored) > int(seen))
 
 
 def _src(raw: Any) -> dict[str, Any]:

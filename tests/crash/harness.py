@@ -88,6 +88,8 @@ def _child(config: str, spec: str | None, env: dict[str, str]) -> None:
     else:
         os.environ.pop("SYNCAGENT_FAILPOINTS", None)
     failpoints.reset()
+    if os.environ.get("SYNCAGENT_TEST_NO_SLEEP"):
+        time.sleep = lambda seconds: None  # this child only runs the agent: its backoff waits are skipped
     logging.getLogger("syncagent").setLevel(logging.CRITICAL)
     code = 99
     try:
@@ -141,7 +143,7 @@ def converge(scenario: Scenario, *, max_cycles: int = 4, env: dict[str, str] | N
 def _journal_in_flight(journal: Path) -> int:
     conn = sqlite3.connect(journal)
     try:
-        orders = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created')").fetchone()[0]
+        orders = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'pending')").fetchone()[0]
         events = conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]
         return int(orders + events)
     finally:
@@ -161,7 +163,7 @@ def check_invariants(scenario: Scenario, *, secrets: tuple[str, ...] = (CANARY_S
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         quarantined = {(c, k) for c, k in conn.execute(
             "SELECT channel, key FROM quarantine WHERE entity = 'orders' AND state = 'open'")}
-        stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created')").fetchone()[0]
+        stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'pending')").fetchone()[0]
         assert stuck == 0, f"{stuck} orders stuck in flight"
     finally:
         conn.close()

@@ -30,10 +30,10 @@ def report(line: str) -> None:
         fh.write(line + "\n")
 
 
-def probe_points(templates: Path, tmp_path: Path) -> list[str]:
-    probe = start_scenario(templates, tmp_path / "probe")
+def probe_points(templates: Path, workroot: Path) -> list[str]:
+    probe = start_scenario(templates, workroot / "probe")
     try:
-        return count_points(probe.config, tmp_path)
+        return count_points(probe.config, workroot)
     finally:
         probe.stop()
 
@@ -52,8 +52,8 @@ def test_failpoints_are_inert_by_default(tmp_path: Path, monkeypatch: pytest.Mon
     assert (tmp_path / "n.log").read_text() == "order.before_create\n"
 
 
-def test_a_crash_point_really_kills_the_agent(templates: Path, tmp_path: Path) -> None:
-    scenario = start_scenario(templates, tmp_path / "one")
+def test_a_crash_point_really_kills_the_agent(templates: Path, workroot: Path) -> None:
+    scenario = start_scenario(templates, workroot / "one")
     try:
         assert run_agent(scenario.config, "crash:order.after_create:3") == failpoints.CRASH_EXIT_CODE
         orders = scenario.sims.bo.admin("GET", "/_admin/orders")["items"]
@@ -63,13 +63,13 @@ def test_a_crash_point_really_kills_the_agent(templates: Path, tmp_path: Path) -
 
 
 @pytest.mark.timeout(1200)
-def test_crash_at_every_point_then_converge(templates: Path, tmp_path: Path) -> None:
-    points = probe_points(templates, tmp_path)
+def test_crash_at_every_point_then_converge(templates: Path, workroot: Path) -> None:
+    points = probe_points(templates, workroot)
     assert len(points) > 100, "the scenario must reach the dangerous instants"
     missing = [name for name in DANGEROUS if name not in points]
     assert not missing, f"the scenario never reaches {missing}"
     started = time.monotonic()
-    jobs = [(templates, tmp_path / f"k{k}", [f"crash-at:{k}"], [f"point {k} ({points[k - 1]})"])
+    jobs = [(templates, workroot / f"k{k}", [f"crash-at:{k}"], [f"point {k} ({points[k - 1]})"])
             for k in range(1, len(points) + 1)]
     results = run_cases(jobs)
     assert not failures(results), failures(results)[:5]
@@ -80,15 +80,15 @@ def test_crash_at_every_point_then_converge(templates: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(900)
-def test_compound_crashes_during_recovery(templates: Path, tmp_path: Path) -> None:
+def test_compound_crashes_during_recovery(templates: Path, workroot: Path) -> None:
     seed = int(os.environ.get("SYNCAGENT_CRASH_SEED", "20261123"))
     rng = random.Random(seed)
-    points = probe_points(templates, tmp_path)
+    points = probe_points(templates, workroot)
     iterations = int(os.environ.get("SYNCAGENT_COMPOUND", "100"))
     jobs = []
     for i in range(iterations):
         k, j = rng.randint(1, len(points)), rng.randint(1, max(1, len(points) // 2))
-        jobs.append((templates, tmp_path / f"c{i}", [f"crash-at:{k}", f"crash-at:{j}"],
+        jobs.append((templates, workroot / f"c{i}", [f"crash-at:{k}", f"crash-at:{j}"],
                      [f"seed {seed} #{i}: crash at {k} ({points[k - 1]})", f"at {j} during recovery"]))
     results = run_cases(jobs)
     assert not failures(results), failures(results)[:5]
@@ -96,11 +96,11 @@ def test_compound_crashes_during_recovery(templates: Path, tmp_path: Path) -> No
            f"max cycles {max(c for c, _ in results)}")
 
 
-def _random_kills(templates: Path, tmp_path: Path, iterations: int) -> None:
+def _random_kills(templates: Path, workroot: Path, iterations: int) -> None:
     seed = int(os.environ.get("SYNCAGENT_KILL_SEED", str(int(time.time()))))
     print(f"random SIGKILL seed: {seed} (replay with SYNCAGENT_KILL_SEED={seed})")
     rng = random.Random(seed)
-    probe = start_scenario(templates, tmp_path / "probe")
+    probe = start_scenario(templates, workroot / "probe")
     try:
         started = time.monotonic()
         run_agent(probe.config)
@@ -110,7 +110,7 @@ def _random_kills(templates: Path, tmp_path: Path, iterations: int) -> None:
     jobs = []
     for i in range(iterations):
         delay = rng.uniform(0, duration)
-        jobs.append((templates, tmp_path / f"r{i}", [f"kill-after:{delay:.4f}"],
+        jobs.append((templates, workroot / f"r{i}", [f"kill-after:{delay:.4f}"],
                      [f"seed {seed} #{i}: SIGKILL after {delay:.3f} s"]))
     results = run_cases(jobs)
     assert not failures(results), failures(results)[:5]
@@ -118,11 +118,11 @@ def _random_kills(templates: Path, tmp_path: Path, iterations: int) -> None:
 
 
 @pytest.mark.timeout(900)
-def test_random_sigkill(templates: Path, tmp_path: Path) -> None:
-    _random_kills(templates, tmp_path, int(os.environ.get("SYNCAGENT_KILLS", "50")))
+def test_random_sigkill(templates: Path, workroot: Path) -> None:
+    _random_kills(templates, workroot, int(os.environ.get("SYNCAGENT_KILLS", "50")))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
-def test_random_sigkill_soak(templates: Path, tmp_path: Path) -> None:
-    _random_kills(templates, tmp_path, 1000)
+def test_random_sigkill_soak(templates: Path, workroot: Path) -> None:
+    _random_kills(templates, workroot, 1000)
