@@ -42,7 +42,7 @@ def build_connector(cfg: ChannelConfig, *, sleep: Callable[[float], None] | None
     return cls.from_config(cfg, sleep=sleep, clock=clock)  # type: ignore[attr-defined, no-any-return]
 
 
-def channel_setup(cfg: ChannelConfig, connector: Connector) -> ChannelSetup:
+def channel_setup(cfg: ChannelConfig, connector: Connector, settle_seconds: float = 0.0) -> ChannelSetup:
     orders = cfg.flow("orders")
     statuses = orders.options.get("statuses") if orders is not None else None
     return ChannelSetup(
@@ -55,6 +55,7 @@ def channel_setup(cfg: ChannelConfig, connector: Connector) -> ChannelSetup:
         batch_size={f.name: f.batch_size for f in cfg.flows},
         directions={f.name: f.direction for f in cfg.flows},
         order_statuses=tuple(statuses) if statuses else None,
+        settle_seconds=settle_seconds,
     )
 
 
@@ -70,10 +71,14 @@ class Agent:
             self.backoffice: Connector = backoffice_cls.from_config(  # type: ignore[attr-defined]
                 config.backoffice, sleep=sleep, clock=clock
             )
+            # a POST whose answer was lost can run at most this long in the back office
+            http = config.backoffice.http
+            settle = http.connect_timeout + http.read_timeout
             setups = {}
             for channel in config.channels:
                 if channel.enabled:
-                    setups[channel.name] = channel_setup(channel, build_connector(channel, sleep=sleep, clock=clock))
+                    connector = build_connector(channel, sleep=sleep, clock=clock)
+                    setups[channel.name] = channel_setup(channel, connector, settle)
         except Exception:
             self.journal.close()
             raise

@@ -79,6 +79,7 @@ class ChannelSetup:
     batch_size: Mapping[str, int] = field(default_factory=dict)
     directions: Mapping[str, str] = field(default_factory=dict)
     order_statuses: tuple[str, ...] | None = None
+    settle_seconds: float = 0.0  # how long a POST whose answer was lost may still be running
 
 
 @dataclass
@@ -375,8 +376,11 @@ class Engine:
             with self.journal.transaction():
                 self._advance(ctx.name, "orders", page.cursor)
         if ctx.parked:
-            raise TransientError(f"{ctx.parked} order(s) hit a transient failure and wait in the journal for the "
-                                 f"next cycle; last cause: {ctx.last_error}")
+            self._recover_orders(ctx)  # what failed early in this step may have settled by now
+        waiting = self.journal.orders_in_state(ctx.name, ("creating", "created", "pending"))
+        if waiting:
+            raise TransientError(f"{len(waiting)} order(s) wait in the journal for the next cycle "
+                                 f"(a transient failure or an answer lost); last cause: {ctx.last_error or 'none'}")
 
     def _guarded(self, ctx: _Ctx, order: Order | None, work: Callable[[], None], row: OrderRow | None = None) -> None:
         """Run one order's work; a transient failure parks the order in the journal and the page goes on.
@@ -442,10 +446,19 @@ class Engine:
         return code
 
     def _recover_orders(self, ctx: _Ctx) -> None:
-        """Finish what a crash or a failure left half done, before reading the feed."""
+        """Finish what a crash or a failure left half done.
+
+        An order left in `creating` is looked up only once its last POST is older than the
+        settle time: a POST whose answer was lost may still be running in the back office, and a
+        lookup that races it would post the order a second time.
+        """
+        settled_before = self.clock().timestamp() - ctx.setup.settle_seconds
         for row in self.journal.orders_in_state(ctx.name, ("creating", "created", "pending")):
             if row.state == "creating":
-                work = lambda row=row: self._create_in_backoffice(ctx, row.order_id, row.payload or {})  # noqa: E731
+                if _stamp(row.updated_at) > settled_before:
+                    continue
+                work = lambda row=row: self._create_in_backoffice(ctx, row.order_id, row.payload or {},  # noqa: E731
+                                                                  retry=True)
             elif row.state == "created":
                 work = lambda row=row: self._acknowledge(ctx, row.order_id, row.bo_number or "")  # noqa: E731
             else:
@@ -464,8 +477,7 @@ class Engine:
                 self._acknowledge(ctx, order.remote_id, row.bo_number or "")
                 return
             if row.state == "creating":
-                self._create_in_backoffice(ctx, order.remote_id, row.payload or {})
-                return
+                return  # settled by _recover_orders once its last POST is old enough
             if row.state == "quarantined" and row.version == order.version and row.version:
                 return  # unchanged since it was quarantined: wait for a change or a manual retry
             if row.state == "pending" and _newer(row.version, order.version):
@@ -487,12 +499,19 @@ class Engine:
             self.journal.set_order(ctx.name, order.remote_id, "creating", version=order.version, payload=out.payload)
         self._create_in_backoffice(ctx, order.remote_id, out.payload)
 
-    def _create_in_backoffice(self, ctx: _Ctx, order_id: str, payload: dict[str, Any]) -> None:
-        """Create once: look the order up first (POST /orders is not idempotent), then POST."""
+    def _create_in_backoffice(self, ctx: _Ctx, order_id: str, payload: dict[str, Any], *, retry: bool = False) -> None:
+        """Create once: look the order up first (POST /orders is not idempotent), then POST.
+
+        A lost answer (AmbiguousError) leaves the order in `creating`; it is settled later by the
+        same lookup, never by posting again at once.
+        """
         found = self.backoffice.lookup("orders", external_id=order_id, channel=ctx.name)
         if found is not None:
             number = str(found["number"])
         else:
+            if retry:  # note the new attempt's time first: the settle time counts from it
+                with self.journal.transaction():
+                    self.journal.set_order(ctx.name, order_id, "creating")
             failpoints.hit("order.before_create")
             try:
                 (res,) = self.backoffice.push("orders", [Outgoing(order_id, payload)])
@@ -693,6 +712,10 @@ class Engine:
                 self.journal.quarantine(ctx.name, "order-events", event_id, res.reason_code or "rejected",
                                         res.reason or "rejected", _out(out))
                 ctx.result.quarantined += 1
+
+
+def _stamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def _newer(stored: str | None, seen: str) -> bool:

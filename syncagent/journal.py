@@ -373,7 +373,7 @@ class Journal:
             " reason_code = excluded.reason_code, reason = excluded.reason, updated_at = excluded.updated_at",
             (
                 channel, order_id, state, version, bo_number,
-                json.dumps(payload) if payload is not None else None,
+                json.dumps(payload, default=str) if payload is not None else None,
                 reason_code, reason, stamp, stamp,
             ),
         )
@@ -404,7 +404,7 @@ class Journal:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, event_id) DO UPDATE SET"
             " state = excluded.state, payload = coalesce(excluded.payload, events.payload),"
             " reason = excluded.reason, updated_at = excluded.updated_at",
-            (channel, event_id, order_id, type_, rank, state, json.dumps(payload) if payload else None, reason,
+            (channel, event_id, order_id, type_, rank, state, json.dumps(payload, default=str) if payload else None, reason,
              now_iso()),
         )
 

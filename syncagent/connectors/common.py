@@ -1,18 +1,22 @@
-"""Small helpers every connector shares."""
+"""Small helpers every connector shares, so that each one reads its feed and reports errors alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from syncagent.config import HttpOptions
-from syncagent.errors import MappingError
-from syncagent.http import HttpResponse, HttpSettings
+from syncagent.errors import ChannelError, MappingError, PermanentError, TransientError
+from syncagent.http import HttpClient, HttpResponse, HttpSettings
+from syncagent.model import Address, BadRecord, parse_money, parse_time
 
 T = TypeVar("T")
 
 
 def http_settings(opts: HttpOptions) -> HttpSettings:
+    """The HTTP layer's settings from the config's `http:` block (the rest keep their defaults)."""
     rate = opts.rate_limit
     return HttpSettings(
         connect_timeout=opts.connect_timeout, read_timeout=opts.read_timeout, max_attempts=opts.max_attempts,
@@ -22,48 +26,132 @@ def http_settings(opts: HttpOptions) -> HttpSettings:
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size` items, because servers cap their batch sizes."""
+    if size < 1:
+        raise ValueError("chunk size must be at least 1")
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def reason(resp: HttpResponse) -> str:
-    """The server's error envelope as one line for people: "code: message (field) [details]"."""
-    text = f"{resp.error_code() or resp.status}: {resp.error_message() or 'no message'}"
-    field = resp.error_field("field")
-    if field:
-        text += f" ({field})"
-    details = resp.error_field("details")
+def error_text(error: Mapping[str, Any] | None, *, with_code: bool = True) -> str:
+    """One error envelope as one line for people: "code: message (field)"."""
+    error = error if isinstance(error, Mapping) else {}
+    text = str(error.get("message") or "no message")
+    if with_code and error.get("code"):
+        text = f"{error['code']}: {text}"
+    if error.get("field"):
+        text += f" ({error['field']})"
+    details = error.get("details")
     if isinstance(details, list) and details:
-        text += " [" + "; ".join(f"{d.get('field')}: {d.get('message')}" for d in details if isinstance(d, dict)) + "]"
+        parts = [f"{d.get('field')}: {d.get('message')}" if d.get("field") else str(d.get("message"))
+                 for d in details if isinstance(d, Mapping)]
+        if parts:
+            text += " [" + "; ".join(parts) + "]"
     return text
 
 
-def need(item: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+def reason(resp: HttpResponse, client: HttpClient | None = None) -> str:
+    """The error envelope of a refused answer, "code: message (field) [details]", else its status.
+
+    With `client`, its secrets are scrubbed: a server may echo a key back in its message, and the
+    text ends up in exceptions, logs and the quarantine.
+    """
+    error = {"code": resp.error_code() or str(resp.status), "message": resp.error_message(),
+             "field": resp.error_field("field"), "details": resp.error_field("details")}
+    text = error_text(error)
+    return client.redact(text) if client is not None else text
+
+
+def refused(client: HttpClient, what: str, resp: HttpResponse) -> ChannelError:
+    """The exception for a call the server refused as a whole: a 4xx will not heal by retrying."""
+    text = f"{client.name}: {what} answered {resp.status}: {reason(resp, client)}"
+    if 400 <= resp.status < 500:
+        return PermanentError(text, status=resp.status, code=resp.error_code())
+    return TransientError(text, status=resp.status, code=resp.error_code())
+
+
+def body_of(client: HttpClient, what: str, resp: HttpResponse, key: str = "items") -> dict[str, Any]:
+    """The JSON object of a 200 answer that must hold a `key` list; anything else is a bad response."""
+    try:
+        body = resp.json()
+    except TransientError as exc:
+        raise TransientError(client.redact(str(exc)), status=exc.status, code=exc.code) from None
+    if not isinstance(body, dict) or not isinstance(body.get(key), list):
+        raise TransientError(f"{client.name}: {what}: the answer is not an object with a {key!r} list",
+                             status=resp.status, code="bad_response")
+    return body
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def need(item: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
     """A required field of a feed item, of the right type, or a MappingError saying which."""
-    if name not in item or item[name] is None:
-        raise MappingError("missing_field", f"{name} is required")
-    value = item[name]
-    if kind is str and isinstance(value, str) and not value.strip():
-        raise MappingError("missing_field", f"{name} is empty")
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise MappingError("bad_type", f"{name}: expected {getattr(kind, '__name__', kind)}, found {type(value).__name__}")
-    return value
-
-
-def opt(item: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
     value = item.get(name)
     if value is None:
-        return None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise MappingError("bad_type", f"{name}: expected {getattr(kind, '__name__', kind)}, found {type(value).__name__}")
+        raise MappingError("missing_field", f"{name} is required")
+    if isinstance(value, str) and not value.strip() and (kind is str or (isinstance(kind, tuple) and str in kind)):
+        raise MappingError("missing_field", f"{name} is empty")
+    return _typed(value, name, kind)
+
+
+def opt(item: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+    """An optional field: None when absent or null, else it must have the right type."""
+    value = item.get(name)
+    return None if value is None else _typed(value, name, kind)
+
+
+def _typed(value: Any, name: str, kind: type | tuple[type, ...]) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int to Python but never a quantity or a count on the wire
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise MappingError("bad_type", f"{name}: expected {_type_name(kind)}, found {type(value).__name__}")
     return value
 
 
-def parse_items(items: Any, parse: Callable[[dict[str, Any]], Any], key_field: str) -> list[Any]:
-    """Parse every item of a page; one that cannot be parsed becomes a BadRecord, the rest go on."""
-    from syncagent.model import BadRecord
+def need_money(item: Mapping[str, Any], name: str, label: str | None = None) -> Decimal:
+    """A required money field: absent is `missing_field`, malformed is `bad_money`."""
+    if item.get(name) is None:
+        raise MappingError("missing_field", f"{label or name} is required")
+    return parse_money(item[name], label or name)
 
-    records = []
+
+def opt_money(item: Mapping[str, Any], name: str, label: str | None = None) -> Decimal | None:
+    value = item.get(name)
+    return None if value is None else parse_money(value, label or name)
+
+
+def need_time(item: Mapping[str, Any], name: str, label: str | None = None) -> datetime:
+    """A required ISO date-time field as aware UTC."""
+    moment = parse_time(item.get(name), label or name, required=True)
+    if moment is None:  # parse_time raises first; this only narrows the type
+        raise MappingError("missing_field", f"{label or name} is required")
+    return moment
+
+
+def parse_address(data: Any) -> Address | None:
+    """An address object, its parts as text; anything that is not an object is no address."""
+    if not isinstance(data, dict):
+        return None
+    parts = {k: data.get(k) for k in ("street", "number", "complement", "district", "city", "state", "zip")}
+    return Address(**{k: (str(v) if v is not None else None) for k, v in parts.items()},
+                   country=str(data.get("country") or "BR"))
+
+
+KeyOf = Callable[[Mapping[str, Any]], Any]
+
+
+def field_key(name: str) -> KeyOf:
+    """The key of a raw item for quarantine: one of its fields."""
+    return lambda item: item.get(name)
+
+
+def parse_items(items: Sequence[Any], parse: Callable[[dict[str, Any]], Any], key: str | KeyOf) -> list[Any]:
+    """Parse every item of a page; one that cannot be parsed becomes a BadRecord, the rest go on."""
+    key_of = field_key(key) if isinstance(key, str) else key
+    records: list[Any] = []
     for item in items:
         if not isinstance(item, dict):
             records.append(BadRecord("?", "bad_type", f"expected an object, found {type(item).__name__}", item))
@@ -71,9 +159,18 @@ def parse_items(items: Any, parse: Callable[[dict[str, Any]], Any], key_field: s
         try:
             records.append(parse(item))
         except MappingError as exc:
-            key = item.get(key_field)
-            records.append(BadRecord(key if isinstance(key, str) and key else "?", exc.code, exc.reason, item))
-        except (TypeError, ValueError, ArithmeticError) as exc:
-            key = item.get(key_field)
-            records.append(BadRecord(key if isinstance(key, str) and key else "?", "bad_value", str(exc)[:200], item))
+            records.append(BadRecord(_key_text(key_of, item), exc.code, exc.reason, item))
+        except (TypeError, ValueError, ArithmeticError, KeyError, AttributeError) as exc:
+            records.append(BadRecord(_key_text(key_of, item), "bad_value", str(exc)[:200], item))
     return records
+
+
+def _key_text(key_of: KeyOf, item: Mapping[str, Any]) -> str:
+    try:
+        value = key_of(item)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return "?"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return "?"
+    text = str(value).strip()
+    return text or "?"

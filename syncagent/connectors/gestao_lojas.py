@@ -3,7 +3,7 @@
 Contract: ../shared/contracts/gestao-lojas/openapi.yaml. Feeds are keyset-paginated with opaque
 cursors; a null `next_cursor` ends the feed *for now* (the engine keeps its previous cursor, so
 the last page may be read again — harmless). `POST /orders` is not idempotent: the engine looks
-an order up by external id before any second attempt.
+an order up by external id before any second attempt, so this module never retries it.
 """
 
 from __future__ import annotations
@@ -11,13 +11,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
-from syncagent.connectors.common import http_settings, need, opt, parse_items, reason
-from syncagent.errors import MappingError, TransientError
-from syncagent.http import HttpClient, HttpSettings, OAuthClientCredentials
+from syncagent.connectors.common import (
+    KeyOf,
+    body_of,
+    http_settings,
+    need,
+    need_money,
+    need_time,
+    opt,
+    opt_money,
+    parse_address,
+    parse_items,
+    reason,
+    refused,
+)
+from syncagent.errors import AmbiguousError, MappingError, TransientError
+from syncagent.http import HttpClient, HttpResponse, HttpSettings, OAuthClientCredentials
 from syncagent.model import (
-    Address,
+    EVENT_ORDER,
     BackOfficeOrder,
     Customer,
     Group,
@@ -32,23 +46,26 @@ from syncagent.model import (
     Shipment,
     StockBalance,
     money_str,
-    parse_money,
     parse_time,
     time_str,
     utcnow,
 )
 
 FEEDS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events")
+WRITES = ("orders", "customers", "order-cancels")
+MAX_PAGE = 1000  # the contract's `limit` maximum
 
 
 class GestaoLojasConnector:
+    """Reads the back office's change feeds and creates orders and customers in it."""
+
     type_name: ClassVar[str] = "gestao-lojas"
     options: ClassVar[dict[str, OptionSpec]] = {
         "client_id": OptionSpec("str", required=True, help="OAuth2 client id of the integration user"),
         "client_secret": OptionSpec("str", required=True, secret=True, help="OAuth2 client secret"),
     }
     capabilities: ClassVar[Capabilities] = Capabilities(
-        pull=frozenset(FEEDS), push=frozenset({"orders", "customers", "order-cancels"}), max_batch=1000,
+        pull=frozenset(FEEDS), push=frozenset(WRITES), max_batch=1000,
     )
 
     def __init__(self, name: str, base_url: str, options: Mapping[str, Any], http: HttpSettings, *,
@@ -56,23 +73,26 @@ class GestaoLojasConnector:
                  page_size: int = 500) -> None:
         self.name = name
         self.clock = clock
-        self.page_size = page_size
+        self.page_size = max(1, min(page_size, MAX_PAGE))
         secret = str(options["client_secret"])
-        token_client = HttpClient(base_url, http, name=name, secrets=[secret], sleep=sleep)
+        self.secrets: tuple[str, ...] = (secret,)
+        # the token endpoint is called unauthenticated on a client of its own
+        token_client = HttpClient(base_url, http, name=name, secrets=self.secrets, sleep=sleep)
         self.auth = OAuthClientCredentials(token_client, str(options["client_id"]), secret)
-        self.client = HttpClient(base_url, http, name=name, auth=self.auth, secrets=[secret], sleep=sleep)
-        self.secrets = (secret,)
+        self.client = HttpClient(base_url, http, name=name, auth=self.auth, secrets=self.secrets, sleep=sleep)
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow) -> GestaoLojasConnector:
-        name = getattr(cfg, "name", "backoffice")
+        """Build from a BackofficeConfig (named "backoffice") or a ChannelConfig (its own name)."""
+        name = getattr(cfg, "name", None) or "backoffice"
         return cls(name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock)
 
     def check(self) -> None:
+        """Credentials (a token is fetched) and reachability (one cheap authenticated GET)."""
         resp = self.client.get("/warehouses")
         if resp.status != 200:
-            raise TransientError(f"{self.name}: GET /warehouses answered {resp.status}: {reason(resp)}")
+            raise refused(self.client, "GET /warehouses", resp)
 
     def close(self) -> None:
         self.client.close()
@@ -80,88 +100,119 @@ class GestaoLojasConnector:
 
     # -- feeds -----------------------------------------------------------------------------------
     def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
+        """Follow the feed from `cursor` page by page; the last page (null next_cursor) carries None."""
         if entity not in FEEDS:
             raise ValueError(f"{self.name} has no {entity} feed")
-        parse, key_field = PARSERS[entity]
+        parse, key_of = PARSERS[entity]
         filters = filters or {}
         while True:
-            params: list[tuple[str, Any]] = [("limit", self.page_size)]
+            params: list[tuple[str, Any]] = []
             if cursor:
                 params.append(("cursor", cursor))
-            for warehouse in filters.get("warehouses", ()):
-                params.append(("warehouse", warehouse))
-            if "price_list" in filters:
+            params.append(("limit", self.page_size))
+            if entity == "stock":
+                params += [("warehouse", w) for w in filters.get("warehouses") or ()]
+            if entity == "prices" and filters.get("price_list"):
                 params.append(("price_list", filters["price_list"]))
+            what = f"GET /{entity}"
             resp = self.client.get(f"/{entity}", params=params)
             if resp.status != 200:
-                raise TransientError(f"{self.name}: GET /{entity} answered {resp.status}: {reason(resp)}",
-                                     status=resp.status, code=resp.error_code())
-            body = resp.json()
-            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                raise TransientError(f"{self.name}: GET /{entity}: the answer has no items list", code="bad_response")
+                raise refused(self.client, what, resp)
+            body = body_of(self.client, what, resp)
             next_cursor = body.get("next_cursor")
             if next_cursor is not None and not isinstance(next_cursor, str):
-                raise TransientError(f"{self.name}: GET /{entity}: next_cursor is not a string", code="bad_response")
-            yield Page(parse_items(body["items"], parse, key_field), next_cursor)
-            if not next_cursor:
+                raise TransientError(f"{self.name}: {what}: next_cursor is not a string", code="bad_response")
+            yield Page(parse_items(body["items"], parse, key_of), next_cursor or None)
+            if not next_cursor or next_cursor == cursor:
                 return
             cursor = next_cursor
 
     # -- writes ----------------------------------------------------------------------------------
     def prepare(self, entity: str, record: Any) -> Outgoing:
+        """Map one model record to the back office's wire form; MappingError if it cannot take it."""
         if entity == "orders":
             return Outgoing(record.order.remote_id, order_in(record))
         if entity == "customers":
             return Outgoing(record.document, customer_out(record))
         if entity == "order-cancels":
-            return Outgoing(str(record["number"]), {"reason": record.get("reason") or "cancelled on the channel"})
+            number = str(record.get("number") or "").strip()
+            if not number:
+                raise MappingError("missing_field", "number: the back office order number is required")
+            return Outgoing(number, {"reason": str(record.get("reason") or "cancelled on the channel")})
         raise ValueError(f"{self.name} cannot take {entity}")
 
     def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
+        """One POST per record (the back office has no batch writes); one result per record."""
+        if entity not in WRITES:
+            raise ValueError(f"{self.name} cannot take {entity}")
         return [self._push_one(entity, out) for out in batch]
 
     def _push_one(self, entity: str, out: Outgoing) -> PushResult:
         if entity == "orders":
-            resp = self.client.post("/orders", json=out.payload)
+            # not idempotent: a lost answer raises AmbiguousError and the engine looks the order up
+            resp = self.client.post("/orders", json=out.payload, idempotent=False)
             if resp.status == 201:
-                return PushResult(out.key, "created", remote_id=str(resp.json()["number"]))
-            return PushResult(out.key, "rejected", reason_code=resp.error_code() or str(resp.status),
-                              reason=reason(resp))
+                return PushResult(out.key, "created", remote_id=self._created_id(resp, "number", "POST /orders"))
+            return self._rejected(out.key, resp)
         if entity == "customers":
-            resp = self.client.post("/customers", json=out.payload, idempotent=True)  # a repeat answers 409
+            # safe to repeat: a second create of the same document answers 409 with the existing code
+            resp = self.client.post("/customers", json=out.payload, idempotent=True)
             if resp.status == 201:
-                return PushResult(out.key, "created", remote_id=str(resp.json()["code"]))
-            if resp.status == 409 and resp.error_field("existing_code"):
-                return PushResult(out.key, "exists", remote_id=str(resp.error_field("existing_code")))
-            return PushResult(out.key, "rejected", reason_code=resp.error_code() or str(resp.status),
-                              reason=reason(resp))
-        if entity == "order-cancels":
-            resp = self.client.post(f"/orders/{out.key}/cancel", json=out.payload, idempotent=True)
-            if resp.status == 200:
-                return PushResult(out.key, "updated")
-            code = "not_cancellable" if resp.status == 409 else "not_found" if resp.status == 404 else str(resp.status)
-            return PushResult(out.key, "rejected", reason_code=code, reason=reason(resp))
-        raise ValueError(f"{self.name} cannot take {entity}")
+                return PushResult(out.key, "created", remote_id=self._created_id(resp, "code", "POST /customers"))
+            existing = resp.error_field("existing_code") if resp.status == 409 else None
+            if existing:
+                return PushResult(out.key, "exists", remote_id=str(existing))
+            return self._rejected(out.key, resp)
+        # order-cancels: cancelling twice is harmless, so retries are allowed
+        resp = self.client.post(f"/orders/{quote(out.key, safe='')}/cancel", json=out.payload, idempotent=True)
+        if resp.status == 200:
+            return PushResult(out.key, "updated")
+        code = {409: "not_cancellable", 404: "not_found"}.get(resp.status)
+        return self._rejected(out.key, resp, code)
+
+    def _created_id(self, resp: HttpResponse, field: str, what: str) -> str:
+        """The id of what a 201 created; without it we cannot tell which record it is."""
+        try:
+            body = resp.json()
+        except TransientError:
+            body = None
+        value = body.get(field) if isinstance(body, dict) else None
+        if value is None or isinstance(value, bool) or not str(value).strip():
+            raise AmbiguousError(f"{self.name}: {what} answered 201 without its {field}; the record was created",
+                                 status=resp.status, code="bad_response")
+        return str(value)
+
+    def _rejected(self, key: str, resp: HttpResponse, code: str | None = None) -> PushResult:
+        return PushResult(key, "rejected", reason_code=code or resp.error_code() or f"http_{resp.status}",
+                          reason=reason(resp, self.client))
 
     def lookup(self, entity: str, **keys: str) -> Any:
+        """An order by (external_id, channel) as {"number", "status"}; a customer by document."""
         if entity == "orders":
+            what = "GET /orders (lookup)"
             resp = self.client.get("/orders", params={"external_id": keys["external_id"], "channel": keys["channel"]})
             if resp.status != 200:
-                raise TransientError(f"{self.name}: order lookup answered {resp.status}: {reason(resp)}")
-            items = resp.json().get("items") or []
-            return {"number": str(items[0]["number"]), "status": items[0].get("status")} if items else None
+                raise refused(self.client, what, resp)
+            items = [i for i in body_of(self.client, what, resp)["items"]
+                     if isinstance(i, dict) and i.get("number") is not None
+                     and i.get("external_id") in (None, keys["external_id"])]
+            if not items:
+                return None
+            return {"number": str(items[0]["number"]), "status": items[0].get("status")}
         if entity == "customers":
+            what = "GET /customers (lookup)"
             resp = self.client.get("/customers", params={"document": keys["document"], "limit": 1})
             if resp.status != 200:
-                raise TransientError(f"{self.name}: customer lookup answered {resp.status}: {reason(resp)}")
-            records = [r for r in parse_items(resp.json().get("items") or [], parse_customer, "code")
-                       if isinstance(r, Customer) and r.document == keys["document"]]
-            return records[0] if records else None
+                raise refused(self.client, what, resp)
+            records = parse_items(body_of(self.client, what, resp)["items"], parse_customer, "code")
+            found = [r for r in records if isinstance(r, Customer) and r.document == keys["document"]]
+            return found[0] if found else None
         return None
 
 
 # -- wire → model ----------------------------------------------------------------------------------
 def parse_product(item: dict[str, Any]) -> Product:
+    """A product; its barcode is passed on as is (a bad EAN is the channel's to refuse, not a feed error)."""
     return Product(
         code=need(item, "code"), name=need(item, "description"), active=need(item, "active", bool),
         barcode=opt(item, "barcode"), brand=opt(item, "brand"), group_code=opt(item, "group_code"),
@@ -172,15 +223,14 @@ def parse_product(item: dict[str, Any]) -> Product:
 
 def parse_price(item: dict[str, Any]) -> Price:
     scheduled = []
-    for entry in opt(item, "scheduled", list) or []:
+    for i, entry in enumerate(opt(item, "scheduled", list) or []):
         if not isinstance(entry, dict):
-            raise MappingError("bad_type", "scheduled: expected a list of objects")
-        scheduled.append(ScheduledPrice(parse_money(entry.get("list_price"), "scheduled.list_price"),
-                                        parse_time(entry.get("starts_at"), "scheduled.starts_at", required=True)))  # type: ignore[arg-type]
-    promo = item.get("promo_price")
+            raise MappingError("bad_type", f"scheduled[{i}]: expected an object")
+        scheduled.append(ScheduledPrice(need_money(entry, "list_price", f"scheduled[{i}].list_price"),
+                                        need_time(entry, "starts_at", f"scheduled[{i}].starts_at")))
     return Price(
-        code=need(item, "sku"), list_price=parse_money(item.get("list_price"), "list_price"),
-        promo_price=parse_money(promo, "promo_price") if promo is not None else None,
+        code=need(item, "sku"), list_price=need_money(item, "list_price"),
+        promo_price=opt_money(item, "promo_price"),
         promo_start=parse_time(item.get("promo_start"), "promo_start"),
         promo_end=parse_time(item.get("promo_end"), "promo_end"),
         scheduled=tuple(sorted(scheduled, key=lambda s: s.starts_at)),
@@ -191,14 +241,6 @@ def parse_price(item: dict[str, Any]) -> Price:
 def parse_stock(item: dict[str, Any]) -> StockBalance:
     return StockBalance(need(item, "sku"), need(item, "warehouse"), need(item, "available", int),
                         opt(item, "reserved", int) or 0)
-
-
-def parse_address(data: Any) -> Address | None:
-    if not isinstance(data, dict):
-        return None
-    fields = {k: data.get(k) for k in ("street", "number", "complement", "district", "city", "state", "zip")}
-    return Address(**{k: (str(v) if v is not None else None) for k, v in fields.items()},
-                   country=str(data.get("country") or "BR"))
 
 
 def parse_customer(item: dict[str, Any]) -> Customer:
@@ -224,40 +266,50 @@ def parse_seller(item: dict[str, Any]) -> Seller:
 
 
 def parse_event(item: dict[str, Any]) -> OrderEvent:
+    """A fulfilment event; whether its NF-e key or tracking suit a channel is that channel's call."""
     kind = need(item, "type")
-    if kind not in ("invoiced", "shipped", "delivered", "cancelled"):
-        raise MappingError("bad_value", f"type: unknown event type {kind!r}")
+    if kind not in EVENT_ORDER:
+        raise MappingError("bad_value", f"type: unknown event type {kind[:40]!r}")
     invoice = shipment = None
-    if isinstance(item.get("invoice"), dict):
-        inv = item["invoice"]
-        total = inv.get("total")
-        invoice = Invoice(need(inv, "key"), need(inv, "number"), str(inv.get("series") or "1"),
+    inv = opt(item, "invoice", dict)
+    if inv is not None:
+        invoice = Invoice(str(need(inv, "key", (str, int))), str(need(inv, "number", (str, int))),
+                          str(opt(inv, "series", (str, int)) or "1"),
                           parse_time(inv.get("issued_at"), "invoice.issued_at"),
-                          parse_money(total, "invoice.total") if total is not None else None, opt(inv, "xml_url"))
-    if isinstance(item.get("shipment"), dict):
-        shp = item["shipment"]
+                          opt_money(inv, "total", "invoice.total"), opt(inv, "xml_url"))
+    shp = opt(item, "shipment", dict)
+    if shp is not None:
         shipment = Shipment(need(shp, "carrier"), need(shp, "tracking_code"), opt(shp, "tracking_url"),
                             parse_time(shp.get("shipped_at"), "shipment.shipped_at"))
     return OrderEvent(
         id=str(need(item, "id", (str, int))), order_number=str(need(item, "order_number", (str, int))),
         channel=need(item, "channel"), remote_order_id=need(item, "external_id"), type=kind,
-        occurred_at=parse_time(item.get("occurred_at"), "occurred_at", required=True),  # type: ignore[arg-type]
-        invoice=invoice, shipment=shipment, delivered_at=parse_time(item.get("delivered_at"), "delivered_at"),
+        occurred_at=need_time(item, "occurred_at"), invoice=invoice, shipment=shipment,
+        delivered_at=parse_time(item.get("delivered_at"), "delivered_at"),
     )
 
 
-PARSERS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
+PARSERS: dict[str, tuple[Callable[[dict[str, Any]], Any], str | KeyOf]] = {
     "products": (parse_product, "code"), "prices": (parse_price, "sku"), "stock": (parse_stock, "sku"),
-    "customers": (parse_customer, "code"), "payment-methods": (parse_payment_method, "code"),
-    "groups": (parse_group, "code"), "sellers": (parse_seller, "code"), "order-events": (parse_event, "id"),
+    "customers": (parse_customer, lambda i: i.get("code") or i.get("document")),
+    "payment-methods": (parse_payment_method, "code"), "groups": (parse_group, "code"),
+    "sellers": (parse_seller, "code"), "order-events": (parse_event, "id"),
 }
 
 
 # -- model → wire ----------------------------------------------------------------------------------
 def order_in(record: BackOfficeOrder) -> dict[str, Any]:
+    """OrderIn of the contract: the channel's order with its resolved customer and debited warehouse."""
     order = record.order
+    if not order.remote_id:
+        raise MappingError("missing_field", "external_id: the channel's order id is required")
+    if not record.customer_code:
+        raise MappingError("missing_field", "customer_code: the order's customer is not resolved")
     if not order.items:
-        raise MappingError("missing_field", "an order needs at least one item")
+        raise MappingError("missing_field", "items: an order needs at least one item")
+    for i, item in enumerate(order.items):
+        if item.quantity < 1:
+            raise MappingError("bad_quantity", f"items[{i}].quantity: {item.quantity} is not a quantity")
     body: dict[str, Any] = {
         "external_id": order.remote_id,
         "channel": record.channel,
@@ -273,14 +325,23 @@ def order_in(record: BackOfficeOrder) -> dict[str, Any]:
         "total": money_str(order.total),
         "notes": order.notes,
     }
-    if order.created_at is not None:
+    if order.created_at is not None:  # the contract's created_at is not nullable: absent when unknown
         body["created_at"] = time_str(order.created_at)
     return body
 
 
 def customer_out(customer: Customer) -> dict[str, Any]:
+    """A Customer to create: no code (the back office assigns it); optional parts only when known."""
+    if not customer.document:
+        raise MappingError("missing_field", "document: a customer needs a CPF/CNPJ")
+    if not customer.name or not customer.name.strip():
+        raise MappingError("missing_field", "name: a customer needs a name")
     body: dict[str, Any] = {"document": customer.document, "name": customer.name, "email": customer.email,
                             "phone": customer.phone}
+    if customer.birth_date is not None:
+        body["birth_date"] = customer.birth_date
+    if customer.state_registration is not None:
+        body["state_registration"] = customer.state_registration
     if customer.address is not None:
         addr = customer.address
         body["address"] = {k: getattr(addr, k) for k in ("street", "number", "complement", "district", "city",

@@ -15,6 +15,7 @@ import shutil
 import signal
 import sqlite3
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.integration.harness import CANARY_ENV, CANARY_KEY, CANARY_SECRET, CHA
 FORK = multiprocessing.get_context("fork")
 SCENARIO_PRODUCTS = 40
 SCENARIO_ORDERS = 20
+SETTLE = 1.6  # connect_timeout + read_timeout of the scenario's back office, and a little more
 CREDENTIALS = {"gestao-lojas": {"client_secret": CANARY_SECRET}, "sellerup": {"api_key": CANARY_KEY}}
 
 
@@ -59,7 +61,7 @@ def make_templates(directory: Path) -> Path:
 
 
 def start_scenario(templates: Path, workdir: Path, *, secret_env: dict[str, str] | None = None,
-                   http: str = "{max_attempts: 4, connect_timeout: 2, read_timeout: 5}") -> Scenario:
+                   http: str = "{max_attempts: 4, connect_timeout: 0.5, read_timeout: 1}") -> Scenario:
     workdir.mkdir(parents=True, exist_ok=True)
     sims = []
     for name in ("bo.db", "su.db", "su2.db"):
@@ -95,6 +97,8 @@ def _child(config: str, spec: str | None, env: dict[str, str]) -> None:
     try:
         with Agent(load_config(config)) as agent:
             code = exit_code(agent.run_once())
+    except BaseException:  # an escaped exception is a bug the tests must see, not a crash to recover from
+        traceback.print_exc()
     finally:
         os._exit(code)
 
@@ -135,8 +139,11 @@ def converge(scenario: Scenario, *, max_cycles: int = 4, env: dict[str, str] | N
     """Run clean cycles until one exits 0 and changes nothing; returns the cycles it took."""
     for cycle in range(1, max_cycles + 1):
         code = run_agent(scenario.config, env=env)
-        if code == 0 and not _journal_in_flight(scenario.journal):
+        in_flight = _journal_in_flight(scenario.journal)
+        if code == 0 and not in_flight:
             return cycle
+        if in_flight:
+            time.sleep(SETTLE)  # an order left `creating` is looked up only once its POST is this old
     raise AssertionError(f"no convergence within {max_cycles} cycles (last exit {code})")
 
 
