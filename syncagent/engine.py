@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,7 @@ from syncagent.model import (
 log = logging.getLogger("syncagent.engine")
 
 DEFAULT_DIRECTIONS = {"orders": "pull", "customers": "both"}
+MAX_SETTLE_WAIT = 5.0  # seconds the orders step may wait at its end to retry lost answers
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
 
@@ -108,7 +110,9 @@ class Engine:
         channels: Mapping[str, ChannelSetup],
         *,
         clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.sleep = sleep
         self.journal = journal
         self.backoffice = backoffice
         self.channels = dict(channels)
@@ -376,11 +380,23 @@ class Engine:
             with self.journal.transaction():
                 self._advance(ctx.name, "orders", page.cursor)
         if ctx.parked:
-            self._recover_orders(ctx)  # what failed early in this step may have settled by now
+            self._wait_to_settle(ctx)
+            self._recover_orders(ctx)  # what failed in this step gets one more try once settled
         waiting = self.journal.orders_in_state(ctx.name, ("creating", "created", "pending"))
         if waiting:
             raise TransientError(f"{len(waiting)} order(s) wait in the journal for the next cycle "
                                  f"(a transient failure or an answer lost); last cause: {ctx.last_error or 'none'}")
+
+    def _wait_to_settle(self, ctx: _Ctx) -> None:
+        """Wait (a few seconds at most) until the orders whose answer was lost may be looked up."""
+        if not 0 < ctx.setup.settle_seconds <= MAX_SETTLE_WAIT:
+            return
+        creating = self.journal.orders_in_state(ctx.name, ("creating",))
+        if creating:
+            newest = max(_stamp(row.updated_at) for row in creating)
+            remaining = newest + ctx.setup.settle_seconds - self.clock().timestamp()
+            if remaining > 0:
+                self.sleep(remaining + 0.05)
 
     def _guarded(self, ctx: _Ctx, order: Order | None, work: Callable[[], None], row: OrderRow | None = None) -> None:
         """Run one order's work; a transient failure parks the order in the journal and the page goes on.

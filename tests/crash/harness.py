@@ -90,12 +90,11 @@ def _child(config: str, spec: str | None, env: dict[str, str]) -> None:
     else:
         os.environ.pop("SYNCAGENT_FAILPOINTS", None)
     failpoints.reset()
-    if os.environ.get("SYNCAGENT_TEST_NO_SLEEP"):
-        time.sleep = lambda seconds: None  # this child only runs the agent: its backoff waits are skipped
+    no_wait = os.environ.get("SYNCAGENT_TEST_NO_SLEEP")
     logging.getLogger("syncagent").setLevel(logging.CRITICAL)
     code = 99
-    try:
-        with Agent(load_config(config)) as agent:
+    try:  # with no_wait the HTTP backoff waits are skipped (the engine's own settle wait is kept)
+        with Agent(load_config(config), sleep=(lambda seconds: None) if no_wait else None) as agent:
             code = exit_code(agent.run_once())
     except BaseException:  # an escaped exception is a bug the tests must see, not a crash to recover from
         traceback.print_exc()
