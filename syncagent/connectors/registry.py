@@ -15,6 +15,7 @@ from syncagent.errors import ConfigError
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
+    "vtex": "syncagent.connectors.vtex:VtexConnector",
 }
 
 
