@@ -132,10 +132,10 @@ class Engine:
         except AuthError as exc:
             ctx.result.status, ctx.result.error = "auth_failed", str(exc)
             self.journal.set_channel_state(channel, "auth_failed", str(exc))
-            log.error("%s/%s: %s", channel, flow, exc)
+            log.error("%s/%s: %s", channel, flow, exc, extra={"target": exc.target or channel})
         except ChannelError as exc:
             ctx.result.status, ctx.result.error = "failed", str(exc)
-            log.error("%s/%s failed: %s", channel, flow, exc)
+            log.error("%s/%s failed: %s", channel, flow, exc, extra={"target": exc.target or channel})
         r = ctx.result
         self.journal.finish_run(
             run_id, r.status, read=r.read, sent=r.sent, unchanged=r.unchanged, quarantined=r.quarantined, error=r.error

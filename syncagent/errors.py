@@ -37,10 +37,12 @@ class JournalLocked(JournalError):
 class ChannelError(SyncAgentError):
     """A whole step failed; carries an optional HTTP status and server error code."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 target: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.target = target  # the endpoint that failed (a client name): logs are rate-limited per target
 
 
 class TransientError(ChannelError):

@@ -28,7 +28,7 @@ import tenacity
 from requests.adapters import HTTPAdapter
 
 from syncagent import __version__, failpoints
-from syncagent.errors import AmbiguousError, AuthError, PermanentError, TransientError
+from syncagent.errors import AmbiguousError, AuthError, ChannelError, PermanentError, TransientError
 
 log = logging.getLogger("syncagent.http")
 
@@ -281,10 +281,13 @@ class HttpClient:
         )
         try:
             return retrying(self._attempt, method, path, params, json, data, idempotent, authenticated, state)
+        except ChannelError as exc:
+            exc.target = exc.target or self.name
+            raise
         except _Retry as exc:
             raise TransientError(
                 self.redact(f"{self.name}: {method} {path} failed after {state.count} attempts: {exc.cause}"),
-                status=exc.status, code=exc.code,
+                status=exc.status, code=exc.code, target=self.name,
             ) from None
         finally:
             self.last_attempts = state.count

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from syncagent.config import LogConfig
 
@@ -23,6 +24,35 @@ class RedactingFilter(logging.Filter):
             for secret in self.secrets:
                 message = message.replace(secret, "***")
             record.msg, record.args = message, None
+        return True
+
+
+class RateLimitFilter(logging.Filter):
+    """At most one line per `interval` seconds for each failing target (an endpoint that is down).
+
+    Lines that carry a `target` (``extra={"target": ...}``) are counted; the next line let
+    through says how many similar ones were held back, so an outage of hours writes a line a
+    minute, not thousands.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self.clock = clock
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        target = getattr(record, "target", None)
+        if target is None or record.levelno < logging.WARNING:
+            return True
+        now = self.clock()
+        seen = self.last.get(target)
+        if seen is not None and now - seen[0] < self.interval:
+            self.last[target] = (seen[0], seen[1] + 1)
+            return False
+        if seen is not None and seen[1]:
+            record.msg, record.args = f"{record.getMessage()} ({seen[1]} similar lines held back)", None
+        self.last[target] = (now, 0)
         return True
 
 
@@ -53,7 +83,9 @@ def setup_logging(cfg: LogConfig, secrets: Iterable[str], *, verbose: bool = Fal
     if cfg.file:
         handlers.append(logging.FileHandler(cfg.file, encoding="utf-8"))
     redactor = RedactingFilter(secrets)
+    limiter = RateLimitFilter()
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(redactor)
+        handler.addFilter(limiter)
         root.addHandler(handler)

@@ -43,7 +43,9 @@ class Sim:
         return resp.json() if resp.content else None
 
     def requests_log(self, after: int = 0) -> list[dict[str, Any]]:
-        return self.admin("GET", f"/_admin/requests?after={after}")["items"]
+        """Requests the agent made (the tests' own /_admin calls left out)."""
+        items = self.admin("GET", f"/_admin/requests?after={after}")["items"]
+        return [r for r in items if not r["path"].startswith("/_admin")]
 
     def last_request_id(self) -> int:
         log = self.requests_log()
