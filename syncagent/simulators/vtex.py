@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS feed_config (app_key TEXT PRIMARY KEY, data TEXT);
 CREATE TABLE IF NOT EXISTS feed (event_id TEXT PRIMARY KEY, app_key TEXT, order_id TEXT, domain TEXT, state TEXT,
     last_state TEXT, last_change TEXT, current_change TEXT, created REAL, visible_at REAL, handle TEXT,
     receives INTEGER);
-CREATE TABLE IF NOT EXISTS commits (handle TEXT, at REAL);
+CREATE TABLE IF NOT EXISTS commits (handle TEXT, order_id TEXT, event_id TEXT, at REAL);
 """
 
 
@@ -748,8 +748,12 @@ class VtexSim(SimApp):
         if not isinstance(handles, list) or not all(isinstance(h, str) for h in handles):
             raise HttpError(400, "bad_request", "handles must be a list of strings")
         for handle in handles:
-            self.db.execute("DELETE FROM feed WHERE app_key = ? AND handle = ?", (self.app_key, handle))
-            self.db.execute("INSERT INTO commits VALUES (?, ?)", (handle, self.now()))
+            row = self.db.execute("SELECT order_id, event_id FROM feed WHERE app_key = ? AND handle = ?",
+                                  (self.app_key, handle)).fetchone()
+            if row is not None:
+                self.db.execute("DELETE FROM feed WHERE event_id = ?", (row[1],))
+            self.db.execute("INSERT INTO commits VALUES (?, ?, ?, ?)",
+                            (handle, row[0] if row else None, row[1] if row else None, time.time()))
         return Response(200)
 
     # -- orders: workflow -------------------------------------------------------------------------
@@ -933,7 +937,8 @@ class VtexSim(SimApp):
             "items": [{"eventId": e, "orderId": o, "state": s, "lastState": ls, "handle": h, "receives": n,
                        "visible": v <= now, "created": c} for e, o, s, ls, h, n, v, c in rows],
             "config": self._feed_config(self.app_key),
-            "commits": [r[0] for r in self.db.execute("SELECT handle FROM commits ORDER BY rowid")]})
+            "commits": [{"handle": h, "orderId": o, "eventId": e, "at": a} for h, o, e, a in self.db.execute(
+                "SELECT handle, order_id, event_id, at FROM commits ORDER BY rowid")]})
 
     def admin_state(self, req: Request) -> Response:
         """Every stored catalogue object, for tests to compare with what was sent."""
