@@ -483,7 +483,8 @@ class Journal:
             " first_seen = CASE WHEN quarantine.state = 'open' THEN quarantine.first_seen ELSE excluded.first_seen END,"
             " attempts = CASE WHEN quarantine.state = 'open' THEN quarantine.attempts + 1 ELSE 1 END,"
             " closed_by = NULL, close_reason = NULL",
-            (channel, entity, key, reason_code, reason[:2000], _dump(payload), source_fingerprint, stamp, stamp),
+            (channel, entity, _text(key), _text(reason_code), _text(reason[:2000]), _dump(payload), source_fingerprint,
+             stamp, stamp),
         )
 
     def release(self, channel: str, entity: str, keys: Iterable[str], by: str = "syncagent") -> None:
@@ -564,11 +565,16 @@ def _order_row(row: Sequence[Any]) -> OrderRow:
     return OrderRow(row[0], row[1], row[2], row[3], row[4], payload, row[6], row[7], row[8], row[9])
 
 
+def _text(value: str) -> str:
+    """Text safe to store: invalid UTF-8 (lone surrogates) replaced."""
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def _dump(payload: Any) -> str | None:
     if payload is None:
         return None
     try:
-        return json.dumps(payload, ensure_ascii=False, default=str)[:1_000_000]
+        return json.dumps(payload, ensure_ascii=True, default=str)[:1_000_000]  # ascii: survives any junk
     except (TypeError, ValueError):
         return repr(payload)[:1_000_000]
 

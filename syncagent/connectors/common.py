@@ -156,6 +156,10 @@ def parse_items(items: Sequence[Any], parse: Callable[[dict[str, Any]], Any], ke
         if not isinstance(item, dict):
             records.append(BadRecord("?", "bad_type", f"expected an object, found {type(item).__name__}", item))
             continue
+        if _has_surrogates(item):
+            records.append(BadRecord(_clean(_key_text(key_of, item)), "invalid_text",
+                                     "a text field is not valid UTF-8", item))
+            continue
         try:
             records.append(parse(item))
         except MappingError as exc:
@@ -163,6 +167,25 @@ def parse_items(items: Sequence[Any], parse: Callable[[dict[str, Any]], Any], ke
         except (TypeError, ValueError, ArithmeticError, KeyError, AttributeError) as exc:
             records.append(BadRecord(_key_text(key_of, item), "bad_value", str(exc)[:200], item))
     return records
+
+
+def _has_surrogates(value: Any) -> bool:
+    """True when a string anywhere in the item holds lone surrogates (invalid UTF-8 that was let through)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogates(v) for v in value)
+    return False
+
+
+def _clean(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _key_text(key_of: KeyOf, item: Mapping[str, Any]) -> str:
