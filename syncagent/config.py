@@ -3,7 +3,11 @@
 The YAML is composed into nodes (not loaded into plain values) so every key and value keeps its
 line; `${VAR}` / `${VAR:-default}` are expanded from the environment inside strings; `defaults`
 are inherited by channels and flows. Every mistake becomes a `Problem` naming file, line, key,
-what was expected and what was found, and all of them are reported at once.
+what was expected and what was found, and all of them are reported at once: a user fixing a
+file should not have to run `check-config` once per typo.
+
+The keys of each connector type (credentials, account names) are not listed here: they come from
+the connector's `options` schema through `syncagent.connectors.registry`, imported lazily.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -22,11 +27,32 @@ import yaml
 from syncagent.errors import ConfigError
 from syncagent.model import ALL_FLOWS
 
-DEFAULT_DIRECTIONS = {"orders": "pull", "customers": "both"}
+DIRECTIONS = ("push", "pull", "both")
+DEFAULT_DIRECTIONS: dict[str, str] = {"orders": "pull", "customers": "both"}  # every other flow: push
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+DEFAULT_EVERY = 900.0  # 15m
+DEFAULT_BATCH = 200
+DEFAULT_FILE = "syncagent.yaml"
+DEFAULT_JOURNAL = "syncagent.db"
+
 NAME_RE = re.compile(r"^[a-z0-9-]+$")
-ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+URL_RE = re.compile(r"^https?://[^\s/?#]+\S*$")
+# `$${` is an escaped literal `${`; a `${` that matches neither form is reported, never kept silently
+ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+# every ${...} is swapped for a plain token before parsing: `{username: ${SMTP_USER}}` (DESIGN §2)
+# is not valid YAML as written, since `{` opens a flow mapping inside a flow mapping
+REF_RE = re.compile(r"\$?\$\{[^}\n]*\}")
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+STR_TAG = "tag:yaml.org,2002:str"
+MERGE_TAG = "tag:yaml.org,2002:merge"
+# after ${VAR} expansion a plain scalar may become one of these (`smtp_port: ${SMTP_PORT:-587}`)
+RETYPED_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"}
+
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +63,8 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class HttpOptions:
+    """Connection settings of one endpoint; `defaults.http` is inherited key by key."""
+
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     max_attempts: int = 5
@@ -51,8 +79,8 @@ class FlowConfig:
     every: float
     enabled: bool = True
     direction: str = "push"
-    batch_size: int = 200
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    batch_size: int = DEFAULT_BATCH
+    options: Mapping[str, Any] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +95,10 @@ class ChannelConfig:
     safety_stock: int = 0
     shadow: bool = False
     http: HttpOptions = HttpOptions()
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    options: Mapping[str, Any] = field(default_factory=_empty)
 
     def flow(self, name: str) -> FlowConfig | None:
+        """The configured flow `name`, or None when the file does not list it (it does not run)."""
         return next((f for f in self.flows if f.name == name), None)
 
 
@@ -78,8 +107,8 @@ class BackofficeConfig:
     type: str
     base_url: str
     http: HttpOptions = HttpOptions()
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    name: str = "backoffice"
+    options: Mapping[str, Any] = field(default_factory=_empty)
+    name: str = "backoffice"  # so connectors can take a back office or a channel config alike
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +139,10 @@ class Config:
     alerts: EmailAlerts | None
     backoffice: BackofficeConfig
     channels: tuple[ChannelConfig, ...]
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()  # every value read from a secret key, for redaction
 
     def channel(self, name: str) -> ChannelConfig:
+        """The channel `name`; a ConfigError names the known ones (a CLI typo is a usage error)."""
         for channel in self.channels:
             if channel.name == name:
                 return channel
@@ -122,6 +152,8 @@ class Config:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
+    """One mistake in the file, with enough context to fix it without reading the docs."""
+
     file: str
     line: int
     key: str
@@ -133,74 +165,143 @@ class Problem:
 
 
 class ConfigProblems(ConfigError):
+    """Every problem of one file at once; str() is one problem a line."""
+
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 
 
 # -- reading nodes ------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class _Value:
-    """A YAML value with the line it came from (1-based) and whether it came from ${VAR}."""
+    """A YAML value with its line (1-based; a key's value carries the key's line)."""
 
     value: Any
     line: int
-    from_env: bool = False
+    from_env: bool = False  # the scalar used ${VAR}: how secrets prove they are not in the file
+    text: str | None = None  # the scalar as written (after ${VAR}): `01` stays "01" where a string is wanted
+    broken: bool = False  # already reported (unset ${VAR}, bad tag): no second problem about the same value
+
+
+class _Refs:
+    """Hides each `${...}` behind a plain token while YAML is parsed, and puts it back after."""
+
+    def __init__(self, text: str) -> None:
+        nonce = os.urandom(4).hex()
+        while nonce in text:
+            nonce = os.urandom(4).hex()
+        self.originals: dict[str, str] = {}
+        self.token_re = re.compile(rf"envref{nonce}n\d+z")
+
+        def hide(match: re.Match[str]) -> str:
+            token = f"envref{nonce}n{len(self.originals)}z"
+            self.originals[token] = match.group(0)
+            return token
+
+        self.text = REF_RE.sub(hide, text)
+
+    def restore(self, text: str) -> str:
+        if not self.originals:
+            return text
+        return self.token_re.sub(lambda m: self.originals[m.group(0)], text)
 
 
 class _Reader:
-    def __init__(self, file: str, env: Mapping[str, str]) -> None:
+    """Turns composed nodes into `_Value` trees and collects problems and secrets on the way."""
+
+    def __init__(self, file: str, env: Mapping[str, str], base_dir: Path, refs: _Refs) -> None:
         self.file = file
         self.env = env
+        self.base_dir = base_dir
+        self.refs = refs
         self.problems: list[Problem] = []
         self.secrets: list[str] = []
         self._loader = yaml.SafeLoader("")
 
     def problem(self, line: int, key: str, expected: str, found: str) -> None:
-        self.problems.append(Problem(self.file, line, key, expected, found))
+        self.problems.append(Problem(self.file, line, key or "(top level)", expected, found))
+
+    def path(self, text: str) -> str:
+        """Relative paths are taken from the config file's directory, not from the working directory."""
+        path = Path(text).expanduser()
+        return str(path if path.is_absolute() else self.base_dir / path)
 
     def convert(self, node: yaml.Node, key: str) -> _Value:
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            result: dict[str, _Value] = {}
-            keys: dict[str, int] = {}
-            for knode, vnode in node.value:
-                name = str(knode.value)
-                if name in keys:
-                    self.problem(knode.start_mark.line + 1, _join(key, name), "each key once",
-                                 f"a second {name!r} (first on line {keys[name]})")
-                keys[name] = knode.start_mark.line + 1
-                child = self.convert(vnode, _join(key, name))
-                child.line = knode.start_mark.line + 1 if isinstance(vnode, yaml.ScalarNode) else child.line
-                result[name] = child
-            return _Value(result, line)
+            return self._mapping(node, key, line)
         if isinstance(node, yaml.SequenceNode):
             return _Value([self.convert(n, f"{key}[{i}]") for i, n in enumerate(node.value)], line)
+        return self._scalar(node, key, line)
+
+    def _mapping(self, node: yaml.MappingNode, key: str, line: int) -> _Value:
+        own = {id(k) for k, _ in node.value if k.tag != MERGE_TAG}
+        try:
+            self._loader.flatten_mapping(node)  # `<<: *anchor` merges, as yaml.safe_load would
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            self.problem(mark.line + 1 if mark else line, _join(key, "<<"), "a mapping or a list of mappings to merge",
+                         "something else")
+        result: dict[str, _Value] = {}
+        seen: dict[str, tuple[int, bool]] = {}
+        for knode, vnode in node.value:
+            kline = knode.start_mark.line + 1
+            if not isinstance(knode, yaml.ScalarNode):
+                self.problem(kline, key, "plain keys", "a mapping or list used as a key")
+                continue
+            name = self.refs.restore(str(knode.value))
+            is_own = id(knode) in own
+            if name in seen and seen[name][1] and is_own:  # a merged key may be overridden, an own one not
+                self.problem(kline, _join(key, name), "each key once", f"a second {name!r} (first on line "
+                             f"{seen[name][0]})")
+            seen[name] = (kline, is_own)
+            child = self.convert(vnode, _join(key, name))
+            child.line = kline
+            result[name] = child
+        return _Value(result, line)
+
+    def _scalar(self, node: yaml.ScalarNode, key: str, line: int) -> _Value:
+        text, used = self.refs.restore(node.value), False
+        if node.tag == STR_TAG:
+            before = len(self.problems)
+            text, used = self.expand(text, line, key)
+            broken = len(self.problems) > before
+            tag = self._loader.resolve(yaml.ScalarNode, text, (True, False)) if used and node.style is None else None
+            if broken or tag not in RETYPED_TAGS:
+                return _Value(text, line, used, text, broken)
+            node = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark)
+        elif text != node.value:
+            node = yaml.ScalarNode(node.tag, text, node.start_mark, node.end_mark, style=node.style)
         try:
             value = self._loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             self.problem(line, key, "a plain value", str(exc).splitlines()[0])
-            return _Value(None, line)
-        if isinstance(value, str):
-            text, from_env = self.expand(value, line, key)
-            return _Value(text, line, from_env)
-        return _Value(value, line)
+            return _Value(None, line, used, text, broken=True)
+        return _Value(value, line, used, text)
 
     def expand(self, text: str, line: int, key: str) -> tuple[str, bool]:
+        """Expand ${VAR} and ${VAR:-default} (default also when VAR is empty, as in the shell)."""
         used = False
 
         def sub(match: re.Match[str]) -> str:
             nonlocal used
-            if match.group(0) == "$${":
+            whole, name, default = match.group(0), match.group(1), match.group(2)
+            if whole == "$${":
                 return "${"
+            if name is None:
+                self.problem(line, key, "${NAME} or ${NAME:-default} (write $${ for a literal ${)",
+                             "a malformed ${ reference")
+                return whole
             used = True
-            name, default = match.group(1), match.group(2)
-            if name in self.env:
-                return self.env[name]
-            if default is not None:
+            value = self.env.get(name)
+            if default is not None and not value:
                 return default
-            self.problem(line, key, f"environment variable {name} to be set", "it is not set")
-            return ""
+            if value is None:
+                self.problem(line, key, f"a value for ${{{name}}} (set it, or write ${{{name}:-default}})",
+                             f"environment variable {name} is not set")
+                return ""
+            return value
 
         return ENV_RE.sub(sub, text), used
 
@@ -209,44 +310,177 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _plain(value: _Value | None) -> Any:
-    if value is None:
+def _plain(item: _Value | None) -> Any:
+    if item is None:
         return None
-    if isinstance(value.value, dict):
-        return {k: _plain(v) for k, v in value.value.items()}
-    if isinstance(value.value, list):
-        return [_plain(v) for v in value.value]
-    return value.value
+    if isinstance(item.value, dict):
+        return {k: _plain(v) for k, v in item.value.items()}
+    if isinstance(item.value, list):
+        return [_plain(v) for v in item.value]
+    return item.value
 
 
-def _describe_found(value: Any) -> str:
+def _text(item: _Value) -> str | None:
+    """A scalar as a string: what the user wrote, so `01` or `on` are not read as 1 or True."""
+    value = item.value
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, dict | list):
+        return None
+    return item.text if item.text is not None else str(value)
+
+
+def _found(item: _Value) -> str:
+    value = item.value
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
     if value is None:
         return "nothing"
-    return repr(value) if not isinstance(value, str) else repr(value[:60])
+    if isinstance(value, str):
+        return repr(value[:60]) if value else "an empty string"
+    return item.text if item.text is not None else repr(value)
+
+
+def _shape(item: _Value) -> str:
+    """What a secret value looks like, without showing it."""
+    value = item.value
+    kind = "mapping" if isinstance(value, dict) else "list" if isinstance(value, list) else type(value).__name__
+    return f"a hidden value ({kind})"
 
 
 # -- typed getters ------------------------------------------------------------------------------
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[_Value], tuple[bool, Any]]:
+    def check(item: _Value) -> tuple[bool, Any]:
+        value = item.value
+        return _is_int(value) and value >= low and (high is None or value <= high), value
+
+    return check
+
+
+def _check_str(item: _Value) -> tuple[bool, Any]:
+    text = _text(item)
+    return text is not None, text
+
+
+def _check_path(item: _Value) -> tuple[bool, Any]:
+    text = _text(item)
+    return bool(text), text
+
+
+def _check_number(item: _Value) -> tuple[bool, Any]:
+    ok = _is_number(item.value)
+    return ok, float(item.value) if ok else item.value
+
+
+def _check_positive(item: _Value) -> tuple[bool, Any]:
+    ok = _is_number(item.value) and item.value > 0
+    return ok, float(item.value) if ok else item.value
+
+
+def _check_bool(item: _Value) -> tuple[bool, Any]:
+    return isinstance(item.value, bool), item.value
+
+
+def _check_list(item: _Value) -> tuple[bool, Any]:
+    if not isinstance(item.value, list):
+        return False, item.value
+    texts = [_text(v) for v in item.value]
+    ok = all(t is not None for t in texts)
+    return ok, tuple(t for t in texts if t is not None)
+
+
+def _check_dict(item: _Value) -> tuple[bool, Any]:
+    ok = isinstance(item.value, dict)
+    return ok, MappingProxyType(_plain(item)) if ok else item.value
+
+
+def _check_duration(item: _Value) -> tuple[bool, Any]:
+    value = item.value
+    if _is_number(value):
+        return value > 0, float(value)
+    match = DURATION_RE.match(value) if isinstance(value, str) else None
+    if not match:
+        return False, value
+    seconds = float(match.group(1)) * UNITS[match.group(2)]
+    return seconds > 0, seconds
+
+
+def _check_url(item: _Value) -> tuple[bool, Any]:
+    value = item.value
+    return isinstance(value, str) and bool(URL_RE.match(value)), value
+
+
+def _check_name(item: _Value) -> tuple[bool, Any]:
+    value = item.value
+    return isinstance(value, str) and bool(NAME_RE.match(value)), value
+
+
+def _is_address(text: str | None) -> bool:
+    if not text:
+        return False
+    address = parseaddr(text)[1]
+    local, _, domain = address.partition("@")
+    return bool(local) and bool(domain) and " " not in address
+
+
+def _check_email(item: _Value) -> tuple[bool, Any]:
+    text = _text(item)
+    return _is_address(text), text
+
+
+def _check_emails(item: _Value) -> tuple[bool, Any]:
+    ok, texts = _check_list(item)
+    return ok and bool(texts) and all(_is_address(t) for t in texts), texts
+
+
+def _check_any(item: _Value) -> tuple[bool, Any]:
+    return True, _plain(item)
+
+
+_CHECKS: dict[str, Callable[[_Value], tuple[bool, Any]]] = {
+    "str": _check_str, "path": _check_path, "int": _int_in(-(2**63)), "count": _int_in(0),
+    "positive_int": _int_in(1), "batch": _int_in(1, 1000), "port": _int_in(1, 65535), "float": _check_number,
+    "positive": _check_positive, "bool": _check_bool, "list[str]": _check_list, "dict": _check_dict,
+    "duration": _check_duration, "url": _check_url, "name": _check_name, "email": _check_email,
+    "list[email]": _check_emails,
+}
+
+_EXPECTED = {
+    "str": "a string", "path": "a file path", "int": "an integer", "count": "an integer >= 0",
+    "positive_int": "an integer >= 1", "batch": "an integer from 1 to 1000", "port": "a port from 1 to 65535",
+    "float": "a number", "positive": "a number > 0", "bool": "true or false", "list[str]": "a list of strings",
+    "dict": "a mapping", "duration": "a duration > 0 like 30s, 15m, 1h, 1d or a number of seconds",
+    "url": "an http:// or https:// URL", "name": "a name of lower-case letters, digits and -",
+    "email": "an e-mail address", "list[email]": "a list of e-mail addresses, like [ti@example.com]",
+}
+
+
 class _Section:
     """One mapping of the file: typed getters that record problems instead of raising."""
 
-    def __init__(self, reader: _Reader, value: _Value | None, key: str, line: int) -> None:
+    def __init__(self, reader: _Reader, item: _Value | None, key: str, line: int,
+                 expected: str = "a mapping") -> None:
         self.reader = reader
         self.key = key
-        self.line = value.line if value is not None else line
+        self.line = item.line if item is not None else line
         self.items: dict[str, _Value] = {}
-        if value is not None:
-            if isinstance(value.value, dict):
-                self.items = value.value
+        if item is not None and item.value is not None:
+            if isinstance(item.value, dict):
+                self.items = item.value
             else:
-                reader.problem(value.line, key, "a mapping", _describe_found(_plain(value)))
-        self.used: set[str] = set()
+                reader.problem(item.line, key, expected, _found(item))
 
     def raw(self, name: str) -> _Value | None:
-        self.used.add(name)
         return self.items.get(name)
 
     def has(self, name: str) -> bool:
@@ -257,117 +491,113 @@ class _Section:
         return item.line if item is not None else self.line
 
     def get(self, name: str, kind: str, default: Any = None, *, required: bool = False,
-            choices: tuple[str, ...] | None = None, secret: bool = False) -> Any:
-        item = self.raw(name)
+            choices: tuple[Any, ...] | None = None, secret: bool = False) -> Any:
+        """The value of `name` checked against `kind`; on a problem, recorded, the default."""
+        item = self.items.get(name)
         key = _join(self.key, name)
+        if item is not None and item.broken:
+            return default
         if item is None or item.value is None:
             if required:
-                self.reader.problem(self.line, key, f"{_KIND_TEXT.get(kind, kind)} (required)", "nothing")
+                self.reader.problem(self.line_of(name), key, f"{_EXPECTED.get(kind, 'a value')} (required)", "nothing")
             return default
-        value = item.value
-        ok, converted = _check(kind, value)
+        ok, converted = _CHECKS.get(kind, _check_any)(item)
         if not ok:
-            self.reader.problem(item.line, key, _KIND_TEXT.get(kind, kind), _describe_found(_plain(item)))
+            self.reader.problem(item.line, key, _EXPECTED.get(kind, kind), _shape(item) if secret else _found(item))
             return default
         if choices is not None and converted not in choices:
-            self.reader.problem(item.line, key, "one of " + ", ".join(choices), _describe_found(converted))
+            self.reader.problem(item.line, key, "one of " + ", ".join(map(str, choices)),
+                                _shape(item) if secret else _found(item))
             return default
-        if secret:
-            if not item.from_env and converted:
-                self.reader.problem(item.line, key, "a secret from the environment: put ${VAR} here and the value "
-                                    "in the environment", "a literal value")
-            if converted:
-                self.reader.secrets.append(str(converted))
+        if secret and converted not in (None, ""):
+            self.reader.secrets.append(str(converted))
+            if not item.from_env:
+                self.reader.problem(item.line, key, "a ${VAR} reference (put secrets in the environment: ${VAR})",
+                                    "a literal secret in the file")
         return converted
 
-    def section(self, name: str) -> _Section | None:
-        item = self.raw(name)
+    def section(self, name: str, expected: str = "a mapping") -> _Section | None:
+        item = self.items.get(name)
         if item is None or item.value is None:
             return None
-        return _Section(self.reader, item, _join(self.key, name), self.line)
+        return _Section(self.reader, item, _join(self.key, name), self.line, expected)
 
-    def unknown(self, accepted: set[str] | list[str]) -> None:
+    def unknown(self, accepted: set[str] | frozenset[str], *, extensions: bool = False) -> None:
+        """Every key not in `accepted` is a problem, with the closest accepted key as a hint.
+
+        extensions: `x-` keys are allowed (a place to keep YAML anchors, as in docker compose files).
+        """
         for name, item in self.items.items():
-            if name not in accepted:
-                close = difflib.get_close_matches(name, list(accepted), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.reader.problem(item.line, _join(self.key, name),
-                                    f"one of the keys {', '.join(sorted(accepted))}{hint}", f"unknown key {name!r}")
-
-
-_KIND_TEXT = {
-    "str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-    "list[str]": "a list of strings", "dict": "a mapping", "duration": "a duration like 30s, 15m, 1h or seconds > 0",
-    "url": "an http:// or https:// URL", "name": "a name of lower-case letters, digits and -",
-    "count": "an integer >= 0", "batch": "an integer from 1 to 1000", "positive": "a number > 0",
-}
-
-
-def _check(kind: str, value: Any) -> tuple[bool, Any]:
-    if kind == "str":
-        return (isinstance(value, str | int | float) and not isinstance(value, bool)), str(value)
-    if kind == "int":
-        return (isinstance(value, int) and not isinstance(value, bool)), value
-    if kind == "count":
-        return (isinstance(value, int) and not isinstance(value, bool) and value >= 0), value
-    if kind == "batch":
-        return (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000), value
-    if kind in ("float", "positive"):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and kind == "positive":
-            ok = value > 0
-        return ok, float(value) if ok else value
-    if kind == "bool":
-        return isinstance(value, bool), value
-    if kind == "list[str]":
-        ok = isinstance(value, list) and all(isinstance(v.value, str) for v in value)
-        return ok, tuple(v.value for v in value) if ok else value
-    if kind == "dict":
-        return isinstance(value, dict), {k: _plain(v) for k, v in value.items()} if isinstance(value, dict) else value
-    if kind == "duration":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return value > 0, float(value)
-        match = DURATION_RE.match(str(value)) if isinstance(value, str) else None
-        if not match:
-            return False, value
-        seconds = float(match.group(1)) * UNITS[match.group(2)]
-        return seconds > 0, seconds
-    if kind == "url":
-        return isinstance(value, str) and bool(re.match(r"^https?://[^\s/]+", value)), value
-    if kind == "name":
-        return isinstance(value, str) and bool(NAME_RE.match(value)), value
-    raise AssertionError(kind)
+            if name in accepted or (extensions and name.startswith("x-")):
+                continue
+            close = difflib.get_close_matches(name, sorted(accepted), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.reader.problem(item.line, _join(self.key, name), "one of the keys " + ", ".join(sorted(accepted)),
+                                f"unknown key {name!r}{hint}")
 
 
 # -- the file -----------------------------------------------------------------------------------
-TOP_KEYS = {"journal", "log", "alerts", "backoffice", "defaults", "channels"}
-HTTP_KEYS = {"connect_timeout", "read_timeout", "max_attempts", "rate_limit", "ca_bundle", "verify_tls"}
-DEFAULT_KEYS = {"every", "batch_size", "enabled", "safety_stock", "http", "rate_limit"}
-CHANNEL_KEYS = {"name", "type", "enabled", "base_url", "warehouses", "order_warehouse", "safety_stock", "shadow",
-                "flows", "every", "batch_size", "http", "rate_limit"}
-FLOW_KEYS = {"every", "enabled", "direction", "batch_size", "statuses"}
+TOP_KEYS = frozenset({"journal", "log", "alerts", "backoffice", "defaults", "channels"})
+LOG_KEYS = frozenset({"level", "format", "file"})
+EMAIL_KEYS = frozenset({"smtp_host", "smtp_port", "starttls", "username", "password", "from", "to",
+                        "failing_cycles", "order_late_minutes"})
+HTTP_FIELDS = (("connect_timeout", "positive"), ("read_timeout", "positive"), ("max_attempts", "positive_int"),
+               ("ca_bundle", "path"), ("verify_tls", "bool"))
+HTTP_KEYS = frozenset({*(name for name, _ in HTTP_FIELDS), "rate_limit"})
+RATE_KEYS = frozenset({"per_second", "burst"})
+DEFAULT_KEYS = frozenset({"every", "batch_size", "enabled", "safety_stock", "http", "rate_limit"})
+BACKOFFICE_KEYS = frozenset({"type", "base_url", "http", "rate_limit"})
+CHANNEL_KEYS = frozenset({"name", "type", "enabled", "base_url", "warehouses", "order_warehouse", "safety_stock",
+                          "shadow", "flows", "every", "batch_size", "http", "rate_limit"})
+FLOW_KEYS = frozenset({"every", "enabled", "direction", "batch_size"})
+FLOW_OPTIONS: dict[str, dict[str, str]] = {  # per-flow extra keys → FlowConfig.options
+    "orders": {"statuses": "list[str]"},  # the channel's order statuses that are imported
+}
+FLOW_NEEDS = {  # (flow, direction) → what the channel's connector must support
+    ("orders", "pull"): ("pull", "orders"),
+    ("customers", "pull"): ("pull", "channel-customers"),
+    ("order-events", "push"): ("push", "order-events"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Inherited:
+    """What `defaults` hands to a channel, and a channel to its flows."""
+
+    every: float = DEFAULT_EVERY
+    batch_size: int = DEFAULT_BATCH
+    enabled: bool = True
+    safety_stock: int = 0
+    http: HttpOptions = HttpOptions()
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate the config; raises `ConfigProblems` listing every problem found."""
+    """Read and validate the config; raises `ConfigProblems` listing every problem found.
+
+    path None: $SYNCAGENT_CONFIG, else ./syncagent.yaml. env (default os.environ) feeds ${VAR}.
+    """
     env = os.environ if env is None else env
     if path is None:
-        path = env.get("SYNCAGENT_CONFIG") or "syncagent.yaml"
+        path = env.get("SYNCAGENT_CONFIG") or DEFAULT_FILE
     path = Path(path)
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigProblems([Problem(file, 0, "(file)", "a config file", "no such file")]) from None
+        raise ConfigProblems([Problem(file, 0, "(file)", "a config file (-c FILE, $SYNCAGENT_CONFIG or "
+                                      f"./{DEFAULT_FILE})", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigProblems([Problem(file, 0, "(file)", "a readable UTF-8 file", str(exc))]) from None
+    refs = _Refs(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(refs.text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 0
-        raise ConfigProblems([Problem(file, line, "(syntax)", "valid YAML", str(getattr(exc, "problem", exc)))]) from None
-    reader = _Reader(file, env)
+        what = str(getattr(exc, "problem", None) or str(exc).splitlines()[0])
+        what = refs.restore(what.removeprefix("but found ").removeprefix("found "))
+        raise ConfigProblems([Problem(file, line, "(syntax)", "valid YAML", f"a syntax error: {what}")]) from None
+    reader = _Reader(file, env, path.resolve().parent, refs)
     root = reader.convert(node, "") if node is not None else _Value({}, 1)
     config = _build(reader, path, root)
     if reader.problems:
@@ -376,237 +606,297 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     return config
 
 
-def _http(section: _Section | None, base: HttpOptions, rate_limit: _Section | None = None) -> HttpOptions:
-    if section is None and rate_limit is None:
-        return base
-    values: dict[str, Any] = {}
-    if section is not None:
-        section.unknown(HTTP_KEYS)
-        for name, kind in (("connect_timeout", "positive"), ("read_timeout", "positive"),
-                           ("max_attempts", "int"), ("ca_bundle", "str"), ("verify_tls", "bool")):
-            if section.has(name):
-                values[name] = section.get(name, kind, getattr(base, name))
-        rate_limit = section.section("rate_limit") or rate_limit
-    if rate_limit is not None:
-        rate_limit.unknown({"per_second", "burst"})
-        per_second = rate_limit.get("per_second", "positive", required=True)
-        burst = rate_limit.get("burst", "int", 1)
-        if per_second is not None:
-            values["rate_limit"] = RateLimit(per_second, max(1, burst or 1))
-    return HttpOptions(**{**{k: getattr(base, k) for k in HttpOptions.__slots__}, **values})
-
-
 def _build(reader: _Reader, path: Path, root: _Value) -> Config | None:
-    top = _Section(reader, root, "", 1)
-    top.unknown(TOP_KEYS)
-    base_dir = path.resolve().parent
-    journal_text = top.get("journal", "str", "syncagent.db")
-    journal = Path(journal_text)
-    journal = journal if journal.is_absolute() else base_dir / journal
-
-    log_cfg = LogConfig()
-    log_section = top.section("log")
-    if log_section is not None:
-        log_section.unknown({"level", "format", "file"})
-        log_cfg = LogConfig(
-            log_section.get("level", "str", "info", choices=("debug", "info", "warning", "error")),
-            log_section.get("format", "str", "text", choices=("text", "json")),
-            log_section.get("file", "str"),
-        )
-
-    alerts = None
-    alerts_section = top.section("alerts")
-    if alerts_section is not None:
-        alerts_section.unknown({"email"})
-        email = alerts_section.section("email")
-        if email is not None:
-            email.unknown({"smtp_host", "smtp_port", "starttls", "username", "password", "from", "to",
-                           "failing_cycles", "order_late_minutes"})
-            to = email.get("to", "list[str]", (), required=True)
-            alerts = EmailAlerts(
-                smtp_host=email.get("smtp_host", "str", "", required=True),
-                from_addr=email.get("from", "str", "", required=True), to=tuple(to or ()),
-                smtp_port=email.get("smtp_port", "int", 587), starttls=email.get("starttls", "bool", True),
-                username=email.get("username", "str"), password=email.get("password", "str", secret=True),
-                failing_cycles=email.get("failing_cycles", "int", 3),
-                order_late_minutes=email.get("order_late_minutes", "int", 15),
-            )
+    top = _Section(reader, root, "", 1, "a mapping of journal, log, alerts, backoffice, defaults, channels")
+    if not isinstance(root.value, dict):
+        return None
+    top.unknown(TOP_KEYS, extensions=True)
+    journal = Path(reader.path(top.get("journal", "path", DEFAULT_JOURNAL)))
+    log = _log(top.section("log"), reader)
+    alerts = _alerts(top.section("alerts"))
 
     defaults = top.section("defaults") or _Section(reader, None, "defaults", 1)
     defaults.unknown(DEFAULT_KEYS)
-    d_every = defaults.get("every", "duration", 900.0)
-    d_batch = defaults.get("batch_size", "batch", 200)
-    d_enabled = defaults.get("enabled", "bool", True)
-    d_safety = defaults.get("safety_stock", "count", 0)
-    d_http = _http(defaults.section("http"), HttpOptions(), defaults.section("rate_limit"))
+    inherited = _Inherited(
+        every=defaults.get("every", "duration", DEFAULT_EVERY), batch_size=defaults.get("batch_size", "batch", DEFAULT_BATCH),
+        enabled=defaults.get("enabled", "bool", True), safety_stock=defaults.get("safety_stock", "count", 0),
+        http=_http(reader, defaults, HttpOptions()),
+    )
 
-    backoffice = None
-    bo = top.section("backoffice")
-    if bo is None:
-        reader.problem(1, "backoffice", "a backoffice section (type, base_url, credentials)", "nothing")
-    else:
-        bo_type = bo.get("type", "str", required=True)
-        schema = _schema(reader, bo, bo_type, "backoffice.type")
-        options = _options(bo, schema)
-        bo.unknown({"type", "base_url", "http", "rate_limit", *(schema or {})})
-        backoffice = BackofficeConfig(
-            type=bo_type or "", base_url=bo.get("base_url", "url", "", required=True),
-            http=_http(bo.section("http"), d_http, bo.section("rate_limit")), options=MappingProxyType(options),
-        )
+    backoffice = _backoffice(reader, top, inherited.http)
 
     channels: list[ChannelConfig] = []
     names: dict[str, int] = {}
     items = top.raw("channels")
-    if items is not None and not isinstance(items.value, list):
-        reader.problem(items.line, "channels", "a list of channels", _describe_found(_plain(items)))
-    for index, item in enumerate(items.value if items is not None and isinstance(items.value, list) else []):
-        channel = _channel(reader, item, f"channels[{index}]", d_every, d_batch, d_enabled, d_safety, d_http)
-        if channel is None:
-            continue
-        if channel.name in names:
-            reader.problem(item.line, f"channels[{index}].name", "a unique channel name",
-                           f"{channel.name!r} again (first on line {names[channel.name]})")
-        names[channel.name] = item.line
-        channels.append(channel)
+    if items is not None and items.value is not None and not isinstance(items.value, list):
+        reader.problem(items.line, "channels", "a list of channels (- name: ...)", _found(items))
+    elif items is not None and isinstance(items.value, list):
+        for index, item in enumerate(items.value):
+            section = _Section(reader, item, f"channels[{index}]", item.line,
+                               "a channel mapping (name, type, base_url, flows, ...)")
+            if item.value is None:
+                reader.problem(item.line, section.key, "a channel mapping (name, type, base_url, flows, ...)", "nothing")
+            if not isinstance(item.value, dict):
+                continue
+            channel = _channel(reader, section, inherited)
+            if channel.name in names:
+                reader.problem(section.line_of("name"), f"{section.key}.name", "a unique channel name",
+                               f"{channel.name!r} again (first on line {names[channel.name]})")
+            elif channel.name:
+                names[channel.name] = section.line_of("name")
+            channels.append(channel)
     if backoffice is None:
         return None
-    return Config(path=path, journal=journal, log=log_cfg, alerts=alerts, backoffice=backoffice,
+    return Config(path=path, journal=journal, log=log, alerts=alerts, backoffice=backoffice,
                   channels=tuple(channels), secrets=tuple(dict.fromkeys(reader.secrets)))
 
 
-def _schema(reader: _Reader, section: _Section, type_name: str | None, key: str) -> dict[str, Any] | None:
+def _log(section: _Section | None, reader: _Reader) -> LogConfig:
+    if section is None:
+        return LogConfig()
+    section.unknown(LOG_KEYS)
+    file = section.get("file", "path")
+    return LogConfig(
+        level=section.get("level", "str", "info", choices=LOG_LEVELS),
+        format=section.get("format", "str", "text", choices=LOG_FORMATS),
+        file=reader.path(file) if file else None,
+    )
+
+
+def _alerts(section: _Section | None) -> EmailAlerts | None:
+    if section is None:
+        return None
+    section.unknown(frozenset({"email"}))
+    email = section.section("email")
+    if email is None:
+        return None
+    email.unknown(EMAIL_KEYS)
+    return EmailAlerts(
+        smtp_host=email.get("smtp_host", "str", "", required=True),
+        from_addr=email.get("from", "email", "", required=True),
+        to=email.get("to", "list[email]", (), required=True),
+        smtp_port=email.get("smtp_port", "port", 587),
+        starttls=email.get("starttls", "bool", True),
+        username=email.get("username", "str") or None,
+        password=email.get("password", "str", secret=True) or None,
+        failing_cycles=email.get("failing_cycles", "positive_int", 3),
+        order_late_minutes=email.get("order_late_minutes", "positive_int", 15),
+    )
+
+
+def _http(reader: _Reader, owner: _Section, base: HttpOptions) -> HttpOptions:
+    """`base` overridden key by key by `owner.http` (and the `owner.rate_limit` shorthand)."""
+    values: dict[str, Any] = {}
+    section = owner.section("http")
+    shorthand = owner.section("rate_limit")
+    rate_section = shorthand
+    switched_off = owner.has("rate_limit") and shorthand is None  # `rate_limit: null` drops an inherited one
+    if section is not None:
+        section.unknown(HTTP_KEYS)
+        for name, kind in HTTP_FIELDS:
+            if section.has(name):
+                values[name] = section.get(name, kind, getattr(base, name))
+        if values.get("ca_bundle"):
+            values["ca_bundle"] = reader.path(values["ca_bundle"])
+        nested = section.section("rate_limit")
+        switched_off = switched_off or (section.has("rate_limit") and nested is None)
+        if nested is not None and shorthand is not None:
+            reader.problem(shorthand.line, shorthand.key, f"rate_limit set once (it is also set as {nested.key})",
+                           "two rate limits")
+        rate_section = nested or shorthand
+    if rate_section is not None:
+        rate_section.unknown(RATE_KEYS)
+        per_second = rate_section.get("per_second", "positive", required=True)
+        burst = rate_section.get("burst", "positive_int", 1)
+        if per_second is not None:
+            values["rate_limit"] = RateLimit(per_second, burst)
+    elif switched_off:
+        values["rate_limit"] = None
+    return replace(base, **values) if values else base
+
+
+def _schema(reader: _Reader, section: _Section, type_name: str | None) -> dict[str, Any] | None:
+    """The connector's option schema, or None (with a problem) when its type is unknown."""
     if not type_name:
         return None
     from syncagent.connectors import registry
 
-    schema = registry.option_schema(type_name)
+    try:
+        schema = registry.option_schema(type_name)
+    except ConfigError as exc:
+        reader.problem(section.line_of("type"), _join(section.key, "type"), "a connector type that can be loaded",
+                       str(exc))
+        return None
     if schema is None:
-        reader.problem(section.line_of("type"), key, "one of the types " + ", ".join(sorted(registry.CONNECTORS)),
-                       repr(type_name))
+        close = difflib.get_close_matches(type_name, sorted(registry.CONNECTORS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        reader.problem(section.line_of("type"), _join(section.key, "type"),
+                       "one of the types " + ", ".join(sorted(registry.CONNECTORS)), f"{type_name!r}{hint}")
     return schema
 
 
-def _options(section: _Section, schema: dict[str, Any] | None) -> dict[str, Any]:
+def _options(section: _Section, schema: Mapping[str, Any] | None, *, enabled: bool) -> Mapping[str, Any]:
+    """The connector's own keys, checked against its OptionSpecs."""
     options: dict[str, Any] = {}
     for name, spec in (schema or {}).items():
         value = section.get(name, spec.kind, spec.default, required=spec.required, choices=spec.choices,
                             secret=spec.secret)
+        item = section.raw(name)
+        if value == "" and spec.required and enabled and item is not None and not item.broken:
+            # `${KEY:-}` left empty: fine while the channel is switched off, not while it runs
+            section.reader.problem(section.line_of(name), _join(section.key, name),
+                                   f"{_EXPECTED.get(spec.kind, 'a value')} (required)", "an empty value")
         if value is not None:
             options[name] = value
-    return options
+    return MappingProxyType(options)
 
 
-def _channel(reader: _Reader, item: _Value, key: str, d_every: float, d_batch: int, d_enabled: bool,
-             d_safety: int, d_http: HttpOptions) -> ChannelConfig | None:
-    section = _Section(reader, item, key, item.line)
-    if not section.items:
+def _backoffice(reader: _Reader, top: _Section, http: HttpOptions) -> BackofficeConfig | None:
+    section = top.section("backoffice")
+    if section is None:
+        reader.problem(top.line_of("backoffice"), "backoffice", "a backoffice section (type, base_url, credentials)",
+                       "nothing")
         return None
-    name = section.get("name", "name", "", required=True)
-    type_name = section.get("type", "str", required=True)
-    schema = _schema(reader, section, type_name, f"{key}.type")
-    options = _options(section, schema)
+    type_name = section.get("type", "str", "", required=True)
+    schema = _schema(reader, section, type_name)
     if schema is not None or not type_name:  # with an unknown type its own keys cannot be judged
-        section.unknown(CHANNEL_KEYS | set(schema or {}))
-    every = section.get("every", "duration", d_every)
-    batch = section.get("batch_size", "batch", d_batch)
-    enabled = section.get("enabled", "bool", d_enabled)
-    warehouses = section.get("warehouses", "list[str]", ())
-    order_warehouse = section.get("order_warehouse", "str")
-    capabilities = None
-    if schema is not None and type_name:
-        from syncagent.connectors import registry
-
-        capabilities = registry.capabilities(type_name)
-    flows: list[FlowConfig] = []
-    flow_section = section.section("flows")
-    if flow_section is None:
-        reader.problem(section.line, f"{key}.flows", "a mapping of flows (products: {every: 15m}, ...)", "nothing")
-    else:
-        for flow_name, flow_value in flow_section.items.items():
-            fkey = f"{key}.flows.{flow_name}"
-            flow_section.used.add(flow_name)
-            if flow_name not in ALL_FLOWS:
-                close = difflib.get_close_matches(flow_name, ALL_FLOWS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                reader.problem(flow_value.line, fkey, f"one of the flows {', '.join(ALL_FLOWS)}{hint}",
-                               f"unknown flow {flow_name!r}")
-                continue
-            fs = _Section(reader, flow_value if flow_value.value is not None else _Value({}, flow_value.line), fkey,
-                          flow_value.line)
-            fs.unknown(FLOW_KEYS)
-            direction = fs.get("direction", "str", DEFAULT_DIRECTIONS.get(flow_name, "push"),
-                               choices=("push", "pull", "both"))
-            statuses = fs.get("statuses", "list[str]")
-            if capabilities is not None and direction:
-                _check_capability(reader, capabilities, flow_name, direction, type_name or "", fkey, flow_value.line)
-            flows.append(FlowConfig(
-                name=flow_name, every=fs.get("every", "duration", every), enabled=fs.get("enabled", "bool", True),
-                direction=direction, batch_size=fs.get("batch_size", "batch", batch),
-                options=MappingProxyType({"statuses": statuses} if statuses else {}),
-            ))
-    names = {f.name for f in flows}
-    if "orders" in names and not order_warehouse:
-        reader.problem(section.line, f"{key}.order_warehouse", "the warehouse that this channel's orders debit "
-                       "(required with the orders flow)", "nothing")
-    if "stock" in names and not warehouses:
-        reader.problem(section.line, f"{key}.warehouses", "a non-empty list of warehouses (required with the stock "
-                       "flow)", "nothing")
-    flows.sort(key=lambda f: ALL_FLOWS.index(f.name))
-    return ChannelConfig(
-        name=name or "", type=type_name or "", enabled=enabled, base_url=section.get("base_url", "url", "",
-                                                                                      required=True),
-        flows=tuple(flows), warehouses=tuple(warehouses or ()), order_warehouse=order_warehouse,
-        safety_stock=section.get("safety_stock", "count", d_safety), shadow=section.get("shadow", "bool", False),
-        http=_http(section.section("http"), d_http, section.section("rate_limit")), options=MappingProxyType(options),
+        section.unknown(BACKOFFICE_KEYS | set(schema or {}))
+    return BackofficeConfig(
+        type=type_name, base_url=section.get("base_url", "url", "", required=True),
+        http=_http(reader, section, http), options=_options(section, schema, enabled=True),
     )
 
 
-FLOW_NEEDS = {  # what the connector must support for each flow and direction
-    ("orders", "pull"): ("pull", "orders"),
-    ("customers", "pull"): ("pull", "channel-customers"),
-    ("order-events", "push"): ("push", "order-events"),
-}
+def _channel(reader: _Reader, section: _Section, inherited: _Inherited) -> ChannelConfig:
+    key = section.key
+    name = section.get("name", "name", "", required=True)
+    type_name = section.get("type", "str", "", required=True)
+    enabled = section.get("enabled", "bool", inherited.enabled)
+    schema = _schema(reader, section, type_name)
+    if schema is not None or not type_name:
+        section.unknown(CHANNEL_KEYS | set(schema or {}))
+    options = _options(section, schema, enabled=enabled)
+    own = _Inherited(
+        every=section.get("every", "duration", inherited.every),
+        batch_size=section.get("batch_size", "batch", inherited.batch_size), enabled=enabled,
+        safety_stock=section.get("safety_stock", "count", inherited.safety_stock),
+        http=_http(reader, section, inherited.http),
+    )
+    warehouses = section.get("warehouses", "list[str]", ())
+    order_warehouse = section.get("order_warehouse", "str") or None
+    capabilities = _capabilities(type_name) if schema is not None else None
+
+    flows: list[FlowConfig] = []
+    flow_section = section.section("flows", "a mapping of flows, like {products: {every: 15m}}")
+    if flow_section is None:
+        reader.problem(section.line_of("flows"), f"{key}.flows", "a mapping of flows, like {products: {every: 15m}}",
+                       "nothing")
+    else:
+        for flow_name, flow_item in flow_section.items.items():
+            flow = _flow(reader, flow_item, flow_name, f"{key}.flows.{flow_name}", own)
+            if flow is None:
+                continue
+            if capabilities is not None:
+                _check_capability(reader, capabilities, flow, type_name, f"{key}.flows.{flow_name}", flow_item.line)
+            flows.append(flow)
+    listed = {f.name for f in flows}
+    if "orders" in listed and not order_warehouse:
+        reader.problem(section.line_of("order_warehouse"), f"{key}.order_warehouse",
+                       "the warehouse this channel's orders debit (required with the orders flow)", "nothing")
+    if "stock" in listed and not warehouses:
+        reader.problem(section.line_of("warehouses"), f"{key}.warehouses",
+                       "a non-empty list of warehouses whose stock is summed (required with the stock flow)",
+                       "nothing" if not section.has("warehouses") else "an empty list")
+    flows.sort(key=lambda f: ALL_FLOWS.index(f.name))
+    return ChannelConfig(
+        name=name, type=type_name, enabled=enabled, base_url=section.get("base_url", "url", "", required=True),
+        flows=tuple(flows), warehouses=warehouses, order_warehouse=order_warehouse,
+        safety_stock=own.safety_stock, shadow=section.get("shadow", "bool", False), http=own.http, options=options,
+    )
 
 
-def _check_capability(reader: _Reader, caps: Any, flow: str, direction: str, type_name: str, key: str,
-                      line: int) -> None:
-    wanted = []
-    for d in (("push", "pull") if direction == "both" else (direction,)):
-        kind, entity = FLOW_NEEDS.get((flow, d), (d, flow))
-        wanted.append((kind, entity))
-    for kind, entity in wanted:
+def _flow(reader: _Reader, item: _Value, name: str, key: str, inherited: _Inherited) -> FlowConfig | None:
+    if name not in ALL_FLOWS:
+        close = difflib.get_close_matches(name, ALL_FLOWS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        reader.problem(item.line, key, "one of the flows " + ", ".join(ALL_FLOWS), f"unknown flow {name!r}{hint}")
+        return None
+    section = _Section(reader, item, key, item.line, "a mapping like {every: 15m} (or nothing)")
+    extra = FLOW_OPTIONS.get(name, {})
+    section.unknown(FLOW_KEYS | set(extra))
+    options = {opt: value for opt, kind in extra.items() if (value := section.get(opt, kind)) is not None}
+    return FlowConfig(
+        name=name, every=section.get("every", "duration", inherited.every),
+        enabled=section.get("enabled", "bool", inherited.enabled),
+        direction=section.get("direction", "str", DEFAULT_DIRECTIONS.get(name, "push"), choices=DIRECTIONS),
+        batch_size=section.get("batch_size", "batch", inherited.batch_size), options=MappingProxyType(options),
+    )
+
+
+def _capabilities(type_name: str) -> Any:
+    """The connector's capabilities, or None when they cannot be had (then flows are not judged)."""
+    from syncagent.connectors import registry
+
+    try:
+        return registry.capabilities(type_name)
+    except ConfigError:
+        return None
+
+
+def _check_capability(reader: _Reader, caps: Any, flow: FlowConfig, type_name: str, key: str, line: int) -> None:
+    for direction in ("push", "pull") if flow.direction == "both" else (flow.direction,):
+        kind, entity = FLOW_NEEDS.get((flow.name, direction), (direction, flow.name))
         supported = caps.push if kind == "push" else caps.pull
         if entity not in supported:
-            reader.problem(line, key, f"a flow that {type_name} can {kind}", f"{flow} ({kind} is not supported)")
+            reader.problem(line, key, f"a flow and direction that {type_name} supports",
+                           f"{flow.name} with direction {flow.direction} ({type_name} cannot {kind} {entity})")
 
 
+# -- summary ------------------------------------------------------------------------------------
 def describe(config: Config) -> str:
-    """The summary `check-config` prints; secrets are masked."""
+    """The summary `check-config` prints, so an operator sees what the agent will do; secrets are ***."""
+    secrets = set(config.secrets)
 
     def show(options: Mapping[str, Any]) -> str:
-        parts = []
-        for name, value in options.items():
-            text = "***" if str(value) in config.secrets else str(value)
-            parts.append(f"{name}={text}")
-        return ", ".join(parts)
+        return ", ".join(f"{name}={'***' if str(value) in secrets else value}" for name, value in options.items())
 
-    lines = [f"config:  {config.path}", f"journal: {config.journal}",
-             f"log:     {config.log.level}, {config.log.format}" + (f", {config.log.file}" if config.log.file else ""),
-             f"alerts:  {'e-mail to ' + ', '.join(config.alerts.to) if config.alerts else 'off'}",
-             f"backoffice: {config.backoffice.type} at {config.backoffice.base_url} ({show(config.backoffice.options)})",
-             f"channels: {len(config.channels)}"]
+    def http(options: HttpOptions) -> str:
+        rate = (f", {options.rate_limit.per_second:g} req/s burst {options.rate_limit.burst}"
+                if options.rate_limit else "")
+        tls = "" if options.verify_tls else ", TLS NOT VERIFIED"
+        ca = f", CA {options.ca_bundle}" if options.ca_bundle else ""
+        return (f"timeouts {options.connect_timeout:g}s/{options.read_timeout:g}s, "
+                f"{options.max_attempts} attempts{rate}{tls}{ca}")
+
+    alerts = config.alerts
+    lines = [
+        f"config:  {config.path}", f"journal: {config.journal}",
+        f"log:     {config.log.level}, {config.log.format}" + (f", {config.log.file}" if config.log.file else ""),
+        f"alerts:  {'e-mail to ' + ', '.join(alerts.to) + ' via ' + alerts.smtp_host if alerts else 'off'}",
+        f"backoffice: {config.backoffice.type} at {config.backoffice.base_url}",
+        f"    options: {show(config.backoffice.options) or '-'}",
+        f"    http: {http(config.backoffice.http)}",
+        f"channels: {len(config.channels)}",
+    ]
     for channel in config.channels:
         state = "enabled" if channel.enabled else "DISABLED"
-        extra = " shadow" if channel.shadow else ""
+        extra = ", shadow: sends nothing" if channel.shadow else ""
         lines.append(f"  {channel.name} ({channel.type}, {state}{extra}) at {channel.base_url}")
         lines.append(f"    warehouses: {', '.join(channel.warehouses) or '-'}; orders debit: "
                      f"{channel.order_warehouse or '-'}; safety stock: {channel.safety_stock}")
         if channel.options:
             lines.append(f"    options: {show(channel.options)}")
+        lines.append(f"    http: {http(channel.http)}")
         for flow in channel.flows:
-            lines.append(f"    {flow.name:<16} every {_human(flow.every):>5}  {flow.direction:<4}  batch {flow.batch_size}"
-                         + ("" if flow.enabled else "  (disabled)"))
-    return "\n".join(lines)
+            off = "  (disabled)" if channel.enabled and not flow.enabled else ""
+            opts = "".join(f"  {k}: {', '.join(map(str, v)) if isinstance(v, tuple) else v}"
+                           for k, v in flow.options.items())
+            lines.append(f"    {flow.name:<16} every {_human(flow.every):>5}  {flow.direction:<4}  "
+                         f"batch {flow.batch_size}{opts}{off}")
+    text = "\n".join(lines)
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")  # a secret inside another value (a URL) is hidden too
+    return text
 
 
 def _human(seconds: float) -> str:

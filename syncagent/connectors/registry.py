@@ -27,7 +27,7 @@ def load(type_name: str) -> Any:
         raise ConfigError(f"unknown connector type {type_name!r} (known: {', '.join(sorted(CONNECTORS))})") from None
     try:
         return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, SyntaxError) as exc:
         raise ConfigError(f"connector type {type_name!r} cannot be loaded from {CONNECTORS[type_name]}: "
                           f"{exc}") from exc
 
