@@ -1,0 +1,133 @@
+"""The suite every channel connector passes, against its own simulator over real HTTP.
+
+A new channel adds one `ChannelCase` to CASES: how to start its simulator and build its
+connector, and a few records it can take. The engine relies on exactly these behaviours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncagent.connectors.base import Connector, PushResult
+from syncagent.errors import AuthError
+from syncagent.http import HttpSettings
+from syncagent.model import BadRecord, Invoice, Order, OrderEvent, Page, Product, Shipment, StockLevel, utcnow
+from syncagent.simulators import build
+from syncagent.simulators.common import RunningServer, serve_in_thread
+from syncagent.simulators.gestao_lojas import nfe_key
+
+SECRET = "conformance-secret-key-0042"
+
+
+@dataclass
+class ChannelCase:
+    name: str
+    system: str
+    connector: Callable[[str, str], Connector]   # (base_url, secret) -> connector
+    sim_options: dict[str, str]
+    revoke: Callable[[RunningServer], None]
+
+
+def _sellerup(url: str, secret: str) -> Connector:
+    from syncagent.connectors.sellerup import SellerUpConnector
+
+    return SellerUpConnector("conf", url, {"api_key": secret}, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+def _revoke_sellerup(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/keys/revoke", timeout=10)
+
+
+CASES = [
+    ChannelCase("sellerup", "sellerup", _sellerup, {"api_key": SECRET, "orders": "12"}, _revoke_sellerup),
+]
+
+
+@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def channel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ChannelCase, Connector, RunningServer]]:
+    case: ChannelCase = request.param
+    server = serve_in_thread(build(case.system, str(tmp_path / "sim.db"), products=30, seed=3, **case.sim_options))
+    connector = case.connector(server.url, SECRET)
+    yield case, connector, server
+    connector.close()
+    server.stop()
+
+
+def orders(connector: Connector) -> list[Any]:
+    records: list[Any] = []
+    for page in connector.pull("orders", None):
+        assert isinstance(page, Page)
+        records += page.records
+    return records
+
+
+def test_declares_what_it_does(channel: tuple[ChannelCase, Connector, RunningServer]) -> None:
+    case, connector, _ = channel
+    caps = connector.capabilities
+    assert "products" in caps.push and "orders" in caps.pull and "order-acks" in caps.push
+    assert caps.max_batch >= 1 and caps.importable_statuses
+    assert any(spec.secret for spec in type(connector).options.values())  # type: ignore[attr-defined]
+    connector.check()
+
+
+def test_catalogue_batch_gives_one_result_per_record(channel: tuple[ChannelCase, Connector, RunningServer]) -> None:
+    _, connector, _ = channel
+    good = [connector.prepare("products", Product(f"P{i:06d}", f"Produto {i}", True, barcode="7890000000017"))
+            for i in range(1, 4)]
+    results = connector.push("products", good)
+    assert [r.key for r in results] == [o.key for o in good]
+    assert all(isinstance(r, PushResult) and r.ok for r in results)
+    again = connector.push("products", good)
+    assert all(r.ok for r in again)  # a repeat is harmless
+    stock = connector.push("stock", [connector.prepare("stock", StockLevel("P000001", 7))])
+    assert stock[0].ok
+
+
+def test_a_refused_record_is_a_result_not_an_exception(channel: tuple[ChannelCase, Connector, RunningServer]) -> None:
+    _, connector, _ = channel
+    good = connector.prepare("products", Product("P000001", "Bom", True))
+    bad = connector.prepare("products", Product("P000002", "Ruim", True, barcode="7890000000018"))  # bad check digit
+    results = connector.push("products", [good, bad])
+    assert results[0].ok and not results[1].ok
+    assert results[1].reason_code and results[1].reason
+
+
+def test_orders_feed_then_ack_and_events_in_order(channel: tuple[ChannelCase, Connector, RunningServer]) -> None:
+    case, connector, _ = channel
+    records = orders(connector)
+    assert records and all(isinstance(r, Order | BadRecord) for r in records)
+    approved = [r for r in records if isinstance(r, Order) and r.status in connector.capabilities.importable_statuses]
+    assert approved
+    order = approved[0]
+    assert order.items and all(i.quantity >= 1 for i in order.items) and order.total >= Decimal("0")
+    ack = connector.prepare("order-acks", {"order_id": order.remote_id, "backoffice_number": "900001"})
+    assert connector.push("order-acks", [ack])[0].ok
+    assert connector.push("order-acks", [ack])[0].ok  # acknowledging twice is harmless
+    now = utcnow()
+    invoiced = OrderEvent("ev1", "900001", "conf", order.remote_id, "invoiced", now,
+                          invoice=Invoice(nfe_key("conformance"), "1", "1"))
+    shipped = OrderEvent("ev2", "900001", "conf", order.remote_id, "shipped", now,
+                         shipment=Shipment("Correios", "BR123456789BR"))
+    early = connector.push("order-events", [connector.prepare("order-events", shipped)])[0]
+    assert not early.ok and early.reason_code  # out of order is refused, with a reason
+    first = connector.push("order-events", [connector.prepare("order-events", invoiced)])[0]
+    assert first.ok, first.reason
+    assert connector.push("order-events", [connector.prepare("order-events", shipped)])[0].ok
+    assert connector.push("order-events", [connector.prepare("order-events", invoiced)])[0].ok  # already has it
+
+
+def test_rejected_credentials_raise_auth_error_without_the_secret(
+        channel: tuple[ChannelCase, Connector, RunningServer]) -> None:
+    case, connector, server = channel
+    case.revoke(server)
+    with pytest.raises(AuthError) as err:
+        orders(connector)
+    assert SECRET not in str(err.value)
