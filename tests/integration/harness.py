@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import requests
-from syncagent.config import load_config
 
 from syncagent.agent import Agent
+from syncagent.config import load_config
 from syncagent.simulators import build
 from syncagent.simulators.common import RunningServer, serve_in_thread
 

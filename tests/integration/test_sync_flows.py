@@ -6,9 +6,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from syncagent.config import load_config
-
 from syncagent.agent import Agent
+from syncagent.config import load_config
 from syncagent.journal import Journal
 from syncagent.simulators import seeddata
 from tests.integration.harness import Sims, items_written, run_once, write_config
