@@ -64,13 +64,15 @@ class HttpResponse:
 
     def json(self) -> Any:
         ctype = self.headers.get("Content-Type", self.headers.get("content-type", ""))
+        # the body itself is never quoted in the error: a server may echo credentials back
         if self.content and "json" not in ctype.lower():
-            raise TransientError(f"{self.url}: expected JSON, got {ctype or 'no content type'}: "
-                                 f"{self.content[:80]!r}", status=self.status, code="bad_response")
+            raise TransientError(f"{self.url}: expected JSON, got {ctype or 'no content type'} "
+                                 f"({len(self.content)} bytes)", status=self.status, code="bad_response")
         try:
             return jsonlib.loads(self.content) if self.content else None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise TransientError(f"{self.url}: the answer is not valid JSON ({exc}): {self.content[:80]!r}",
+            raise TransientError(f"{self.url}: the answer is not valid JSON ({type(exc).__name__} at "
+                                 f"{getattr(exc, 'pos', '?')} of {len(self.content)} bytes)",
                                  status=self.status, code="bad_response") from None
 
     def _error(self) -> dict[str, Any]:
@@ -159,8 +161,8 @@ class OAuthClientCredentials:
             data={"grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self.client_secret},
         )
         if resp.status in (400, 401, 403):
-            raise AuthError(f"{self.client.name}: credentials rejected: {resp.error_code()}: {resp.error_message()}",
-                            status=resp.status, code=resp.error_code())
+            raise AuthError(self.client.redact(f"{self.client.name}: credentials rejected: {resp.error_code()}: "
+                                               f"{resp.error_message()}"), status=resp.status, code=resp.error_code())
         if resp.status != 200:
             raise TransientError(f"{self.client.name}: token endpoint answered {resp.status}", status=resp.status)
         body = resp.json()
