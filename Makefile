@@ -25,7 +25,8 @@ test: $(STAMP) lint
 	$(BIN)/pytest -q
 
 soak: $(STAMP)
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m slow tests/crash
+	HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q tests/unit/test_malformed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo
