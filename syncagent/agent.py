@@ -83,6 +83,16 @@ class Agent:
             self.journal.close()
             raise
         self.engine = Engine(self.journal, self.backoffice, setups, clock=clock)
+        self.alerter = None
+        if config.alerts is not None:
+            from syncagent.alerts import Alerter
+
+            self.alerter = Alerter(config.alerts, self.journal, clock=clock)
+
+    def alert(self, results: list[StepResult]) -> None:
+        """After a cycle: one e-mail per new problem, one per recovery (see syncagent.alerts)."""
+        if self.alerter is not None:
+            self.alerter.evaluate(results)
 
     def steps(self, *, channel: str | None = None, flows: Iterable[str] | None = None) -> list[Step]:
         """Enabled steps, in run order: by flow priority, then channel order in the file."""
@@ -116,7 +126,9 @@ class Agent:
         return results
 
     def run_once(self) -> list[StepResult]:
-        return self.run_steps(self.steps())
+        results = self.run_steps(self.steps())
+        self.alert(results)
+        return results
 
     def run_entity(self, entity: str, *, channel: str | None = None, full: bool = False,
                    direction: str | None = None) -> list[StepResult]:

@@ -108,19 +108,26 @@ class Alerter:
         with self.journal.transaction():
             for key, problem in current.items():
                 row = known.get(key)
-                if row is None or row[1] == "closed":
+                if row is None:
                     self._upsert(key, "open", now, problem.subject, flaps=0)
                     sent.append(self._message(problem.subject, problem.body))
+                elif row[1] == "closed":
+                    if row[3] and now - _parse(row[3]) < self.quiet_period:
+                        self._upsert(key, "open", None, problem.subject, flaps=row[4] + 1)  # back soon: flapping
+                    else:
+                        self._upsert(key, "open", now, problem.subject, flaps=0)
+                        sent.append(self._message(problem.subject, problem.body))
                 elif row[1] == "recovering":
                     self._upsert(key, "open", None, problem.subject, flaps=row[4] + 1)  # flapping: no e-mail
             for key, row in known.items():
                 if key in current or row[1] == "closed":
                     continue
-                if row[1] == "open":
-                    self.journal.conn.execute(
+                if row[1] == "open" and row[4]:
+                    self.journal.conn.execute(  # a flapping problem must stay quiet a while first
                         "UPDATE alerts SET state = 'recovering', resolved_at = ? WHERE key = ?", (_iso(now), key))
-                elif row[1] == "recovering" and row[3] and now - _parse(row[3]) >= self._hold(row[4]):
-                    self.journal.conn.execute("UPDATE alerts SET state = 'closed' WHERE key = ?", (key,))
+                elif row[1] == "open" or (row[1] == "recovering" and now - _parse(row[3]) >= self.quiet_period):
+                    self.journal.conn.execute(
+                        "UPDATE alerts SET state = 'closed', resolved_at = ? WHERE key = ?", (_iso(now), key))
                     flaps = f" (it came and went {row[4]} more times meanwhile)" if row[4] else ""
                     sent.append(self._message(f"[syncagent] recovered: {row[5].removeprefix('[syncagent] ')}",
                                               f"This problem has cleared{flaps}:\n\n{row[5]}\n"))
@@ -131,15 +138,11 @@ class Alerter:
                 log.error("could not send the alert e-mail %r: %s", message["Subject"], exc)
         return sent
 
-    def _hold(self, flaps: int) -> timedelta:
-        """A steady problem recovers at the next clean cycle; a flapping one after a quiet period."""
-        return self.quiet_period if flaps else timedelta(0)
-
     def _upsert(self, key: str, state: str, opened: datetime | None, subject: str, *, flaps: int) -> None:
         self.journal.conn.execute(
             "INSERT INTO alerts (key, state, opened_at, resolved_at, flaps, subject) VALUES (?, ?, ?, NULL, ?, ?)"
             " ON CONFLICT (key) DO UPDATE SET state = excluded.state,"
-            " opened_at = coalesce(excluded.opened_at, alerts.opened_at), resolved_at = NULL,"
+            " opened_at = coalesce(excluded.opened_at, alerts.opened_at),"
             " flaps = excluded.flaps, subject = excluded.subject",
             (key, state, _iso(opened) if opened else None, flaps, subject),
         )

@@ -40,7 +40,9 @@ class Daemon:
         self.stopping = True
 
     def _run(self, step: Step) -> None:
-        for result in self.agent.run_steps([step]):
+        results = self.agent.run_steps([step])
+        self.agent.alert(results)
+        for result in results:
             if self.on_result:
                 self.on_result(result)
 

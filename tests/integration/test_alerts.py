@@ -1,0 +1,76 @@
+"""E-mail alerts received by a real SMTP server on 127.0.0.1: one per new problem, one on recovery."""
+
+from __future__ import annotations
+
+import email
+import socket
+from collections.abc import Iterator
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from syncagent.agent import Agent
+from syncagent.config import load_config
+from tests.integration.harness import Sims, write_config
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages]
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    handler = Inbox()
+    with socket.socket() as probe:  # a free port: the controller checks its server by connecting to it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def with_alerts(config: Path, port: int) -> None:
+    text = config.read_text().replace("log: {level: warning, format: text}\n", (
+        "log: {level: warning, format: text}\n"
+        "alerts:\n  email:\n"
+        f"    smtp_host: 127.0.0.1\n    smtp_port: {port}\n    starttls: false\n"
+        "    from: syncagent@loja.example\n    to: [ti@loja.example]\n    failing_cycles: 2\n"))
+    config.write_text(text)
+
+
+def test_one_mail_per_new_problem_and_one_on_recovery(sims: Sims, tmp_path: Path,
+                                                      inbox: tuple[Inbox, int]) -> None:
+    box, port = inbox
+    config = write_config(tmp_path, sims, flows=["products"])
+    with_alerts(config, port)
+    sims.su.admin("POST", "/_admin/keys/revoke")
+    with Agent(load_config(config), sleep=lambda s: None) as agent:
+        agent.run_once()
+        agent.run_once()
+        agent.run_once()  # still revoked: no second e-mail
+        assert box.subjects() == ["[syncagent] loja-centro: credentials rejected"]
+        body = box.messages[0].get_payload()
+        assert "key_revoked" in body and "How to fix" in body and "environment" in body
+        sims.su.admin("POST", "/_admin/keys/restore")
+        agent.run_once()
+        assert box.subjects()[1:] == ["[syncagent] recovered: loja-centro: credentials rejected"]
+        sims.bo.admin("PATCH", "/_admin/products/P000003", json={"description": ""})
+        agent.run_once()
+        agent.run_once()
+    assert len(box.messages) == 3
+    quarantine = box.messages[2]
+    assert "quarantined" in str(quarantine["Subject"]) and "P000003" in quarantine.get_payload()
+    assert "syncagent quarantine" in quarantine.get_payload()
+    assert all(m["To"] == "ti@loja.example" for m in box.messages)
