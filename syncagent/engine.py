@@ -113,6 +113,7 @@ class Engine:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.sleep = sleep
+        self.should_stop: Callable[[], bool] = lambda: False  # set by the daemon: stop after the page in hand
         self.journal = journal
         self.backoffice = backoffice
         self.channels = dict(channels)
@@ -177,6 +178,8 @@ class Engine:
             if transform is not None:
                 records, extra = transform(records)
             self._push_records(ctx, entity, records, cursor_key, page.cursor, extra)
+            if self.should_stop():
+                return  # the page is recorded; the rest waits for the next run
 
     def _push_records(
         self, ctx: _Ctx, entity: str, records: Iterable[Any], cursor_key: str | None, cursor: str | None,
@@ -379,6 +382,8 @@ class Engine:
                     self._guarded(ctx, record, lambda r=record: self._process_order(ctx, r))
             with self.journal.transaction():
                 self._advance(ctx.name, "orders", page.cursor)
+            if self.should_stop():
+                return
         if ctx.parked:
             self._wait_to_settle(ctx)
             self._recover_orders(ctx)  # what failed in this step gets one more try once settled

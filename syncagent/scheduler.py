@@ -28,6 +28,7 @@ class Daemon:
         self.sleep = sleep
         self.on_result = on_result
         self.stopping = False
+        agent.engine.should_stop = lambda: self.stopping  # a long step stops after its current page
         self.scheduler = schedule.Scheduler()
         self.steps: dict[schedule.Job, Step] = {}
         for step in agent.steps():
