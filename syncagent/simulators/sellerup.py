@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from syncagent.model import valid_cnpj, valid_cpf, valid_ean
@@ -119,6 +120,18 @@ def valid_date_time(text: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=1 << 16)
+def valid_barcode(code: str) -> bool:
+    """EAN-8, EAN-13 or GTIN-14 (not UPC-A), memoised: a catalogue re-sends the same codes every cycle."""
+    return EAN.fullmatch(code) is not None and valid_ean(code)
+
+
+@lru_cache(maxsize=1 << 16)
+def valid_document(digits: str) -> bool:
+    """A CPF of 11 or a CNPJ of 14 digits with valid check digits, memoised like barcodes."""
+    return (len(digits) == 11 and valid_cpf(digits)) or (len(digits) == 14 and valid_cnpj(digits))
+
+
 def json_type(value: Any) -> str:
     """The JSON name of a value's type, for messages a client developer recognises."""
     if value is None:
@@ -157,12 +170,10 @@ def check_value(kind: str, value: Any) -> tuple[str, str] | None:
         return "invalid_money", f'must be a decimal string with two places like "129.90", got {value[:40]!r}'
     if kind == "date-time" and not valid_date_time(value):
         return "invalid_date_time", f'must be an RFC 3339 date-time like "2026-01-05T09:00:00Z", got {value[:40]!r}'
-    if kind == "ean" and not (EAN.fullmatch(value) and valid_ean(value)):
+    if kind == "ean" and not valid_barcode(value):
         return "invalid_barcode", f"must be a valid EAN-8, EAN-13 or GTIN-14, got {value[:40]!r}"
-    if kind == "document":
-        ok = (len(value) == 11 and valid_cpf(value)) or (len(value) == 14 and valid_cnpj(value))
-        if not ok:
-            return "invalid_document", "must be a valid CPF (11 digits) or CNPJ (14 digits), digits only"
+    if kind == "document" and not valid_document(value):
+        return "invalid_document", "must be a valid CPF (11 digits) or CNPJ (14 digits), digits only"
     return None
 
 
