@@ -107,17 +107,28 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
 @click.option("--entity", required=True, type=click.Choice(PUSH_ENTITIES), help="The flow to push now.")
 @click.option("--channel", help="Only this channel (default: every enabled channel with this flow).")
 @click.option("--full", is_flag=True, help="Ignore the cursor and re-read everything; still sends only what differs.")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent (create/update); send and record nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the step results as JSON.")
 @click.pass_context
-def push(ctx: click.Context, entity: str, channel: str | None, full: bool, as_json: bool) -> None:
+def push(ctx: click.Context, entity: str, channel: str | None, full: bool, dry_run: bool, as_json: bool) -> None:
     """Push one flow (back office → channels) now."""
     config = _load(ctx)
 
     def body() -> int:
         from syncagent.agent import exit_code
-        from syncagent.report import dumps, print_summary, results_json
+        from syncagent.report import dumps, print_plan, print_summary, results_json
 
         with _agent(config) as agent:
+            if dry_run:
+                plans = [agent.engine.plan_step(s.channel, s.flow, full=full)
+                         for s in agent.steps(channel=channel, flows=[entity])]
+                if as_json:
+                    click.echo(dumps([{"channel": r.channel, "flow": r.flow, "read": r.read, "unchanged": r.unchanged,
+                                       "would_send": [{"key": p.key, "action": p.action, "payload": p.payload}
+                                                      for p in plan], "error": r.error} for r, plan in plans]))
+                else:
+                    print_plan(plans)
+                return 1 if any(r.status == "failed" for r, _ in plans) else 0
             results = agent.run_entity(entity, channel=channel, full=full,
                                        direction="push" if entity == "customers" else None)
             click.echo(dumps(results_json(results))) if as_json else print_summary(results)

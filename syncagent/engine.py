@@ -84,10 +84,22 @@ class ChannelSetup:
     settle_seconds: float = 0.0  # how long a POST whose answer was lost may still be running
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedWrite:
+    """What a dry run (or a shadow channel) would send."""
+
+    entity: str
+    key: str
+    action: str  # create | update
+    payload: dict[str, Any]
+
+
 @dataclass
 class _Ctx:
     setup: ChannelSetup
     result: StepResult
+    plan_only: bool = False
+    plan: list[PlannedWrite] = field(default_factory=list)
     customers_pulled: bool = False
     failures_in_row: int = 0
     parked: int = 0
@@ -120,10 +132,22 @@ class Engine:
         self.clock = clock
 
     # -- entry point ---------------------------------------------------------------------------
+    def plan_step(self, channel: str, flow: str, *, full: bool = False) -> tuple[StepResult, list[PlannedWrite]]:
+        """`push --dry-run`: what one push step would send now; nothing is sent, the journal is untouched."""
+        if flow not in CATALOGUE_PUSH:
+            raise ChannelError(f"--dry-run applies to the catalogue flows ({', '.join(CATALOGUE_PUSH)}), not {flow}")
+        ctx = _Ctx(self.channels[channel], StepResult(channel, flow), plan_only=True)
+        try:
+            self._dispatch(ctx, flow, full, "push")
+        except ChannelError as exc:
+            ctx.result.status, ctx.result.error = "failed", str(exc)
+        ctx.result.details["would_send"] = len(ctx.plan)
+        return ctx.result, ctx.plan
+
     def run_step(self, channel: str, flow: str, *, full: bool = False, direction: str | None = None) -> StepResult:
         """Run one step; `direction` overrides the configured one (``pull --entity customers``)."""
         setup = self.channels[channel]
-        ctx = _Ctx(setup, StepResult(channel, flow))
+        ctx = _Ctx(setup, StepResult(channel, flow), plan_only=setup.shadow)
         run_id = self.journal.start_run(channel, flow)
         try:
             self._dispatch(ctx, flow, full, direction)
@@ -209,8 +233,11 @@ class Engine:
         accepted: list[tuple[str, str, str | None]] = []
         rejected: list[tuple[str, str, str, Any, str]] = []
         error: ChannelError | None = None
-        if ctx.setup.shadow:
-            changed = []
+        if ctx.plan_only:  # shadow channel or --dry-run: say what would be sent, send and record nothing
+            for out, _fp in changed:
+                ctx.plan.append(PlannedWrite(entity, out.key, "update" if out.key in known else "create", out.payload))
+            ctx.result.quarantined += len(bad)
+            return [(record, out) for record, out, _ in prepared.values()]
         batch_size = max(1, min(ctx.setup.batch_size.get(entity, 200), ctx.conn.capabilities.max_batch))
         try:
             for start in range(0, len(changed), batch_size):
@@ -249,6 +276,8 @@ class Engine:
 
     def _advance(self, channel: str, cursor_key: str, cursor: str | None) -> None:
         """Move the cursor past a recorded page; None (end of the feed for now) keeps it."""
+        if self.channels[channel].shadow:
+            return  # a shadow channel applied nothing: it must read the same records again when it goes live
         if cursor is not None:
             self.journal.save_cursor(channel, cursor_key, cursor)
         else:
@@ -276,7 +305,8 @@ class Engine:
             records = [price_from_json(text) for _, text in due]
             ctx.result.read += len(records)
             mapped = self._push_records(ctx, "prices", records, None, None)
-            self._record_boundaries(ctx, [r for r, _ in mapped], now)
+            if not ctx.plan_only:
+                self._record_boundaries(ctx, [r for r, _ in mapped], now)
 
         def transform(records: list[Any]) -> tuple[list[Any], Callable[[], None]]:
             prices = [r for r in records if isinstance(r, Price)]
@@ -318,6 +348,8 @@ class Engine:
 
     # -- customers registered on the channel ---------------------------------------------------
     def _pull_customers(self, ctx: _Ctx) -> None:
+        if ctx.plan_only:
+            return  # binding may create back office customers: a shadow channel writes nothing
         cursor = self.journal.cursor(ctx.name, "customers-pull")
         for page in ctx.conn.pull("channel-customers", cursor):
             for record in page.records:
@@ -503,6 +535,9 @@ class Engine:
                 return  # unchanged since it was quarantined: wait for a change or a manual retry
             if row.state == "pending" and _newer(row.version, order.version):
                 return  # the journal holds a newer version of this order
+        if ctx.plan_only:  # a shadow channel: note the order it would import, touch nothing
+            ctx.plan.append(PlannedWrite("orders", order.remote_id, "create", {"total": str(order.total)}))
+            return
         customer_code = self._customer_of(ctx, order)
         if customer_code is None:
             self._quarantine_order(ctx, order, "missing_reference",

@@ -128,3 +128,20 @@ def status_table(data: dict[str, Any]) -> Table:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+
+
+def print_plan(plans: list[tuple[StepResult, list[Any]]], limit: int = 50) -> None:
+    """`push --dry-run`: per record, create or update and what would be sent; nothing was sent."""
+    console = make_console()
+    for result, plan in plans:
+        table = Table(title=f"{result.channel}/{result.flow}: dry run (nothing sent, journal unchanged)")
+        for column in ("key", "action", "would send"):
+            table.add_column(column)
+        for write in plan[:limit]:
+            table.add_row(write.key, write.action, json.dumps(write.payload, ensure_ascii=False)[:100])
+        console.print(table)
+        more = f" (first {limit} shown)" if len(plan) > limit else ""
+        creates = sum(1 for w in plan if w.action == "create")
+        console.print(f"read {result.read}: {creates} create, {len(plan) - creates} update, "
+                      f"{result.unchanged} unchanged, {result.quarantined} would be quarantined{more}"
+                      + (f"; error: {result.error}" if result.error else ""))

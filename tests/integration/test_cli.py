@@ -176,3 +176,37 @@ def test_quarantine_list_show_retry_drop(sims: Sims, tmp_path: Path) -> None:
     assert states[second] == ("dropped", "ana", "produto descontinuado")
     assert states[first][0] == "released"
     assert json.loads(cli(config, "quarantine", "list", "--json").stdout) == []
+
+
+def test_push_dry_run_shows_changes_and_sends_nothing(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims, flows=["products", "prices"])
+    assert cli(config, "run", "--once").returncode == 0
+    for sku, price in (("P000002", "11.11"), ("P000003", "22.22")):
+        sims.bo.admin("PATCH", f"/_admin/prices/{sku}", json={"list_price": price, "promo_price": None,
+                                                              "promo_start": None, "promo_end": None, "scheduled": []})
+    journal_before = (tmp_path / "journal.db").read_bytes()
+    mark = sims.su.last_request_id()
+    proc = cli(config, "push", "--entity", "prices", "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (step,) = json.loads(proc.stdout)
+    assert sorted((w["key"], w["action"], w["payload"]["price"]) for w in step["would_send"]) == [
+        ("P000002", "update", "11.11"), ("P000003", "update", "22.22")]
+    assert sims.su.writes(mark) == []
+    assert (tmp_path / "journal.db").read_bytes() == journal_before
+    table = cli(config, "push", "--entity", "prices", "--dry-run")
+    assert "2 update" in table.stdout and "P000003" in table.stdout
+    real = json.loads(cli(config, "push", "--entity", "prices", "--json").stdout)
+    assert real[0]["sent"] == 2
+
+
+def test_shadow_channel_computes_everything_and_sends_nothing(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims)
+    config.write_text(config.read_text().replace("    safety_stock: 0\n", "    safety_stock: 0\n    shadow: true\n"))
+    run = cli(config, "run", "--once", "--json")
+    assert run.returncode == 0, run.stderr
+    assert sims.su.writes() == [] and sims.bo.writes() == []
+    assert sum(s["read"] for s in json.loads(run.stdout)) > 0
+    config.write_text(config.read_text().replace("    shadow: true\n", ""))  # the switch: go live
+    live = json.loads(cli(config, "run", "--once", "--json").stdout)
+    by_flow = {s["flow"]: s for s in live}
+    assert by_flow["products"]["sent"] == 60 and by_flow["orders"]["sent"] > 0  # nothing was skipped
