@@ -103,6 +103,7 @@ class _Ctx:
     customers_pulled: bool = False
     failures_in_row: int = 0
     parked: int = 0
+    unsettled: int = 0
     last_error: str = ""
 
     @property
@@ -416,9 +417,10 @@ class Engine:
                 self._advance(ctx.name, "orders", page.cursor)
             if self.should_stop():
                 return
-        if ctx.parked:
+        if ctx.parked or ctx.unsettled:
+            ctx.unsettled = 0
             self._wait_to_settle(ctx)
-            self._recover_orders(ctx)  # what failed in this step gets one more try once settled
+            self._recover_orders(ctx)  # what failed or was too fresh gets one more try once settled
         waiting = self.journal.orders_in_state(ctx.name, ("creating", "created", "pending"))
         if waiting:
             raise TransientError(f"{len(waiting)} order(s) wait in the journal for the next cycle "
@@ -509,6 +511,7 @@ class Engine:
         for row in self.journal.orders_in_state(ctx.name, ("creating", "created", "pending")):
             if row.state == "creating":
                 if _stamp(row.updated_at) > settled_before:
+                    ctx.unsettled += 1  # too fresh to look up: the end of the step waits for it
                     continue
                 work = lambda row=row: self._create_in_backoffice(ctx, row.order_id, row.payload or {},  # noqa: E731
                                                                   retry=True)

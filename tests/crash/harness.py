@@ -31,7 +31,7 @@ from tests.integration.harness import CANARY_ENV, CANARY_KEY, CANARY_SECRET, CHA
 FORK = multiprocessing.get_context("fork")
 SCENARIO_PRODUCTS = 40
 SCENARIO_ORDERS = 20
-SETTLE = 1.6  # connect_timeout + read_timeout of the scenario's back office, and a little more
+SETTLE = 0.8  # connect_timeout + read_timeout of the scenario's back office, and a little more
 CREDENTIALS = {"gestao-lojas": {"client_secret": CANARY_SECRET}, "sellerup": {"api_key": CANARY_KEY}}
 
 
@@ -61,7 +61,7 @@ def make_templates(directory: Path) -> Path:
 
 
 def start_scenario(templates: Path, workdir: Path, *, secret_env: dict[str, str] | None = None,
-                   http: str = "{max_attempts: 4, connect_timeout: 0.5, read_timeout: 1}") -> Scenario:
+                   http: str = "{max_attempts: 4, connect_timeout: 0.2, read_timeout: 0.5}") -> Scenario:
     workdir.mkdir(parents=True, exist_ok=True)
     sims = []
     for name in ("bo.db", "su.db", "su2.db"):
