@@ -24,6 +24,11 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest -q
 
+# every call of the VTEX connector through Stoplight Prism (validating proxy) against VTEX's own specs
+contract-test: $(STAMP)
+	npm ci --no-audit --no-fund
+	$(BIN)/pytest -q -s tests/contract/
+
 soak: $(STAMP)
 	$(BIN)/pytest -q -m slow tests/crash
 	HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q tests/unit/test_malformed.py

@@ -582,8 +582,9 @@ class VtexSim(SimApp):
                 "uniqueId": uuid.UUID(int=rng.getrandbits(128)).hex.upper(), "id": sku_id, "productId": product_id,
                 "ean": ean, "lockId": f"00-{seq}-01", "quantity": quantity, "seller": "1", "name": info["description"],
                 "refId": info["code"], "price": cents, "listPrice": cents, "manualPrice": None,
-                "priceTags": [] if selling == cents else [{"name": "DISCOUNT@MARKETPLACE", "value": (selling - cents)
-                                                           * quantity, "isPercentual": False, "identifier": "promo"}],
+                # GetOrder types priceTags as a list of strings (real VTEX sends objects): none are sent, the
+                # discount shows in sellingPrice below price
+                "priceTags": [],
                 "imageUrl": "", "detailUrl": f"/{info['code'].lower()}/p", "components": [], "bundleItems": [],
                 "params": [], "offerings": [], "sellerSku": sku_id, "priceValidUntil": None, "commission": 0,
                 "tax": 0, "preSaleDate": None, "measurementUnit": "un", "unitMultiplier": 1,
