@@ -247,7 +247,10 @@ class VtexConnector:
                 if order_id not in waits:  # an order read again within one pull is not handed over twice
                     record = self._read_order(order_id)
                     records.append(record)
-                    waits[order_id] = isinstance(record, Order) and record.status in self.importable
+                    # an order that could not be mapped (a payment not in payment_map, say) keeps its handle
+                    # too: it comes back after the visibility timeout and goes through once the cause is fixed
+                    waits[order_id] = (record.status in self.importable if isinstance(record, Order)
+                                       else record.code != "not_found")
                 if waits[order_id]:
                     waiting.add(order_id)
             new = bool(records)
@@ -413,6 +416,8 @@ class VtexConnector:
             try:
                 results.append(handler(out))
             except PermanentError as exc:  # one record refused: that record's problem, not the batch's
+                if exc.status in (401, 403):  # a permission missing is the channel's problem: fail the step
+                    raise
                 results.append(PushResult(out.key, "rejected", reason_code=exc.code or f"http_{exc.status}",
                                           reason=str(exc)))
         return results
@@ -717,7 +722,7 @@ def _refused(client: HttpClient, what: str, resp: HttpResponse) -> Exception:
 
 def _rejection(key: str, resp: HttpResponse, client: HttpClient, what: str) -> PushResult:
     """One record refused (4xx): quarantine it; anything else fails the step to be retried."""
-    if not 400 <= resp.status < 500:
+    if not 400 <= resp.status < 500 or resp.status in (401, 403):
         raise _refused(client, what, resp)
     code = {404: "not_found", 409: "conflict", 423: "locked"}.get(resp.status) or resp.error_code() \
         or f"http_{resp.status}"

@@ -238,13 +238,20 @@ def test_feed_is_configured_then_orders_come_as_pages_and_only_the_ack_commits(t
         vtex.server.stop()
 
 
-def test_an_order_that_cannot_be_read_is_a_bad_record_and_leaves_the_queue(vtex: Vtex) -> None:
-    conn = connector(vtex, payment_map={})
-    order = vtex.admin("POST", "/_admin/orders", json={"items": []})["items"][0]
-    (page,) = list(conn.pull("orders", None))
-    (bad,) = page.records
-    assert isinstance(bad, BadRecord) and (bad.key, bad.code) == (order["orderId"], "missing_field")
-    assert feed(vtex)["items"] == []
+def test_an_order_that_cannot_be_mapped_is_a_bad_record_and_comes_back_once_fixed(vtex: Vtex) -> None:
+    order = vtex.admin("POST", "/_admin/orders", json={})["items"][0]
+    system = order["paymentData"]["transactions"][0]["payments"][0]["paymentSystem"]
+    unmapped = {"paymentData": {"giftCards": [], "transactions": [{"payments": [
+        {**order["paymentData"]["transactions"][0]["payments"][0], "group": "crypto"}]}]}}
+    other = vtex.admin("POST", "/_admin/orders", json=unmapped)["items"][0]
+    (page,) = list(connector(vtex).pull("orders", None))
+    bad = next(r for r in page.records if isinstance(r, BadRecord))
+    assert (bad.key, bad.code) == (other["orderId"], "unmapped_payment")
+    assert {i["orderId"] for i in feed(vtex)["items"]} == {order["orderId"], other["orderId"]}  # neither let go
+    vtex.admin("POST", "/_admin/clock", json={"advance": 251})
+    fixed = connector(vtex, payment_map={system: "CC"})
+    (again,) = list(fixed.pull("orders", None))
+    assert all(isinstance(r, Order) for r in again.records) and len(again.records) == 2
 
 
 def event(order_id: str, kind: str, **kw: Any) -> OrderEvent:

@@ -259,6 +259,16 @@ def test_stock_423_locked_is_sent_again_after_a_wait() -> None:
 
 
 @responses.activate
+def test_a_missing_permission_fails_the_step_instead_of_quarantining_records() -> None:
+    responses.get(f"{BASE}/api/catalog_system/pvt/sku/stockkeepingunitidbyrefid/P1", status=403,
+                  body="Forbidden", content_type="text/plain")
+    c = conn()
+    with pytest.raises(PermanentError) as caught:
+        c.push("stock", [c.prepare("stock", StockLevel("P1", 1))])
+    assert caught.value.status == 403
+
+
+@responses.activate
 def test_stock_of_an_unknown_sku_is_rejected() -> None:
     responses.get(f"{BASE}/api/catalog_system/pvt/sku/stockkeepingunitidbyrefid/P9", status=404)
     c = conn()
