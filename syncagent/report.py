@@ -93,10 +93,14 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
                 "cursor_age_seconds": _age_seconds(journal.cursor_updated_at(channel.name, cursor_key), now),
                 "quarantined": sum(quarantine.get((channel.name, e), 0) for e in entities),
             })
+        waiting = journal.orders_in_state(channel.name, ("pending", "creating", "created", "quarantined"))
+        oldest = min((row.seen_at for row in waiting), default=None)
         channels.append({
             "name": channel.name, "type": channel.type, "enabled": channel.enabled,
             "auth_state": "disabled" if not channel.enabled else auth_state, "auth_message": auth_message,
             "orders": journal.order_counts(channel.name),
+            "orders_waiting": len(waiting),
+            "oldest_waiting_order_age_seconds": _age_seconds(oldest, now),
             "flows": flows,
         })
     return {

@@ -63,6 +63,7 @@ def test_run_once_status_and_quiet_second_run(sims: Sims, tmp_path: Path) -> Non
     assert flows["products"]["last_run"]["result"] == "ok"
     assert flows["products"]["cursor_age_seconds"] is not None
     assert channel["orders"]["acknowledged"] >= 5
+    assert channel["orders_waiting"] == 0 and channel["oldest_waiting_order_age_seconds"] is None
     table = cli(config, "status")
     assert table.returncode == 0 and "loja-centro" in table.stdout
 
