@@ -227,13 +227,14 @@ class VtexSim(SimApp):
         # PUT also requires CategoryId and BrandId; ids must name an existing category / brand
         if not isinstance(body.get("Name"), str) or not body["Name"].strip():
             raise HttpError(400, "bad_request", "Name is required")
-        for name, table in (("CategoryId", "categories"), ("BrandId", "brands")):
+        lookups = {"CategoryId": "SELECT 1 FROM categories WHERE id = ?", "BrandId": "SELECT 1 FROM brands WHERE id = ?"}
+        for name, sql in lookups.items():
             value = body.get(name)
             if value is None and product_id is None:
                 continue
             if not _is_int(value):
                 raise HttpError(400, "bad_request", f"{name} is required and must be an integer")
-            if self.db.execute(f"SELECT 1 FROM {table} WHERE id = ?", (value,)).fetchone() is None:  # noqa: S608 # nosec B608
+            if self.db.execute(sql, (value,)).fetchone() is None:
                 raise HttpError(400, "bad_request", f"{name} {value} does not exist")
         ref = body.get("RefId")
         if ref:
