@@ -21,7 +21,8 @@ real VTEX answer cannot pass at all: ProductbyRefId answers an unknown RefId wit
 object schema forbids and `--errors` would turn into a 500. The connector accepts both answers
 (see the unit tests); here the simulator answers that miss with a 404 (`refid_miss=404`).
 
-Skipped only when `npx` is missing; `make contract-test` runs `npm ci` first.
+Skipped only when `npx` is missing. `make contract-test` runs `npm ci` first; on a fresh clone
+without `node_modules` the test runs it itself, so `make test` (and CI) can include it as is.
 """
 
 from __future__ import annotations
@@ -97,6 +98,19 @@ def start_prism(api: str, upstream: str, tmp: Path) -> Prism:
     return Prism(api, port, proc, log_path)
 
 
+def ensure_prism() -> None:
+    """Install the pinned Prism on a fresh clone (`npm ci`, as `make contract-test` does) so `make test` runs it too."""
+    if (ROOT / "node_modules" / ".bin" / "prism").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npx is here but npm is not: install Node.js's npm, then `npm ci` at the repository root")
+    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=ROOT, capture_output=True,  # noqa: S603
+                          text=True, timeout=600)
+    if done.returncode != 0 or not (ROOT / "node_modules" / ".bin" / "prism").exists():
+        pytest.fail(f"`npm ci` could not install Prism (exit {done.returncode}):\n{done.stderr[-2000:]}")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """End the process group this test started (npx and the prism it runs), never anything else."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -126,8 +140,7 @@ def wait_listening(prisms: list[Prism]) -> None:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, Prism]]]:
     assert (SPECS / FILES["orders"]).is_file(), f"the VTEX spec files are not in {SPECS}"
-    if not (ROOT / "node_modules" / ".bin" / "prism").exists():
-        pytest.fail("Prism is not installed: run `npm ci` at the repository root (`make contract-test` does)")
+    ensure_prism()
     sim = serve_in_thread(build("vtex", str(tmp_path / "vtex.db"), products=30, seed=11, orders="0",
                                 feed_config="0", refid_miss="404", app_key=APP_KEY, app_token=APP_TOKEN))
     prisms = {api: start_prism(api, sim.url, tmp_path) for api in FILES}
