@@ -328,7 +328,14 @@ class Engine:
 
     # -- stock: the sum of the channel's warehouses -------------------------------------------
     def _stock(self, ctx: _Ctx, full: bool) -> None:
-        warehouses = ctx.setup.warehouses
+        """Stock per code: the sum of the channel's warehouses − reserved − safety stock, never < 0.
+
+        A channel that holds stock per warehouse of its own declares `stock_locations()`
+        ({its warehouse: back office warehouses}); it gets one level per (code, its warehouse).
+        """
+        locations: dict[str, tuple[str, ...]] = dict(getattr(ctx.conn, "stock_locations", dict)())
+        groups = {loc: tuple(whs) for loc, whs in locations.items()} if len(locations) > 1 else {None: ()}
+        warehouses = tuple(dict.fromkeys([*ctx.setup.warehouses, *(w for whs in groups.values() for w in whs)]))
         safety = ctx.setup.safety_stock
 
         def transform(records: list[Any]) -> tuple[list[Any], Callable[[], None]]:
@@ -340,8 +347,10 @@ class Engine:
                 merged[(r.code, r.warehouse)] = (r.available, r.reserved)
             levels: list[Any] = []
             for code in codes:
-                total = sum(a - res for (c, w), (a, res) in merged.items() if c == code and w in warehouses)
-                levels.append(StockLevel(code, max(0, total - safety)))
+                for location, sources in groups.items():
+                    feeding = sources or ctx.setup.warehouses
+                    total = sum(a - res for (c, w), (a, res) in merged.items() if c == code and w in feeding)
+                    levels.append(StockLevel(code, max(0, total - safety), location))
             updates = [(r.code, r.warehouse, r.available, r.reserved) for r in rows]
             return levels + others, lambda: self.journal.set_balances(ctx.name, updates)
 

@@ -180,10 +180,11 @@ class StockLevel:
 
     code: str
     available: int
+    location: str | None = None  # the channel's own warehouse, for channels that hold stock per warehouse
 
     @property
     def key(self) -> str:
-        return self.code
+        return f"{self.code}@{self.location}" if self.location else self.code
 
 
 @dataclass(frozen=True, slots=True)

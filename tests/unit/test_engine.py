@@ -296,3 +296,21 @@ def test_events_held_back_until_their_predecessor_is_delivered(parts: Any) -> No
     assert ch.event_log == [("o1", "invoiced"), ("o1", "shipped")]
     engine.run_step("loja", "order-events")
     assert ch.event_log == [("o1", "invoiced"), ("o1", "shipped")]
+
+
+def test_stock_per_channel_warehouse_when_the_channel_holds_several(tmp_path: Path) -> None:
+    class PerWarehouseChannel(FakeChannel):
+        def stock_locations(self) -> dict[str, tuple[str, ...]]:
+            return {"vtex-sp": ("CD01",), "vtex-rj": ("LJ01", "LJ02")}
+
+    journal = Journal(tmp_path / "j.db")
+    bo, ch = FakeBackoffice(), PerWarehouseChannel()
+    setup = ChannelSetup("loja", ch, warehouses=("CD01", "LJ01"), safety_stock=1)  # type: ignore[arg-type]
+    engine = Engine(journal, bo, {"loja": setup}, clock=lambda: NOW)  # type: ignore[arg-type]
+    bo.feeds["stock"] = [StockBalance("A", "CD01", 10, 2), StockBalance("A", "LJ01", 5, 0),
+                         StockBalance("A", "LJ02", 7, 1), StockBalance("A", "LJ03", 100, 0)]
+    engine.run_step("loja", "stock")
+    levels = {o.payload["code"] + "@" + str(o.payload["location"]): o.payload["available"]
+              for _, batch in ch.pushed for o in batch}
+    assert levels == {"A@vtex-sp": 10 - 2 - 1, "A@vtex-rj": (5 + 7 - 1) - 1}
+    journal.close()
