@@ -32,6 +32,10 @@ class ChannelCase:
     connector: Callable[[str, str], Connector]   # (base_url, secret) -> connector
     sim_options: dict[str, str]
     revoke: Callable[[RunningServer], None]
+    # (code, name, barcode) -> a product with everything this channel needs to take it
+    product: Callable[[str, str, str | None], Product]
+    # a product that maps fine but the channel itself refuses when it is sent
+    refused: Product
 
 
 def _sellerup(url: str, secret: str) -> Connector:
@@ -46,8 +50,42 @@ def _revoke_sellerup(server: RunningServer) -> None:
     requests.post(server.url + "/_admin/keys/revoke", timeout=10)
 
 
+def _plain_product(code: str, name: str, barcode: str | None) -> Product:
+    return Product(code, name, True, barcode=barcode)
+
+
+VTEX_APP_KEY = "vtexappkey-conformance-0001"
+VTEX_GHOST_GROUP = "SEM-CATEGORIA-VTEX"  # mapped to a category id VTEX does not have
+
+
+def _vtex(url: str, secret: str) -> Connector:
+    from syncagent.connectors.vtex import VtexConnector
+    from syncagent.simulators import seeddata
+
+    categories: dict[str, int] = {code: i for i, (code, _n, _p) in enumerate(seeddata.GROUPS, start=1)}
+    categories[VTEX_GHOST_GROUP] = 999_999
+    brands = {name: 2_000_000 + i for i, name in enumerate(seeddata.BRANDS, start=1)}
+    options = {"account": "conf", "app_key": VTEX_APP_KEY, "app_token": secret, "category_map": categories,
+               "brand_map": brands, "warehouse_id": "cd01"}
+    return VtexConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+def _vtex_product(code: str, name: str, barcode: str | None, group: str = "VEST-MASC") -> Product:
+    return Product(code, name, True, barcode=barcode, brand="Hering", group_code=group, unit="UN",
+                   ncm="61091000", weight_kg="0.250", height_cm="3", width_cm="30", length_cm="40")
+
+
+def _revoke_vtex(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"app_token": "revoked-" + SECRET[::-1]}, timeout=10)
+
+
 CASES = [
-    ChannelCase("sellerup", "sellerup", _sellerup, {"api_key": SECRET, "orders": "12"}, _revoke_sellerup),
+    ChannelCase("sellerup", "sellerup", _sellerup, {"api_key": SECRET, "orders": "12"}, _revoke_sellerup,
+                _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad check digit
+    ChannelCase("vtex", "vtex", _vtex, {"app_key": VTEX_APP_KEY, "app_token": SECRET, "orders": "12"}, _revoke_vtex,
+                _vtex_product, _vtex_product("P000002", "Ruim", None, group=VTEX_GHOST_GROUP)),  # unknown category
 ]
 
 
@@ -79,8 +117,8 @@ def test_declares_what_it_does(channel: tuple[ChannelCase, Connector, RunningSer
 
 
 def test_catalogue_batch_gives_one_result_per_record(channel: tuple[ChannelCase, Connector, RunningServer]) -> None:
-    _, connector, _ = channel
-    good = [connector.prepare("products", Product(f"P{i:06d}", f"Produto {i}", True, barcode="7890000000017"))
+    case, connector, _ = channel
+    good = [connector.prepare("products", case.product(f"P{i:06d}", f"Produto {i}", "7890000000017"))
             for i in range(1, 4)]
     results = connector.push("products", good)
     assert [r.key for r in results] == [o.key for o in good]
@@ -92,9 +130,9 @@ def test_catalogue_batch_gives_one_result_per_record(channel: tuple[ChannelCase,
 
 
 def test_a_refused_record_is_a_result_not_an_exception(channel: tuple[ChannelCase, Connector, RunningServer]) -> None:
-    _, connector, _ = channel
-    good = connector.prepare("products", Product("P000001", "Bom", True))
-    bad = connector.prepare("products", Product("P000002", "Ruim", True, barcode="7890000000018"))  # bad check digit
+    case, connector, _ = channel
+    good = connector.prepare("products", case.product("P000001", "Bom", None))
+    bad = connector.prepare("products", case.refused)
     results = connector.push("products", [good, bad])
     assert results[0].ok and not results[1].ok
     assert results[1].reason_code and results[1].reason
