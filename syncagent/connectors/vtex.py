@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -184,6 +185,13 @@ class VtexConnector:
         self._sku_ids: dict[str, int] = {}  # our code -> VTEX SKU id, learnt on the way
         self._handles: dict[str, dict[str, str]] = {}  # orderId -> {eventId: latest handle}
         self._customers: dict[str, ChannelCustomer] = {}  # from the orders read, for the engine to bind
+        # the orders pull under way: lots read ahead (for the buyers) and the orders they name
+        self._pulling = False
+        self._waits: dict[str, bool] = {}
+        self._ahead: deque[list[Any]] = deque()
+        self._prefetched: dict[str, Any] = {}
+        self._lots = 0
+        self._feed_done = False
         self._feed_checked = False
 
     @classmethod
@@ -219,49 +227,81 @@ class VtexConnector:
     def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
         """Read the feed lot by lot; the feed has no cursor, so every page carries None."""
         if entity == "channel-customers":
+            # the engine asks for the buyers once per orders step, while it holds the first page that
+            # needs one: read the rest of the feed now, so the buyers of the later lots are known too
+            self._read_ahead()
             yield Page(list(self._customers.values()), None)
             return
         if entity != "orders":
             raise ValueError(f"{self.name} has no {entity} feed")
         self._ensure_feed()
-        waits: dict[str, bool] = {}  # orders read in this pull -> waiting for the back office
-        for _ in range(MAX_LOTS):
-            what = "GET /api/orders/feed"
-            resp = self.oms.get("/api/orders/feed", params={"maxlot": MAX_LOT})
-            if resp.status != 200:
-                raise _refused(self.oms, what, resp)
-            items = _json(self.oms, resp, "the feed")
-            if not isinstance(items, list):
-                raise TransientError(f"{self.name}: {what}: the answer is not a list", code="bad_response")
-            if not items:
-                return
-            lot: dict[str, dict[str, str]] = {}
-            for item in items:
-                if isinstance(item, dict) and item.get("orderId") and item.get("handle"):
-                    lot.setdefault(str(item["orderId"]), {})[str(item.get("eventId") or item["handle"])] = \
-                        str(item["handle"])
-            records: list[Any] = []
-            waiting: set[str] = set()
-            for order_id, handles in lot.items():
-                self._handles.setdefault(order_id, {}).update(handles)
-                if order_id not in waits:  # an order read again within one pull is not handed over twice
-                    record = self._read_order(order_id)
-                    records.append(record)
-                    # an order that could not be mapped (a payment not in payment_map, say) keeps its handle
-                    # too: it comes back after the visibility timeout and goes through once the cause is fixed
-                    waits[order_id] = (record.status in self.importable if isinstance(record, Order)
-                                       else record.code != "not_found")
-                if waits[order_id]:
-                    waiting.add(order_id)
-            new = bool(records)
-            yield Page(records, None)
-            # the engine asks for more only after recording the page: what does not wait for the
-            # back office (other statuses, cancellations, quarantined items) can leave the queue now
-            done = [h for order_id in lot if order_id not in waiting for h in self._handles.pop(order_id, {}).values()]
-            if done:
-                self._commit(done)
-            if not new:
-                return
+        self._waits = {}  # orders read in this pull -> waiting for the back office
+        self._ahead, self._prefetched, self._lots, self._feed_done = deque(), {}, 0, False
+        self._pulling = True
+        try:
+            while True:
+                if self._ahead:
+                    items = self._ahead.popleft()
+                elif self._feed_done or self._lots >= MAX_LOTS:
+                    return
+                else:
+                    items = self._read_lot()
+                if not items:
+                    return
+                lot = _lot_handles(items)
+                records: list[Any] = []
+                waiting: set[str] = set()
+                for order_id, handles in lot.items():
+                    self._handles.setdefault(order_id, {}).update(handles)
+                    if order_id not in self._waits:  # an order read again within one pull is not handed over twice
+                        record = self._prefetched.pop(order_id, None) or self._read_order(order_id)
+                        records.append(record)
+                        # an order that could not be mapped (a payment not in payment_map, say) keeps its handle
+                        # too: it comes back after the visibility timeout and goes through once the cause is fixed
+                        self._waits[order_id] = (record.status in self.importable if isinstance(record, Order)
+                                                 else record.code != "not_found")
+                    if self._waits[order_id]:
+                        waiting.add(order_id)
+                new = bool(records)
+                yield Page(records, None)
+                # the engine asks for more only after recording the page: what does not wait for the
+                # back office (other statuses, cancellations, quarantined items) can leave the queue now
+                done = [h for order_id in lot if order_id not in waiting
+                        for h in self._handles.pop(order_id, {}).values()]
+                if done:
+                    self._commit(done)
+                if not new:
+                    return
+        finally:
+            self._pulling = False
+            self._ahead, self._prefetched = deque(), {}
+
+    def _read_lot(self) -> list[Any]:
+        """One Getfeedorderstatus1 read: up to MAX_LOT items, each invisible for the visibility timeout."""
+        what = "GET /api/orders/feed"
+        resp = self.oms.get("/api/orders/feed", params={"maxlot": MAX_LOT})
+        if resp.status != 200:
+            raise _refused(self.oms, what, resp)
+        items = _json(self.oms, resp, "the feed")
+        if not isinstance(items, list):
+            raise TransientError(f"{self.name}: {what}: the answer is not a list", code="bad_response")
+        self._lots += 1
+        return items
+
+    def _read_ahead(self) -> None:
+        """During an orders pull: read the remaining lots and their orders now, to be handed over later."""
+        if not self._pulling:
+            return
+        while not self._feed_done and self._lots < MAX_LOTS:
+            items = self._read_lot()
+            self._ahead.append(items)
+            new = False
+            for order_id in _lot_handles(items):
+                if order_id not in self._waits and order_id not in self._prefetched:
+                    self._prefetched[order_id] = self._read_order(order_id)
+                    new = True
+            if not new:  # an empty lot, or only orders already read: the pull ends with this lot
+                self._feed_done = True
 
     def _ensure_feed(self) -> None:
         """A Feed v3 exists per app key only once configured: create it (FeedConfiguration) if absent."""
@@ -662,6 +702,15 @@ class VtexConnector:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _lot_handles(items: Sequence[Any]) -> dict[str, dict[str, str]]:
+    """orderId -> {eventId: handle} of one feed read (items without an order or a handle skipped)."""
+    lot: dict[str, dict[str, str]] = {}
+    for item in items:
+        if isinstance(item, dict) and item.get("orderId") and item.get("handle"):
+            lot.setdefault(str(item["orderId"]), {})[str(item.get("eventId") or item["handle"])] = str(item["handle"])
+    return lot
+
+
 def _as_int(value: Any, name: str) -> int:
     try:
         return int(value)

@@ -415,3 +415,27 @@ def test_channel_customers_are_the_buyers_of_the_orders_read() -> None:
     assert customer.address is not None and customer.address.city == "São Paulo"
     (link,) = c.push("customer-links", [c.prepare("customer-links", {"remote_id": "52998224725", "code": "C1"})])
     assert link.status == "unchanged"
+
+
+@responses.activate
+def test_buyers_asked_for_during_the_first_page_include_those_of_later_lots() -> None:
+    # the engine asks for the buyers once per orders step, while it holds the first page that needs one
+    responses.get(FEED, json=[feed_item("v1-01", "h1")])
+    responses.get(FEED, json=[feed_item("v2-01", "h2")])
+    responses.get(FEED, json=[])
+    responses.get(f"{BASE}/api/oms/pvt/orders/v1-01", json=vtex_order("v1-01"))
+    later = vtex_order("v2-01", clientProfileData={"document": "111.444.777-35", "firstName": "Bia",
+                                                   "lastName": "Lima", "email": "bia@example.com"})
+    responses.get(f"{BASE}/api/oms/pvt/orders/v2-01", json=later)
+    responses.post(FEED)
+    c = conn()
+    pages = c.pull("orders", None)
+    first = next(pages)
+    assert [o.remote_id for o in first.records] == ["v1-01"]
+    (buyers,) = list(c.pull("channel-customers", None))
+    assert {b.remote_id for b in buyers.records} == {"52998224725", "11144477735"}
+    rest = list(pages)
+    assert [[o.remote_id for o in p.records] for p in rest] == [["v2-01"]]
+    gets = [call.request.url for call in responses.calls if "/api/oms/pvt/orders/" in call.request.url]
+    assert len(gets) == 2  # an order read ahead is not read again
+    assert not [call for call in responses.calls if call.request.method == "POST"]  # both still wait
