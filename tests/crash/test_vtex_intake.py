@@ -42,7 +42,7 @@ ENV = {"VTEX_APP_KEY": APP_KEY, "VTEX_APP_TOKEN": APP_TOKEN}
 FEED_VISIBILITY = 250  # the seeded feed configuration's visibility timeout
 HTTP = "{max_attempts: 4, connect_timeout: 0.1, read_timeout: 0.3}"
 SETTLE = 0.45  # connect_timeout + read_timeout of HTTP, and a little more
-STORM_EXTRA = 0  # more orders in the storm (see the report: some are not imported within 6 cycles at 40)
+STORM_EXTRA = 25  # more orders in the storm, so that some POST /orders are committed then failed
 STORM_HTTP = "{max_attempts: 6, connect_timeout: 0.5, read_timeout: 0.15}"
 INTAKE_POINTS = ("order.before_create", "order.after_create", "ack.before_send", "ack.after_send",
                  "journal.before_commit", "journal.after_commit")
@@ -206,6 +206,15 @@ def check_intake(scenario: VtexScenario) -> dict[str, Any]:
             "handled": handled}
 
 
+def _quarantined(journal: Path, reason: str) -> int:
+    conn = sqlite3.connect(journal)
+    try:
+        return int(conn.execute("SELECT count(*) FROM quarantine WHERE entity = 'orders' AND state = 'open' "
+                                "AND reason_code = ?", (reason,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
 def _crash_case(job: tuple[Path, Path, list[str], str]) -> tuple[int, str | None]:
     templates, workdir, specs, label = job
     scenario = start_vtex_scenario(templates, workdir)
@@ -283,7 +292,7 @@ def test_vtex_intake_converges_through_a_fault_storm(vtex_templates: Path, workr
         scenario.bo.admin("POST", "/_admin/faults", json=storm(seed, commit_then_fail=True))
         scenario.vtex.admin("POST", "/_admin/faults", json=storm(seed + 1, commit_then_fail=False))
         marks = {"bo": 0, "vtex": 0}
-        worst = cycles = in_flight = created = 0
+        worst = cycles = in_flight = created = parked = 0
         for cycle in range(1, 7):
             cycles = cycle
             if cycle > 1:
@@ -295,9 +304,12 @@ def test_vtex_intake_converges_through_a_fault_storm(vtex_templates: Path, workr
                 worst = max(worst, identical_requests(log))
                 marks[name] = log[-1]["id"] if log else marks[name]
             in_flight = _journal_in_flight(scenario.journal)
+            parked = _quarantined(scenario.journal, "missing_reference")
             created = len([o for o in scenario.bo.admin("GET", "/_admin/orders")["items"] if o["channel"] == CHANNEL])
             handled = sum(1 for o in scenario.vtex.admin("GET", "/_admin/orders")["items"] if o["status"] == "handling")
-            if in_flight == 0 and created >= total and handled >= total:
+            # an order parked by a failed step whose buyer the restarted agent has not read yet is
+            # quarantined `missing_reference` (docs/connectors/vtex.md, Limits): accounted for, not lost
+            if in_flight == 0 and created + parked >= total and handled >= created:
                 break
         else:
             pytest.fail(f"not converged after 6 cycles: {in_flight} in flight, {created}/{total} created")
@@ -306,9 +318,12 @@ def test_vtex_intake_converges_through_a_fault_storm(vtex_templates: Path, workr
         for sim in (scenario.bo, scenario.vtex):
             sim.admin("DELETE", "/_admin/faults")
         figures = check_intake(scenario)
-        assert figures["orders"] == figures["vtex_orders"] == total and figures["quarantined"] == 0
+        assert figures["vtex_orders"] == total and figures["orders"] + figures["quarantined"] == total
+        assert figures["quarantined"] == parked, "an order quarantined for another reason than its unknown buyer"
+        assert faults["bo"].get("commit_500", 0) + faults["bo"].get("commit_drop", 0) > 0
         assert worst <= 6 + 1, f"a request was sent {worst} times in one cycle"
-        print(f"VTEX intake fault storm (seed {seed}): {total} orders converged in {cycles} cycles, 0 duplicates; "
+        print(f"VTEX intake fault storm (seed {seed}): {total} orders converged in {cycles} cycles, 0 duplicates, "
+              f"{figures['orders']} created, {parked} quarantined missing_reference; "
               f"faults injected: {json.dumps(faults, sort_keys=True)}")
     finally:
         time.sleep(0.3)  # a request the storm made sleep (timeout_sleep) ends before its database closes
