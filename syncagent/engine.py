@@ -44,6 +44,7 @@ from syncagent.model import (
 log = logging.getLogger("syncagent.engine")
 
 DEFAULT_DIRECTIONS = {"orders": "pull", "customers": "both"}
+PARKED_PATIENCE = 3600.0  # a parked order waits this long for its customer before quarantine
 MAX_SETTLE_WAIT = 5.0  # seconds the orders step may wait at its end to retry lost answers
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
@@ -104,6 +105,7 @@ class _Ctx:
     failures_in_row: int = 0
     parked: int = 0
     unsettled: int = 0
+    from_journal: bool = False
     last_error: str = ""
 
     @property
@@ -483,6 +485,17 @@ class Engine:
                 self.journal.quarantine(ctx.name, "orders", key, record.code, record.reason, _src(record.raw))
             ctx.result.quarantined += 1
 
+    def _young(self, ctx: _Ctx, order: Order) -> bool:
+        row = self.journal.order(ctx.name, order.remote_id)
+        return row is not None and self.clock().timestamp() - _stamp(row.seen_at) < PARKED_PATIENCE
+
+    def _process_parked(self, ctx: _Ctx, order: Order) -> None:
+        ctx.from_journal = True
+        try:
+            self._process_order(ctx, order)
+        finally:
+            ctx.from_journal = False
+
     def _process_order(self, ctx: _Ctx, order: Order) -> None:
         caps = ctx.conn.capabilities
         importable = ctx.setup.order_statuses or caps.importable_statuses
@@ -530,7 +543,7 @@ class Engine:
                 source = (row.payload or {}).get("source")
                 if not isinstance(source, dict):
                     continue
-                work = lambda source=source: self._process_order(ctx, order_from_dict(source))  # noqa: E731
+                work = lambda source=source: self._process_parked(ctx, order_from_dict(source))  # noqa: E731
             self._guarded(ctx, None, work)
 
     def _import_order(self, ctx: _Ctx, order: Order) -> None:
@@ -551,6 +564,10 @@ class Engine:
             ctx.plan.append(PlannedWrite("orders", order.remote_id, "create", {"total": str(order.total)}))
             return
         customer_code = self._customer_of(ctx, order)
+        if customer_code is None and ctx.from_journal and self._young(ctx, order):
+            # a parked order retried from the journal: its customer may only be known once the channel
+            # hands the order over again (a queue-like feed), so it waits a while before quarantine
+            raise TransientError(f"order {order.remote_id}: customer {order.channel_customer_id} not known yet")
         if customer_code is None:
             self._quarantine_order(ctx, order, "missing_reference",
                                    f"customer {order.channel_customer_id or '(none)'} is not known in the back office")

@@ -139,7 +139,10 @@ def wait_listening(prisms: list[Prism]) -> None:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, Prism]]]:
-    assert (SPECS / FILES["orders"]).is_file(), f"the VTEX spec files are not in {SPECS}"
+    if not all((SPECS / name).is_file() for name in FILES.values()):
+        # VTEX's specs carry no licence, so they are not copied into this repository; they come from the
+        # team's shared contracts folder next to it (or VTEX_SPECS) and the test needs them to mean anything
+        pytest.skip(f"VTEX's official spec files are not on this machine ({SPECS}); set VTEX_SPECS")
     ensure_prism()
     sim = serve_in_thread(build("vtex", str(tmp_path / "vtex.db"), products=30, seed=11, orders="0",
                                 feed_config="0", refid_miss="404", app_key=APP_KEY, app_token=APP_TOKEN))
