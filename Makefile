@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint soak bench bench-large contract-test clean
+.PHONY: install demo demo-vtex test lint soak bench bench-large contract-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m syncagent.demo
+
+demo-vtex: $(STAMP)  # the same, with a VTEX store as a third channel
+	DEMO_VTEX=1 $(BIN)/python -m syncagent.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check syncagent tests bench

@@ -49,6 +49,38 @@ channels:
 """
 
 
+VTEX_CHANNEL = """\
+  - name: vtex-loja
+    type: vtex
+    base_url: {vtex}
+    account: lojademo
+    app_key: ${{VTEX_APP_KEY:-vtexappkey-demo-ABCDEF}}
+    app_token: ${{VTEX_APP_TOKEN:-demo-token}}
+    warehouse_id: cd01
+    category_map: {categories}
+    brand_map: {brands}
+    warehouses: [CD01, LJ01]
+    order_warehouse: LJ01
+    flows:
+      orders: {{every: 2m}}
+      order-events: {{every: 5m}}
+      products: {{every: 15m}}
+      prices: {{every: 15m}}
+      stock: {{every: 5m}}
+"""
+
+
+def vtex_channel(url: str) -> str:
+    """A VTEX store channel (`make demo-vtex`): categories and brands as the simulator seeds them."""
+    import json
+
+    from syncagent.simulators import seeddata
+
+    categories = {code: i for i, (code, _name, _parent) in enumerate(seeddata.GROUPS, start=1)}
+    brands = {name: 2_000_000 + i for i, name in enumerate(seeddata.BRANDS, start=1)}
+    return VTEX_CHANNEL.format(vtex=url, categories=json.dumps(categories), brands=json.dumps(brands))
+
+
 def start_simulator(system: str, products: int) -> tuple[subprocess.Popen[bytes], str]:
     port_file = DEMO_DIR / f"{system}.port"
     proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -85,9 +117,16 @@ def main() -> int:
     started = time.monotonic()
     backoffice, bo_url = start_simulator("gestao-lojas", 500)
     sellerup, su_url = start_simulator("sellerup", 500)
+    procs = [backoffice, sellerup]
     try:
         print(f"back office simulator: {bo_url}\nSeller Up simulator:   {su_url}")
-        (DEMO_DIR / "syncagent.yaml").write_text(CONFIG.format(backoffice=bo_url, sellerup=su_url))
+        config = CONFIG.format(backoffice=bo_url, sellerup=su_url)
+        if os.environ.get("DEMO_VTEX"):
+            vtex, vtex_url = start_simulator("vtex", 500)
+            procs.append(vtex)
+            print(f"VTEX simulator:        {vtex_url}")
+            config += vtex_channel(vtex_url)
+        (DEMO_DIR / "syncagent.yaml").write_text(config)
         first = syncagent("run", "--once")
         # the back office invoices and ships one imported order; the next cycle tells the tablet
         orders = requests.get(bo_url + "/_admin/orders", timeout=10).json()["items"]
@@ -102,7 +141,7 @@ def main() -> int:
         # exit 1 from a run means records were quarantined on purpose by the seed data (shown above)
         return 0 if first in (0, 1) and second in (0, 1) else 1
     finally:
-        for proc in (backoffice, sellerup):
+        for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
 
