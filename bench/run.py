@@ -76,7 +76,7 @@ class Bench:
               f"goal {row.goal}: {mark}; server CPU {row.server}", flush=True)
         if not row.met:
             self.missed.append(key)
-            if profile is not None and key not in self.profiles:
+            if profile is not None and key not in self.profiles and not self.large:
                 self.profiles[key] = profile()
 
     def fact(self, text: str) -> None:
@@ -412,7 +412,9 @@ def report(b: Bench, command: str, elapsed: float) -> str:
         for key in missed:
             title, text = NOTES.get(key, (key, "No analysis written yet."))
             out += [f"#### {title}", "", text.strip(), ""]
-            if key in b.profiles:
+            if b.large:
+                out += ["The profile of this benchmark is in the `make bench` section (the same code at 100k).", ""]
+            elif key in b.profiles:
                 out += ["cProfile of one agent run in this benchmark (top entries by own time, then cumulative):",
                         "", "```", b.profiles[key], "```", ""]
     else:
