@@ -45,7 +45,8 @@ log = logging.getLogger("syncagent.engine")
 
 DEFAULT_DIRECTIONS = {"orders": "pull", "customers": "both"}
 PARKED_PATIENCE = 3600.0  # a parked order waits this long for its customer before quarantine
-MAX_SETTLE_WAIT = 5.0  # seconds the orders step may wait at its end to retry lost answers
+MAX_SETTLE_WAIT = 5.0
+SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh  # seconds the orders step may wait at its end to retry lost answers
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
 
@@ -428,10 +429,12 @@ class Engine:
                 self._advance(ctx.name, "orders", page.cursor)
             if self.should_stop():
                 return
-        if ctx.parked or ctx.unsettled:
-            ctx.unsettled = 0
+        for _round in range(SETTLE_ROUNDS):  # what failed or was too fresh gets a few more tries once settled
+            if not (ctx.parked or ctx.unsettled):
+                break
+            ctx.parked = ctx.unsettled = 0
             self._wait_to_settle(ctx)
-            self._recover_orders(ctx)  # what failed or was too fresh gets one more try once settled
+            self._recover_orders(ctx)
         waiting = self.journal.orders_in_state(ctx.name, ("creating", "created", "pending"))
         if waiting:
             raise TransientError(f"{len(waiting)} order(s) wait in the journal for the next cycle "
