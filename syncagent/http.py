@@ -4,11 +4,13 @@
   proxy or netrc picked up from the environment), TLS verification on, optional CA bundle;
 * retries with tenacity on connection errors, timeouts, 429 and 5xx: capped attempts, full-jitter
   exponential backoff, ``Retry-After`` honoured; a non-idempotent request is retried only when
-  the server certainly did not apply it (refused connection, 429) and otherwise raises
+  the server certainly did not apply it (connection never made, 429) and otherwise raises
   `AmbiguousError` so the caller looks the record up before writing again;
 * 401: one single-flight credential refresh and one repeat, then `AuthError`;
-* a per-client token bucket (``rate_limit``), a response size cap, no redirects when authenticated;
-* every message scrubbed of secrets.
+* a per-client token bucket (``rate_per_second``), a response size cap, no redirects when
+  authenticated;
+* every exception message and log line scrubbed of secrets; request headers and bodies are never
+  quoted, and a response body only as a short excerpt with anything token-like masked.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ import email.utils
 import json as jsonlib
 import logging
 import random
+import re
+import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import requests
 import tenacity
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from syncagent import __version__, failpoints
@@ -32,47 +37,78 @@ from syncagent.errors import AmbiguousError, AuthError, ChannelError, PermanentE
 
 log = logging.getLogger("syncagent.http")
 
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
+    """Per-client knobs; the defaults suit a well-behaved REST API over the internet."""
+
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    max_attempts: int = 5
-    backoff_base: float = 0.5
+    max_attempts: int = 5  # total tries of one request, the first included
+    backoff_base: float = 0.5  # full jitter: sleep = uniform(0, min(backoff_max, base * 2**retry))
     backoff_max: float = 30.0
-    max_retry_after: float = 120.0
-    rate_per_second: float | None = None
+    max_retry_after: float = 120.0  # a larger Retry-After is capped: a cycle must not hang for hours
+    rate_per_second: float | None = None  # per-client token bucket; None = unlimited
     rate_burst: int = 1
     max_response_bytes: int = 64 * 1024 * 1024
     verify_tls: bool = True
-    ca_bundle: str | None = None
+    ca_bundle: str | None = None  # a PEM CA bundle used instead of the system store
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret (4 characters or more) in `text` with ***."""
+    """Replace every secret (4 characters or more) in `text` with ***.
+
+    Shorter values are skipped: masking "ab" everywhere would garble messages and hide nothing.
+    Longest first, so a secret that contains another is masked whole.
+    """
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 
 
+# runs of characters tokens are made of: long ones, or shorter ones holding a digit, are masked in
+# body excerpts, because a server may echo a credential we do not know (e.g. a token just issued)
+_TOKENISH = re.compile(r"[A-Za-z0-9_\-.~+/=%]{6,}")
+
+
+def _mask_tokenish(match: re.Match[str]) -> str:
+    run = match.group(0)
+    return "***" if len(run) >= 16 or any(c.isdigit() for c in run) else run
+
+
+def excerpt(content: bytes, secrets: Iterable[str] = (), limit: int = 60) -> str:
+    """A short, one-line, secret-free glimpse of a body, enough to tell an HTML error page from JSON."""
+    text = redact(content[:1024].decode("utf-8", "replace"), secrets)
+    text = _TOKENISH.sub(_mask_tokenish, " ".join(text.split()))
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
+    """A fully read answer: the caller interprets statuses other than 401/429/5xx itself."""
+
     status: int
     headers: Mapping[str, str]
     content: bytes
     url: str = ""
+    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def json(self) -> Any:
-        ctype = self.headers.get("Content-Type", self.headers.get("content-type", ""))
-        # the body itself is never quoted in the error: a server may echo credentials back
+        """The parsed body (None when empty); a non-JSON answer is a transient bad_response."""
+        ctype = self.headers.get("Content-Type", self.headers.get("content-type", "")) or ""
+        where = redact(self.url, self.secrets) or "answer"
         if self.content and "json" not in ctype.lower():
-            raise TransientError(f"{self.url}: expected JSON, got {ctype or 'no content type'} "
-                                 f"({len(self.content)} bytes)", status=self.status, code="bad_response")
+            raise TransientError(f"{where}: expected JSON, got {ctype or 'no content type'} "
+                                 f"({len(self.content)} bytes: {excerpt(self.content, self.secrets)!r})",
+                                 status=self.status, code="bad_response")
         try:
             return jsonlib.loads(self.content) if self.content else None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise TransientError(f"{self.url}: the answer is not valid JSON ({type(exc).__name__} at "
-                                 f"{getattr(exc, 'pos', '?')} of {len(self.content)} bytes)",
+            raise TransientError(f"{where}: the answer is not valid JSON ({type(exc).__name__} at "
+                                 f"{getattr(exc, 'pos', '?')} of {len(self.content)} bytes: "
+                                 f"{excerpt(self.content, self.secrets)!r})",
                                  status=self.status, code="bad_response") from None
 
     def _error(self) -> dict[str, Any]:
@@ -84,6 +120,7 @@ class HttpResponse:
         return error if isinstance(error, dict) else {}
 
     def error_code(self) -> str | None:
+        """`error.code` of the envelope {"error": {"code", "message", ...}}, if the body has one."""
         code = self._error().get("code")
         return str(code) if code is not None else None
 
@@ -92,10 +129,13 @@ class HttpResponse:
         return str(message) if message is not None else None
 
     def error_field(self, name: str) -> Any:
+        """Any other envelope field, e.g. `existing_code` on a 409."""
         return self._error().get(name)
 
 
 class AuthProvider(Protocol):
+    """What a client needs from credentials: headers now, and one refresh after a 401."""
+
     secrets: tuple[str, ...]
 
     def headers(self) -> dict[str, str]: ...
@@ -109,7 +149,7 @@ class ApiKeyAuth:
     def __init__(self, header: str, key: str) -> None:
         self.header = header
         self.key = key
-        self.secrets = (key,)
+        self.secrets: tuple[str, ...] = (key,)
 
     def headers(self) -> dict[str, str]:
         return {self.header: self.key}
@@ -119,10 +159,10 @@ class ApiKeyAuth:
 
 
 class OAuthClientCredentials:
-    """OAuth2 client-credentials: token fetched once, renewed before expiry or once on a 401.
+    """OAuth2 client-credentials: token fetched lazily, renewed before expiry or once on a 401.
 
-    Thread-safe and single-flight: concurrent callers that saw the same stale token wait for one
-    fetch instead of each fetching their own.
+    Thread-safe and single-flight: concurrent callers that saw the same stale token wait on one
+    lock for one fetch instead of each fetching their own.
     """
 
     def __init__(self, client: HttpClient, client_id: str, client_secret: str, *, token_path: str = "/oauth/token",
@@ -150,34 +190,58 @@ class OAuthClientCredentials:
     def refresh(self, stale: dict[str, str]) -> bool:
         """Fetch a new token unless another caller already replaced the one `stale` came from."""
         with self._lock:
-            if stale is self._headers:
+            if self._headers is None or stale is self._headers:
                 self._fetch()
             return True
 
     def _fetch(self) -> None:
         failpoints.hit("token.refresh")
-        resp = self.client.request(
-            "POST", self.token_path, authenticated=False, idempotent=True,
-            data={"grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self.client_secret},
-        )
+        name = self.client.name
+        try:
+            resp = self.client.request(
+                "POST", self.token_path, authenticated=False, idempotent=True,  # a second token is harmless
+                data={"grant_type": "client_credentials", "client_id": self.client_id,
+                      "client_secret": self.client_secret},
+            )
+        except ChannelError as exc:  # the token client may not know our secret: scrub here too
+            exc.args = (redact(str(exc), self.secrets),)
+            raise
         if resp.status in (400, 401, 403):
-            raise AuthError(self.client.redact(f"{self.client.name}: credentials rejected: {resp.error_code()}: "
-                                               f"{resp.error_message()}"), status=resp.status, code=resp.error_code())
+            code = resp.error_code()
+            raise AuthError(redact(f"{name}: credentials rejected by {name} ({self.token_path}): "
+                                   f"{code or resp.status}: {resp.error_message() or 'no message'}", self.secrets),
+                            status=resp.status, code=code, target=name)
         if resp.status != 200:
-            raise TransientError(f"{self.client.name}: token endpoint answered {resp.status}", status=resp.status)
-        body = resp.json()
+            raise TransientError(f"{name}: token endpoint {self.token_path} answered {resp.status}",
+                                 status=resp.status, code=resp.error_code(), target=name)
+        # the body holds a token nobody knows yet: never quote it, even as an excerpt
+        try:
+            body = jsonlib.loads(resp.content)
+        except (ValueError, UnicodeDecodeError):
+            body = None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise TransientError(f"{self.client.name}: token endpoint gave no access_token", code="bad_response")
+            raise TransientError(f"{name}: token endpoint {self.token_path} gave no access_token",
+                                 status=resp.status, code="bad_response", target=name)
+        try:
+            lifetime = float((body.get("expires_in") if isinstance(body, dict) else None) or 3600)
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        lifetime = max(lifetime, 1.0)
+        previous = self._headers.get("Authorization", "")[len("Bearer "):] if self._headers else ""
         self._headers = {"Authorization": f"Bearer {token}"}
-        self.secrets = (self.client_secret, token)
-        lifetime = float(body.get("expires_in") or 3600)
+        # the previous token stays a secret too: a server may quote it while rejecting it
+        self.secrets = tuple(s for s in (self.client_secret, token, previous) if s)
         self._expires = self.clock() + max(lifetime - min(self.margin, lifetime / 2), 0.0)
         self.fetches += 1
 
 
 class RateLimiter:
-    """Token bucket: at most `rate` requests a second on average, bursts of `burst`."""
+    """Token bucket: at most `rate` requests a second on average, bursts of `burst`.
+
+    A caller reserves its token under the lock and sleeps outside it, so concurrent callers queue
+    fairly without holding each other up longer than the rate demands.
+    """
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
         self.rate = rate
@@ -202,6 +266,7 @@ class RateLimiter:
 
 
 def make_session(settings: HttpSettings) -> requests.Session:
+    """A pooled session that ignores the environment and never retries on its own (we do)."""
     session = requests.Session()
     session.trust_env = False
     session.verify = settings.ca_bundle or settings.verify_tls
@@ -225,13 +290,24 @@ class _Retry(Exception):
 
 
 @dataclass
-class _Attempts:
-    count: int = 0
+class _Call:
+    """One request()'s state, kept per call so that threads sharing a client never mix them up."""
+
+    method: str
+    path: str
+    params: Any
+    json: Any
+    data: Any
+    idempotent: bool
+    authenticated: bool
+    attempts: int = 0
     refreshed: bool = False
-    extra: dict[str, int] = field(default_factory=dict)
+    auth_headers: dict[str, str] = field(default_factory=dict)  # the exact dict sent: refresh()'s `stale`
 
 
 class HttpClient:
+    """One base URL, one session, one rate limit, one set of credentials."""
+
     def __init__(self, base_url: str, settings: HttpSettings | None = None, *, name: str = "",
                  auth: AuthProvider | None = None, secrets: Sequence[str] = (),
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic,
@@ -244,13 +320,16 @@ class HttpClient:
         self._sleep = sleep if sleep is not None else time.sleep
         self.clock = clock
         self.session = session or make_session(self.settings)
-        self.stats = {"requests": 0, "attempts": 0, "retries": 0, "refreshes": 0, "throttled_sleeps": 0}
+        self.stats: dict[str, int] = {"requests": 0, "attempts": 0, "retries": 0, "refreshes": 0,
+                                      "throttled_sleeps": 0}
+        self._stats_lock = threading.Lock()
         self.last_attempts = 0
         s = self.settings
         self.limiter = RateLimiter(s.rate_per_second, s.rate_burst, clock, self._sleep) if s.rate_per_second else None
 
     @property
     def secrets(self) -> tuple[str, ...]:
+        """The given secrets plus the auth provider's current ones (a new token joins them)."""
         return self._secrets + (tuple(self.auth.secrets) if self.auth is not None else ())
 
     def redact(self, text: str) -> str:
@@ -269,152 +348,213 @@ class HttpClient:
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
                 json: Any = None, data: Mapping[str, str] | None = None, idempotent: bool | None = None,
                 authenticated: bool = True) -> HttpResponse:
+        """Send with retries; returns any answer but 401/429/5xx (and 3xx when authenticated).
+
+        Raises TransientError (retries used up), AmbiguousError (a non-idempotent request may
+        have been applied), AuthError (credentials rejected after one refresh) or PermanentError
+        (a redirect on an authenticated call).
+        """
+        method = method.upper()
         if idempotent is None:
-            idempotent = method.upper() not in ("POST", "PATCH")
-        state = _Attempts()
-        self.stats["requests"] += 1
+            idempotent = method in IDEMPOTENT_METHODS
+        call = _Call(method, path, params, json, data, idempotent, authenticated)
+        self._count("requests")
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, self.settings.max_attempts)),
             wait=self._wait,
             retry=tenacity.retry_if_exception_type(_Retry),
             sleep=self._sleep,
-            before_sleep=lambda rs: self._log_retry(method, path, rs),
+            before_sleep=lambda rs: self._log_retry(call, rs),
             reraise=True,
         )
         try:
-            return retrying(self._attempt, method, path, params, json, data, idempotent, authenticated, state)
+            return retrying(self._attempt, call)
         except ChannelError as exc:
+            # one choke point: whatever raised it (us, the auth provider, the token client), the
+            # message leaves here scrubbed of every secret this client knows
+            exc.args = (self.redact(str(exc)),)
             exc.target = exc.target or self.name
             raise
         except _Retry as exc:
             raise TransientError(
-                self.redact(f"{self.name}: {method} {path} failed after {state.count} attempts: {exc.cause}"),
+                self.redact(f"{self.name}: {method} {path} failed after {call.attempts} attempts: {exc.cause}"),
                 status=exc.status, code=exc.code, target=self.name,
             ) from None
         finally:
-            self.last_attempts = state.count
+            self.last_attempts = call.attempts
 
     def close(self) -> None:
         self.session.close()
 
     # -- one attempt ----------------------------------------------------------------------------
-    def _attempt(self, method: str, path: str, params: Any, json: Any, data: Any, idempotent: bool,
-                 authenticated: bool, state: _Attempts) -> HttpResponse:
-        state.count += 1
-        self.stats["attempts"] += 1
-        if state.count > 1:
-            self.stats["retries"] += 1
-        resp = self._send(method, path, params, json, data, idempotent, authenticated)
-        if resp.status == 401 and authenticated and self.auth is not None:
-            stale = self._auth_headers_used
-            if not state.refreshed and self.auth.refresh(stale):
-                state.refreshed = True
-                self.stats["refreshes"] += 1
-                resp = self._send(method, path, params, json, data, idempotent, authenticated)
+    def _attempt(self, call: _Call) -> HttpResponse:
+        call.attempts += 1
+        self._count("attempts")
+        if call.attempts > 1:
+            self._count("retries")
+        resp = self._send(call)
+        if resp.status == 401 and call.authenticated:
+            # a refresh and its repeat live inside this attempt: they do not use up a retry
+            if self.auth is not None and not call.refreshed and self.auth.refresh(call.auth_headers):
+                call.refreshed = True
+                self._count("refreshes")
+                resp = self._send(call)
             if resp.status == 401:
-                raise AuthError(self.redact(f"{self.name}: credentials rejected: {resp.error_code() or 'unauthorized'}:"
-                                            f" {resp.error_message() or ''}".rstrip(": ")),
-                                status=401, code=resp.error_code())
+                code = resp.error_code()
+                raise AuthError(f"{self.name}: credentials rejected: {code or 'unauthorized'}: "
+                                f"{resp.error_message() or 'no message'}", status=401, code=code)
         if resp.status == 429:
-            raise _Retry("429 too many requests", status=429, code=resp.error_code(),
-                         retry_after=self._retry_after(resp))
+            raise _Retry(f"429 {resp.error_code() or 'too many requests'}", status=429, code=resp.error_code(),
+                         retry_after=_retry_after(resp))
         if resp.status >= 500:
             cause = f"{resp.status} {resp.error_code() or 'server error'}"
-            if not idempotent:
-                raise AmbiguousError(self.redact(f"{self.name}: {method} {path}: {cause}; the request may have"
-                                                 " been applied"), status=resp.status, code=resp.error_code())
-            raise _Retry(cause, status=resp.status, code=resp.error_code(), retry_after=self._retry_after(resp))
-        if 300 <= resp.status < 400 and authenticated:
-            raise PermanentError(f"{self.name}: {method} {path}: unexpected redirect {resp.status} (not followed)",
-                                 status=resp.status)
+            if not call.idempotent:
+                raise AmbiguousError(f"{self.name}: {call.method} {call.path}: {cause}; the request may have"
+                                     " been applied", status=resp.status, code=resp.error_code())
+            raise _Retry(cause, status=resp.status, code=resp.error_code(), retry_after=_retry_after(resp))
+        if 300 <= resp.status < 400 and call.authenticated:
+            # raised here rather than returned: following it would hand our credentials to another
+            # host, and no connector expects one
+            raise PermanentError(f"{self.name}: {call.method} {call.path}: unexpected redirect {resp.status}"
+                                 " (not followed)", status=resp.status)
         return resp
 
-    def _send(self, method: str, path: str, params: Any, json: Any, data: Any, idempotent: bool,
-              authenticated: bool) -> HttpResponse:
+    def _send(self, call: _Call) -> HttpResponse:
         headers: dict[str, str] = {}
-        self._auth_headers_used: dict[str, str] = {}
-        if authenticated and self.auth is not None:
-            self._auth_headers_used = self.auth.headers()
-            headers.update(self._auth_headers_used)
+        call.auth_headers = {}
+        if call.authenticated and self.auth is not None:
+            call.auth_headers = self.auth.headers()
+            headers.update(call.auth_headers)
         if self.limiter is not None and self.limiter.acquire() > 0:
-            self.stats["throttled_sleeps"] += 1
-        url = self.base_url + path
+            self._count("throttled_sleeps")
+        url = self.base_url + call.path
         s = self.settings
+        # redirects only for plain unauthenticated reads: a redirected POST could carry its form
+        # (a token request's client secret) to another host
+        follow = not call.authenticated and call.method in ("GET", "HEAD")
+        where = f"{self.name}: {call.method} {call.path}"
         try:
             raw = self.session.request(
-                method, url, params=params, json=json, data=data, headers=headers, stream=True,
-                timeout=(s.connect_timeout, s.read_timeout), allow_redirects=not authenticated,
+                call.method, url, params=call.params, json=call.json, data=call.data, headers=headers,
+                stream=True, timeout=(s.connect_timeout, s.read_timeout), allow_redirects=follow,
             )
             try:
-                content = self._read_capped(raw)
+                content = self._read_capped(raw, call)
             finally:
                 raw.close()
         except requests.exceptions.ConnectTimeout as exc:
             raise _Retry(f"connect timeout ({_short(exc)})") from None
-        except requests.exceptions.ConnectionError as exc:
-            if _never_sent(exc) or idempotent:
-                raise _Retry(f"connection failed ({_short(exc)})") from None
-            raise AmbiguousError(self.redact(f"{self.name}: {method} {path}: connection lost after sending"
-                                             f" ({_short(exc)}); the request may have been applied")) from None
-        except requests.exceptions.Timeout as exc:
-            if idempotent:
+        except requests.exceptions.SSLError as exc:
+            if _cert_rejected(exc):  # a bad certificate does not heal within one request
+                raise TransientError(f"{where}: TLS certificate verification failed ({_short(exc)})",
+                                     code="tls_verify_failed") from None
+            self._lost(call, f"TLS error ({_short(exc)})", exc)
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as exc:
+            self._lost(call, f"connection failed ({_short(exc)})", exc)
+        except requests.exceptions.Timeout as exc:  # ReadTimeout: sent, no answer
+            if call.idempotent:
                 raise _Retry(f"read timeout ({_short(exc)})") from None
-            raise AmbiguousError(self.redact(f"{self.name}: {method} {path}: no answer within"
-                                             f" {s.read_timeout} s; the request may have been applied")) from None
-        except requests.exceptions.RequestException as exc:
-            raise TransientError(self.redact(f"{self.name}: {method} {path}: {_short(exc)}")) from None
-        return HttpResponse(raw.status_code, raw.headers, content, url)
+            raise AmbiguousError(f"{where}: no answer within {s.read_timeout} s; the request may have"
+                                 " been applied") from None
+        except requests.exceptions.RequestException as exc:  # bad URL and the like: retrying will not help
+            raise TransientError(f"{where}: {_short(exc)}") from None
+        return HttpResponse(raw.status_code, raw.headers, content, url, self.secrets)
 
-    def _read_capped(self, raw: requests.Response) -> bytes:
+    def _lost(self, call: _Call, cause: str, exc: BaseException) -> NoReturn:
+        """A connection failure: retry if the server saw nothing or repeating is safe, else ambiguous."""
+        if call.idempotent or _never_sent(exc):
+            raise _Retry(cause) from None
+        raise AmbiguousError(f"{self.name}: {call.method} {call.path}: connection lost after sending ({cause});"
+                             " the request may have been applied") from None
+
+    def _read_capped(self, raw: requests.Response, call: _Call) -> bytes:
+        """The body, streamed, refused past the cap so a runaway answer cannot exhaust memory."""
         cap = self.settings.max_response_bytes
+        # the server answered, so a non-idempotent request was applied: the caller must look it up
+        error = TransientError if call.idempotent else AmbiguousError
         declared = raw.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > cap:
-            raise TransientError(f"{self.name}: answer of {declared} bytes exceeds the {cap}-byte cap",
-                                 code="response_too_large")
+            raise error(f"{self.name}: {call.method} {call.path}: answer of {declared} bytes exceeds the "
+                        f"{cap}-byte cap", status=raw.status_code, code="response_too_large")
         chunks, size = [], 0
         for chunk in raw.iter_content(65536):
             size += len(chunk)
             if size > cap:
-                raise TransientError(f"{self.name}: answer exceeds the {cap}-byte cap", code="response_too_large")
+                raise error(f"{self.name}: {call.method} {call.path}: answer exceeds the {cap}-byte cap",
+                            status=raw.status_code, code="response_too_large")
             chunks.append(chunk)
         return b"".join(chunks)
 
-    # -- waits ----------------------------------------------------------------------------------
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
+
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        """Retry-After when the server gave one (capped), else full-jitter exponential backoff."""
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, _Retry) and exc.retry_after is not None:
             return min(exc.retry_after, self.settings.max_retry_after)
-        attempt = retry_state.attempt_number
-        ceiling = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** (attempt - 1))
+        retry = retry_state.attempt_number - 1  # 0 before the first retry
+        ceiling = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** retry)
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
 
-    def _retry_after(self, resp: HttpResponse) -> float | None:
-        value = resp.headers.get("Retry-After")
-        if not value:
-            return None
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, moment.timestamp() - time.time())
-
-    def _log_retry(self, method: str, path: str, retry_state: tenacity.RetryCallState) -> None:
+    def _log_retry(self, call: _Call, retry_state: tenacity.RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
-        cause = exc.cause if isinstance(exc, _Retry) else repr(exc)
-        log.warning(self.redact(f"{self.name}: {method} {path} attempt {retry_state.attempt_number}/"
-                                f"{self.settings.max_attempts} failed ({cause}); retrying in {wait:.1f} s"),
+        cause = exc.cause if isinstance(exc, _Retry) else type(exc).__name__
+        log.warning(self.redact(f"{self.name}: {call.method} {call.path} attempt {retry_state.attempt_number}/"
+                                f"{max(1, self.settings.max_attempts)} failed ({cause}); retrying in {wait:.1f} s"),
                     extra={"target": self.name})
 
 
+def _retry_after(resp: HttpResponse) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    value = (resp.headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:  # an HTTP-date is GMT
+            return None
+        return max(0.0, moment.timestamp() - time.time())
+    return seconds if seconds >= 0 and seconds == seconds else None  # NaN and negatives are nonsense
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (args, urllib3 `reason`, cause, context)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+        todo.extend(x for x in nested if isinstance(x, BaseException))
+
+
 def _never_sent(exc: BaseException) -> bool:
-    """True when the connection was refused or never established: the server saw nothing."""
+    """True when no connection was ever made (refused, unresolvable, no route): the server saw nothing."""
+    for inner in _chain(exc):
+        if isinstance(inner, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+            return True
     text = repr(exc)
     return any(marker in text for marker in ("NewConnectionError", "Connection refused", "Name or service not known",
-                                             "Failed to establish"))
+                                             "Failed to establish", "Failed to resolve"))
+
+
+def _cert_rejected(exc: BaseException) -> bool:
+    """True when the TLS handshake failed on the certificate (untrusted, expired, wrong host)."""
+    return (any(isinstance(inner, ssl.SSLCertVerificationError) for inner in _chain(exc))
+            or "CERTIFICATE_VERIFY_FAILED" in repr(exc))
 
 
 def _short(exc: BaseException) -> str:
