@@ -238,9 +238,14 @@ def parse_price(item: dict[str, Any]) -> Price:
     )
 
 
+MAX_QUANTITY = 10**12  # beyond any real stock, and within what SQLite stores as an integer
+
+
 def parse_stock(item: dict[str, Any]) -> StockBalance:
-    return StockBalance(need(item, "sku"), need(item, "warehouse"), need(item, "available", int),
-                        opt(item, "reserved", int) or 0)
+    available, reserved = need(item, "available", int), opt(item, "reserved", int) or 0
+    if abs(available) > MAX_QUANTITY or abs(reserved) > MAX_QUANTITY:
+        raise MappingError("bad_quantity", f"available {available} / reserved {reserved} is not a stock quantity")
+    return StockBalance(need(item, "sku"), need(item, "warehouse"), available, reserved)
 
 
 def parse_customer(item: dict[str, Any]) -> Customer:
