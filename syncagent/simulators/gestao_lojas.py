@@ -39,7 +39,14 @@ from urllib.parse import parse_qs, unquote
 
 from syncagent.model import valid_cnpj, valid_cpf, valid_ean
 from syncagent.simulators import seeddata
-from syncagent.simulators.common import HttpError, Request, Response, SimApp
+from syncagent.simulators.common import (
+    HttpError,
+    Request,
+    Response,
+    SimApp,
+    json_type,
+    valid_date_time,
+)
 
 SCHEMA_VERSION = "2"
 DEFAULT_LIMIT, MAX_LIMIT = 200, 1000
@@ -59,7 +66,6 @@ STATE = re.compile(r"[A-Z]{2}")
 ZIP = re.compile(r"[0-9]{8}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
 NFE_KEY = re.compile(r"[0-9]{44}")
 
 # feed path -> table; every feed table has `seq INTEGER PRIMARY KEY` (its change counter) and `data`
@@ -196,29 +202,8 @@ def safe(text: Any, size: int = 60) -> str:
     return str(text)[:size].encode("utf-8", "replace").decode("utf-8")
 
 
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
-def valid_date_time(text: str) -> bool:
-    """An RFC 3339 date-time with an offset: a date alone or a time without offset is not one."""
-    if not DATE_TIME.fullmatch(text):
-        return False
-    try:
-        datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
 
 
 def valid_date(text: str) -> bool:

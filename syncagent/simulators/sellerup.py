@@ -33,13 +33,19 @@ from typing import Any
 
 from syncagent.model import valid_cnpj, valid_cpf, valid_ean
 from syncagent.simulators import seeddata
-from syncagent.simulators.common import HttpError, Request, Response, SimApp
+from syncagent.simulators.common import (
+    HttpError,
+    Request,
+    Response,
+    SimApp,
+    json_type,
+    valid_date_time,
+)
 
 MAX_BATCH = 500
 MONEY = re.compile(r"-?[0-9]+\.[0-9]{2}")
 EAN = re.compile(r"[0-9]{8}|[0-9]{13}|[0-9]{14}")
 NFE_KEY = re.compile(r"[0-9]{44}")
-DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
 INTEGER = re.compile(r"-?[0-9]+")
 COLLECTIONS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers")
 ORDER_STATUSES = ("draft", "approved", "cancelled")
@@ -109,15 +115,6 @@ def valid_nfe_key(key: str) -> bool:
     return int(key[43]) == (0 if remainder in (0, 1) else 11 - remainder)
 
 
-def valid_date_time(text: str) -> bool:
-    """An RFC 3339 date-time: a date alone or a time without offset is not one."""
-    if not DATE_TIME.fullmatch(text):
-        return False
-    try:
-        datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
 
 
 @lru_cache(maxsize=1 << 16)
@@ -132,19 +129,6 @@ def valid_document(digits: str) -> bool:
     return (len(digits) == 11 and valid_cpf(digits)) or (len(digits) == 14 and valid_cnpj(digits))
 
 
-def json_type(value: Any) -> str:
-    """The JSON name of a value's type, for messages a client developer recognises."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 def _is_int(value: Any) -> bool:
