@@ -56,6 +56,8 @@ def channel_setup(cfg: ChannelConfig, connector: Connector, settle_seconds: floa
         directions={f.name: f.direction for f in cfg.flows},
         order_statuses=tuple(statuses) if statuses else None,
         settle_seconds=settle_seconds,
+        sku_mapping=cfg.sku_mapping,
+        adopt=cfg.adopt,
     )
 
 

@@ -223,6 +223,190 @@ def check_config(ctx: click.Context, online: bool) -> None:
 
 
 @main.group()
+def mapping() -> None:
+    """SKU DE/PARA: the SKU each channel knows a back office product by (import, export, list)."""
+
+
+def _known_channel(config: Any, name: str) -> None:
+    if name not in {c.name for c in config.channels}:
+        _fail(f"no channel {name!r} in {config.path} (channels: {', '.join(c.name for c in config.channels)})", 2)
+
+
+def _map_journal(config: Any) -> Any:
+    """The journal for map commands: no agent lock (SQLite serialises the writes), so they work beside a daemon."""
+    from syncagent.journal import Journal
+
+    return Journal(config.journal, lock=False)
+
+
+@mapping.command("import")
+@click.option("--channel", required=True, help="The channel whose SKUs the file gives.")
+@click.option("--replace", "replace_all", is_flag=True, help="Forget the channel's other pairs first.")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def mapping_import(ctx: click.Context, channel: str, replace_all: bool, csv_file: str) -> None:
+    """Read a CSV `code,channel_sku` (`;` also accepted); any bad line imports nothing (exit 1)."""
+    from pathlib import Path
+
+    from syncagent.mapping import load_text, read_csv
+
+    config = _load(ctx)
+    _known_channel(config, channel)
+
+    def body() -> int:
+        pairs, problems = read_csv(load_text(Path(csv_file)))
+        if problems:
+            for problem in problems:
+                click.echo(problem.render(csv_file), err=True)
+            click.echo(f"error: {len(problems)} problem(s) in {csv_file}; nothing imported", err=True)
+            return 1
+        with _map_journal(config) as journal:
+            with journal.transaction():
+                count = journal.set_sku_map(channel, pairs, f"import:{Path(csv_file).name}", replace=replace_all)
+            total = journal.sku_map_size(channel)
+        click.echo(f"{channel}: {count} pair(s) imported from {csv_file}; {total} mapped in all")
+        return 0
+
+    _guard(body)
+
+
+@mapping.command("export")
+@click.option("--channel", required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+@click.pass_context
+def mapping_export(ctx: click.Context, channel: str, output: str | None) -> None:
+    """The channel's pairs as a CSV that `mapping import` reads back."""
+    from syncagent.mapping import write_csv
+
+    config = _load(ctx)
+    _known_channel(config, channel)
+
+    def body() -> int:
+        with _map_journal(config) as journal:
+            lines = write_csv(journal.sku_map(channel))
+            if output:
+                with open(output, "w", encoding="utf-8", newline="") as handle:
+                    handle.writelines(lines)
+            else:
+                for line in lines:
+                    click.echo(line, nl=False)
+        return 0
+
+    _guard(body)
+
+
+@mapping.command("list")
+@click.option("--channel", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def mapping_list(ctx: click.Context, channel: str, as_json: bool) -> None:
+    """One line per pair: back office code, channel SKU, where it came from."""
+    config = _load(ctx)
+    _known_channel(config, channel)
+
+    def body() -> int:
+        from rich.table import Table
+
+        from syncagent.report import dumps, make_console
+
+        with _map_journal(config) as journal:
+            rows = list(journal.sku_map(channel))
+        if as_json:
+            click.echo(dumps([{"code": c, "channel_sku": k, "source": s, "updated_at": u} for c, k, s, u in rows]))
+            return 0
+        table = Table(title=f"{channel}: SKU DE/PARA ({len(rows)} pairs)")
+        for column in ("code", "channel SKU", "source", "updated"):
+            table.add_column(column)
+        for code, sku, source, updated in rows:
+            table.add_row(code, sku, source, updated[:19])
+        make_console().print(table)
+        return 0
+
+    _guard(body)
+
+
+@main.group()
+def replay() -> None:
+    """Re-apply one object now, safely: an order is never created twice."""
+
+
+@replay.command("order")
+@click.argument("order_id")
+@click.option("--channel", required=True, help="The channel the order came from.")
+@click.pass_context
+def replay_order(ctx: click.Context, order_id: str, channel: str) -> None:
+    """Look the order up in the back office; create it once if missing; acknowledge it on the channel."""
+    config = _load(ctx)
+    _known_channel(config, channel)
+
+    def body() -> int:
+        with _agent(config) as agent:
+            if channel not in agent.engine.channels:
+                _fail(f"channel {channel!r} is not enabled in the config", 2)
+            message = agent.engine.replay_order(channel, order_id)
+            row = agent.journal.order(channel, order_id)
+        click.echo(f"{channel}/orders/{order_id}: {message}")
+        return 0 if row is not None and row.state in ("acknowledged", "created", "cancelled") else 1
+
+    _guard(body)
+
+
+@replay.command("product")
+@click.argument("code")
+@click.option("--channel", help="Only this channel (default: every enabled channel with the products flow).")
+@click.pass_context
+def replay_product(ctx: click.Context, code: str, channel: str | None) -> None:
+    """Read the product from the back office and send it to the channels now, changed or not."""
+    config = _load(ctx)
+
+    def body() -> int:
+        with _agent(config) as agent:
+            steps = agent.steps(channel=channel, flows=["products"])
+            if not steps:
+                _fail(f"the products flow is not enabled on {channel or 'any channel'}", 2)
+            product = agent.backoffice.lookup("products", code=code)
+            if product is None:
+                _fail(f"the back office has no product {code!r}", 1)
+            failed = 0
+            for step in steps:
+                message = agent.engine.replay_product(step.channel, product)
+                failed += message.startswith(("refused", "quarantined"))
+                click.echo(f"{step.channel}/products/{code}: {message}")
+        return 1 if failed else 0
+
+    _guard(body)
+
+
+@main.command()
+@click.option("--channel", required=True)
+@click.option("--entity", required=True, type=click.Choice(
+    ["products", "prices", "stock", "customers", "payment-methods", "groups", "sellers"]))
+@click.option("--show", default=20, show_default=True, help="How many differing keys of each kind to print.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reconcile(ctx: click.Context, channel: str, entity: str, show: int, as_json: bool) -> None:
+    """Compare the back office with what the channel holds; exit 1 if they differ. Changes nothing."""
+    config = _load(ctx)
+    _known_channel(config, channel)
+
+    def body() -> int:
+        from syncagent.agent import Agent
+        from syncagent.journal import Journal
+        from syncagent.reconcile import reconcile as compare
+        from syncagent.report import dumps, print_reconciliation
+
+        journal = Journal(config.journal if config.journal.exists() else ":memory:", lock=False)
+        with Agent(config, journal=journal) as agent:
+            if channel not in agent.engine.channels:
+                _fail(f"channel {channel!r} is not enabled in the config", 2)
+            result = compare(agent.engine, channel, entity, show=show)
+        click.echo(dumps(result.as_json())) if as_json else print_reconciliation(result)
+        return 1 if result.differs else 0
+
+    _guard(body)
+
+
+@main.group()
 def quarantine() -> None:
     """Records that could not be applied, with the reason: list, show, retry, drop."""
 

@@ -96,6 +96,8 @@ class ChannelConfig:
     shadow: bool = False
     http: HttpOptions = HttpOptions()
     options: Mapping[str, Any] = field(default_factory=_empty)
+    sku_mapping: str = "optional"  # required: a product with no DE/PARA SKU waits in quarantine
+    adopt: bool = False  # before the first products push, bind the channel's existing listings by SKU or EAN
 
     def flow(self, name: str) -> FlowConfig | None:
         """The configured flow `name`, or None when the file does not list it (it does not run)."""
@@ -548,7 +550,8 @@ RATE_KEYS = frozenset({"per_second", "burst"})
 DEFAULT_KEYS = frozenset({"every", "batch_size", "enabled", "safety_stock", "http", "rate_limit"})
 BACKOFFICE_KEYS = frozenset({"type", "base_url", "http", "rate_limit"})
 CHANNEL_KEYS = frozenset({"name", "type", "enabled", "base_url", "warehouses", "order_warehouse", "safety_stock",
-                          "shadow", "flows", "every", "batch_size", "http", "rate_limit"})
+                          "shadow", "flows", "every", "batch_size", "http", "rate_limit", "sku_mapping", "adopt"})
+SKU_MAPPING_MODES = ("optional", "required")
 FLOW_KEYS = frozenset({"every", "enabled", "direction", "batch_size"})
 FLOW_OPTIONS: dict[str, dict[str, str]] = {  # per-flow extra keys → FlowConfig.options
     "orders": {"statuses": "list[str]"},  # the channel's order statuses that are imported
@@ -812,6 +815,8 @@ def _channel(reader: _Reader, section: _Section, inherited: _Inherited) -> Chann
         name=name, type=type_name, enabled=enabled, base_url=section.get("base_url", "url", "", required=True),
         flows=tuple(flows), warehouses=warehouses, order_warehouse=order_warehouse,
         safety_stock=own.safety_stock, shadow=section.get("shadow", "bool", False), http=own.http, options=options,
+        sku_mapping=section.get("sku_mapping", "str", "optional", choices=SKU_MAPPING_MODES),
+        adopt=section.get("adopt", "bool", False),
     )
 
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from syncagent import failpoints
 from syncagent.connectors.base import Connector, Outgoing, PushResult
 from syncagent.errors import AmbiguousError, AuthError, ChannelError, MappingError, TransientError
-from syncagent.journal import Journal, OrderRow
+from syncagent.journal import Journal, OrderRow, QuarantineRow
+from syncagent.mapping import SKU_ENTITIES, record_from_json, record_to_json, renamed
 from syncagent.model import (
     EVENT_ORDER,
     BackOfficeOrder,
@@ -30,6 +32,7 @@ from syncagent.model import (
     Order,
     OrderEvent,
     Price,
+    Product,
     StockBalance,
     StockLevel,
     channel_customer_from_dict,
@@ -49,6 +52,10 @@ MAX_SETTLE_WAIT = 5.0
 SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh  # seconds the orders step may wait at its end to retry lost answers
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
+RELEASE_EVERY = 600.0  # a quarantined order whose missing reference cannot be checked is retried this often
+RELEASE_BATCH = 50  # quarantined orders looked at per orders step for a reference that appeared
+UNKNOWN_REFERENCE = re.compile(r"unknown (product|payment method|customer|seller|group|store|warehouse) '([^']*)'")
+ADOPT_CURSOR = "adopt:products"
 
 
 @dataclass
@@ -84,6 +91,8 @@ class ChannelSetup:
     directions: Mapping[str, str] = field(default_factory=dict)
     order_statuses: tuple[str, ...] | None = None
     settle_seconds: float = 0.0  # how long a POST whose answer was lost may still be running
+    sku_mapping: str = "optional"  # required: records with no channel SKU wait in quarantine
+    adopt: bool = False  # bind the channel's existing listings by SKU or EAN before the first products push
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,7 @@ class _Ctx:
     unsettled: int = 0
     from_journal: bool = False
     last_error: str = ""
+    sku_mapped: bool | None = None  # does this channel have a DE/PARA map (asked once per step)
 
     @property
     def name(self) -> str:
@@ -127,8 +137,12 @@ class Engine:
         *,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        wall: Callable[[], float] | None = None,
     ) -> None:
         self.sleep = sleep
+        # ages of journal rows (stamped with the wall clock) are measured with `wall`; it follows `clock`
+        # unless given, so a simulated clock ages them too (a test may pin `clock` and keep `wall` real)
+        self.wall: Callable[[], float] = wall or (lambda: self.clock().timestamp())
         self.should_stop: Callable[[], bool] = lambda: False  # set by the daemon: stop after the page in hand
         self.journal = journal
         self.backoffice = backoffice
@@ -187,6 +201,8 @@ class Engine:
             if direction in ("push", "both"):
                 self._push_feed(ctx, "customers", full)
         elif flow in CATALOGUE_PUSH:
+            if flow == "products" and ctx.setup.adopt and not ctx.plan_only:
+                self._adopt(ctx)
             self._push_feed(ctx, flow, full)
         else:
             raise ChannelError(f"unknown flow {flow!r}")
@@ -198,6 +214,8 @@ class Engine:
         cursor_key: str | None = None,
     ) -> None:
         cursor_key = cursor_key or entity
+        if entity in SKU_ENTITIES and not ctx.plan_only:
+            self._release_unmapped(ctx, entity)
         cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
         for page in self.backoffice.pull(entity, cursor, filters):
             records = page.records
@@ -214,6 +232,9 @@ class Engine:
         extra: Callable[[], None] | None = None,
     ) -> list[tuple[Any, Outgoing]]:
         """Map, diff, send and record one page. Returns the (record, outgoing) pairs that mapped."""
+        renames: dict[str, str] = {}
+        if entity in SKU_ENTITIES:
+            records, renames = self._channel_skus(ctx, entity, records)
         prepared: dict[str, tuple[Any, Outgoing, str]] = {}
         bad: list[tuple[str, str, str, Any, str]] = []
         for record in records:
@@ -264,6 +285,8 @@ class Engine:
         with self.journal.transaction():
             self.journal.record_sent(ctx.name, entity, accepted)
             self.journal.release(ctx.name, entity, [a[0] for a in accepted])
+            if renames:  # a record waiting for its SKU was quarantined under its back office code
+                self.journal.release(ctx.name, entity, [renames[a[0]] for a in accepted if a[0] in renames])
             for key, code, reason, payload, fp in bad + rejected:
                 self.journal.quarantine(ctx.name, entity, key, code, reason, payload, fp)
                 log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
@@ -286,6 +309,120 @@ class Engine:
             self.journal.save_cursor(channel, cursor_key, cursor)
         else:
             self.journal.touch_cursor(channel, cursor_key)
+
+    def prepare_for(self, channel: str, entity: str, records: Iterable[Any]) -> tuple[list[Outgoing], int]:
+        """The payloads a page of records becomes on `channel` (DE/PARA SKUs applied); nothing recorded.
+
+        Returns the prepared records and how many could not be prepared (for `reconcile`).
+        """
+        ctx = _Ctx(self.channels[channel], StepResult(channel, entity), plan_only=True)
+        records, _ = self._channel_skus(ctx, entity, records) if entity in SKU_ENTITIES else (list(records), {})
+        prepared: list[Outgoing] = []
+        bad = 0
+        for record in records:
+            if isinstance(record, BadRecord):
+                bad += 1
+                continue
+            try:
+                prepared.append(ctx.conn.prepare(entity, record))
+            except MappingError:
+                bad += 1
+        return prepared, bad
+
+    # -- SKU DE/PARA ----------------------------------------------------------------------------
+    def _channel_skus(self, ctx: _Ctx, entity: str, records: Iterable[Any]) -> tuple[list[Any], dict[str, str]]:
+        """Records renamed to the channel's SKU (one journal query per page; none without a map).
+
+        Returns the records and {channel SKU: back office code} of those renamed. With
+        `sku_mapping: required`, a record with no SKU becomes a bad record (quarantined until
+        its SKU is imported, then sent by `_release_unmapped`).
+        """
+        records = list(records)
+        if ctx.sku_mapped is None:
+            ctx.sku_mapped = self.journal.sku_map_size(ctx.name) > 0
+        required = ctx.setup.sku_mapping == "required"
+        if not ctx.sku_mapped and not required:
+            return records, {}
+        codes = [r.code for r in records if not isinstance(r, BadRecord)]
+        skus = self.journal.channel_skus(ctx.name, codes) if ctx.sku_mapped else {}
+        out: list[Any] = []
+        renames: dict[str, str] = {}
+        for record in records:
+            if isinstance(record, BadRecord):
+                out.append(record)
+                continue
+            sku = skus.get(record.code)
+            if sku is None:
+                out.append(BadRecord(record.code, "unmapped_sku",
+                                     f"no channel SKU is mapped for the back office code {record.code!r} "
+                                     f"(sku_mapping: required); add it with `syncagent mapping import --channel "
+                                     f"{ctx.name} FILE.csv`", record_to_json(entity, record))
+                           if required else record)
+                continue
+            if sku != record.code:
+                renames[sku] = record.code
+            out.append(renamed(record, sku))
+        return out, renames
+
+    def _release_unmapped(self, ctx: _Ctx, entity: str) -> None:
+        """Records quarantined for want of a SKU go out as soon as their SKU is mapped."""
+        rows = [r for r in self.journal.quarantined(ctx.name, entity) if r.reason_code == "unmapped_sku"]
+        if not rows:
+            return
+        mapped = self.journal.channel_skus(ctx.name, [r.key for r in rows])
+        records = []
+        for row in rows:
+            payload = row.payload if isinstance(row.payload, dict) else {}
+            record = record_from_json(payload.get("source")) if row.key in mapped else None
+            if record is not None:
+                records.append(record)
+        if records:
+            log.info("%s/%s: %d record(s) whose SKU is now mapped leave the quarantine", ctx.name, entity,
+                     len(records))
+            ctx.result.read += len(records)
+            self._push_records(ctx, entity, records, None, None)
+
+    def _adopt(self, ctx: _Ctx) -> None:
+        """Once, before the first products push: bind the channel's existing listings by SKU or EAN.
+
+        A channel taken over from another integrator already lists the products; creating them
+        again under the back office codes would list each twice. A listing whose SKU is a back
+        office code is bound to it; one whose EAN is a product's barcode maps that code to its SKU.
+        """
+        if self.journal.cursor(ctx.name, ADOPT_CURSOR) is not None:
+            return
+        listing = getattr(ctx.conn, "listing", None)
+        if listing is None:
+            raise ChannelError(f"{ctx.name}: adopt: a {ctx.conn.type_name} channel cannot list its products; "
+                               "import a DE/PARA CSV with `syncagent mapping import` instead", code="bad_config")
+        skus: set[str] = set()
+        by_barcode: dict[str, str] = {}
+        for page in listing("products"):
+            for item in page:
+                skus.add(item.key)
+                if item.barcode:
+                    by_barcode.setdefault(item.barcode, item.key)
+        known = {code for code, *_ in self.journal.sku_map(ctx.name)}
+        by_sku: list[str] = []  # a listing under the back office code itself wins over an EAN match
+        by_ean: dict[str, str] = {}  # channel SKU → back office code
+        for page in self.backoffice.pull("products", None):
+            for record in page.records:
+                if not isinstance(record, Product) or record.code in known:
+                    continue
+                if record.code in skus:
+                    by_sku.append(record.code)
+                elif record.barcode and (sku := by_barcode.get(record.barcode)) is not None:
+                    by_ean.setdefault(sku, record.code)
+        identity = set(by_sku)
+        pairs = [(code, code) for code in by_sku]
+        pairs += [(code, sku) for sku, code in by_ean.items() if sku not in identity]
+        with self.journal.transaction():
+            self.journal.set_sku_map(ctx.name, pairs, "adopt")
+            self.journal.save_cursor(ctx.name, ADOPT_CURSOR, "done")
+        ctx.sku_mapped = None
+        log.info("%s: adopted %d existing listing(s): %d by SKU, %d by EAN; %d listing(s) matched no product",
+                 ctx.name, len(pairs), len(by_sku), len(pairs) - len(by_sku), len(skus) - len(pairs))
+        ctx.result.details["adopted"] = len(pairs)
 
     def _quarantine_fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """Fingerprints of open quarantine rows: an unchanged rejected record is not sent again."""
@@ -417,6 +554,8 @@ class Engine:
     def _orders(self, ctx: _Ctx) -> None:
         ctx.customers_pulled = False
         self._recover_orders(ctx)
+        if not ctx.plan_only:
+            self._release_waiting_orders(ctx)
         cursor = self.journal.cursor(ctx.name, "orders")
         for page in ctx.conn.pull("orders", cursor):
             for record in page.records:
@@ -447,7 +586,7 @@ class Engine:
         creating = self.journal.orders_in_state(ctx.name, ("creating",))
         if creating:
             newest = max(_stamp(row.updated_at) for row in creating)
-            remaining = newest + ctx.setup.settle_seconds - self.clock().timestamp()
+            remaining = newest + ctx.setup.settle_seconds - self.wall()
             if remaining > 0:
                 self.sleep(remaining + 0.05)
 
@@ -490,7 +629,7 @@ class Engine:
 
     def _young(self, ctx: _Ctx, order: Order) -> bool:
         row = self.journal.order(ctx.name, order.remote_id)
-        return row is not None and self.clock().timestamp() - _stamp(row.seen_at) < PARKED_PATIENCE
+        return row is not None and self.wall() - _stamp(row.seen_at) < PARKED_PATIENCE
 
     def _process_parked(self, ctx: _Ctx, order: Order) -> None:
         ctx.from_journal = True
@@ -532,7 +671,7 @@ class Engine:
         settle time: a POST whose answer was lost may still be running in the back office, and a
         lookup that races it would post the order a second time.
         """
-        settled_before = self.clock().timestamp() - ctx.setup.settle_seconds
+        settled_before = self.wall() - ctx.setup.settle_seconds
         for row in self.journal.orders_in_state(ctx.name, ("creating", "created", "pending")):
             if row.state == "creating":
                 if _stamp(row.updated_at) > settled_before:
@@ -575,6 +714,8 @@ class Engine:
             self._quarantine_order(ctx, order, "missing_reference",
                                    f"customer {order.channel_customer_id or '(none)'} is not known in the back office")
             return
+        source = _describe(order)
+        order = self._backoffice_skus(ctx, order)
         bo_order = BackOfficeOrder(ctx.name, order, customer_code, ctx.setup.order_warehouse)
         try:
             out = self.backoffice.prepare("orders", bo_order)
@@ -585,9 +726,21 @@ class Engine:
             return
         with self.journal.transaction():
             self.journal.set_order(ctx.name, order.remote_id, "creating", version=order.version, payload=out.payload)
-        self._create_in_backoffice(ctx, order.remote_id, out.payload)
+        self._create_in_backoffice(ctx, order.remote_id, out.payload, source=source)
 
-    def _create_in_backoffice(self, ctx: _Ctx, order_id: str, payload: dict[str, Any], *, retry: bool = False) -> None:
+    def _backoffice_skus(self, ctx: _Ctx, order: Order) -> Order:
+        """Order items name the channel's SKUs; the back office wants its own codes (DE/PARA)."""
+        if ctx.sku_mapped is None:
+            ctx.sku_mapped = self.journal.sku_map_size(ctx.name) > 0
+        if not ctx.sku_mapped:
+            return order
+        codes = self.journal.backoffice_codes(ctx.name, [item.code for item in order.items])
+        if not codes:
+            return order
+        return replace(order, items=tuple(replace(i, code=codes.get(i.code, i.code)) for i in order.items))
+
+    def _create_in_backoffice(self, ctx: _Ctx, order_id: str, payload: dict[str, Any], *, retry: bool = False,
+                              source: Any = None) -> None:
         """Create once: look the order up first (POST /orders is not idempotent), then POST.
 
         A lost answer (AmbiguousError) leaves the order in `creating`; it is settled later by the
@@ -611,8 +764,10 @@ class Engine:
                 with self.journal.transaction():
                     self.journal.set_order(ctx.name, order_id, "quarantined", reason_code=res.reason_code,
                                            reason=res.reason)
+                    # the source order is kept too: once a missing reference appears it is mapped again
+                    kept = {"outgoing": payload, **({"source": source} if source is not None else {})}
                     self.journal.quarantine(ctx.name, "orders", order_id, res.reason_code or "rejected",
-                                            res.reason or "rejected by the back office", {"outgoing": payload})
+                                            res.reason or "rejected by the back office", kept)
                 ctx.result.quarantined += 1
                 return
             number = res.remote_id
@@ -674,14 +829,17 @@ class Engine:
         log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
 
     # -- quarantine retry -------------------------------------------------------------------------
-    def retry(self, channel: str, entity: str, key: str) -> tuple[bool, str]:
+    def retry(self, channel: str, entity: str, key: str, ctx: _Ctx | None = None) -> tuple[bool, str]:
         """Re-apply one quarantined record now. Returns (applied, what happened)."""
         row = next((r for r in self.journal.quarantined(channel, entity) if r.key == key), None)
         if row is None:
             return False, "not in quarantine"
-        ctx = _Ctx(self.channels[channel], StepResult(channel, f"retry:{entity}"))
+        ctx = ctx or _Ctx(self.channels[channel], StepResult(channel, f"retry:{entity}"))
         payload = row.payload if isinstance(row.payload, dict) else {}
-        if "outgoing" in payload:
+        from_source = entity == "orders" and isinstance(payload.get("source"), dict)
+        if entity in SKU_ENTITIES and (record := record_from_json(payload.get("source"))) is not None:
+            self._push_records(ctx, entity, [record], None, None)
+        elif "outgoing" in payload and not from_source:
             out = Outgoing(key, payload["outgoing"], payload.get("meta") or {})
             self._resend(ctx, entity, out, row.source_fingerprint)
         elif "source" in payload and isinstance(payload["source"], dict) and entity in ("orders", "channel-customers"):
@@ -703,6 +861,140 @@ class Engine:
         if still is None:
             return True, "applied"
         return False, f"still refused: {still.reason_code}: {still.reason}"
+
+    # -- self-releasing quarantine: an order waiting for a reference goes once it exists -------------
+    def _release_waiting_orders(self, ctx: _Ctx) -> None:
+        """Retry quarantined orders whose missing product, payment method or customer now exists.
+
+        The back office names what it did not know ("unknown product 'X'"); each such reference
+        is checked (a product by GET, a payment method in its small table, a SKU in the DE/PARA
+        map, a customer by its binding). One that cannot be checked is retried every
+        RELEASE_EVERY seconds. A lookup failure leaves the order where it is.
+        """
+        rows = [r for r in self.journal.quarantined(ctx.name, "orders") if _waits_for_reference(r)]
+        cache: dict[tuple[str, str], bool | None] = {}
+        now = self.wall()
+        for row in rows[:RELEASE_BATCH]:
+            ready = self._references_ready(ctx, row, cache)
+            if ready is False or (ready is None and now - _stamp(row.last_seen) < RELEASE_EVERY):
+                continue
+            log.info("%s/orders: %s: retrying, %s", ctx.name, row.key,
+                     "its missing reference now exists" if ready else "its reference cannot be checked")
+            before = ctx.result.quarantined
+            self._guarded(ctx, None, lambda row=row: self.retry(ctx.name, "orders", row.key, ctx))
+            if ctx.result.quarantined == before and not self.journal.quarantined(ctx.name, "orders", row_id=row.id):
+                ctx.result.details["released"] = ctx.result.details.get("released", 0) + 1
+
+    def _references_ready(self, ctx: _Ctx, row: QuarantineRow, cache: dict[tuple[str, str], bool | None]) -> bool | None:
+        """True when every reference the order lacked exists now, False if one still does not, None if unknown."""
+        payload = row.payload if isinstance(row.payload, dict) else {}
+        source = payload.get("source") if isinstance(payload.get("source"), dict) else {}
+        if row.reason_code == "missing_reference":  # the engine's own: the order's customer is not known
+            customer = source.get("channel_customer_id") if isinstance(source, dict) else None
+            if isinstance(customer, str) and self.journal.binding(ctx.name, "customers", customer):
+                return True
+            return None
+        answer: bool | None = True
+        for kind, key in UNKNOWN_REFERENCE.findall(row.reason):
+            if (kind, key) not in cache:
+                cache[(kind, key)] = self._reference_exists(ctx, kind, key)
+            found = cache[(kind, key)]
+            if found is False:
+                return False
+            if found is None:
+                answer = None
+        return answer
+
+    def _reference_exists(self, ctx: _Ctx, kind: str, key: str) -> bool | None:
+        try:
+            if kind == "product":
+                if self.journal.backoffice_codes(ctx.name, [key]):
+                    return True  # a channel SKU now mapped to a back office code
+                return self.backoffice.lookup("products", code=key) is not None
+            if kind == "payment method":
+                return self.backoffice.lookup("payment-methods", code=key) is not None
+        except ChannelError as exc:
+            log.info("%s/orders: cannot check %s %r now: %s", ctx.name, kind, key, exc)
+            return False
+        return None
+
+    # -- replay: one object again, now, without duplicates ---------------------------------------------
+    def replay_order(self, channel: str, order_id: str) -> str:
+        """Re-apply one channel order: found in the back office → recorded and acknowledged; else created once.
+
+        The order comes from what the journal kept of it (its quarantined or parked copy, or the
+        payload of its last creation attempt), else from the channel's feed read from the start.
+        """
+        ctx = _Ctx(self.channels[channel], StepResult(channel, "replay:orders"))
+        if ctx.setup.shadow:
+            raise ChannelError(f"{channel} is a shadow channel: it sends nothing, so there is nothing to replay")
+        row = self.journal.order(channel, order_id)
+        if row is not None and row.state == "creating" \
+                and self.wall() - _stamp(row.updated_at) < ctx.setup.settle_seconds:
+            raise TransientError(f"order {order_id}: a creation attempt may still be running in the back office; "
+                                 f"try again in {ctx.setup.settle_seconds:.0f} s")
+        found = self.backoffice.lookup("orders", external_id=order_id, channel=channel)
+        if found is not None:
+            number = str(found["number"])
+            with self.journal.transaction():
+                self.journal.set_order(channel, order_id, "created", bo_number=number)
+                self.journal.release(channel, "orders", [order_id])
+            self._acknowledge(ctx, order_id, number)
+            return f"already in the back office as {number}; the channel was told (acknowledged)"
+        kept = next((r for r in self.journal.quarantined(channel, "orders") if r.key == order_id), None)
+        kept_source = kept.payload.get("source") if kept is not None and isinstance(kept.payload, dict) else None
+        parked = (row.payload or {}).get("source") if row is not None else None
+        source = kept_source if isinstance(kept_source, dict) else parked if isinstance(parked, dict) else None
+        if source is not None:
+            with self.journal.transaction():
+                self.journal.set_order(channel, order_id, "seen")
+            self._import_order(ctx, order_from_dict(source))
+        elif row is not None and row.payload and "source" not in row.payload:
+            with self.journal.transaction():
+                self.journal.set_order(channel, order_id, "creating")
+            self._create_in_backoffice(ctx, order_id, row.payload)
+        else:
+            order = self._find_in_feed(ctx, order_id)
+            if order is None:
+                raise ChannelError(f"order {order_id} is neither in the journal nor in {channel}'s order feed")
+            with self.journal.transaction():
+                self.journal.set_order(channel, order_id, "seen", version=order.version)
+            self._process_order(ctx, order)
+        after = self.journal.order(channel, order_id)
+        state = after.state if after is not None else "not imported"
+        number = f" as {after.bo_number}" if after is not None and after.bo_number else ""
+        why = f" ({after.reason_code}: {after.reason})" if after is not None and after.reason else ""
+        return f"{state}{number}{why}"
+
+    def _find_in_feed(self, ctx: _Ctx, order_id: str) -> Order | None:
+        for page in ctx.conn.pull("orders", None):
+            for record in page.records:
+                if isinstance(record, Order) and record.remote_id == order_id:
+                    return record
+        return None
+
+    def replay_product(self, channel: str, product: Product) -> str:
+        """Send one product to one channel now, whatever the journal says was sent (under its DE/PARA SKU)."""
+        ctx = _Ctx(self.channels[channel], StepResult(channel, "replay:products"), plan_only=self.channels[channel].shadow)
+        records, renames = self._channel_skus(ctx, "products", [product])
+        (record,) = records
+        if isinstance(record, BadRecord):
+            self._quarantine(ctx, "products", record.key, record.code, record.reason, _src(record.raw))
+            return f"quarantined: {record.code}: {record.reason}"
+        try:
+            out = ctx.conn.prepare("products", record)
+        except MappingError as exc:
+            self._quarantine(ctx, "products", product.code, exc.code, exc.reason, _src(_describe(product)))
+            return f"quarantined: {exc.code}: {exc.reason}"
+        if ctx.plan_only:
+            return "shadow channel: nothing sent"
+        (res,) = ctx.conn.push("products", [out])
+        self._settle(ctx, "products", out, res, None, record=True)
+        if res.ok and out.key in renames:
+            with self.journal.transaction():
+                self.journal.release(channel, "products", [renames[out.key]])
+        sku = f" as {out.key}" if out.key != product.code else ""
+        return f"{res.status}{sku}" if res.ok else f"refused: {res.reason_code}: {res.reason}"
 
     def _resend(self, ctx: _Ctx, entity: str, out: Outgoing, source_fp: str | None) -> None:
         if entity == "orders":
@@ -800,6 +1092,11 @@ class Engine:
                 self.journal.quarantine(ctx.name, "order-events", event_id, res.reason_code or "rejected",
                                         res.reason or "rejected", _out(out))
                 ctx.result.quarantined += 1
+
+
+def _waits_for_reference(row: QuarantineRow) -> bool:
+    """A quarantined order refused for something that may exist later (not for a bad record)."""
+    return row.reason_code == "missing_reference" or bool(UNKNOWN_REFERENCE.search(row.reason))
 
 
 def _stamp(text: str) -> float:

@@ -74,6 +74,14 @@ MIGRATIONS: list[tuple[str, str]] = [
             flaps INTEGER NOT NULL DEFAULT 0, subject TEXT NOT NULL);
         """,
     ),
+    (
+        "SKU DE/PARA map",
+        """
+        CREATE TABLE sku_map (channel TEXT NOT NULL, code TEXT NOT NULL, channel_sku TEXT NOT NULL,
+            source TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (channel, code)) WITHOUT ROWID;
+        CREATE UNIQUE INDEX sku_map_channel_sku ON sku_map (channel, channel_sku);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -522,6 +530,52 @@ class Journal:
             "SELECT channel, entity, count(*) FROM quarantine WHERE state = 'open' GROUP BY channel, entity"
         )
         return {(c, e): n for c, e, n in rows}
+
+    # -- SKU DE/PARA map: back office code → the channel's SKU ------------------------------
+    def sku_map_size(self, channel: str) -> int:
+        row = self.conn.execute("SELECT count(*) FROM sku_map WHERE channel = ?", (channel,)).fetchone()
+        return int(row[0])
+
+    def channel_skus(self, channel: str, codes: Sequence[str]) -> dict[str, str]:
+        """code → channel SKU for the mapped ones among `codes` (one query per 900)."""
+        return self._lookup_in("SELECT code, channel_sku FROM sku_map WHERE channel = ? AND code IN ({})",
+                               channel, codes)
+
+    def backoffice_codes(self, channel: str, skus: Sequence[str]) -> dict[str, str]:
+        """channel SKU → back office code for the mapped ones among `skus`."""
+        return self._lookup_in("SELECT channel_sku, code FROM sku_map WHERE channel = ? AND channel_sku IN ({})",
+                               channel, skus)
+
+    def _lookup_in(self, sql: str, channel: str, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), 900):
+            chunk = keys[start : start + 900]
+            found.update(self.conn.execute(sql.format(",".join("?" * len(chunk))), (channel, *chunk)))  # nosec B608
+        return found
+
+    def set_sku_map(self, channel: str, rows: Iterable[tuple[str, str]], source: str, *, replace: bool = False) -> int:
+        """Store (code, channel_sku) pairs; `replace` forgets the channel's other pairs first."""
+        rows = list(rows)
+        if replace:
+            self.conn.execute("DELETE FROM sku_map WHERE channel = ?", (channel,))
+        else:  # a SKU moving to another code: the old pair goes first (the SKU is unique per channel)
+            self.conn.executemany("DELETE FROM sku_map WHERE channel = ? AND channel_sku = ? AND code <> ?",
+                                  [(channel, sku, code) for code, sku in rows])
+        stamp = now_iso()
+        self.conn.executemany(
+            "INSERT INTO sku_map (channel, code, channel_sku, source, updated_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel, code) DO UPDATE SET channel_sku = excluded.channel_sku,"
+            " source = excluded.source, updated_at = excluded.updated_at",
+            [(channel, code, sku, source, stamp) for code, sku in rows],
+        )
+        return len(rows)
+
+    def sku_map(self, channel: str) -> Iterator[tuple[str, str, str, str]]:
+        """(code, channel_sku, source, updated_at) ordered by code, streamed."""
+        yield from self.conn.execute(
+            "SELECT code, channel_sku, source, updated_at FROM sku_map WHERE channel = ? ORDER BY code", (channel,)
+        )
 
     # -- runs and channel state ---------------------------------------------------------------
     def start_run(self, channel: str, flow: str) -> int:

@@ -149,3 +149,22 @@ def print_plan(plans: list[tuple[StepResult, list[Any]]], limit: int = 50) -> No
         console.print(f"read {result.read}: {creates} create, {len(plan) - creates} update, "
                       f"{result.unchanged} unchanged, {result.quarantined} would be quarantined{more}"
                       + (f"; error: {result.error}" if result.error else ""))
+
+
+def print_reconciliation(result: Any, console: Console | None = None) -> None:
+    """`reconcile`: the counts on each side, then the first differing keys of each kind."""
+    console = console or make_console()
+    table = Table(title=f"{result.channel}/{result.entity}: back office vs channel")
+    for column in ("back office", "channel", "missing on channel", "extra on channel", "differing",
+                   "not sendable"):
+        table.add_column(column, justify="right")
+    counts = result.counts
+    table.add_row(str(result.backoffice), str(result.on_channel), str(counts["missing"]), str(counts["extra"]),
+                  str(counts["differing"]), str(result.unpreparable))
+    console.print(table)
+    for label, keys in (("missing on the channel", result.missing), ("extra on the channel", result.extra)):
+        if keys:
+            console.print(f"{label}: " + ", ".join(keys) + (" …" if len(keys) < counts[label.split()[0]] else ""))
+    for key, fields in result.differing:
+        console.print(f"differs: {key}: {', '.join(fields)}")
+    console.print("in step" if not result.differs else "differences found (exit 1); nothing was changed")

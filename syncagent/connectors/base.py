@@ -9,7 +9,9 @@ The engine speaks only in entity names and the dataclasses of `syncagent.model`:
 * ``push(entity, batch)`` sends prepared payloads and answers one `PushResult` per item, as data;
   a failure of the whole call raises a `ChannelError`;
 * ``lookup(entity, **keys)`` finds one remote record (an order by external id, a customer by
-  document) so the engine can resolve ambiguity before writing again.
+  document) so the engine can resolve ambiguity before writing again;
+* optionally ``listing(entity)`` yields pages of what the channel holds now (`Listed`), for
+  ``reconcile`` and for adopting a channel's existing listings.
 
 Entities beyond the catalogue are plain names too: ``orders`` (create in the back office),
 ``order-acks`` (tell the channel its order was imported), ``order-events`` (fulfilment news),
@@ -64,6 +66,21 @@ class PushResult:
     @property
     def ok(self) -> bool:
         return self.status != "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One record a channel holds now, as its listing shows it (for reconcile and adopt)."""
+
+    key: str
+    payload: dict[str, Any]
+    barcode: str | None = None
+
+
+class Listing(Protocol):
+    """Optional: a connector that can list what the channel holds declares ``listing``."""
+
+    def listing(self, entity: str) -> Iterator[list[Listed]]: ...
 
 
 class Connector(Protocol):

@@ -33,6 +33,7 @@ from syncagent.http import HttpClient, HttpResponse, HttpSettings, OAuthClientCr
 from syncagent.model import (
     EVENT_ORDER,
     BackOfficeOrder,
+    BadRecord,
     Customer,
     Group,
     Invoice,
@@ -207,6 +208,24 @@ class GestaoLojasConnector:
             records = parse_items(body_of(self.client, what, resp)["items"], parse_customer, "code")
             found = [r for r in records if isinstance(r, Customer) and r.document == keys["document"]]
             return found[0] if found else None
+        if entity == "products":
+            what = "GET /products/{code} (lookup)"
+            resp = self.client.get(f"/products/{quote(keys['code'], safe='')}")
+            if resp.status == 404:
+                return None
+            if resp.status != 200:
+                raise refused(self.client, what, resp)
+            body = resp.json()
+            if not isinstance(body, dict):
+                raise TransientError(f"{self.name}: {what}: the answer is not an object", code="bad_response")
+            (record,) = parse_items([body], parse_product, "code")
+            return None if isinstance(record, BadRecord) else record
+        if entity in ("payment-methods", "groups", "sellers"):  # small tables: read through
+            for page in self.pull(entity, None):
+                for record in page.records:
+                    if getattr(record, "code", None) == keys["code"]:
+                        return record
+            return None
         return None
 
 

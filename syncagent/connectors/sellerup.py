@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import Capabilities, Listed, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import (
     body_of,
     chunks,
@@ -195,6 +195,28 @@ class SellerUpConnector:
             return PushResult(out.key, "exists")
         code = "not_found" if resp.status == 404 else resp.error_code() or f"http_{resp.status}"
         return PushResult(out.key, "rejected", reason_code=code, reason=reason(resp, self.client))
+
+    def listing(self, entity: str) -> Iterator[list[Listed]]:
+        """What the app holds now (GET /v1/{collection}, keyset by key), page by page."""
+        if entity not in COLLECTIONS:
+            raise ValueError(f"{self.name} lists only {', '.join(COLLECTIONS)}, not {entity}")
+        after: str | None = None
+        while True:
+            what = f"GET /v1/{entity}"
+            params: dict[str, Any] = {"limit": 1000}
+            if after is not None:
+                params["after_key"] = after
+            resp = self.client.get(f"/v1/{entity}", params=params)
+            if resp.status != 200:
+                raise refused(self.client, what, resp)
+            body = body_of(self.client, what, resp)
+            items = [i for i in body["items"] if isinstance(i, dict) and isinstance(i.get("key"), str)]
+            yield [Listed(i["key"], i, i.get("barcode") if isinstance(i.get("barcode"), str) else None)
+                   for i in items]
+            nxt = body.get("next_after_key")
+            if not isinstance(nxt, str) or not nxt or nxt == after:
+                return
+            after = nxt
 
     def lookup(self, entity: str, **keys: str) -> Any:
         """Seller Up has nothing the engine needs to look up before writing again."""

@@ -372,7 +372,21 @@ def test_lookup_customer_by_document(bo: GestaoLojasConnector) -> None:
     assert bo.lookup("customers", document="52998224725") == Customer("52998224725", "Ana", "C1")
     assert query(responses.calls[-1])["document"] == ["52998224725"]
     assert bo.lookup("customers", document="11144477735") is None
-    assert bo.lookup("products", code="P1") is None
+    assert bo.lookup("orders-nope", code="P1") is None  # nothing else is looked up
+
+
+@responses.activate
+def test_lookup_product_by_code_and_payment_method_in_its_table(bo: GestaoLojasConnector) -> None:
+    token()
+    responses.get(f"{BO}/products/P%201", json={"code": "P 1", "description": "Camiseta", "active": True})
+    responses.get(f"{BO}/products/P2", status=404, json={"error": {"code": "not_found", "message": "no product"}})
+    found = bo.lookup("products", code="P 1")
+    assert found is not None and (found.code, found.name) == ("P 1", "Camiseta")
+    assert bo.lookup("products", code="P2") is None
+    responses.get(f"{BO}/payment-methods", json=page([{"code": "PIX", "description": "Pix", "type": "pix",
+                                                        "active": True}]))
+    assert bo.lookup("payment-methods", code="PIX").code == "PIX"
+    assert bo.lookup("payment-methods", code="BOLETO") is None
 
 
 @responses.activate

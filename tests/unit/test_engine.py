@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -155,7 +156,8 @@ def parts(tmp_path: Path) -> Iterator[tuple[Engine, FakeBackoffice, FakeChannel,
     journal = Journal(tmp_path / "j.db")
     bo, ch = FakeBackoffice(), FakeChannel()
     setup = ChannelSetup("loja", ch, warehouses=("CD01", "LJ01"), order_warehouse="LJ01", safety_stock=1)  # type: ignore[arg-type]
-    engine = Engine(journal, bo, {"loja": setup}, clock=lambda: NOW)  # type: ignore[arg-type]
+    # prices live at NOW; the journal's rows are stamped and aged with the real time
+    engine = Engine(journal, bo, {"loja": setup}, clock=lambda: NOW, wall=time.time)  # type: ignore[arg-type]
     yield engine, bo, ch, journal
     journal.close()
 
@@ -306,7 +308,8 @@ def test_stock_per_channel_warehouse_when_the_channel_holds_several(tmp_path: Pa
     journal = Journal(tmp_path / "j.db")
     bo, ch = FakeBackoffice(), PerWarehouseChannel()
     setup = ChannelSetup("loja", ch, warehouses=("CD01", "LJ01"), safety_stock=1)  # type: ignore[arg-type]
-    engine = Engine(journal, bo, {"loja": setup}, clock=lambda: NOW)  # type: ignore[arg-type]
+    # prices live at NOW; the journal's rows are stamped and aged with the real time
+    engine = Engine(journal, bo, {"loja": setup}, clock=lambda: NOW, wall=time.time)  # type: ignore[arg-type]
     bo.feeds["stock"] = [StockBalance("A", "CD01", 10, 2), StockBalance("A", "LJ01", 5, 0),
                          StockBalance("A", "LJ02", 7, 1), StockBalance("A", "LJ03", 100, 0)]
     engine.run_step("loja", "stock")
