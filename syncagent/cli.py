@@ -86,12 +86,14 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
 
     def body() -> int:
         from syncagent.agent import exit_code
-        from syncagent.report import dumps, print_summary, results_json
+        from syncagent.report import PushProgress, dumps, print_summary, results_json
         from syncagent.scheduler import Daemon
 
         with _agent(config) as agent:
             if once:
-                results = agent.run_once()
+                with PushProgress() as progress:
+                    agent.engine.on_page = progress.update
+                    results = agent.run_once()
                 if as_json:
                     click.echo(dumps(results_json(results)))
                 else:
@@ -120,17 +122,31 @@ def push(ctx: click.Context, entity: str, channel: str | None, full: bool, dry_r
 
         with _agent(config) as agent:
             if dry_run:
+                from syncagent.reconcile import changed_fields
+
                 plans = [agent.engine.plan_step(s.channel, s.flow, full=full)
                          for s in agent.steps(channel=channel, flows=[entity])]
+                changes: list[dict[str, list[str]]] = []
+                for r, plan in plans:
+                    try:  # which fields each update changes, where the channel can list what it holds
+                        changes.append(changed_fields(agent.engine.channels[r.channel].connector, r.flow, plan))
+                    except SyncAgentError as exc:
+                        click.echo(f"{r.channel}: the changed fields are not known ({exc})", err=True)
+                        changes.append({})
                 if as_json:
                     click.echo(dumps([{"channel": r.channel, "flow": r.flow, "read": r.read, "unchanged": r.unchanged,
-                                       "would_send": [{"key": p.key, "action": p.action, "payload": p.payload}
-                                                      for p in plan], "error": r.error} for r, plan in plans]))
+                                       "would_send": [{"key": p.key, "action": p.action, "payload": p.payload,
+                                                       "changed_fields": changed.get(p.key)} for p in plan],
+                                       "error": r.error} for (r, plan), changed in zip(plans, changes, strict=True)]))
                 else:
-                    print_plan(plans)
+                    print_plan(plans, changes)
                 return 1 if any(r.status == "failed" for r, _ in plans) else 0
-            results = agent.run_entity(entity, channel=channel, full=full,
-                                       direction="push" if entity == "customers" else None)
+            from syncagent.report import PushProgress
+
+            with PushProgress() as progress:
+                agent.engine.on_page = progress.update
+                results = agent.run_entity(entity, channel=channel, full=full,
+                                           direction="push" if entity == "customers" else None)
             click.echo(dumps(results_json(results))) if as_json else print_summary(results)
             return exit_code(results)
 

@@ -144,6 +144,7 @@ class Engine:
         # unless given, so a simulated clock ages them too (a test may pin `clock` and keep `wall` real)
         self.wall: Callable[[], float] = wall or (lambda: self.clock().timestamp())
         self.should_stop: Callable[[], bool] = lambda: False  # set by the daemon: stop after the page in hand
+        self.on_page: Callable[[StepResult], None] | None = None  # progress display: called after each page
         self.journal = journal
         self.backoffice = backoffice
         self.channels = dict(channels)
@@ -224,6 +225,8 @@ class Engine:
             if transform is not None:
                 records, extra = transform(records)
             self._push_records(ctx, entity, records, cursor_key, page.cursor, extra)
+            if self.on_page is not None:
+                self.on_page(ctx.result)
             if self.should_stop():
                 return  # the page is recorded; the rest waits for the next run
 

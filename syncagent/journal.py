@@ -577,6 +577,23 @@ class Journal:
             "SELECT code, channel_sku, source, updated_at FROM sku_map WHERE channel = ? ORDER BY code", (channel,)
         )
 
+    # -- backlog: work the journal knows is waiting --------------------------------------------
+    def backlog(self, channel: str, now: str) -> dict[str, int]:
+        """Per flow, records known to wait: prices due at a boundary, events held back, orders not
+        yet in the back office or not acknowledged, catalogue records waiting for their SKU."""
+        one = self.conn.execute
+        due = one("SELECT count(*) FROM price_boundaries WHERE channel = ? AND next_at <= ?", (channel, now))
+        events = one("SELECT count(*) FROM events WHERE channel = ? AND state = 'pending'", (channel,))
+        orders = one("SELECT count(*) FROM orders WHERE channel = ? AND state IN ('pending', 'creating', 'created')",
+                     (channel,))
+        found = {"prices": int(due.fetchone()[0]), "order-events": int(events.fetchone()[0]),
+                 "orders": int(orders.fetchone()[0])}
+        rows = one("SELECT entity, count(*) FROM quarantine WHERE channel = ? AND state = 'open'"
+                   " AND reason_code = 'unmapped_sku' GROUP BY entity", (channel,))
+        for entity, count in rows:
+            found[entity] = found.get(entity, 0) + int(count)
+        return found
+
     # -- runs and channel state ---------------------------------------------------------------
     def start_run(self, channel: str, flow: str) -> int:
         cur = self.conn.execute(

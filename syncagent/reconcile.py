@@ -135,3 +135,24 @@ def _expected_pages(engine: Engine, channel: str, entity: str) -> Iterator[list[
     levels = [StockLevel(code, max(0, total - setup.safety_stock)) for code, total in totals.items()]
     for start in range(0, len(levels), 1000):
         yield levels[start : start + 1000]
+
+
+def changed_fields(connector: Any, entity: str, plan: list[Any]) -> dict[str, list[str]]:
+    """For `push --dry-run`: which fields each planned update changes, from the channel's listing.
+
+    Empty when the channel cannot list what it holds (the dry run then shows the payload only).
+    The listing is read only until every planned update has been found.
+    """
+    listing = getattr(connector, "listing", None)
+    wanted = {w.key: w.payload for w in plan if w.action == "update"}
+    if listing is None or not wanted or entity not in ENTITIES:
+        return {}
+    found: dict[str, list[str]] = {}
+    for items in listing(entity):
+        for item in items:
+            payload = wanted.get(item.key)
+            if payload is not None:
+                found[item.key] = _differing_fields(payload, item.payload)
+        if len(found) == len(wanted):
+            break
+    return found

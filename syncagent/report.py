@@ -69,8 +69,10 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
     quarantine = journal.quarantine_counts()
     states = journal.channel_states()
     channels = []
+    stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     for channel in config.channels:
         auth_state, auth_message = states.get(channel.name, ("unknown", None))
+        backlog = journal.backlog(channel.name, stamp)
         flows = []
         for flow in channel.flows:
             run = runs.get((channel.name, flow.name))
@@ -91,6 +93,8 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
                     "quarantined": run.quarantined, "error": run.error,
                 },
                 "cursor_age_seconds": _age_seconds(journal.cursor_updated_at(channel.name, cursor_key), now),
+                "backlog": backlog.get(flow.name, 0),
+                "behind": run is not None and run.result in ("failed", "auth_failed"),
                 "quarantined": sum(quarantine.get((channel.name, e), 0) for e in entities),
             })
         waiting = journal.orders_in_state(channel.name, ("pending", "creating", "created", "quarantined"))
@@ -115,7 +119,7 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
 def status_table(data: dict[str, Any]) -> Table:
     table = Table(title=f"syncagent status ({data['journal']})")
     for column in ("channel", "flow", "state", "last run", "result", "read", "sent", "unchanged", "quarantined",
-                   "cursor age"):
+                   "backlog", "cursor age"):
         table.add_column(column)
     for channel in data["channels"]:
         for flow in channel["flows"]:
@@ -125,7 +129,8 @@ def status_table(data: dict[str, Any]) -> Table:
             table.add_row(
                 channel["name"], flow["flow"], state, (run.get("finished_at") or "never")[:19],
                 str(run.get("result") or "-"), str(run.get("read", "-")), str(run.get("sent", "-")),
-                str(run.get("unchanged", "-")), str(flow["quarantined"]), "-" if age is None else f"{age:.0f}s",
+                str(run.get("unchanged", "-")), str(flow["quarantined"]),
+                str(flow["backlog"]) + (" (behind)" if flow["behind"] else ""), "-" if age is None else f"{age:.0f}s",
             )
     return table
 
@@ -134,15 +139,18 @@ def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str)
 
 
-def print_plan(plans: list[tuple[StepResult, list[Any]]], limit: int = 50) -> None:
-    """`push --dry-run`: per record, create or update and what would be sent; nothing was sent."""
+def print_plan(plans: list[tuple[StepResult, list[Any]]], changes: list[dict[str, list[str]]] | None = None,
+               limit: int = 50) -> None:
+    """`push --dry-run`: per record, create or update, the fields it changes and what would be sent."""
     console = make_console()
-    for result, plan in plans:
+    for index, (result, plan) in enumerate(plans):
+        changed = changes[index] if changes else {}
         table = Table(title=f"{result.channel}/{result.flow}: dry run (nothing sent, journal unchanged)")
-        for column in ("key", "action", "would send"):
+        for column in ("key", "action", "changed fields", "would send"):
             table.add_column(column)
         for write in plan[:limit]:
-            table.add_row(write.key, write.action, json.dumps(write.payload, ensure_ascii=False)[:100])
+            fields = "(new)" if write.action == "create" else ", ".join(changed.get(write.key) or []) or "?"
+            table.add_row(write.key, write.action, fields, json.dumps(write.payload, ensure_ascii=False)[:100])
         console.print(table)
         more = f" (first {limit} shown)" if len(plan) > limit else ""
         creates = sum(1 for w in plan if w.action == "create")
@@ -168,3 +176,50 @@ def print_reconciliation(result: Any, console: Console | None = None) -> None:
     for key, fields in result.differing:
         console.print(f"differs: {key}: {', '.join(fields)}")
     console.print("in step" if not result.differs else "differences found (exit 1); nothing was changed")
+
+
+class PushProgress:
+    """Progress of long steps: a live rich bar on a terminal, a plain line every few seconds elsewhere.
+
+    Fed by `Engine.on_page` after each recorded page. A feed does not say how long it is, so the
+    bar counts records read and sent rather than showing a percentage.
+    """
+
+    def __init__(self, console: Console | None = None, *, every: float = 5.0,
+                 clock: Any = None) -> None:
+        import time
+
+        self.console = console or Console(stderr=True)
+        self.every = every
+        self.clock = clock or time.monotonic
+        self.live = self.console.is_terminal
+        self._last = 0.0
+        self._tasks: dict[tuple[str, str], Any] = {}
+        self._bar: Any = None
+
+    def __enter__(self) -> PushProgress:
+        if self.live:
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=self.console,
+                                 transient=False)
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def update(self, result: StepResult) -> None:
+        counts = f"read {result.read}, sent {result.sent}, unchanged {result.unchanged}"
+        key = (result.channel, result.flow)
+        if self._bar is not None:
+            if key not in self._tasks:
+                self._tasks[key] = self._bar.add_task(f"{result.channel}/{result.flow}", total=None, counts=counts)
+            self._bar.update(self._tasks[key], counts=counts, completed=result.read)
+            return
+        now = self.clock()
+        if now - self._last >= self.every:
+            self._last = now
+            self.console.print(f"{result.channel}/{result.flow}: {counts}", highlight=False)

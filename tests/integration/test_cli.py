@@ -49,6 +49,8 @@ def test_run_once_status_and_quiet_second_run(sims: Sims, tmp_path: Path) -> Non
     first = cli(config, "run", "--once")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "products" in first.stdout and "sent" in first.stdout
+    assert "loja-centro/groups: read" in first.stderr  # no terminal: progress as a plain line, no bar
+    assert "\x1b[" not in first.stderr
     second = cli(config, "run", "--once", "--json")
     assert second.returncode == 0
     steps = json.loads(second.stdout)
@@ -64,8 +66,9 @@ def test_run_once_status_and_quiet_second_run(sims: Sims, tmp_path: Path) -> Non
     assert flows["products"]["cursor_age_seconds"] is not None
     assert channel["orders"]["acknowledged"] >= 5
     assert channel["orders_waiting"] == 0 and channel["oldest_waiting_order_age_seconds"] is None
+    assert {f["flow"]: (f["backlog"], f["behind"]) for f in channel["flows"]}["prices"] == (0, False)
     table = cli(config, "status")
-    assert table.returncode == 0 and "loja-centro" in table.stdout
+    assert table.returncode == 0 and "loja-centro" in table.stdout and "backlog" in table.stdout
 
 
 def test_push_one_entity_and_unknown_channel(sims: Sims, tmp_path: Path) -> None:
@@ -192,10 +195,11 @@ def test_push_dry_run_shows_changes_and_sends_nothing(sims: Sims, tmp_path: Path
     (step,) = json.loads(proc.stdout)
     assert sorted((w["key"], w["action"], w["payload"]["price"]) for w in step["would_send"]) == [
         ("P000002", "update", "11.11"), ("P000003", "update", "22.22")]
+    assert all("price" in w["changed_fields"] for w in step["would_send"])  # read from the channel's listing
     assert sims.su.writes(mark) == []
     assert (tmp_path / "journal.db").read_bytes() == journal_before
     table = cli(config, "push", "--entity", "prices", "--dry-run")
-    assert "2 update" in table.stdout and "P000003" in table.stdout
+    assert "2 update" in table.stdout and "P000003" in table.stdout and "changed fields" in table.stdout
     real = json.loads(cli(config, "push", "--entity", "prices", "--json").stdout)
     assert real[0]["sent"] == 2
 

@@ -98,3 +98,32 @@ def test_quarantine_open_release_drop(tmp_path: Path) -> None:
         assert journal.quarantined() == []
         dropped = journal.quarantined(state="dropped")
         assert (dropped[0].closed_by, dropped[0].close_reason) == ("ana", "discontinued item")
+
+
+def test_sku_map_both_ways_and_a_sku_moving_to_another_code(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        with journal.transaction():
+            journal.set_sku_map("loja", [("P1", "A-1"), ("P2", "A-2")], "import:a.csv")
+        assert journal.channel_skus("loja", ["P1", "P2", "P3"]) == {"P1": "A-1", "P2": "A-2"}
+        assert journal.backoffice_codes("loja", ["A-2", "X"]) == {"A-2": "P2"}
+        assert journal.channel_skus("outra", ["P1"]) == {}
+        with journal.transaction():  # A-1 now belongs to P3: P1 loses it (a SKU is unique per channel)
+            journal.set_sku_map("loja", [("P3", "A-1")], "import:b.csv")
+        assert journal.channel_skus("loja", ["P1", "P3"]) == {"P3": "A-1"}
+        with journal.transaction():
+            journal.set_sku_map("loja", [("P9", "Z")], "import:c.csv", replace=True)
+        assert [row[:3] for row in journal.sku_map("loja")] == [("P9", "Z", "import:c.csv")]
+        assert journal.sku_map_size("loja") == 1
+
+
+def test_backlog_counts_what_the_journal_knows_is_waiting(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal, journal.transaction():
+        journal.set_price_boundaries("loja", [("P1", "2026-01-01T00:00:00Z", "{}"), ("P2", "2099-01-01T00:00:00Z", "{}")])
+        journal.set_event("loja", "e1", "o1", "shipped", 2, "pending", {"payload": {}})
+        journal.set_order("loja", "o2", "creating")
+        journal.set_order("loja", "o3", "acknowledged")
+        journal.quarantine("loja", "products", "P7", "unmapped_sku", "no SKU", None)
+        journal.quarantine("loja", "products", "P8", "invalid", "bad", None)
+        assert journal.backlog("loja", "2026-11-30T00:00:00Z") == {
+            "prices": 1, "order-events": 1, "orders": 1, "products": 1}
+        assert journal.backlog("outra", "2026-11-30T00:00:00Z") == {"prices": 0, "order-events": 0, "orders": 0}
