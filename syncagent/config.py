@@ -811,12 +811,17 @@ def _channel(reader: _Reader, section: _Section, inherited: _Inherited) -> Chann
                        "a non-empty list of warehouses whose stock is summed (required with the stock flow)",
                        "nothing" if not section.has("warehouses") else "an empty list")
     flows.sort(key=lambda f: ALL_FLOWS.index(f.name))
+    adopt = section.get("adopt", "bool", False)
+    if adopt and capabilities is not None and not _can_list(type_name):
+        reader.problem(section.line_of("adopt"), f"{key}.adopt",
+                       "false: a channel of this type cannot list its products (import a DE/PARA CSV with "
+                       "`syncagent mapping import` instead)", f"true on a {type_name} channel")
     return ChannelConfig(
         name=name, type=type_name, enabled=enabled, base_url=section.get("base_url", "url", "", required=True),
         flows=tuple(flows), warehouses=warehouses, order_warehouse=order_warehouse,
         safety_stock=own.safety_stock, shadow=section.get("shadow", "bool", False), http=own.http, options=options,
         sku_mapping=section.get("sku_mapping", "str", "optional", choices=SKU_MAPPING_MODES),
-        adopt=section.get("adopt", "bool", False),
+        adopt=adopt,
     )
 
 
@@ -846,6 +851,16 @@ def _capabilities(type_name: str) -> Any:
         return registry.capabilities(type_name)
     except ConfigError:
         return None
+
+
+def _can_list(type_name: str) -> bool:
+    """Whether the connector can list what a channel holds (adopt and reconcile need it)."""
+    from syncagent.connectors import registry
+
+    try:
+        return hasattr(registry.load(type_name), "listing")
+    except ConfigError:
+        return True  # an unloadable type is reported on its own
 
 
 def _check_capability(reader: _Reader, caps: Any, flow: FlowConfig, type_name: str, key: str, line: int) -> None:

@@ -239,15 +239,26 @@ def test_quarantined_order_leaves_by_itself_when_the_product_appears(sims: Sims,
     config = write_config(tmp_path, sims, flows=["orders"])
     run_once(config)
     waiting = approved_order(sims, [{"key": "LANCAMENTO-1", "quantity": 2, "unit_price": "5.00"}])
+    paying = approved_order(sims, [{"key": "P000001", "quantity": 1, "unit_price": "10.00"}],
+                            payments=[{"method": "CASHBACK", "amount": "10.00", "installments": 1}], total="10.00")
     (step,) = run_once(config)
-    assert step.quarantined == 1
-    (step,) = run_once(config)  # still unknown: looked up, not posted again
-    assert not [o for o in bo_orders(sims) if o["external_id"] == waiting]
+    assert step.quarantined == 2
+    mark = sims.bo.last_request_id()
+    (step,) = run_once(config)  # still unknown: the references are checked, the orders not posted again
+    assert [w for w in sims.bo.writes(mark) if w["path"] == "/orders"] == []
+    assert not [o for o in bo_orders(sims) if o["external_id"] in (waiting, paying)]
     created = requests.post(sims.bo.url + "/products", headers={"Authorization": f"Bearer {bo_token(sims)}"},
                             json={"code": "LANCAMENTO-1", "description": "Lançamento", "active": True, "unit": "UN"},
                             timeout=10)
     assert created.status_code == 201, created.text
     (step,) = run_once(config)
-    assert step.status == "ok", step.error
+    assert step.details.get("released") == 1  # the product order went; the other still waits
     assert [o["external_id"] for o in bo_orders(sims)].count(waiting) == 1
+    sims.bo.admin("PATCH", "/_admin/payment-methods/CASHBACK",
+                  json={"description": "Cashback", "type": "pix", "active": True, "max_installments": 1})
+    (step,) = run_once(config)
+    assert step.status == "ok", step.error
+    assert [o["external_id"] for o in bo_orders(sims)].count(paying) == 1
     assert json.loads(cli(config, "quarantine", "list", "--json").stdout) == []
+    released = json.loads(cli(config, "quarantine", "list", "--all", "--json").stdout)
+    assert {r["key"]: r["state"] for r in released} == {waiting: "released", paying: "released"}

@@ -560,3 +560,25 @@ def test_the_docs_and_the_example_name_every_key() -> None:
     assert not [k for k in sorted(keys) if f"`{k}`" not in docs]
     assert not [k for k in sorted(keys) if f"{k}:" not in example]
     assert not [f for f in ALL_FLOWS if f"`{f}`" not in docs or f"{f}:" not in example]
+
+
+def test_sku_mapping_and_adopt(tmp_path: Path) -> None:
+    text = GOOD.replace("    order_warehouse: CD01\n", "    order_warehouse: CD01\n    sku_mapping: required\n    adopt: true\n")
+    channel = load(tmp_path, text).channel("loja-a")
+    assert (channel.sku_mapping, channel.adopt) == ("required", True)
+    assert (load(tmp_path, GOOD).channel("loja-a").sku_mapping, load(tmp_path, GOOD).channel("loja-a").adopt) == (
+        "optional", False)
+    bad = GOOD.replace("    order_warehouse: CD01\n", "    order_warehouse: CD01\n    sku_mapping: sometimes\n")
+    (problem,) = problems(tmp_path, bad)
+    assert (problem.key, problem.line, problem.found) == ("channels[0].sku_mapping", line_of(bad, "sometimes"),
+                                                          "'sometimes'")
+
+
+def test_adopt_needs_a_channel_that_can_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncagent.connectors.sellerup import SellerUpConnector
+
+    monkeypatch.delattr(SellerUpConnector, "listing")
+    text = GOOD.replace("    order_warehouse: CD01\n", "    order_warehouse: CD01\n    adopt: true\n")
+    (problem,) = problems(tmp_path, text)
+    assert (problem.key, problem.line) == ("channels[0].adopt", line_of(text, "adopt: true"))
+    assert "mapping import" in problem.expected
