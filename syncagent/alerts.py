@@ -40,7 +40,9 @@ FIXES = {
     "failing": "Check that the server is reachable from this machine (`syncagent check-config --online`); "
                "syncagent retries by itself and sends everything that waited once it answers again.",
     "quarantine": "Run `syncagent quarantine list` and `syncagent quarantine show <id>`; fix the record at its "
-                  "source (it is retried when it changes) or run `syncagent quarantine retry <id>`.",
+                  "source (it is retried when it changes) or run `syncagent quarantine retry <id>`. An order "
+                  "naming an unknown product or payment method, or a product with no mapped SKU, goes by itself "
+                  "once the missing product, method or SKU exists (`syncagent mapping import` for SKUs).",
     "late-order": "The order is approved on the channel but not in the back office. See `syncagent status` and "
                   "`syncagent quarantine list`; once the cause is fixed, `syncagent quarantine retry <id>`.",
 }
