@@ -118,6 +118,7 @@ class _Ctx:
     from_journal: bool = False
     last_error: str = ""
     sku_mapped: bool | None = None  # does this channel have a DE/PARA map (asked once per step)
+    dry_run: bool = False  # push --dry-run: not even the journal changes
 
     @property
     def name(self) -> str:
@@ -155,7 +156,7 @@ class Engine:
         """`push --dry-run`: what one push step would send now; nothing is sent, the journal is untouched."""
         if flow not in CATALOGUE_PUSH:
             raise ChannelError(f"--dry-run applies to the catalogue flows ({', '.join(CATALOGUE_PUSH)}), not {flow}")
-        ctx = _Ctx(self.channels[channel], StepResult(channel, flow), plan_only=True)
+        ctx = _Ctx(self.channels[channel], StepResult(channel, flow), plan_only=True, dry_run=True)
         try:
             self._dispatch(ctx, flow, full, "push")
         except ChannelError as exc:
@@ -202,8 +203,8 @@ class Engine:
             if direction in ("push", "both"):
                 self._push_feed(ctx, "customers", full)
         elif flow in CATALOGUE_PUSH:
-            if flow == "products" and ctx.setup.adopt and not ctx.plan_only:
-                self._adopt(ctx)
+            if flow == "products" and ctx.setup.adopt and not ctx.dry_run:
+                self._adopt(ctx)  # reads the channel, writes only the local map: a shadow channel adopts too
             self._push_feed(ctx, flow, full)
         else:
             raise ChannelError(f"unknown flow {flow!r}")

@@ -150,7 +150,16 @@ def test_adopt_binds_existing_listings_by_sku_and_ean(sims: Sims, tmp_path: Path
                 "group_key": None, "unit": "UN", "active": True})
     su_put(sims, "products", old)
     config = write_config(tmp_path, sims, flows=["products"])
-    config.write_text(config.read_text().replace("    safety_stock: 0\n", "    safety_stock: 0\n    adopt: true\n"))
+    config.write_text(config.read_text().replace("    safety_stock: 0\n", "    safety_stock: 0\n    adopt: true\n"
+                                                                            "    shadow: true\n"))
+    mark = sims.su.last_request_id()
+    (step,) = run_once(config)  # the read-only period of a switch: the map is made, nothing is sent
+    assert step.status == "ok" and step.details["adopted"] == 3, step.error
+    assert sims.su.writes(mark) == []
+    plan = json.loads(cli(config, "push", "--entity", "products", "--dry-run", "--json").stdout)
+    actions = {w["key"]: w["action"] for w in plan[0]["would_send"]}
+    assert actions["VELHO-0"] == "create" and with_barcode[0]["code"] not in actions
+    config.write_text(config.read_text().replace("    shadow: true\n", ""))
     (step,) = run_once(config)
     assert step.status == "ok", step.error
     held = su_collection(sims, "products")
