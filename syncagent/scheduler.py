@@ -62,7 +62,8 @@ class Daemon:
         self.stopping = False
         self.reload_requested = False
         self.current: Step | None = None  # the step in progress, if any
-        self.resume: list[StepKey] = []  # steps that yielded to others: run again right after the due ones
+        # steps that gave way to others, with when: each runs again right after the steps due by then
+        self.resume: dict[StepKey, dt.datetime] = {}
         self.reloads = 0  # successful reloads (for tests and logs)
         self._yielded = False
         self.scheduler = schedule.Scheduler()
@@ -91,7 +92,7 @@ class Daemon:
                 job.last_run, job.next_run = previous[1].last_run, previous[1].next_run
             self.jobs[_key(step)] = job
             self.steps[job] = step
-        self.resume = [key for key in self.resume if key in self.jobs]
+        self.resume = {key: since for key, since in self.resume.items() if key in self.jobs}
 
     # -- signals --------------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -111,13 +112,21 @@ class Daemon:
         return sorted(due, key=lambda j: (self.steps[j].priority, order[j]))
 
     def _waiting_for(self, current: Step) -> Step | None:
-        """A step that should get its turn before `current` goes on: another channel's, or intake."""
-        waiting = [self.steps[job] for job in self._due()]
-        waiting += [self.steps[self.jobs[key]] for key in self.resume if key != _key(current)]
-        for step in waiting:
+        """A step that should get its turn before `current` goes on.
+
+        A due step of another channel, or a due intake step of the same channel, always does.
+        A step waiting to resume interrupts only a step of lower priority (an orders step that gave
+        way goes on before a catalogue push runs to its end); two long pushes of the same priority
+        do not hand the turn back and forth forever.
+        """
+        for step in (self.steps[job] for job in self._due()):
             if step.channel != current.channel:
                 return step
             if step.flow in INTAKE_FLOWS and current.flow not in INTAKE_FLOWS:
+                return step
+        for key in self.resume:
+            step = self.steps[self.jobs[key]]
+            if step.channel != current.channel and step.priority < current.priority:
                 return step
         return None
 
@@ -144,16 +153,17 @@ class Daemon:
                         self.current.channel, self.current.flow)
             return
         key = _key(step)
-        if key in self.resume:
-            self.resume.remove(key)  # this run is the resumption: at most one run when due
+        self.resume.pop(key, None)  # this run is the resumption: at most one run when due
         self.current, self._yielded = step, False
         try:
             results = self.agent.run_steps([step])
         finally:
             self.current = None
         yielded = self._yielded and not self.stopping
-        if yielded and key in self.jobs and key not in self.resume:
-            self.resume.append(key)
+        if yielded and key in self.jobs:
+            # a step that gave way at its very last page runs once more: it re-reads that page (its
+            # cursor stays at a feed's end) and sends nothing unchanged
+            self.resume[key] = dt.datetime.now()
         self.agent.alert(results)
         for result in results:
             if yielded:
@@ -162,12 +172,13 @@ class Daemon:
                 self.on_result(result)
 
     def _next_job(self) -> schedule.Job | None:
+        """The next step: due ones by priority, but an interrupted step before those due after it gave way."""
         due = self._due()
-        if due:
-            return due[0]
         if self.resume:
-            return self.jobs[self.resume[0]]
-        return None
+            key, since = next(iter(self.resume.items()))
+            ahead = [job for job in due if job.next_run <= since]
+            return ahead[0] if ahead else self.jobs[key]
+        return due[0] if due else None
 
     def run(self, *, max_cycles: int | None = None) -> None:
         """Run every step once now, then each on its interval until a stop is requested."""

@@ -166,6 +166,29 @@ def test_a_slow_push_yields_to_another_channels_due_step_and_resumes_at_once(wat
     assert max(gaps) < 0.5
 
 
+def test_two_long_pushes_do_not_hand_the_turn_back_and_forth(watchdog: list[Daemon]) -> None:
+    a, b = ("a", "products"), ("b", "products")
+    agent = FakeAgent([Step("a", "products", 3600), Step("b", "products", 3600)], pages={a: 5, b: 5},
+                      page_time={a: 0.02, b: 0.02})
+    daemon = Daemon(agent)  # type: ignore[arg-type]
+    run_until(daemon, lambda: agent.pages[a] == agent.pages[b] == 0, watchdog)
+    # a gives way once (b was due too); b, merely waited for by a's resumption, runs to its end
+    assert [(e.channel, e.flow) for e in agent.starts()] == [a, b, a]
+    assert agent.sent[a] == agent.sent[b] == list(range(5))
+    assert daemon.resume == {}
+
+
+def test_an_orders_step_that_gave_way_goes_on_before_a_push_runs_to_its_end(watchdog: list[Daemon]) -> None:
+    orders, push = ("a", "orders"), ("b", "products")
+    agent = FakeAgent([Step("a", "orders", 3600), Step("b", "products", 3600)], pages={orders: 3, push: 10},
+                      page_time={orders: 0.02, push: 0.02})
+    daemon = Daemon(agent)  # type: ignore[arg-type]
+    run_until(daemon, lambda: agent.pages[orders] == agent.pages[push] == 0, watchdog)
+    assert [(e.channel, e.flow) for e in agent.starts()] == [orders, push, orders, push]
+    pages = [(e.channel, e.flow) for e in agent.events if e.what == "page"]
+    assert pages[:5] == [orders, push, orders, orders, push], "the push gives the orders their turn after one page"
+
+
 def test_intake_of_the_same_channel_interrupts_a_catalogue_push(watchdog: list[Daemon]) -> None:
     push, orders = ("a", "stock"), ("a", "orders")
     agent = FakeAgent([Step("a", "stock", 3600), Step("a", "orders", 0.2)], pages={push: 8},
@@ -186,7 +209,7 @@ def test_stop_request_ends_the_step_after_the_page_in_hand(watchdog: list[Daemon
     daemon.run()
     assert time.monotonic() - started < 2
     assert agent.sent[key] == [0], "the page in hand is recorded, then the step stops"
-    assert daemon.resume == [], "a stop is not a yield: nothing is queued"
+    assert daemon.resume == {}, "a stop is not a yield: nothing is queued"
 
 
 def test_reload_rebuilds_steps_and_keeps_the_timing_of_unchanged_ones(watchdog: list[Daemon]) -> None:
