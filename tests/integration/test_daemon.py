@@ -101,7 +101,7 @@ def test_a_slow_channel_does_not_hold_back_the_other_channels_orders(big_sims: S
     slow.admin("POST", "/_admin/faults", json={"latency_ms": 120})  # every call to the slow store lags
     path = tmp_path / "syncagent.yaml"
     path.write_text(config_text(tmp_path, sims.bo, [
-        ("loja-centro", fast, {"orders": "every: 1s"}),
+        ("loja-centro", fast, {"orders": "every: 0.5"}),
         ("loja-norte", slow, {"products": "every: 1h, batch_size: 50"}),
     ]))
     results: list[tuple[float, StepResult]] = []

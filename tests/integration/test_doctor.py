@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -149,3 +150,26 @@ def test_doctor_on_a_broken_config_and_a_corrupt_journal(tmp_path: Path) -> None
     assert code == 1
     (integrity,) = by_check(data)["journal:integrity"]
     assert integrity["status"] == "fail" and "backup" in integrity["fix"]
+
+
+def test_doctor_groups_every_kind_of_missing_reference(tmp_path: Path) -> None:
+    from syncagent.doctor import check_backlog, check_references
+    from syncagent.journal import Journal
+
+    with Journal(tmp_path / "journal.db") as journal, journal.transaction():
+        for key in ("o1", "o2", "o3"):
+            journal.quarantine("loja-centro", "orders", key, "missing_reference",
+                               "customer 4711 is not known in the back office", {})
+        journal.quarantine("vtex-sp", "orders", "v1", "unmapped_payment",
+                           "payment 'Bitcoin' (system 99) has no back office method: add it to payment_map", {})
+        journal.quarantine("vtex-sp", "products", "P1", "unmapped_brand", "brand 'Acme' has no VTEX brand id", {})
+        journal.quarantine("loja-centro", "products", "P2", "rejected", "name too long", {})
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    refs = {f.message.split(" (")[0]: f for f in check_references(conn)}
+    assert set(refs) == {"3 orders wait for customer '4711'", "1 order waits for payment 'Bitcoin'",
+                         "1 product waits for brand 'Acme'"}
+    assert "pull --entity customers --channel loja-centro" in refs["3 orders wait for customer '4711'"].fix
+    backlog = {f.message.split(":")[0]: f.message for f in check_backlog(conn)}
+    assert backlog["loja-centro/orders"].startswith("loja-centro/orders: 3 open, oldest 0 min")
+    assert set(backlog) == {"loja-centro/orders", "loja-centro/products", "vtex-sp/orders", "vtex-sp/products"}
+    conn.close()
