@@ -122,8 +122,12 @@ class Agent:
         old_engine, old_backoffice = self.engine, self.backoffice
         self.engine = Engine(self.journal, backoffice, setups, clock=self._clock)
         self.engine.should_stop = old_engine.should_stop
+        if config.alerts != self.config.alerts:
+            alerter = self._alerter(config)
+            if alerter is not None and self.alerter is not None:
+                alerter.failing_cycles = self.alerter.failing_cycles  # "failing N cycles" counts on
+            self.alerter = alerter
         self.backoffice, self.config = backoffice, config
-        self.alerter = self._alerter(config)
         for setup in old_engine.channels.values():
             setup.connector.close()
         old_backoffice.close()

@@ -219,8 +219,9 @@ class Daemon:
         previous = self.agent.config
         try:
             self.agent.reload(config)
-        except SyncAgentError as exc:
-            log.error("config reload refused: %s; still running with the previous configuration", exc)
+        except Exception as exc:  # noqa: BLE001 - whatever breaks a rebuild, the running config goes on
+            text = str(exc) if isinstance(exc, SyncAgentError) else f"{type(exc).__name__}: {exc}"
+            log.error("config reload refused: %s; still running with the previous configuration", text)
             return False
         root = logging.getLogger("syncagent")
         if root.handlers:  # logging was set up (the CLI): mask the new secrets, apply a new level or format

@@ -245,3 +245,19 @@ def test_an_invalid_config_on_reload_is_logged_and_the_old_one_keeps_running(
     assert "/etc/syncagent/syncagent.yaml:9: channels[0].api_key" in text
     assert "previous configuration" in text
     assert agent.reloaded == [] and daemon.reloads == 0 and set(daemon.jobs) == {("a", "orders")}
+
+
+def test_a_rebuild_that_fails_on_reload_keeps_the_running_config(
+        watchdog: list[Daemon], caplog: pytest.LogCaptureFixture) -> None:
+    agent = FakeAgent([Step("a", "orders", 60)])
+
+    def explode(config: Any) -> None:
+        raise RuntimeError("connector module missing")
+
+    agent.reload = explode  # type: ignore[method-assign]
+    daemon = Daemon(agent, load=lambda path: SimpleNamespace(steps=[]))  # type: ignore[arg-type, return-value]
+    daemon.request_reload()
+    with caplog.at_level(logging.ERROR, logger="syncagent.scheduler"):
+        run_until(daemon, lambda: len(agent.starts()) == 1, watchdog)
+    assert "RuntimeError: connector module missing" in caplog.text and "previous configuration" in caplog.text
+    assert set(daemon.jobs) == {("a", "orders")} and daemon.reloads == 0
