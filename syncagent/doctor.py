@@ -56,11 +56,17 @@ def check_config(path: str | Path | None) -> tuple[Config | None, list[Finding]]
         config = load_config(path)
     except ConfigError as exc:
         problems = getattr(exc, "problems", None) or [exc]
-        return None, [Finding("config", FAIL, str(p), "edit the file at that line (docs/configuration.md), then "
-                              "`syncagent check-config`") for p in problems]
+        return None, [Finding("config", FAIL, str(p), _config_fix(p)) for p in problems]
     channels = [c for c in config.channels if c.enabled]
     return config, [Finding("config", OK, f"{config.path}: loaded; {len(channels)} enabled channel(s) of "
                             f"{len(config.channels)}")]
+
+
+def _config_fix(problem: Any) -> str:
+    if getattr(problem, "line", None):
+        return "edit the file at that line (docs/configuration.md), then `syncagent check-config`"
+    return ("give the config file with -c FILE or $SYNCAGENT_CONFIG (or create ./syncagent.yaml from "
+            "config.example.yaml), readable by this user")
 
 
 # -- endpoints ----------------------------------------------------------------------------------
