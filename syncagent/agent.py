@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from syncagent.config import ChannelConfig, Config
 from syncagent.connectors import registry
@@ -18,6 +19,9 @@ from syncagent.engine import ChannelSetup, Engine, StepResult
 from syncagent.errors import ConfigError
 from syncagent.journal import Journal
 from syncagent.model import ALL_FLOWS, utcnow
+
+if TYPE_CHECKING:
+    from syncagent.alerts import Alerter
 
 log = logging.getLogger("syncagent.agent")
 
@@ -68,28 +72,67 @@ class Agent:
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow) -> None:
         self.config = config
         self.journal = journal or Journal(config.journal)
+        self._sleep, self._clock = sleep, clock
         try:
-            backoffice_cls = registry.load(config.backoffice.type)
-            self.backoffice: Connector = backoffice_cls.from_config(  # type: ignore[attr-defined]
-                config.backoffice, sleep=sleep, clock=clock
-            )
+            self.backoffice, setups = self._connect(config)
+        except Exception:
+            self.journal.close()
+            raise
+        self.engine = Engine(self.journal, self.backoffice, setups, clock=clock)
+        self.alerter = self._alerter(config)
+
+    def _connect(self, config: Config) -> tuple[Connector, dict[str, ChannelSetup]]:
+        """The back office and one setup per enabled channel; nothing is left open on failure."""
+        sleep, clock = self._sleep, self._clock
+        backoffice_cls = registry.load(config.backoffice.type)
+        backoffice: Connector = backoffice_cls.from_config(  # type: ignore[attr-defined]
+            config.backoffice, sleep=sleep, clock=clock
+        )
+        setups: dict[str, ChannelSetup] = {}
+        try:
             # a POST whose answer was lost can run at most this long in the back office
             http = config.backoffice.http
             settle = http.connect_timeout + http.read_timeout
-            setups = {}
             for channel in config.channels:
                 if channel.enabled:
                     connector = build_connector(channel, sleep=sleep, clock=clock)
                     setups[channel.name] = channel_setup(channel, connector, settle)
         except Exception:
-            self.journal.close()
+            for setup in setups.values():
+                setup.connector.close()
+            backoffice.close()
             raise
-        self.engine = Engine(self.journal, self.backoffice, setups, clock=clock)
-        self.alerter = None
-        if config.alerts is not None:
-            from syncagent.alerts import Alerter
+        return backoffice, setups
 
-            self.alerter = Alerter(config.alerts, self.journal, clock=clock)
+    def _alerter(self, config: Config) -> Alerter | None:
+        if config.alerts is None:
+            return None
+        from syncagent.alerts import Alerter
+
+        return Alerter(config.alerts, self.journal, clock=self._clock)
+
+    def reload(self, config: Config) -> None:
+        """Swap in a new config (SIGHUP) between steps: new connectors and engine, same journal and lock.
+
+        Connectors are built first, so a failure leaves the running config untouched. The journal
+        path cannot change without a restart (the lock belongs to the open one).
+        """
+        if config.journal.resolve() != self.config.journal.resolve():
+            log.warning("the journal path changed to %s: it takes effect at the next restart; still using %s",
+                        config.journal, self.journal.path)
+        backoffice, setups = self._connect(config)
+        old_engine, old_backoffice = self.engine, self.backoffice
+        self.engine = Engine(self.journal, backoffice, setups, clock=self._clock)
+        self.engine.should_stop = old_engine.should_stop
+        if config.alerts != self.config.alerts:
+            alerter = self._alerter(config)
+            if alerter is not None and self.alerter is not None:
+                alerter.failing_cycles = self.alerter.failing_cycles  # "failing N cycles" counts on
+            self.alerter = alerter
+        self.backoffice, self.config = backoffice, config
+        for setup in old_engine.channels.values():
+            setup.connector.close()
+        old_backoffice.close()
 
     def alert(self, results: list[StepResult]) -> None:
         """After a cycle: one e-mail per new problem, one per recovery (see syncagent.alerts)."""

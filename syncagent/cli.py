@@ -552,5 +552,38 @@ def quarantine_drop(ctx: click.Context, row_ids: tuple[int, ...], reason: str, b
     _guard(body)
 
 
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The documented machine-readable shape (docs/cli.md).")
+@click.option("--offline", is_flag=True, help="Skip the endpoint and clock checks (no network).")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool, offline: bool) -> None:
+    """Check config, endpoints, credentials, clocks, the journal and the quarantine; say how to fix each."""
+    import dataclasses
+
+    from syncagent import doctor as checks
+    from syncagent.logs import setup_logging
+    from syncagent.report import dumps
+
+    config, findings = checks.check_config(ctx.obj["config_path"])
+    if config is not None:
+        # retries and the like would clutter the findings; errors still show, every secret masked
+        quiet = dataclasses.replace(config.log, level="debug" if ctx.obj["verbose"] else "error")
+        setup_logging(quiet, config.secrets, verbose=ctx.obj["verbose"])
+        findings += checks.diagnose(config, online=not offline)
+    code = checks.exit_code(findings, config_ok=config is not None)
+    if as_json:
+        click.echo(dumps(checks.to_json(findings, code)))
+    else:
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        for f in findings:
+            click.echo(f"[{marks.get(f.status, f.status)}] {f.check}: {f.message}")
+            if f.status != "ok" and f.fix:
+                click.echo(f"       fix: {f.fix}")
+        counts = checks.to_json(findings, code)["summary"]
+        click.echo(f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failure(s)")
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     main()
