@@ -199,7 +199,7 @@ class Engine:
             self._prices(ctx, full)
         elif flow == "customers":
             if direction in ("pull", "both"):
-                self._pull_customers(ctx)
+                self._pull_customers(ctx, may_stop=True)
             if direction in ("push", "both"):
                 self._push_feed(ctx, "customers", full)
         elif flow in CATALOGUE_PUSH:
@@ -501,7 +501,8 @@ class Engine:
         self._push_feed(ctx, "stock", full, filters={"warehouses": list(warehouses)}, transform=transform)
 
     # -- customers registered on the channel ---------------------------------------------------
-    def _pull_customers(self, ctx: _Ctx) -> None:
+    def _pull_customers(self, ctx: _Ctx, *, may_stop: bool = False) -> None:
+        """Bind the channel's customers; as a step of its own (`may_stop`) it yields after a recorded page."""
         if ctx.plan_only:
             return  # binding may create back office customers: a shadow channel writes nothing
         cursor = self.journal.cursor(ctx.name, "customers-pull")
@@ -515,6 +516,8 @@ class Engine:
                 self._bind_customer(ctx, record)
             with self.journal.transaction():
                 self._advance(ctx.name, "customers-pull", page.cursor)
+            if may_stop and self.should_stop():
+                return
 
     def _bind_customer(self, ctx: _Ctx, cc: ChannelCustomer) -> str | None:
         """Bind a channel customer to a back office code: found by CPF/CNPJ, else created once."""
@@ -575,6 +578,8 @@ class Engine:
         for _round in range(SETTLE_ROUNDS):  # what failed or was too fresh gets a few more tries once settled
             if not (ctx.parked or ctx.unsettled):
                 break
+            if self.should_stop():  # a stop or another channel's due step does not wait for the settle time:
+                return  # what waits is in the journal, first in line at the next run
             ctx.parked = ctx.unsettled = 0
             self._wait_to_settle(ctx)
             self._recover_orders(ctx)
@@ -1050,6 +1055,8 @@ class Engine:
                 self._deliver_event(ctx, event)
             with self.journal.transaction():
                 self._advance(ctx.name, "order-events", page.cursor)
+            if self.should_stop():
+                return  # the page is recorded; held-back events are retried at the next run's start
         self._retry_pending_events(ctx)
 
     def _retry_pending_events(self, ctx: _Ctx) -> None:
