@@ -317,3 +317,23 @@ def test_stock_per_channel_warehouse_when_the_channel_holds_several(tmp_path: Pa
               for _, batch in ch.pushed for o in batch}
     assert levels == {"A@vtex-sp": 10 - 2 - 1, "A@vtex-rj": (5 + 7 - 1) - 1}
     journal.close()
+
+
+def test_a_stop_during_the_orders_step_skips_the_settle_rounds(parts: Any, monkeypatch: Any) -> None:
+    engine, bo, ch, journal = parts
+    ch.orders = [order("o1")]
+    calls = {"push": 0, "asked": 0}
+
+    def lost(entity: str, batch: Any) -> Any:
+        calls["push"] += 1
+        raise AmbiguousError("answer lost")
+
+    def stop_after_the_page() -> bool:
+        calls["asked"] += 1
+        return calls["asked"] > 1  # the page's own check says go on; the stop arrives just after it
+
+    monkeypatch.setattr(bo, "push", lost)
+    engine.should_stop = stop_after_the_page
+    result = engine.run_step("loja", "orders")
+    assert calls["push"] == 1  # no settle round: the stop did not wait for them
+    assert result.status == "ok" and journal.order("loja", "o1").state == "creating"  # type: ignore[union-attr]
