@@ -74,3 +74,49 @@ def test_one_mail_per_new_problem_and_one_on_recovery(sims: Sims, tmp_path: Path
     assert "quarantined" in str(quarantine["Subject"]) and "P000003" in quarantine.get_payload()
     assert "syncagent quarantine" in quarantine.get_payload()
     assert all(m["To"] == "ti@loja.example" for m in box.messages)
+
+
+def test_mail_goes_over_starttls_with_login(sims: Sims, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real path of a store's mail relay: STARTTLS required, then AUTH, then the message."""
+    import ssl
+
+    import trustme
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the relay's CA, as an operator would install it
+    logins: list[tuple[str, bool]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"alertas", b"senha-smtp-123")
+        logins.append((mechanism, ok))
+        return AuthResult(success=ok)
+
+    box = Inbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(box, hostname="127.0.0.1", port=port, tls_context=server_tls, require_starttls=True,
+                            auth_require_tls=True, authenticator=authenticator)
+    controller.start()
+    try:
+        monkeypatch.setenv("SMTP_PASSWORD", "senha-smtp-123")
+        config = write_config(tmp_path, sims, flows=["products"])
+        config.write_text(config.read_text().replace("log: {level: warning, format: text}\n", (
+            "log: {level: warning, format: text}\n"
+            "alerts:\n  email:\n"
+            f"    smtp_host: 127.0.0.1\n    smtp_port: {port}\n    starttls: true\n"
+            "    username: alertas\n    password: ${SMTP_PASSWORD}\n"
+            "    from: syncagent@loja.example\n    to: [ti@loja.example]\n")))
+        sims.su.admin("POST", "/_admin/keys/revoke")
+        with Agent(load_config(config), sleep=lambda s: None) as agent:
+            agent.run_once()
+    finally:
+        controller.stop()
+    assert logins and all(ok for _, ok in logins)
+    assert box.subjects() == ["[syncagent] loja-centro: credentials rejected"]
+    assert "senha-smtp-123" not in (tmp_path / "journal.db").read_bytes().decode("latin-1")
