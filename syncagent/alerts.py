@@ -89,7 +89,7 @@ class Alerter:
                 f"{lines}\n\nHow to fix: {FIXES['quarantine']}\n"))
         cutoff = (self.clock() - timedelta(minutes=self.cfg.order_late_minutes)).isoformat()
         for channel, order_id, state, reason in self.journal.conn.execute(
-            "SELECT channel, order_id, state, reason FROM orders WHERE state IN ('seen', 'creating', 'quarantined')"
+            "SELECT channel, order_id, state, reason FROM orders WHERE state IN ('pending', 'creating', 'quarantined')"
             " AND seen_at < ?", (cutoff.replace("+00:00", "Z"),)
         ):
             found.append(Problem(

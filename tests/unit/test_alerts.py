@@ -32,3 +32,35 @@ def test_no_flood_when_a_problem_flaps(tmp_path: Path) -> None:
         assert cycle(up, minutes=61) == ["[syncagent] recovered: loja: credentials rejected"]
         assert "came and went 5 more times" in sent[-1].get_payload()
         assert cycle(down, minutes=120) == ["[syncagent] loja: credentials rejected"]  # a new problem, later
+
+
+def test_a_channel_failing_n_cycles_in_a_row_and_a_late_order(tmp_path: Path) -> None:
+    now = {"t": datetime.now(UTC)}
+    sent: list[EmailMessage] = []
+    cfg = EmailAlerts(smtp_host="127.0.0.1", from_addr="a@b.c", to=("ti@b.c",), failing_cycles=3,
+                      order_late_minutes=15)
+    with Journal(tmp_path / "j.db") as journal:
+        alerter = Alerter(cfg, journal, clock=lambda: now["t"], send=sent.append)
+        down = [StepResult("loja", "stock", status="failed", error="loja: PUT /v1/stock answered 503")]
+
+        def cycle(results: list[StepResult], minutes: int = 5) -> list[str]:
+            now["t"] += timedelta(minutes=minutes)
+            return [str(m["Subject"]) for m in alerter.evaluate(results)]
+
+        assert cycle(down) == [] and cycle(down) == []  # two failing cycles: not yet
+        assert cycle([StepResult("loja", "stock")]) == []  # one good cycle resets the count
+        assert cycle(down) == [] and cycle(down) == []
+        assert cycle(down) == ["[syncagent] loja: failing for 3 cycles"]
+        assert "answered 503" in sent[-1].get_payload() and "How to fix" in sent[-1].get_payload()
+        assert cycle([StepResult("loja", "stock")]) == ["[syncagent] recovered: loja: failing for 3 cycles"]
+
+        with journal.transaction():  # parked: the back office did not answer; it stays past 15 minutes
+            journal.set_order("loja", "o-77", "pending", reason="backoffice: POST /orders answered 503")
+            journal.set_order("loja", "o-78", "seen")  # not importable (not approved): no alert
+        now["t"] = datetime.now(UTC)  # the journal stamps rows with the wall clock
+        assert cycle([StepResult("loja", "orders")], minutes=10) == []
+        assert cycle([StepResult("loja", "orders")], minutes=10) == ["[syncagent] loja: order o-77 not in the back office"]
+        assert "answered 503" in sent[-1].get_payload()
+        with journal.transaction():
+            journal.set_order("loja", "o-77", "acknowledged", bo_number="100123")
+        assert cycle([StepResult("loja", "orders")]) == ["[syncagent] recovered: loja: order o-77 not in the back office"]
