@@ -105,6 +105,14 @@ def test_pushes_and_orders_go_through_the_channel_sku(sims: Sims, tmp_path: Path
     held = su_collection(sims, "products")
     assert "ANTIGO-1" in held and "P000001" not in held
 
+    # a pair imported after the first push: push --full moves that product to its SKU, and only it
+    later = tmp_path / "later.csv"
+    later.write_text("code,channel_sku\nP000003,ANTIGO-3\n")
+    assert cli(config, "mapping", "import", "--channel", "loja-centro", str(later)).returncode == 0
+    mark = sims.su.last_request_id()
+    assert cli(config, "push", "--entity", "products", "--full").returncode == 0
+    assert [i["key"] for i in items_written(sims.su.requests_log(mark), "/v1/products")] == ["ANTIGO-3"]
+
     # an order taken on the tablet names the channel SKU; the back office gets its own code
     order_id = approved_order(sims, [{"key": "ANTIGO-2", "quantity": 1, "unit_price": "10.00"}])
     run_once(config)
