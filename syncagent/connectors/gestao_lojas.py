@@ -122,7 +122,7 @@ class GestaoLojasConnector:
             next_cursor = body.get("next_cursor")
             if next_cursor is not None and not isinstance(next_cursor, str):
                 raise TransientError(f"{self.name}: {what}: next_cursor is not a string", code="bad_response")
-            yield Page(parse_items(body["items"], parse, key_of), next_cursor or None)
+            yield Page(parse_items(body["items"], parse, key_of, raw=resp.content), next_cursor or None)
             if not next_cursor or next_cursor == cursor:
                 return
             cursor = next_cursor
