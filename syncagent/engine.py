@@ -9,10 +9,13 @@ quarantined / cancelled) whose every transition is committed before the next net
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -199,15 +202,68 @@ class Engine:
     ) -> None:
         cursor_key = cursor_key or entity
         cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
-        for page in self.backoffice.pull(entity, cursor, filters):
-            records = page.records
-            ctx.result.read += len(records)
-            extra = None
-            if transform is not None:
-                records, extra = transform(records)
-            self._push_records(ctx, entity, records, cursor_key, page.cursor, extra)
-            if self.should_stop():
-                return  # the page is recorded; the rest waits for the next run
+        # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
+        with contextlib.closing(self._read_ahead(self.backoffice.pull(entity, cursor, filters))) as pages:
+            for page in pages:
+                records = page.records
+                ctx.result.read += len(records)
+                extra = None
+                if transform is not None:
+                    records, extra = transform(records)
+                self._push_records(ctx, entity, records, cursor_key, page.cursor, extra)
+                if self.should_stop():
+                    return  # the page is recorded; the rest waits for the next run
+
+    @staticmethod
+    def _read_ahead(source: Iterator[Any]) -> Iterator[Any]:
+        """The items of `source`, the next one fetched by one helper thread while the caller works on this one.
+
+        Only the helper touches `source` (the journal stays with the caller's thread); it holds at
+        most one item ahead. An exception of `source` is raised here, in the caller's thread, after
+        the items before it. Closing this generator stops the helper and waits for it, so nothing is
+        read on once a step has ended.
+        """
+        slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def hand_over(kind: str, value: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    slot.put((kind, value), timeout=0.1)
+                    return not stop.is_set()
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                for item in source:
+                    if not hand_over("item", item):
+                        return
+                hand_over("end", None)
+            except BaseException as exc:  # noqa: BLE001 - every failure goes to the caller, as it is
+                hand_over("error", exc)
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+
+        reader = threading.Thread(target=read, name="syncagent-read-ahead", daemon=True)
+        reader.start()
+        try:
+            while True:
+                kind, value = slot.get()
+                if kind == "item":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            stop.set()
+            with contextlib.suppress(queue.Empty):
+                slot.get_nowait()  # a helper waiting to hand over an item sees the stop at once
+            reader.join()
 
     def _push_records(
         self, ctx: _Ctx, entity: str, records: Iterable[Any], cursor_key: str | None, cursor: str | None,

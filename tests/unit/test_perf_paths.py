@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from syncagent.connectors.base import Capabilities, Outgoing, PushResult
 from syncagent.connectors.common import parse_items
 from syncagent.connectors.gestao_lojas import parse_product
-from syncagent.errors import MappingError
-from syncagent.model import BadRecord, Product
+from syncagent.engine import ChannelSetup, Engine
+from syncagent.errors import MappingError, TransientError
+from syncagent.journal import Journal
+from syncagent.model import BadRecord, Page, Product
 
 GOOD = {"code": "P1", "description": "Caneca", "active": True}
 
@@ -77,3 +83,108 @@ def test_the_fast_parsers_decide_exactly_like_the_checked_ones(entity: str) -> N
             assert _outcome(fast, item) == _outcome(checked, item), (name, value)
             del item[name]
             assert _outcome(fast, item) == _outcome(checked, item), (name, "absent")
+
+
+# -- the engine's read-ahead of feed pages -----------------------------------------------------------
+class _Feed:
+    """A back office feed that notes which thread read each page and whether it was closed."""
+
+    def __init__(self, pages: int, fail_at: int | None = None) -> None:
+        self.pages, self.fail_at = pages, fail_at
+        self.read: list[int] = []
+        self.threads: set[int] = set()
+        self.closed = threading.Event()
+
+    def pull(self, entity: str, cursor: str | None, filters: Any = None) -> Iterator[Page]:
+        try:
+            for k in range(int(cursor or 0), self.pages):
+                self.threads.add(threading.get_ident())
+                if k == self.fail_at:
+                    raise TransientError(f"page {k} lost")
+                self.read.append(k)
+                yield Page([Product(f"P{k}", "name", True)], str(k + 1) if k + 1 < self.pages else None)
+        finally:
+            self.closed.set()
+
+
+class _Sink:
+    capabilities = Capabilities(max_batch=100)
+    name = "loja"
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+        self.sent: list[str] = []
+
+    def prepare(self, entity: str, record: Any) -> Outgoing:
+        return Outgoing(record.code, {"name": record.name})
+
+    def push(self, entity: str, batch: Any) -> list[PushResult]:
+        self.threads.add(threading.get_ident())
+        self.sent += [o.key for o in batch]
+        return [PushResult(o.key, "created") for o in batch]
+
+
+@pytest.fixture
+def step(tmp_path: Path) -> Iterator[tuple[Engine, _Sink, Journal]]:
+    journal = Journal(tmp_path / "j.db")
+    sink = _Sink()
+    engine = Engine(journal, None, {"loja": ChannelSetup("loja", sink)})  # type: ignore[arg-type, dict-item]
+    yield engine, sink, journal
+    journal.close()
+
+
+def test_read_ahead_hands_over_every_page_in_order_and_reads_in_its_own_thread(step: Any) -> None:
+    engine, sink, journal = step
+    engine.backoffice = feed = _Feed(5)
+    result = engine.run_step("loja", "products")
+    assert result.ok and sink.sent == ["P0", "P1", "P2", "P3", "P4"] and journal.cursor("loja", "products") == "4"
+    assert feed.threads and threading.get_ident() not in feed.threads and sink.threads == {threading.get_ident()}
+    assert feed.closed.is_set() and not [t for t in threading.enumerate() if t.name == "syncagent-read-ahead"]
+
+
+def test_a_read_error_reaches_the_step_after_the_pages_before_it(step: Any) -> None:
+    engine, sink, journal = step
+    engine.backoffice = _Feed(5, fail_at=2)
+    result = engine.run_step("loja", "products")
+    assert result.status == "failed" and "page 2 lost" in (result.error or "")
+    assert sink.sent == ["P0", "P1"] and journal.cursor("loja", "products") == "2"
+
+
+def test_the_read_error_keeps_its_type() -> None:
+    def source() -> Iterator[int]:
+        yield 1
+        raise KeyError("boom")
+
+    got = []
+    with pytest.raises(KeyError, match="boom"):
+        for item in Engine._read_ahead(source()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_should_stop_ends_after_the_page_in_hand_and_stops_the_reader(step: Any) -> None:
+    engine, sink, journal = step
+    engine.backoffice = feed = _Feed(50)
+    engine.should_stop = lambda: len(sink.sent) >= 2
+    result = engine.run_step("loja", "products")
+    assert result.ok and sink.sent == ["P0", "P1"] and journal.cursor("loja", "products") == "2"
+    assert feed.closed.is_set() and len(feed.read) <= 4  # at most one page in the slot and one in hand
+    assert not [t for t in threading.enumerate() if t.name == "syncagent-read-ahead"]
+
+
+def test_closing_the_read_ahead_early_closes_the_source_in_time() -> None:
+    closed = threading.Event()
+    reads: list[int] = []
+
+    def source() -> Iterator[int]:
+        try:
+            for k in range(1000):
+                reads.append(k)
+                yield k
+        finally:
+            closed.set()
+
+    pages = Engine._read_ahead(source())
+    assert next(pages) == 0
+    pages.close()
+    assert closed.is_set() and len(reads) <= 3
