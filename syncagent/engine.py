@@ -404,12 +404,15 @@ class Engine:
             merged = self.journal.balances(ctx.name, codes)
             for r in rows:
                 merged[(r.code, r.warehouse)] = (r.available, r.reserved)
-            levels: list[Any] = []
-            for code in codes:
-                for location, sources in groups.items():
-                    feeding = sources or ctx.setup.warehouses
-                    total = sum(a - res for (c, w), (a, res) in merged.items() if c == code and w in feeding)
-                    levels.append(StockLevel(code, max(0, total - safety), location))
+            # one pass over the balances: per (code, location) total, instead of a scan of them all per code
+            feeding = [(location, frozenset(sources or ctx.setup.warehouses)) for location, sources in groups.items()]
+            totals: dict[tuple[str, str | None], int] = {}
+            for (c, w), (a, res) in merged.items():
+                for location, whs in feeding:
+                    if w in whs:
+                        totals[(c, location)] = totals.get((c, location), 0) + a - res
+            levels: list[Any] = [StockLevel(code, max(0, totals.get((code, location), 0) - safety), location)
+                                 for code in codes for location in groups]
             updates = [(r.code, r.warehouse, r.available, r.reserved) for r in rows]
             return levels + others, lambda: self.journal.set_balances(ctx.name, updates)
 
