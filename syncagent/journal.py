@@ -429,7 +429,10 @@ class Journal:
         self.conn.executemany(
             "INSERT INTO stock_balances (channel, code, warehouse, available, reserved) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (channel, code, warehouse) DO UPDATE SET available = excluded.available,"
-            " reserved = excluded.reserved",
+            " reserved = excluded.reserved"
+            # an unchanged balance is not rewritten: a no-change cycle re-reads the last page of the feed
+            " WHERE stock_balances.available IS NOT excluded.available"
+            " OR stock_balances.reserved IS NOT excluded.reserved",
             [(channel, *row) for row in rows],
         )
 
@@ -457,7 +460,8 @@ class Journal:
         )
         self.conn.executemany(
             "INSERT INTO price_boundaries (channel, code, next_at, record) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (channel, code) DO UPDATE SET next_at = excluded.next_at, record = excluded.record",
+            " ON CONFLICT (channel, code) DO UPDATE SET next_at = excluded.next_at, record = excluded.record"
+            " WHERE price_boundaries.next_at IS NOT excluded.next_at OR price_boundaries.record IS NOT excluded.record",
             [(channel, code, next_at, record) for code, next_at, record in rows if next_at is not None],
         )
 
@@ -548,10 +552,12 @@ class Journal:
         return [RunRow(*r) for r in rows]
 
     def set_channel_state(self, channel: str, auth_state: str, message: str | None = None) -> None:
+        """Written only when it changes (updated_at: since when), so a quiet cycle commits nothing here."""
         self.conn.execute(
             "INSERT INTO channel_state (channel, auth_state, message, updated_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (channel) DO UPDATE SET auth_state = excluded.auth_state, message = excluded.message,"
-            " updated_at = excluded.updated_at",
+            " updated_at = excluded.updated_at"
+            " WHERE channel_state.auth_state IS NOT excluded.auth_state OR channel_state.message IS NOT excluded.message",
             (channel, auth_state, message, now_iso()),
         )
 

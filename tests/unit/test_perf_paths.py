@@ -188,3 +188,25 @@ def test_closing_the_read_ahead_early_closes_the_source_in_time() -> None:
     assert next(pages) == 0
     pages.close()
     assert closed.is_set() and len(reads) <= 3
+
+
+# -- the journal leaves unchanged rows alone ---------------------------------------------------------
+def test_unchanged_balances_boundaries_and_channel_state_are_not_rewritten(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    try:
+        journal.set_balances("loja", [("P1", "LJ01", 5, 1)])
+        journal.set_price_boundaries("loja", [("P1", "2026-12-01T00:00:00Z", "{}")])
+        journal.set_channel_state("loja", "ok")
+        before = journal.conn.total_changes
+        journal.set_balances("loja", [("P1", "LJ01", 5, 1)])
+        journal.set_price_boundaries("loja", [("P1", "2026-12-01T00:00:00Z", "{}")])
+        journal.set_channel_state("loja", "ok")
+        assert journal.conn.total_changes == before
+        journal.set_balances("loja", [("P1", "LJ01", 4, 1)])
+        journal.set_price_boundaries("loja", [("P1", "2026-12-02T00:00:00Z", "{}")])
+        journal.set_channel_state("loja", "auth_failed", "401")
+        assert journal.balances("loja", ["P1"]) == {("P1", "LJ01"): (4, 1)}
+        assert journal.due_prices("loja", "2026-12-03") == [("P1", "{}")]
+        assert journal.channel_states() == {"loja": ("auth_failed", "401")}
+    finally:
+        journal.close()
