@@ -202,15 +202,24 @@ class Engine:
     ) -> None:
         cursor_key = cursor_key or entity
         cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
+        # the feed's last page, read again every cycle, is skipped when its digest says it did not change
+        # since it was recorded whole (not with --full: that re-maps everything, e.g. after an upgrade)
+        tail = None if full or ctx.plan_only else self.journal.tail_digest(ctx.name, cursor_key)
         # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
         with contextlib.closing(self._read_ahead(self.backoffice.pull(entity, cursor, filters))) as pages:
             for page in pages:
                 records = page.records
                 ctx.result.read += len(records)
+                digest = page.extra.get("digest") if page.cursor is None else None
+                if digest is not None and digest == tail:
+                    ctx.result.unchanged += sum(1 for r in records if not isinstance(r, BadRecord))
+                    with self.journal.transaction():
+                        self._advance(ctx.name, cursor_key, None)
+                    continue
                 extra = None
                 if transform is not None:
                     records, extra = transform(records)
-                self._push_records(ctx, entity, records, cursor_key, page.cursor, extra)
+                self._push_records(ctx, entity, records, cursor_key, page.cursor, extra, tail_digest=digest)
                 if self.should_stop():
                     return  # the page is recorded; the rest waits for the next run
 
@@ -267,9 +276,12 @@ class Engine:
 
     def _push_records(
         self, ctx: _Ctx, entity: str, records: Iterable[Any], cursor_key: str | None, cursor: str | None,
-        extra: Callable[[], None] | None = None,
+        extra: Callable[[], None] | None = None, *, tail_digest: str | None = None,
     ) -> list[tuple[Any, Outgoing]]:
-        """Map, diff, send and record one page. Returns the (record, outgoing) pairs that mapped."""
+        """Map, diff, send and record one page. Returns the (record, outgoing) pairs that mapped.
+
+        `tail_digest` (the last page of a feed) is kept with the cursor once the whole page is recorded.
+        """
         prepared: dict[str, tuple[Any, Outgoing, str]] = {}
         bad: list[tuple[str, str, str, Any, str]] = []
         for record in records:
@@ -328,6 +340,8 @@ class Engine:
                     extra()
                 if cursor_key is not None:
                     self._advance(ctx.name, cursor_key, cursor)
+                    if not ctx.setup.shadow:
+                        self.journal.set_tail_digest(ctx.name, cursor_key, tail_digest)
         ctx.result.sent += len(accepted)
         ctx.result.quarantined += len(bad) + len(rejected)
         if error is not None:

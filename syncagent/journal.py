@@ -74,6 +74,12 @@ MIGRATIONS: list[tuple[str, str]] = [
             flaps INTEGER NOT NULL DEFAULT 0, subject TEXT NOT NULL);
         """,
     ),
+    (
+        "digest of the last page of a feed",
+        """
+        ALTER TABLE cursors ADD COLUMN tail_digest TEXT;
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -313,6 +319,20 @@ class Journal:
             "INSERT INTO cursors (channel, flow, cursor, updated_at) VALUES (?, ?, NULL, ?)"
             " ON CONFLICT (channel, flow) DO UPDATE SET updated_at = excluded.updated_at",
             (channel, flow, now_iso()),
+        )
+
+    def tail_digest(self, channel: str, flow: str) -> str | None:
+        """The digest of the feed's last page as it was when last recorded (None: unknown)."""
+        row = self.conn.execute(
+            "SELECT tail_digest FROM cursors WHERE channel = ? AND flow = ?", (channel, flow)
+        ).fetchone()
+        return row[0] if row else None
+
+    def set_tail_digest(self, channel: str, flow: str, digest: str | None) -> None:
+        """Note the digest of the last page just recorded (in the page's transaction, after its cursor)."""
+        self.conn.execute(
+            "UPDATE cursors SET tail_digest = ? WHERE channel = ? AND flow = ? AND tail_digest IS NOT ?",
+            (digest, channel, flow, digest),
         )
 
     # -- bindings -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ an order up by external id before any second attempt, so this module never retri
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -123,7 +124,10 @@ class GestaoLojasConnector:
             next_cursor = body.get("next_cursor")
             if next_cursor is not None and not isinstance(next_cursor, str):
                 raise TransientError(f"{self.name}: {what}: next_cursor is not a string", code="bad_response")
-            yield Page(parse_items(body["items"], parse, key_of, raw=resp.content), next_cursor or None)
+            # the last page is read again every cycle (a null cursor keeps the previous one): its digest
+            # lets the engine tell that it did not change since it was recorded
+            extra = {} if next_cursor else {"digest": hashlib.sha256(resp.content).hexdigest()}
+            yield Page(parse_items(body["items"], parse, key_of, raw=resp.content), next_cursor or None, extra)
             if not next_cursor or next_cursor == cursor:
                 return
             cursor = next_cursor

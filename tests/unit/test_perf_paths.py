@@ -210,3 +210,58 @@ def test_unchanged_balances_boundaries_and_channel_state_are_not_rewritten(tmp_p
         assert journal.channel_states() == {"loja": ("auth_failed", "401")}
     finally:
         journal.close()
+
+
+# -- the last page of a feed, unchanged, is not mapped again -----------------------------------------
+class _TailFeed:
+    """Two pages; the last carries a digest of its content, as the back office connector gives."""
+
+    def __init__(self) -> None:
+        self.names = {"P0": "a", "P1": "b", "P2": "c"}
+
+    def pull(self, entity: str, cursor: str | None, filters: Any = None) -> Iterator[Page]:
+        codes = sorted(self.names)
+        first = [Product(c, self.names[c], True) for c in codes[:2]]
+        last = [Product(c, self.names[c], True) for c in codes[2:]]
+        if cursor is None:
+            yield Page(first, "2")
+        yield Page(last, None, {"digest": repr(last)})
+
+
+class _CountingSink(_Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared = 0
+        self.fail = False
+
+    def prepare(self, entity: str, record: Any) -> Outgoing:
+        self.prepared += 1
+        return super().prepare(entity, record)
+
+    def push(self, entity: str, batch: Any) -> list[PushResult]:
+        if self.fail:
+            raise TransientError("channel down")
+        return super().push(entity, batch)
+
+
+def test_an_unchanged_last_page_is_skipped_a_changed_one_is_sent(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    sink, feed = _CountingSink(), _TailFeed()
+    engine = Engine(journal, feed, {"loja": ChannelSetup("loja", sink)})  # type: ignore[arg-type, dict-item]
+    try:
+        assert engine.run_step("loja", "products").sent == 3 and sink.prepared == 3
+        again = engine.run_step("loja", "products")
+        assert again.ok and (again.read, again.unchanged, again.sent) == (1, 1, 0) and sink.prepared == 3
+        feed.names["P2"] = "c changed in place"  # same cursor, new content: it must be sent
+        changed = engine.run_step("loja", "products")
+        assert changed.sent == 1 and sink.sent[-1] == "P2" and sink.prepared == 4
+        assert engine.run_step("loja", "products").unchanged == 1 and sink.prepared == 4
+        full = engine.run_step("loja", "products", full=True)  # --full maps every record again
+        assert full.unchanged == 3 and sink.prepared == 7
+        feed.names["P2"] = "c again"
+        sink.fail = True  # the page is not recorded: its digest must not be kept
+        assert engine.run_step("loja", "products").status == "failed"
+        sink.fail = False
+        assert engine.run_step("loja", "products").sent == 1 and sink.sent[-1] == "P2"
+    finally:
+        journal.close()
