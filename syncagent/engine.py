@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -205,23 +206,63 @@ class Engine:
         # the feed's last page, read again every cycle, is skipped when its digest says it did not change
         # since it was recorded whole (not with --full: that re-maps everything, e.g. after an upgrade)
         tail = None if full or ctx.plan_only else self.journal.tail_digest(ctx.name, cursor_key)
-        # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
-        with contextlib.closing(self._read_ahead(self.backoffice.pull(entity, cursor, filters))) as pages:
-            for page in pages:
-                records = page.records
-                ctx.result.read += len(records)
-                digest = page.extra.get("digest") if page.cursor is None else None
-                if digest is not None and digest == tail:
-                    ctx.result.unchanged += sum(1 for r in records if not isinstance(r, BadRecord))
-                    with self.journal.transaction():
-                        self._advance(ctx.name, cursor_key, None)
-                    continue
-                extra = None
-                if transform is not None:
-                    records, extra = transform(records)
-                self._push_records(ctx, entity, records, cursor_key, page.cursor, extra, tail_digest=digest)
-                if self.should_stop():
-                    return  # the page is recorded; the rest waits for the next run
+        # Without a transform (which reads the journal), page k is sent by one sender thread while page
+        # k+1 is mapped here; page k is recorded before page k+1 is diffed, so cursors, fingerprints and
+        # quarantine are written in page order, by this thread alone, as without the overlap.
+        overlap = transform is None and not ctx.plan_only
+        sender: ThreadPoolExecutor | None = None
+        inflight: tuple[Future[_PageWork], str | None] | None = None  # the page being sent and its cursor
+
+        def settle() -> bool:
+            """Record the page in flight, if any (its send error is raised here)."""
+            nonlocal inflight
+            if inflight is None:
+                return False
+            future, page_cursor = inflight
+            inflight = None
+            self._record_page(ctx, entity, future.result(), cursor_key, page_cursor)
+            return True
+
+        try:
+            # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
+            with contextlib.closing(self._read_ahead(self.backoffice.pull(entity, cursor, filters))) as pages:
+                for page in pages:
+                    records = page.records
+                    ctx.result.read += len(records)
+                    digest = page.extra.get("digest") if page.cursor is None else None
+                    if digest is not None and digest == tail:
+                        if settle() and self.should_stop():
+                            return
+                        ctx.result.unchanged += sum(1 for r in records if not isinstance(r, BadRecord))
+                        with self.journal.transaction():
+                            self._advance(ctx.name, cursor_key, None)
+                        continue
+                    if overlap:
+                        work = self._map_page(ctx, entity, records)  # while the page before is being sent
+                        if settle() and self.should_stop():
+                            return  # the page before is recorded; this one waits for the next run
+                        self._diff_page(ctx, entity, work)
+                        if page.cursor is not None:
+                            sender = sender or ThreadPoolExecutor(1, thread_name_prefix="syncagent-send")
+                            inflight = (sender.submit(self._send_page, ctx, entity, work), page.cursor)
+                            continue  # recorded (and should_stop asked) once the next page is mapped
+                        # the last page: nothing left to overlap with
+                        self._record_page(ctx, entity, self._send_page(ctx, entity, work), cursor_key, None,
+                                          tail_digest=digest)
+                    else:
+                        extra = None
+                        if transform is not None:
+                            records, extra = transform(records)
+                        self._push_records(ctx, entity, records, cursor_key, page.cursor, extra, tail_digest=digest)
+                    if self.should_stop():
+                        return  # the page is recorded; the rest waits for the next run
+            settle()
+        finally:
+            if inflight is not None:  # the step ends on an error: the page already sent is still recorded
+                with contextlib.suppress(ChannelError):
+                    settle()
+            if sender is not None:
+                sender.shutdown(wait=True)
 
     @staticmethod
     def _read_ahead(source: Iterator[Any]) -> Iterator[Any]:
@@ -282,35 +323,49 @@ class Engine:
 
         `tail_digest` (the last page of a feed) is kept with the cursor once the whole page is recorded.
         """
-        prepared: dict[str, tuple[Any, Outgoing, str]] = {}
-        bad: list[tuple[str, str, str, Any, str]] = []
+        work = self._map_page(ctx, entity, records)
+        if not self._diff_page(ctx, entity, work):
+            return work.pairs()
+        return self._record_page(ctx, entity, self._send_page(ctx, entity, work), cursor_key, cursor, extra,
+                                 tail_digest=tail_digest)
+
+    def _map_page(self, ctx: _Ctx, entity: str, records: Iterable[Any]) -> _PageWork:
+        """Map and fingerprint one page: no journal, no network."""
+        work = _PageWork()
         for record in records:
             if isinstance(record, BadRecord):
                 key = _bad_key(record)
-                bad.append((key, record.code, record.reason, _src(record.raw), fingerprint(record.raw)))
+                work.bad.append((key, record.code, record.reason, _src(record.raw), fingerprint(record.raw)))
                 continue
             try:
                 out = ctx.conn.prepare(entity, record)
             except MappingError as exc:
                 raw = _describe(record)
-                bad.append((record.key, exc.code, exc.reason, _src(raw), fingerprint(raw)))
+                work.bad.append((record.key, exc.code, exc.reason, _src(raw), fingerprint(raw)))
                 continue
-            prepared[out.key] = (record, out, fingerprint(out.payload))
+            work.prepared[out.key] = (record, out, fingerprint(out.payload))
+        return work
+
+    def _diff_page(self, ctx: _Ctx, entity: str, work: _PageWork) -> bool:
+        """What changed since it was last sent (journal lookups). False: a plan-only run, planned and done."""
+        prepared = work.prepared
         keys = list(prepared)
         known = self.journal.fingerprints(ctx.name, entity, keys)
-        held = self._quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in bad])
-        changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
-        bad = [b for b in bad if held.get(b[0]) != b[4]]
-        ctx.result.unchanged += len(prepared) - len(changed)
-        accepted: list[tuple[str, str, str | None]] = []
-        rejected: list[tuple[str, str, str, Any, str]] = []
-        error: ChannelError | None = None
+        held = self._quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad])
+        work.changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
+        work.bad = [b for b in work.bad if held.get(b[0]) != b[4]]
+        ctx.result.unchanged += len(prepared) - len(work.changed)
         if ctx.plan_only:  # shadow channel or --dry-run: say what would be sent, send and record nothing
-            for out, _fp in changed:
+            for out, _fp in work.changed:
                 ctx.plan.append(PlannedWrite(entity, out.key, "update" if out.key in known else "create", out.payload))
-            ctx.result.quarantined += len(bad)
-            return [(record, out) for record, out, _ in prepared.values()]
+            ctx.result.quarantined += len(work.bad)
+            return False
+        return True
+
+    def _send_page(self, ctx: _Ctx, entity: str, work: _PageWork) -> _PageWork:
+        """Send what changed, in batches. Network only (no journal, no counters): it may run in a sender thread."""
         batch_size = max(1, min(ctx.setup.batch_size.get(entity, 200), ctx.conn.capabilities.max_batch))
+        changed, accepted, rejected = work.changed, work.accepted, work.rejected
         try:
             for start in range(0, len(changed), batch_size):
                 batch = changed[start : start + batch_size]
@@ -328,7 +383,15 @@ class Engine:
                         rejected.append((out.key, res.reason_code or "rejected", res.reason or "rejected",
                                          _out(out), fp))
         except ChannelError as exc:
-            error = exc
+            work.error = exc
+        return work
+
+    def _record_page(
+        self, ctx: _Ctx, entity: str, work: _PageWork, cursor_key: str | None, cursor: str | None,
+        extra: Callable[[], None] | None = None, *, tail_digest: str | None = None,
+    ) -> list[tuple[Any, Outgoing]]:
+        """One journal transaction for a sent page: fingerprints, quarantine, then (no error) the cursor."""
+        accepted, bad, rejected, error = work.accepted, work.bad, work.rejected, work.error
         with self.journal.transaction():
             self.journal.record_sent(ctx.name, entity, accepted)
             self.journal.release(ctx.name, entity, [a[0] for a in accepted])
@@ -346,7 +409,7 @@ class Engine:
         ctx.result.quarantined += len(bad) + len(rejected)
         if error is not None:
             raise error
-        return [(record, out) for record, out, _ in prepared.values()]
+        return work.pairs()
 
     def _advance(self, channel: str, cursor_key: str, cursor: str | None) -> None:
         """Move the cursor past a recorded page; None (end of the feed for now) keeps it."""
@@ -873,6 +936,21 @@ class Engine:
                 self.journal.quarantine(ctx.name, "order-events", event_id, res.reason_code or "rejected",
                                         res.reason or "rejected", _out(out))
                 ctx.result.quarantined += 1
+
+
+@dataclass
+class _PageWork:
+    """One page on its way through the push: mapped, diffed, sent, then recorded."""
+
+    prepared: dict[str, tuple[Any, Outgoing, str]] = field(default_factory=dict)  # key: (record, outgoing, fp)
+    bad: list[tuple[str, str, str, Any, str]] = field(default_factory=list)  # (key, code, reason, payload, fp)
+    changed: list[tuple[Outgoing, str]] = field(default_factory=list)
+    accepted: list[tuple[str, str, str | None]] = field(default_factory=list)
+    rejected: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
+    error: ChannelError | None = None
+
+    def pairs(self) -> list[tuple[Any, Outgoing]]:
+        return [(record, out) for record, out, _ in self.prepared.values()]
 
 
 def _stamp(text: str) -> float:

@@ -138,7 +138,8 @@ def test_read_ahead_hands_over_every_page_in_order_and_reads_in_its_own_thread(s
     engine.backoffice = feed = _Feed(5)
     result = engine.run_step("loja", "products")
     assert result.ok and sink.sent == ["P0", "P1", "P2", "P3", "P4"] and journal.cursor("loja", "products") == "4"
-    assert feed.threads and threading.get_ident() not in feed.threads and sink.threads == {threading.get_ident()}
+    # read in the reader thread; sent in the step's thread or its sender thread, never by the reader
+    assert feed.threads and threading.get_ident() not in feed.threads and not sink.threads & feed.threads
     assert feed.closed.is_set() and not [t for t in threading.enumerate() if t.name == "syncagent-read-ahead"]
 
 
@@ -168,7 +169,8 @@ def test_should_stop_ends_after_the_page_in_hand_and_stops_the_reader(step: Any)
     engine.should_stop = lambda: len(sink.sent) >= 2
     result = engine.run_step("loja", "products")
     assert result.ok and sink.sent == ["P0", "P1"] and journal.cursor("loja", "products") == "2"
-    assert feed.closed.is_set() and len(feed.read) <= 4  # at most one page in the slot and one in hand
+    # read at most: the page recorded, the one mapped meanwhile, one in the slot and one being read
+    assert feed.closed.is_set() and len(feed.read) <= 5
     assert not [t for t in threading.enumerate() if t.name == "syncagent-read-ahead"]
 
 
@@ -265,3 +267,21 @@ def test_an_unchanged_last_page_is_skipped_a_changed_one_is_sent(tmp_path: Path)
         assert engine.run_step("loja", "products").sent == 1 and sink.sent[-1] == "P2"
     finally:
         journal.close()
+
+
+def test_a_send_error_of_the_page_in_flight_stops_the_step_before_its_cursor(step: Any) -> None:
+    engine, sink, journal = step
+    engine.backoffice = _Feed(6)
+    real_push = sink.push
+
+    def push(entity: str, batch: Any) -> list[PushResult]:
+        if batch[0].key == "P3":
+            raise TransientError("channel down")
+        return real_push(entity, batch)
+
+    sink.push = push  # type: ignore[method-assign]
+    result = engine.run_step("loja", "products")
+    assert result.status == "failed" and "channel down" in (result.error or "")
+    assert sink.sent == ["P0", "P1", "P2"] and journal.cursor("loja", "products") == "3"
+    assert journal.count_sent("loja", "products") == 3
+    assert not [t for t in threading.enumerate() if t.name.startswith(("syncagent-send", "syncagent-read"))]
