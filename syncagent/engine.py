@@ -354,6 +354,10 @@ class Engine:
         held = self._quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad])
         work.changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
         work.bad = [b for b in work.bad if held.get(b[0]) != b[4]]
+        # releasing costs an UPDATE per record sent: skip it when nothing of this entity is in quarantine
+        work.release = bool(held) or self.journal.conn.execute(
+            "SELECT 1 FROM quarantine WHERE state = 'open' AND channel = ? AND entity = ? LIMIT 1", (ctx.name, entity)
+        ).fetchone() is not None
         ctx.result.unchanged += len(prepared) - len(work.changed)
         if ctx.plan_only:  # shadow channel or --dry-run: say what would be sent, send and record nothing
             for out, _fp in work.changed:
@@ -394,7 +398,8 @@ class Engine:
         accepted, bad, rejected, error = work.accepted, work.bad, work.rejected, work.error
         with self.journal.transaction():
             self.journal.record_sent(ctx.name, entity, accepted)
-            self.journal.release(ctx.name, entity, [a[0] for a in accepted])
+            if work.release:
+                self.journal.release(ctx.name, entity, [a[0] for a in accepted])
             for key, code, reason, payload, fp in bad + rejected:
                 self.journal.quarantine(ctx.name, entity, key, code, reason, payload, fp)
                 log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
@@ -948,6 +953,7 @@ class _PageWork:
     accepted: list[tuple[str, str, str | None]] = field(default_factory=list)
     rejected: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
     error: ChannelError | None = None
+    release: bool = True  # whether the keys accepted may have open quarantine rows to close
 
     def pairs(self) -> list[tuple[Any, Outgoing]]:
         return [(record, out) for record, out, _ in self.prepared.values()]
