@@ -274,15 +274,20 @@ class Engine:
         read on once a step has ended.
         """
         slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-        stop = threading.Event()
+        stop, taken = threading.Event(), threading.Event()
 
         def hand_over(kind: str, value: Any) -> bool:
+            """Put one item in the slot and wait until it is taken: the next is read only then (memory)."""
+            taken.clear()
             while not stop.is_set():
                 try:
                     slot.put((kind, value), timeout=0.1)
-                    return not stop.is_set()
+                    break
                 except queue.Full:
                     continue
+            while not stop.is_set():
+                if taken.wait(0.1):
+                    return not stop.is_set()
             return False
 
         def read() -> None:
@@ -303,6 +308,7 @@ class Engine:
         try:
             while True:
                 kind, value = slot.get()
+                taken.set()
                 if kind == "item":
                     yield value
                 elif kind == "error":
