@@ -206,6 +206,8 @@ class Engine:
         # the feed's last page, read again every cycle, is skipped when its digest says it did not change
         # since it was recorded whole (not with --full: that re-maps everything, e.g. after an upgrade)
         tail = None if full or ctx.plan_only else self.journal.tail_digest(ctx.name, cursor_key)
+        if tail is not None:  # a connector may then leave that page unparsed (its records empty)
+            filters = {**(filters or {}), "known_tail_digest": tail}
         # Without a transform (which reads the journal), page k is sent by one sender thread while page
         # k+1 is mapped here; page k is recorded before page k+1 is diffed, so cursors, fingerprints and
         # quarantine are written in page order, by this thread alone, as without the overlap.
@@ -225,7 +227,8 @@ class Engine:
 
         try:
             # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
-            with contextlib.closing(self._read_ahead(self.backoffice.pull(entity, cursor, filters))) as pages:
+            with contextlib.closing(self._read_ahead(self.backoffice.pull(entity, cursor, filters),
+                                                 more=lambda page: page.cursor is not None)) as pages:
                 for page in pages:
                     records = page.records
                     ctx.result.read += len(records)
@@ -233,7 +236,11 @@ class Engine:
                     if digest is not None and digest == tail:
                         if settle() and self.should_stop():
                             return
-                        ctx.result.unchanged += sum(1 for r in records if not isinstance(r, BadRecord))
+                        if records:
+                            ctx.result.unchanged += sum(1 for r in records if not isinstance(r, BadRecord))
+                        else:  # left unparsed by the connector: counted as it read them
+                            ctx.result.read += int(page.extra.get("items") or 0)
+                            ctx.result.unchanged += int(page.extra.get("items") or 0)
                         with self.journal.transaction():
                             self._advance(ctx.name, cursor_key, None)
                         continue
@@ -265,14 +272,26 @@ class Engine:
                 sender.shutdown(wait=True)
 
     @staticmethod
-    def _read_ahead(source: Iterator[Any]) -> Iterator[Any]:
+    def _read_ahead(source: Iterator[Any], more: Callable[[Any], bool] = lambda item: True) -> Iterator[Any]:
         """The items of `source`, the next one fetched by one helper thread while the caller works on this one.
 
         Only the helper touches `source` (the journal stays with the caller's thread); it holds at
         most one item ahead. An exception of `source` is raised here, in the caller's thread, after
         the items before it. Closing this generator stops the helper and waits for it, so nothing is
-        read on once a step has ended.
+        read on once a step has ended. The first item is read here; when `more(first)` says it is
+        the last (a feed's null cursor, e.g. each feed of a quiet cycle), no helper is started.
         """
+        first = next(source, _NOTHING)
+        if first is _NOTHING or not more(first):
+            try:
+                if first is not _NOTHING:
+                    yield first
+                    yield from source
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+            return
         slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
         stop, taken = threading.Event(), threading.Event()
 
@@ -306,6 +325,7 @@ class Engine:
         reader = threading.Thread(target=read, name="syncagent-read-ahead", daemon=True)
         reader.start()
         try:
+            yield first
             while True:
                 kind, value = slot.get()
                 taken.set()
@@ -948,6 +968,9 @@ class Engine:
                 self.journal.quarantine(ctx.name, "order-events", event_id, res.reason_code or "rejected",
                                         res.reason or "rejected", _out(out))
                 ctx.result.quarantined += 1
+
+
+_NOTHING = object()  # the end of an iterator, told apart from any item
 
 
 @dataclass

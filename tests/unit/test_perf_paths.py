@@ -138,8 +138,9 @@ def test_read_ahead_hands_over_every_page_in_order_and_reads_in_its_own_thread(s
     engine.backoffice = feed = _Feed(5)
     result = engine.run_step("loja", "products")
     assert result.ok and sink.sent == ["P0", "P1", "P2", "P3", "P4"] and journal.cursor("loja", "products") == "4"
-    # read in the reader thread; sent in the step's thread or its sender thread, never by the reader
-    assert feed.threads and threading.get_ident() not in feed.threads and not sink.threads & feed.threads
+    # the first page is read in the step's thread, the next ones in the reader thread, which sends nothing
+    readers = feed.threads - {threading.get_ident()}
+    assert len(readers) == 1 and not sink.threads & readers
     assert feed.closed.is_set() and not [t for t in threading.enumerate() if t.name == "syncagent-read-ahead"]
 
 
@@ -285,3 +286,42 @@ def test_a_send_error_of_the_page_in_flight_stops_the_step_before_its_cursor(ste
     assert sink.sent == ["P0", "P1", "P2"] and journal.cursor("loja", "products") == "3"
     assert journal.count_sent("loja", "products") == 3
     assert not [t for t in threading.enumerate() if t.name.startswith(("syncagent-send", "syncagent-read"))]
+
+
+def test_a_first_item_said_to_be_the_last_starts_no_reader_and_still_yields_the_rest() -> None:
+    closed = threading.Event()
+
+    def source() -> Iterator[int]:
+        try:
+            yield 1
+            yield 2  # more after an item said to be the last: read here, not lost
+        finally:
+            closed.set()
+
+    before = threading.active_count()
+    pages = Engine._read_ahead(source(), more=lambda item: item != 1)
+    assert next(pages) == 1 and threading.active_count() == before
+    assert list(pages) == [2] and closed.is_set()
+    early = Engine._read_ahead(source(), more=lambda item: False)
+    assert next(early) == 1
+    closed.clear()
+    early.close()
+    assert closed.is_set()
+
+
+def test_the_back_office_leaves_a_last_page_the_engine_has_recorded_unparsed() -> None:
+    import responses
+
+    from syncagent.connectors.gestao_lojas import GestaoLojasConnector
+    from syncagent.http import HttpSettings
+
+    body = json.dumps({"items": [GOOD, dict(GOOD, code="P2")], "next_cursor": None}).encode()
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, "http://bo/oauth/token", json={"access_token": "t", "expires_in": 3600})
+        mock.add(responses.GET, "http://bo/products", body=body, content_type="application/json")
+        mock.add(responses.GET, "http://bo/products", body=body, content_type="application/json")
+        bo = GestaoLojasConnector("backoffice", "http://bo", {"client_id": "c", "client_secret": "s"}, HttpSettings())
+        (page,) = bo.pull("products", "c1")
+        assert len(page.records) == 2 and page.extra["items"] == 2
+        (again,) = bo.pull("products", "c1", {"known_tail_digest": page.extra["digest"]})
+        assert again.records == [] and again.extra == page.extra
