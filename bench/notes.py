@@ -42,8 +42,14 @@ The calls are the same (see above), and so is the server CPU; the difference is 
 
 {DONE}
 
-With these the agent's CPU fell by about a third and its work overlaps the servers': the GET and
-parse of page k+1 and the PUT of page k run while page k+1 is mapped. {CPU}
+The work per record fell (the text check and the `need`/`opt` chain were a third of the CPU), and
+the GET and parse of page k+2 and the PUT of page k now run while page k+1 is mapped, which took
+the ratio from 1.94× to the figure above. The process's CPU did not fall with its work (5.1 s
+here against 4.9 s before, on a machine where the floor's CPU also varies from 1.5 s to 2.1 s):
+three threads share one GIL, and their hand-overs and switches cost CPU too; the agent's CPU is
+still ~3× the floor's.
+
+{CPU}
 
 In the profile below (all threads merged, so own times add up across threads) lock and queue
 waits are the threads waiting for each other and for the servers; the CPU entries are the
@@ -58,15 +64,19 @@ GET of 500 products in ~3 ms: there is little server time to hide CPU behind. Pe
 agent still decodes, parses into a `Product`, maps, fingerprints and diffs (~15 µs), where the
 floor only decodes (~4.5 µs); 1.5× the floor would leave ~2 µs for all but the decode.
 `--full` must keep re-mapping every record (it is how a mapping change after an upgrade is
-pushed), so no page may be skipped. {CPU}"""),
+pushed), so no page may be skipped.
+
+{CPU}"""),
     "cycle": ("No-change cycle above 50 ms", """\
 Done on branch `perf`: `Engine._stock.transform` sums each code's warehouses in one pass (it was
 O(codes × balances) per page, ~21 ms per cycle); the text check is made once per page; the last
 page of each feed, read again every cycle because the contract ends a feed with a null cursor,
 is skipped when the sha256 of its body equals the digest kept with the cursor when it was last
 recorded (journal migration 3, `cursors.tail_digest`; never with `--full`, a dry run or a shadow
-channel; a record changed in place changes the digest and is sent); unchanged stock balances,
-price boundaries and channel states are no longer rewritten.
+channel; a record changed in place changes the digest and is sent), and the back office
+connector, told that digest (filter `known_tail_digest`), does not even parse it; a one-page feed
+starts no reader thread; unchanged stock balances, price boundaries and channel states are no
+longer rewritten.
 
 What is left per cycle: ten small GETs (~1 ms each of server time), the parse of the re-read
 pages in the read-ahead thread, and the journal's `synchronous=FULL` commits: 9 × `INSERT INTO
@@ -103,8 +113,22 @@ cursor in `_orders`, and `_orders` counts orders still `created` as waiting at i
 figure is dominated by the shared machine's noise (0.60–0.89× in past runs). The CPU per order is
 already close to the floor's; the difference is the commits and their fsyncs."""),
     "rss": ("Peak RSS above 64 MB or growing with N", """\
-Measure with `tracemalloc` around `Agent.run_entity("products")` which allocations survive a
-page; the push must hold one page (500 records) and its journal transaction at a time."""),
+Far below 64 MB, but no longer flat within 10 %: before branch `perf` the push peaked at 44.0 MB
+(10k) and 44.8 MB (100k); with the read-ahead and sender threads it is ~48 MB and ~53 MB (1.09×
+to 1.11× in three runs of `make bench` on this machine). What grew:
+
+* The push holds up to three pages at once (sent, mapped, read ahead) instead of one; the reader
+  already waits until its page is taken before reading the next (it held four before).
+* The reader thread decodes each page into objects above pymalloc's 512-byte limit (the body
+  bytes, each product's dict), which glibc serves from that thread's own malloc arena; freed
+  memory there is fragmented and seldom given back, so its high-water mark creeps up over a long
+  run. Measured: without the sender thread the figures are the same (47.7 / 52.9 MB), so it is
+  the reader's arena; with `MALLOC_ARENA_MAX=1` in the environment the growth was 1.07×.
+
+Fixes, by certainty: cap glibc's arenas at start-up (`mallopt(M_ARENA_MAX, 2)` through ctypes in
+`syncagent/cli.py`, or `MALLOC_ARENA_MAX=2` in the service unit); or have the reader thread only
+fetch the body and parse it in the step's thread (giving back part of the overlap); or
+`malloc_trim(0)` after each recorded page (glibc only)."""),
     "rate": ("Rate-limited channel below 95 % of the limit", """\
 With `burst: 1` the token bucket (`syncagent/http.py` `RateLimiter`) cannot bank the time spent
 between two requests on reading and preparing the next back office page, so each page costs one
