@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -272,13 +273,35 @@ def run_child(cmd: Sequence[str], *, cwd: Path = ROOT, poll: float = 0.01, peak:
 
 
 def profile_top(fn: Callable[[], Any], limit: int = 15) -> str:
-    """cProfile of one call: the entries with the most own time, then the most cumulative time."""
-    prof = cProfile.Profile()
-    prof.enable()
-    fn()
-    prof.disable()
+    """cProfile of one call: the entries with the most own time, then the most cumulative time.
+
+    Threads started during the call (the agent reads ahead and sends in helper threads) are
+    profiled too and merged in, so own times add up across threads and may exceed the wall time.
+    """
+    profiles = [cProfile.Profile()]
+    original_run = threading.Thread.run
+
+    def run(thread: threading.Thread) -> None:
+        prof = cProfile.Profile()
+        profiles.append(prof)
+        prof.enable()
+        try:
+            original_run(thread)
+        finally:
+            prof.disable()
+
+    threading.Thread.run = run  # type: ignore[method-assign]
+    try:
+        profiles[0].enable()
+        fn()
+        profiles[0].disable()
+    finally:
+        threading.Thread.run = original_run  # type: ignore[method-assign]
     text = io.StringIO()
-    stats = pstats.Stats(prof, stream=text).strip_dirs()
+    stats = pstats.Stats(profiles[0], stream=text)
+    for prof in profiles[1:]:
+        stats.add(prof)
+    stats.strip_dirs()
     stats.sort_stats("tottime").print_stats(limit)
     stats.sort_stats("cumulative").print_stats(limit)
     lines = [line.rstrip() for line in text.getvalue().splitlines()]

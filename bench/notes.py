@@ -7,107 +7,83 @@ of these benchmarks at 10k-100k products; the profile printed under each note is
 
 from __future__ import annotations
 
-SURROGATES = """\
-`syncagent/connectors/common.py` `parse_items` calls `_has_surrogates` on every item, which walks
-every string of every record (27 calls per product: about 18 % of the agent's CPU in a push). A
-lone surrogate can only reach a parsed record from a `\\uD800`–`\\uDFFF` escape or the raw bytes
-`ED A0`–`ED BF` (`json.loads` decodes bytes with `surrogatepass`). Decide once per page: in
-`syncagent/http.py` give `HttpResponse` a property `may_hold_surrogates` =
-`re.search(rb"\\\\u[dD][89a-fA-F]|\\xed[\\xa0-\\xbf]", self.content) is not None`, add a parameter
-`check_text: bool = True` to `parse_items`, and pass `check_text=resp.may_hold_surrogates` from
-`GestaoLojasConnector.pull` and `SellerUpConnector.pull`. A false positive only takes the present
-slow path; the malformed-data tests keep their meaning."""
+DONE = """\
+Done on branch `perf` (in this order, each measured): the invalid-text check once per page from
+the raw body (`parse_items(..., raw=)`); a direct type-test fast path in the back office parsers
+(the `need`/`opt` chain only for unusual records); the next page read and parsed in a helper
+thread (`Engine._read_ahead`); page k sent in a sender thread while page k+1 is mapped, page k
+recorded before page k+1 is diffed (`Engine._push_feed`, `_map_page` / `_diff_page` /
+`_send_page` / `_record_page`); no quarantine lookup or release when the entity has no open
+quarantine row."""
 
-PARSE = """\
-`syncagent/connectors/gestao_lojas.py` `parse_product` (and `parse_price`, `parse_stock`,
-`parse_customer`) go through `need`/`opt`/`_typed` for every field: 12 calls per product, about
-15 % of the CPU. Give each parser a fast path: check the whole item with direct `isinstance`
-tests in one expression and build the dataclass; fall back to the current `need`/`opt` chain only
-when that check fails, so the error messages stay exactly as they are."""
+CPU = """\
+What is left is client CPU that no overlap can hide on this machine. It has 2 cores; the back
+office and Seller Up simulators run on them too, and so do the agent's three threads (which
+share one GIL). Per 500-product page, measured apart: JSON decode of the GET 2.2 ms, parse into
+frozen dataclasses 2.8 ms (building a `Product` alone is ~3 µs), map 0.5 ms, canonical-JSON
+sha256 `fingerprint` 3.0 ms, JSON encode of the PUT 1.2 ms, the Seller Up connector's result
+handling ~1.5 ms, journal lookups and the page transaction ~2 ms; the HTTP stack (requests,
+urllib3, tenacity) adds ~1 ms per call. The floor does only the decode, a dict per product and
+the encode. Where the rest would come from (outside this branch's files):
+
+1. `syncagent/model.py` `fingerprint`: one module-level `json.JSONEncoder(sort_keys=True,
+   separators=(",", ":"), ensure_ascii=False, default=str)` reused (`.encode(payload)` is what
+   `json.dumps` does with these arguments, byte for byte) saves the encoder set-up, ~25 % of
+   the fingerprint.
+2. `syncagent/connectors/sellerup.py` `_upsert` / `_result` and `syncagent/http.py`: the per
+   item result objects and the per-call retry machinery are the next entries of the profile.
+3. orjson for the page decode was measured (2.2 → 0.9 ms per page) and left out: it turns
+   integers beyond 64 bits into floats and refuses lone surrogates and NaN, so every such body
+   would need the stdlib path again to keep the bad-record reasons, for ~3 % of the CPU."""
 
 NOTES: dict[str, tuple[str, str]] = {
     "push": ("Initial push of products: agent slower than the floor", f"""\
-The calls are the same (see above), and so is the server CPU; the difference is the client. Each
-request waits for its answer, so wall time is about *client CPU + server CPU*. The agent's own CPU
-is more than 3× the floor's (parse into model objects, text check, map, canonical-JSON sha256
-fingerprint, journal lookup and one `synchronous=FULL` commit per page) and, on its own, already
-longer than the floor's whole run. So both are needed: less CPU per record, and that CPU
-*overlapped* with the servers' work, which the floor, being sequential, does not do.
+The calls are the same (see above), and so is the server CPU; the difference is the client.
 
-1. **Overlap the channel write with the next page** — `syncagent/engine.py`, `Engine._push_feed` /
-   `_push_records`: split `_push_records` into *prepare* (map, fingerprint, diff) and *finish*
-   (PUT results → one journal transaction → cursor). Run the PUTs of page k in one worker thread
-   (a `concurrent.futures.ThreadPoolExecutor(max_workers=1)` owned by the step; sockets release
-   the GIL) while the main thread reads and prepares page k+1; then wait for page k's future and
-   write its transaction before page k+1's. Cursor order and "the cursor only moves past recorded
-   pages" are unchanged; at most one extra page is held in memory. Expected wall ≈ max(client
-   CPU, server CPU) plus one page instead of their sum. (A quick experiment that only prefetched
-   the next GET in a thread, with the parse still in that thread, showed no gain on this loaded
-   2-core machine: the parse competes for the GIL, and the channel PUT — the larger share of
-   server time — stayed serial.)
-2. **Text check per page, not per string** — {SURROGATES}
-3. **Parse fast path** — {PARSE}
+{DONE}
 
-With 2 and 3 the agent's CPU falls by about a third; with 1 that CPU hides behind the servers'
-work, which is where the floor's wall time goes."""),
+The work per record fell (the text check and the `need`/`opt` chain were a third of the CPU), and
+the GET and parse of page k+2 and the PUT of page k now run while page k+1 is mapped, which took
+the ratio from 1.94× to the figure above. The process's CPU did not fall with its work (5.1 s
+here against 4.9 s before, on a machine where the floor's CPU also varies from 1.5 s to 2.1 s):
+three threads share one GIL, and their hand-overs and switches cost CPU too; the agent's CPU is
+still ~3× the floor's.
+
+{CPU}
+
+In the profile below (all threads merged, so own times add up across threads) lock and queue
+waits are the threads waiting for each other and for the servers; the CPU entries are the
+fingerprint's JSON encoding, the parse, the decode and the HTTP stack."""),
     "rescan": ("`push --full` rescan: reading and diffing costs more than reading", f"""\
-Zero writes, as required, and the same server CPU: the extra time is client CPU: per record parse, text check, map,
-fingerprint (`json.dumps(sort_keys=True)` + sha256 in `syncagent/model.py` `fingerprint`), and per
-page one `IN (...)` lookup of 500 fingerprints and one commit. The floor only decodes JSON. The
-same changes as for the initial push apply, in this order of gain:
+Zero writes, as required, and the same server CPU: the extra time is client CPU.
 
-1. {SURROGATES}
-2. {PARSE}
-3. **Read ahead** — `syncagent/engine.py` `Engine._push_feed`: fetch page k+1 (the HTTP GET
-   only, not the parse) in a worker thread while page k is diffed, so the back office's time per
-   page overlaps the agent's CPU.
+{DONE}
 
-In the profile below the text check (`_has_surrogates` and its generator) and the parse
-(`parse_product` → `need`/`opt`/`_typed`) are together more than half of the run; JSON encoding
-for the fingerprints is the next entry.
-
+A rescan sends nothing, so only the read ahead overlaps anything, and the back office answers a
+GET of 500 products in ~3 ms: there is little server time to hide CPU behind. Per record the
+agent still decodes, parses into a `Product`, maps, fingerprints and diffs (~15 µs), where the
+floor only decodes (~4.5 µs); 1.5× the floor would leave ~2 µs for all but the decode.
 `--full` must keep re-mapping every record (it is how a mapping change after an upgrade is
-pushed), so no page may be skipped here; the gain has to come from cheaper per-record work."""),
-    "cycle": ("No-change cycle above 50 ms", f"""\
-Per step (10k products, medians of 5): products 25 ms, prices 20 ms, stock 17 ms, customers
-4.5 ms, each of the five small steps 2–2.5 ms. Where it goes:
+pushed), so no page may be skipped.
 
-* The contract ends a feed with a null `next_cursor`, so the last page of products, prices,
-  stock (two warehouses) and customers — 1,536 records — is read, parsed, mapped, fingerprinted
-  and diffed again every cycle, although nothing changed.
-* `syncagent/engine.py` `Engine._stock.transform` sums each code's warehouses with
-  `sum(... for (c, w), ... in merged.items() if c == code ...)`: O(codes × balances) per page,
-  816 generator runs and ~21 ms per cycle (the largest own-time entry of the profile below). It
-  also makes the full stock sync quadratic per page.
-* The surrogate walk: ~25 ms per cycle.
-* Each cycle rewrites the re-read page's 500 `stock_balances` rows and its `price_boundaries`
-  (359 DELETE + 141 INSERT), although they did not change, and makes 37 `synchronous=FULL` commits:
-  9 × `INSERT INTO runs`, 9 × `UPDATE runs`, 9 × `channel_state` (each an autocommit outside a
-  transaction) and 10 page transactions.
+{CPU}"""),
+    "cycle": ("No-change cycle above 50 ms", """\
+Done on branch `perf`: `Engine._stock.transform` sums each code's warehouses in one pass (it was
+O(codes × balances) per page, ~21 ms per cycle); the text check is made once per page; the last
+page of each feed, read again every cycle because the contract ends a feed with a null cursor,
+is skipped when the sha256 of its body equals the digest kept with the cursor when it was last
+recorded (journal migration 3, `cursors.tail_digest`; never with `--full`, a dry run or a shadow
+channel; a record changed in place changes the digest and is sent), and the back office
+connector, told that digest (filter `known_tail_digest`), does not even parse it; a one-page feed
+starts no reader thread; unchanged stock balances, price boundaries and channel states are no
+longer rewritten.
 
-Fixes, by gain:
-
-1. `Engine._stock.transform`: one pass,
-   `totals: dict[str, int] = {{}}` and `for (c, w), (a, r) in merged.items(): if w in warehouses:
-   totals[c] = totals.get(c, 0) + a - r`, then `StockLevel(code, max(0, totals.get(code, 0) - safety))`
-   (−21 ms per cycle; linear full stock sync).
-2. {SURROGATES} (−25 ms per cycle.)
-3. **Skip an unchanged last page** — `syncagent/model.py` `Page` gains `digest: str | None`
-   (sha256 of the raw body, set in `GestaoLojasConnector.pull` from `resp.content`); the journal's
-   `cursors` row keeps the digest of the page last read from that cursor (a migration adding a
-   `tail_digest` column); `Engine._push_feed` (not with `--full`) counts a page whose digest and
-   starting cursor equal the stored ones as unchanged and skips parse, map and diff. Safe: equal
-   bytes give equal records, prices' promotion boundaries are driven by `due_prices`, not by the
-   feed, and the page's stock balances are already recorded.
-4. `syncagent/journal.py` `set_balances` and `set_price_boundaries`: add
-   `WHERE available IS NOT excluded.available OR reserved IS NOT excluded.reserved` (and
-   `WHERE next_at IS NOT excluded.next_at OR record IS NOT excluded.record`) to the upserts so
-   unchanged rows are not rewritten.
-5. `Engine.run_step`: write `set_channel_state` only when the state changes (cache it per channel
-   in the engine) and put `finish_run` and the state in one transaction: 37 → 19 commits per cycle.
-
-1 and 2 alone bring the cycle near 50 ms; 3 leaves it at the cost of ten small GETs and the
-commits."""),
+What is left per cycle: ten small GETs (~1 ms each of server time), the parse of the re-read
+pages in the read-ahead thread, and the journal's `synchronous=FULL` commits: 9 × `INSERT INTO
+runs` and 9 × `UPDATE runs` (autocommits in `Engine.run_step`, ~0.7 ms each here), and one page
+transaction per feed to touch the cursor's age. Next step, in `Engine.run_step` (outside this
+branch's functions): `finish_run` and the channel state in one transaction with the step's last
+page."""),
     "growth": ("No-change cycle cost growth above 1.25×", """\
 The work of a no-change cycle does not depend on N: the same requests and the same records
 re-read per cycle at both sizes (listed above), and the same number of Python function calls in
@@ -129,10 +105,30 @@ order stays `created` and recovery acknowledges it again, which the channel acce
 idempotent). Further: group the page's orders k at a time (one transaction marks k orders
 `creating`, then k lookups and POSTs, one transaction marks them `created`, k acks) — 2–3 commits
 per k orders with the same crash guarantees, because every `creating` order is looked up before
-any new POST."""),
+any new POST.
+
+Not done on branch `perf`: both need a flush point outside `_create_in_backoffice` and
+`_acknowledge` (the next order's `creating` transaction is written in `_import_order`, the page's
+cursor in `_orders`, and `_orders` counts orders still `created` as waiting at its end), and the
+figure is dominated by the shared machine's noise (0.60–0.89× in past runs). The CPU per order is
+already close to the floor's; the difference is the commits and their fsyncs."""),
     "rss": ("Peak RSS above 64 MB or growing with N", """\
-Measure with `tracemalloc` around `Agent.run_entity("products")` which allocations survive a
-page; the push must hold one page (500 records) and its journal transaction at a time."""),
+Far below 64 MB, but no longer flat within 10 %: before branch `perf` the push peaked at 44.0 MB
+(10k) and 44.8 MB (100k); with the read-ahead and sender threads it is ~48 MB and ~53 MB (1.09×
+to 1.11× in three runs of `make bench` on this machine). What grew:
+
+* The push holds up to three pages at once (sent, mapped, read ahead) instead of one; the reader
+  already waits until its page is taken before reading the next (it held four before).
+* The reader thread decodes each page into objects above pymalloc's 512-byte limit (the body
+  bytes, each product's dict), which glibc serves from that thread's own malloc arena; freed
+  memory there is fragmented and seldom given back, so its high-water mark creeps up over a long
+  run. Measured: without the sender thread the figures are the same (47.7 / 52.9 MB), so it is
+  the reader's arena; with `MALLOC_ARENA_MAX=1` in the environment the growth was 1.07×.
+
+Fixes, by certainty: cap glibc's arenas at start-up (`mallopt(M_ARENA_MAX, 2)` through ctypes in
+`syncagent/cli.py`, or `MALLOC_ARENA_MAX=2` in the service unit); or have the reader thread only
+fetch the body and parse it in the step's thread (giving back part of the overlap); or
+`malloc_trim(0)` after each recorded page (glibc only)."""),
     "rate": ("Rate-limited channel below 95 % of the limit", """\
 With `burst: 1` the token bucket (`syncagent/http.py` `RateLimiter`) cannot bank the time spent
 between two requests on reading and preparing the next back office page, so each page costs one

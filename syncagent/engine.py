@@ -9,11 +9,15 @@ quarantined / cancelled) whose every transition is committed before the next net
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import queue
 import re
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -219,55 +223,208 @@ class Engine:
         if entity in SKU_ENTITIES and not ctx.plan_only:
             self._release_unmapped(ctx, entity)
         cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
-        for page in self.backoffice.pull(entity, cursor, filters):
-            records = page.records
-            ctx.result.read += len(records)
-            extra = None
-            if transform is not None:
-                records, extra = transform(records)
-            self._push_records(ctx, entity, records, cursor_key, page.cursor, extra)
-            if self.on_page is not None:
-                self.on_page(ctx.result)
-            if self.should_stop():
-                return  # the page is recorded; the rest waits for the next run
+        # the feed's last page, read again every cycle, is skipped when its digest says it did not change
+        # since it was recorded whole (not with --full: that re-maps everything, e.g. after an upgrade)
+        tail = None if full or ctx.plan_only else self.journal.tail_digest(ctx.name, cursor_key)
+        if tail is not None:  # a connector may then leave that page unparsed (its records empty)
+            filters = {**(filters or {}), "known_tail_digest": tail}
+        # Without a transform (which reads the journal), page k is sent by one sender thread while page
+        # k+1 is mapped here; page k is recorded before page k+1 is diffed, so cursors, fingerprints and
+        # quarantine are written in page order, by this thread alone, as without the overlap.
+        overlap = transform is None and not ctx.plan_only
+        sender: ThreadPoolExecutor | None = None
+        inflight: tuple[Future[_PageWork], str | None] | None = None  # the page being sent and its cursor
+
+        def settle() -> bool:
+            """Record the page in flight, if any (its send error is raised here)."""
+            nonlocal inflight
+            if inflight is None:
+                return False
+            future, page_cursor = inflight
+            inflight = None
+            self._record_page(ctx, entity, future.result(), cursor_key, page_cursor)
+            self._progress(ctx)
+            return True
+
+        try:
+            # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
+            with contextlib.closing(self._read_ahead(self.backoffice.pull(entity, cursor, filters),
+                                                 more=lambda page: page.cursor is not None)) as pages:
+                for page in pages:
+                    records = page.records
+                    ctx.result.read += len(records)
+                    digest = page.extra.get("digest") if page.cursor is None else None
+                    if digest is not None and digest == tail:
+                        if settle() and self.should_stop():
+                            return
+                        if records:
+                            ctx.result.unchanged += sum(1 for r in records if not isinstance(r, BadRecord))
+                        else:  # left unparsed by the connector: counted as it read them
+                            ctx.result.read += int(page.extra.get("items") or 0)
+                            ctx.result.unchanged += int(page.extra.get("items") or 0)
+                        with self.journal.transaction():
+                            self._advance(ctx.name, cursor_key, None)
+                        continue
+                    if overlap:
+                        work = self._map_page(ctx, entity, records)  # while the page before is being sent
+                        if settle() and self.should_stop():
+                            return  # the page before is recorded; this one waits for the next run
+                        self._diff_page(ctx, entity, work)
+                        if page.cursor is not None:
+                            sender = sender or ThreadPoolExecutor(1, thread_name_prefix="syncagent-send")
+                            inflight = (sender.submit(self._send_page, ctx, entity, work), page.cursor)
+                            continue  # recorded (and should_stop asked) once the next page is mapped
+                        # the last page: nothing left to overlap with
+                        self._record_page(ctx, entity, self._send_page(ctx, entity, work), cursor_key, None,
+                                          tail_digest=digest)
+                    else:
+                        extra = None
+                        if transform is not None:
+                            records, extra = transform(records)
+                        self._push_records(ctx, entity, records, cursor_key, page.cursor, extra, tail_digest=digest)
+                    self._progress(ctx)
+                    if self.should_stop():
+                        return  # the page is recorded; the rest waits for the next run
+            settle()
+        finally:
+            if inflight is not None:  # the step ends on an error: the page already sent is still recorded
+                with contextlib.suppress(ChannelError):
+                    settle()
+            if sender is not None:
+                sender.shutdown(wait=True)
+
+    @staticmethod
+    def _read_ahead(source: Iterator[Any], more: Callable[[Any], bool] = lambda item: True) -> Iterator[Any]:
+        """The items of `source`, the next one fetched by one helper thread while the caller works on this one.
+
+        Only the helper touches `source` (the journal stays with the caller's thread); it holds at
+        most one item ahead. An exception of `source` is raised here, in the caller's thread, after
+        the items before it. Closing this generator stops the helper and waits for it, so nothing is
+        read on once a step has ended. The first item is read here; when `more(first)` says it is
+        the last (a feed's null cursor, e.g. each feed of a quiet cycle), no helper is started.
+        """
+        first = next(source, _NOTHING)
+        if first is _NOTHING or not more(first):
+            try:
+                if first is not _NOTHING:
+                    yield first
+                    yield from source
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+            return
+        slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        stop, taken = threading.Event(), threading.Event()
+
+        def hand_over(kind: str, value: Any) -> bool:
+            """Put one item in the slot and wait until it is taken: the next is read only then (memory)."""
+            taken.clear()
+            while not stop.is_set():
+                try:
+                    slot.put((kind, value), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            while not stop.is_set():
+                if taken.wait(0.1):
+                    return not stop.is_set()
+            return False
+
+        def read() -> None:
+            try:
+                for item in source:
+                    if not hand_over("item", item):
+                        return
+                hand_over("end", None)
+            except BaseException as exc:  # noqa: BLE001 - every failure goes to the caller, as it is
+                hand_over("error", exc)
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+
+        reader = threading.Thread(target=read, name="syncagent-read-ahead", daemon=True)
+        reader.start()
+        try:
+            yield first
+            while True:
+                kind, value = slot.get()
+                taken.set()
+                if kind == "item":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            stop.set()
+            with contextlib.suppress(queue.Empty):
+                slot.get_nowait()  # a helper waiting to hand over an item sees the stop at once
+            reader.join()
+
+    def _progress(self, ctx: _Ctx) -> None:
+        if self.on_page is not None:
+            self.on_page(ctx.result)
 
     def _push_records(
         self, ctx: _Ctx, entity: str, records: Iterable[Any], cursor_key: str | None, cursor: str | None,
-        extra: Callable[[], None] | None = None,
+        extra: Callable[[], None] | None = None, *, tail_digest: str | None = None,
     ) -> list[tuple[Any, Outgoing]]:
-        """Map, diff, send and record one page. Returns the (record, outgoing) pairs that mapped."""
-        renames: dict[str, str] = {}
+        """Map, diff, send and record one page. Returns the (record, outgoing) pairs that mapped.
+
+        `tail_digest` (the last page of a feed) is kept with the cursor once the whole page is recorded.
+        """
+        work = self._map_page(ctx, entity, records)
+        if not self._diff_page(ctx, entity, work):
+            return work.pairs()
+        return self._record_page(ctx, entity, self._send_page(ctx, entity, work), cursor_key, cursor, extra,
+                                 tail_digest=tail_digest)
+
+    def _map_page(self, ctx: _Ctx, entity: str, records: Iterable[Any]) -> _PageWork:
+        """Map and fingerprint one page: no journal, no network."""
+        work = _PageWork()
         if entity in SKU_ENTITIES:
-            records, renames = self._channel_skus(ctx, entity, records)
-        prepared: dict[str, tuple[Any, Outgoing, str]] = {}
-        bad: list[tuple[str, str, str, Any, str]] = []
+            records, work.renames = self._channel_skus(ctx, entity, records)
         for record in records:
             if isinstance(record, BadRecord):
                 key = _bad_key(record)
-                bad.append((key, record.code, record.reason, _src(record.raw), fingerprint(record.raw)))
+                work.bad.append((key, record.code, record.reason, _src(record.raw), fingerprint(record.raw)))
                 continue
             try:
                 out = ctx.conn.prepare(entity, record)
             except MappingError as exc:
                 raw = _describe(record)
-                bad.append((record.key, exc.code, exc.reason, _src(raw), fingerprint(raw)))
+                work.bad.append((record.key, exc.code, exc.reason, _src(raw), fingerprint(raw)))
                 continue
-            prepared[out.key] = (record, out, fingerprint(out.payload))
+            work.prepared[out.key] = (record, out, fingerprint(out.payload))
+        return work
+
+    def _diff_page(self, ctx: _Ctx, entity: str, work: _PageWork) -> bool:
+        """What changed since it was last sent (journal lookups). False: a plan-only run, planned and done."""
+        prepared = work.prepared
         keys = list(prepared)
         known = self.journal.fingerprints(ctx.name, entity, keys)
-        held = self._quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in bad])
-        changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
-        bad = [b for b in bad if held.get(b[0]) != b[4]]
-        ctx.result.unchanged += len(prepared) - len(changed)
-        accepted: list[tuple[str, str, str | None]] = []
-        rejected: list[tuple[str, str, str, Any, str]] = []
-        error: ChannelError | None = None
+        # with nothing of this entity in quarantine (the usual case) there is nothing to hold back or to
+        # release: one indexed LIMIT 1 query instead of a lookup of the page's keys and an UPDATE per record sent
+        work.release = self.journal.conn.execute(
+            "SELECT 1 FROM quarantine WHERE state = 'open' AND channel = ? AND entity = ? LIMIT 1", (ctx.name, entity)
+        ).fetchone() is not None
+        held = self._quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad]) if work.release else {}
+        work.changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
+        work.bad = [b for b in work.bad if held.get(b[0]) != b[4]]
+        ctx.result.unchanged += len(prepared) - len(work.changed)
         if ctx.plan_only:  # shadow channel or --dry-run: say what would be sent, send and record nothing
-            for out, _fp in changed:
+            for out, _fp in work.changed:
                 ctx.plan.append(PlannedWrite(entity, out.key, "update" if out.key in known else "create", out.payload))
-            ctx.result.quarantined += len(bad)
-            return [(record, out) for record, out, _ in prepared.values()]
+            ctx.result.quarantined += len(work.bad)
+            return False
+        return True
+
+    def _send_page(self, ctx: _Ctx, entity: str, work: _PageWork) -> _PageWork:
+        """Send what changed, in batches. Network only (no journal, no counters): it may run in a sender thread."""
         batch_size = max(1, min(ctx.setup.batch_size.get(entity, 200), ctx.conn.capabilities.max_batch))
+        changed, accepted, rejected = work.changed, work.accepted, work.rejected
         try:
             for start in range(0, len(changed), batch_size):
                 batch = changed[start : start + batch_size]
@@ -285,12 +442,21 @@ class Engine:
                         rejected.append((out.key, res.reason_code or "rejected", res.reason or "rejected",
                                          _out(out), fp))
         except ChannelError as exc:
-            error = exc
+            work.error = exc
+        return work
+
+    def _record_page(
+        self, ctx: _Ctx, entity: str, work: _PageWork, cursor_key: str | None, cursor: str | None,
+        extra: Callable[[], None] | None = None, *, tail_digest: str | None = None,
+    ) -> list[tuple[Any, Outgoing]]:
+        """One journal transaction for a sent page: fingerprints, quarantine, then (no error) the cursor."""
+        accepted, bad, rejected, error = work.accepted, work.bad, work.rejected, work.error
         with self.journal.transaction():
             self.journal.record_sent(ctx.name, entity, accepted)
-            self.journal.release(ctx.name, entity, [a[0] for a in accepted])
-            if renames:  # a record waiting for its SKU was quarantined under its back office code
-                self.journal.release(ctx.name, entity, [renames[a[0]] for a in accepted if a[0] in renames])
+            if work.release:
+                self.journal.release(ctx.name, entity, [a[0] for a in accepted])
+                if work.renames:  # a record waiting for its SKU was quarantined under its back office code
+                    self.journal.release(ctx.name, entity, [work.renames[a[0]] for a in accepted if a[0] in work.renames])
             for key, code, reason, payload, fp in bad + rejected:
                 self.journal.quarantine(ctx.name, entity, key, code, reason, payload, fp)
                 log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
@@ -299,11 +465,13 @@ class Engine:
                     extra()
                 if cursor_key is not None:
                     self._advance(ctx.name, cursor_key, cursor)
+                    if not ctx.setup.shadow:
+                        self.journal.set_tail_digest(ctx.name, cursor_key, tail_digest)
         ctx.result.sent += len(accepted)
         ctx.result.quarantined += len(bad) + len(rejected)
         if error is not None:
             raise error
-        return [(record, out) for record, out, _ in prepared.values()]
+        return work.pairs()
 
     def _advance(self, channel: str, cursor_key: str, cursor: str | None) -> None:
         """Move the cursor past a recorded page; None (end of the feed for now) keeps it."""
@@ -489,12 +657,15 @@ class Engine:
             merged = self.journal.balances(ctx.name, codes)
             for r in rows:
                 merged[(r.code, r.warehouse)] = (r.available, r.reserved)
-            levels: list[Any] = []
-            for code in codes:
-                for location, sources in groups.items():
-                    feeding = sources or ctx.setup.warehouses
-                    total = sum(a - res for (c, w), (a, res) in merged.items() if c == code and w in feeding)
-                    levels.append(StockLevel(code, max(0, total - safety), location))
+            # one pass over the balances: per (code, location) total, instead of a scan of them all per code
+            feeding = [(location, frozenset(sources or ctx.setup.warehouses)) for location, sources in groups.items()]
+            totals: dict[tuple[str, str | None], int] = {}
+            for (c, w), (a, res) in merged.items():
+                for location, whs in feeding:
+                    if w in whs:
+                        totals[(c, location)] = totals.get((c, location), 0) + a - res
+            levels: list[Any] = [StockLevel(code, max(0, totals.get((code, location), 0) - safety), location)
+                                 for code in codes for location in groups]
             updates = [(r.code, r.warehouse, r.available, r.reserved) for r in rows]
             return levels + others, lambda: self.journal.set_balances(ctx.name, updates)
 
@@ -1103,6 +1274,26 @@ class Engine:
                 self.journal.quarantine(ctx.name, "order-events", event_id, res.reason_code or "rejected",
                                         res.reason or "rejected", _out(out))
                 ctx.result.quarantined += 1
+
+
+_NOTHING = object()  # the end of an iterator, told apart from any item
+
+
+@dataclass
+class _PageWork:
+    """One page on its way through the push: mapped, diffed, sent, then recorded."""
+
+    prepared: dict[str, tuple[Any, Outgoing, str]] = field(default_factory=dict)  # key: (record, outgoing, fp)
+    bad: list[tuple[str, str, str, Any, str]] = field(default_factory=list)  # (key, code, reason, payload, fp)
+    changed: list[tuple[Outgoing, str]] = field(default_factory=list)
+    accepted: list[tuple[str, str, str | None]] = field(default_factory=list)
+    rejected: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
+    error: ChannelError | None = None
+    release: bool = True  # whether the keys accepted may have open quarantine rows to close
+    renames: dict[str, str] = field(default_factory=dict)  # channel SKU → back office code (DE/PARA)
+
+    def pairs(self) -> list[tuple[Any, Outgoing]]:
+        return [(record, out) for record, out, _ in self.prepared.values()]
 
 
 def _waits_for_reference(row: QuarantineRow) -> bool:

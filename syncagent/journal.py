@@ -82,6 +82,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE UNIQUE INDEX sku_map_channel_sku ON sku_map (channel, channel_sku);
         """,
     ),
+    (
+        "digest of the last page of a feed",
+        """
+        ALTER TABLE cursors ADD COLUMN tail_digest TEXT;
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -323,6 +329,20 @@ class Journal:
             (channel, flow, now_iso()),
         )
 
+    def tail_digest(self, channel: str, flow: str) -> str | None:
+        """The digest of the feed's last page as it was when last recorded (None: unknown)."""
+        row = self.conn.execute(
+            "SELECT tail_digest FROM cursors WHERE channel = ? AND flow = ?", (channel, flow)
+        ).fetchone()
+        return row[0] if row else None
+
+    def set_tail_digest(self, channel: str, flow: str, digest: str | None) -> None:
+        """Note the digest of the last page just recorded (in the page's transaction, after its cursor)."""
+        self.conn.execute(
+            "UPDATE cursors SET tail_digest = ? WHERE channel = ? AND flow = ? AND tail_digest IS NOT ?",
+            (digest, channel, flow, digest),
+        )
+
     # -- bindings -----------------------------------------------------------------------------
     def binding(self, channel: str, entity: str, remote_id: str) -> str | None:
         row = self.conn.execute(
@@ -437,7 +457,10 @@ class Journal:
         self.conn.executemany(
             "INSERT INTO stock_balances (channel, code, warehouse, available, reserved) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (channel, code, warehouse) DO UPDATE SET available = excluded.available,"
-            " reserved = excluded.reserved",
+            " reserved = excluded.reserved"
+            # an unchanged balance is not rewritten: a no-change cycle re-reads the last page of the feed
+            " WHERE stock_balances.available IS NOT excluded.available"
+            " OR stock_balances.reserved IS NOT excluded.reserved",
             [(channel, *row) for row in rows],
         )
 
@@ -465,7 +488,8 @@ class Journal:
         )
         self.conn.executemany(
             "INSERT INTO price_boundaries (channel, code, next_at, record) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (channel, code) DO UPDATE SET next_at = excluded.next_at, record = excluded.record",
+            " ON CONFLICT (channel, code) DO UPDATE SET next_at = excluded.next_at, record = excluded.record"
+            " WHERE price_boundaries.next_at IS NOT excluded.next_at OR price_boundaries.record IS NOT excluded.record",
             [(channel, code, next_at, record) for code, next_at, record in rows if next_at is not None],
         )
 
@@ -619,10 +643,12 @@ class Journal:
         return [RunRow(*r) for r in rows]
 
     def set_channel_state(self, channel: str, auth_state: str, message: str | None = None) -> None:
+        """Written only when it changes (updated_at: since when), so a quiet cycle commits nothing here."""
         self.conn.execute(
             "INSERT INTO channel_state (channel, auth_state, message, updated_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (channel) DO UPDATE SET auth_state = excluded.auth_state, message = excluded.message,"
-            " updated_at = excluded.updated_at",
+            " updated_at = excluded.updated_at"
+            " WHERE channel_state.auth_state IS NOT excluded.auth_state OR channel_state.message IS NOT excluded.message",
             (channel, auth_state, message, now_iso()),
         )
 

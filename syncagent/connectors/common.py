@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -148,15 +150,20 @@ def field_key(name: str) -> KeyOf:
     return lambda item: item.get(name)
 
 
-def parse_items(items: Sequence[Any], parse: Callable[[dict[str, Any]], Any], key: str | KeyOf) -> list[Any]:
-    """Parse every item of a page; one that cannot be parsed becomes a BadRecord, the rest go on."""
+def parse_items(items: Sequence[Any], parse: Callable[[dict[str, Any]], Any], key: str | KeyOf, *,
+                raw: bytes | None = None) -> list[Any]:
+    """Parse every item of a page; one that cannot be parsed becomes a BadRecord, the rest go on.
+
+    `raw` is the page's JSON body as received, if at hand: it lets the text check look at the page once.
+    """
     key_of = field_key(key) if isinstance(key, str) else key
+    check_text = _may_hold_surrogates(items, raw)
     records: list[Any] = []
     for item in items:
         if not isinstance(item, dict):
             records.append(BadRecord("?", "bad_type", f"expected an object, found {type(item).__name__}", item))
             continue
-        if _has_surrogates(item):
+        if check_text and _has_surrogates(item):
             records.append(BadRecord(_clean(_key_text(key_of, item)), "invalid_text",
                                      "a text field is not valid UTF-8", item))
             continue
@@ -167,6 +174,28 @@ def parse_items(items: Sequence[Any], parse: Callable[[dict[str, Any]], Any], ke
         except (TypeError, ValueError, ArithmeticError, KeyError, AttributeError) as exc:
             records.append(BadRecord(_key_text(key_of, item), "bad_value", str(exc)[:200], item))
     return records
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a \uD800-\uDFFF escape in JSON text
+_SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]")  # UTF-8-like bytes of a surrogate (json lets them through)
+
+
+def _may_hold_surrogates(items: Sequence[Any], raw: bytes | None) -> bool:
+    """Whether any string of the page may hold a lone surrogate: one check per page, not one per string.
+
+    From UTF-8 bytes (what json.loads decodes unless the body starts like UTF-16/32) a surrogate
+    can only come from a \\uD800-\\uDFFF escape or the bytes ED A0-ED BF. Without the bytes, the
+    parsed page is encoded once. True (a false alarm at worst, e.g. an emoji's surrogate pair)
+    sends the page to the per-string check, which decides.
+    """
+    if raw is not None and not raw.startswith((b"\xff\xfe", b"\xfe\xff")) and b"\x00" not in raw[:4]:
+        return (b"\xed" in raw and _SURROGATE_BYTES.search(raw) is not None) or \
+            _SURROGATE_ESCAPE.search(raw) is not None
+    try:
+        json.dumps(items, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError, RecursionError):
+        return True
+    return False
 
 
 def _has_surrogates(value: Any) -> bool:

@@ -8,6 +8,7 @@ an order up by external id before any second attempt, so this module never retri
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -47,6 +48,7 @@ from syncagent.model import (
     Shipment,
     StockBalance,
     money_str,
+    parse_money,
     parse_time,
     time_str,
     utcnow,
@@ -123,7 +125,18 @@ class GestaoLojasConnector:
             next_cursor = body.get("next_cursor")
             if next_cursor is not None and not isinstance(next_cursor, str):
                 raise TransientError(f"{self.name}: {what}: next_cursor is not a string", code="bad_response")
-            yield Page(parse_items(body["items"], parse, key_of), next_cursor or None)
+            # the last page is read again every cycle (a null cursor keeps the previous one): its digest
+            # lets the engine tell that it did not change since it was recorded; a page the engine says it
+            # has recorded as it is (filters["known_tail_digest"]) is not parsed again
+            extra: dict[str, Any] = {}
+            records: list[Any] | None = None
+            if not next_cursor:
+                extra = {"digest": hashlib.sha256(resp.content).hexdigest(), "items": len(body["items"])}
+                if extra["digest"] == filters.get("known_tail_digest"):
+                    records = []
+            if records is None:
+                records = parse_items(body["items"], parse, key_of, raw=resp.content)
+            yield Page(records, next_cursor or None, extra)
             if not next_cursor or next_cursor == cursor:
                 return
             cursor = next_cursor
@@ -230,8 +243,27 @@ class GestaoLojasConnector:
 
 
 # -- wire → model ----------------------------------------------------------------------------------
+# The parsers below first try the well-formed shape with direct type tests (a feed is nearly all
+# well-formed, and need/opt per field was ~15 % of a push's CPU); anything unusual goes through the
+# need/opt chain, which alone decides what is wrong, so a bad record gets the same reason as ever.
+_TEXT_OR_NONE = frozenset((str, type(None)))
+
+
 def parse_product(item: dict[str, Any]) -> Product:
     """A product; its barcode is passed on as is (a bad EAN is the channel's to refuse, not a feed error)."""
+    get = item.get
+    code, name, active, unit = get("code"), get("description"), get("active"), get("unit")
+    barcode, brand, group_code, ncm = get("barcode"), get("brand"), get("group_code"), get("ncm")
+    weight, height, width, length = get("weight_kg"), get("height_cm"), get("width_cm"), get("length_cm")
+    if (type(code) is str and type(name) is str and type(active) is bool and code.strip() and name.strip()
+            and {type(unit), type(barcode), type(brand), type(group_code), type(ncm), type(weight), type(height),
+                 type(width), type(length)} <= _TEXT_OR_NONE):
+        # positional: a quarter faster than by keyword (the test of both paths catches a field reordered)
+        return Product(code, name, active, barcode, brand, group_code, unit or "UN", ncm, weight, height, width, length)
+    return _parse_product_checked(item)
+
+
+def _parse_product_checked(item: dict[str, Any]) -> Product:
     return Product(
         code=need(item, "code"), name=need(item, "description"), active=need(item, "active", bool),
         barcode=opt(item, "barcode"), brand=opt(item, "brand"), group_code=opt(item, "group_code"),
@@ -241,6 +273,23 @@ def parse_product(item: dict[str, Any]) -> Product:
 
 
 def parse_price(item: dict[str, Any]) -> Price:
+    get = item.get
+    code, scheduled, price_list, list_price = get("sku"), get("scheduled"), get("price_list"), get("list_price")
+    if (type(code) is str and code.strip() and not scheduled and (scheduled is None or type(scheduled) is list)
+            and list_price is not None and (price_list is None or type(price_list) is str)):
+        promo_price = get("promo_price")
+        # the same checks in the same order as the full path, which would pass every one before these
+        return Price(
+            code=code, list_price=parse_money(list_price, "list_price"),
+            promo_price=None if promo_price is None else parse_money(promo_price, "promo_price"),
+            promo_start=parse_time(get("promo_start"), "promo_start"),
+            promo_end=parse_time(get("promo_end"), "promo_end"),
+            price_list=price_list or "default",
+        )
+    return _parse_price_checked(item)
+
+
+def _parse_price_checked(item: dict[str, Any]) -> Price:
     scheduled = []
     for i, entry in enumerate(opt(item, "scheduled", list) or []):
         if not isinstance(entry, dict):
@@ -261,6 +310,17 @@ MAX_QUANTITY = 10**12  # beyond any real stock, and within what SQLite stores as
 
 
 def parse_stock(item: dict[str, Any]) -> StockBalance:
+    get = item.get
+    code, warehouse, available, reserved = get("sku"), get("warehouse"), get("available"), get("reserved")
+    if (type(available) is int and (reserved is None or type(reserved) is int) and type(code) is str
+            and type(warehouse) is str and code.strip() and warehouse.strip()):
+        reserved = reserved or 0
+        if abs(available) <= MAX_QUANTITY and abs(reserved) <= MAX_QUANTITY:
+            return StockBalance(code, warehouse, available, reserved)
+    return _parse_stock_checked(item)
+
+
+def _parse_stock_checked(item: dict[str, Any]) -> StockBalance:
     available, reserved = need(item, "available", int), opt(item, "reserved", int) or 0
     if abs(available) > MAX_QUANTITY or abs(reserved) > MAX_QUANTITY:
         raise MappingError("bad_quantity", f"available {available} / reserved {reserved} is not a stock quantity")
@@ -268,6 +328,17 @@ def parse_stock(item: dict[str, Any]) -> StockBalance:
 
 
 def parse_customer(item: dict[str, Any]) -> Customer:
+    get = item.get
+    document, name, code, email = get("document"), get("name"), get("code"), get("email")
+    phone, birth_date, registration = get("phone"), get("birth_date"), get("state_registration")
+    if (type(document) is str and type(name) is str and document.strip() and name.strip()
+            and {type(code), type(email), type(phone), type(birth_date), type(registration)} <= _TEXT_OR_NONE):
+        return Customer(document=document, name=name, code=code, email=email, phone=phone, birth_date=birth_date,
+                        state_registration=registration, address=parse_address(get("address")))
+    return _parse_customer_checked(item)
+
+
+def _parse_customer_checked(item: dict[str, Any]) -> Customer:
     return Customer(
         document=need(item, "document"), name=need(item, "name"), code=opt(item, "code"), email=opt(item, "email"),
         phone=opt(item, "phone"), birth_date=opt(item, "birth_date"),
