@@ -72,6 +72,10 @@ def _guard(fn: Callable[[], int]) -> NoReturn:
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Replicate a retail back office to its sales channels, crash-safely."""
+    if ctx.invoked_subcommand is not None:
+        from syncagent.agent import cap_malloc_arenas
+
+        cap_malloc_arenas()
     ctx.ensure_object(dict)
     ctx.obj.update(config_path=config_path, verbose=verbose)
 
