@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from syncagent.config import ChannelConfig, Config
+from syncagent.config import BackofficeConfig, ChannelConfig, Config
 from syncagent.connectors import registry
 from syncagent.connectors.base import Connector
 from syncagent.engine import ChannelSetup, Engine, StepResult
@@ -59,7 +59,7 @@ def cap_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
-def build_connector(cfg: ChannelConfig, *, sleep: Callable[[float], None] | None = None,
+def build_connector(cfg: ChannelConfig | BackofficeConfig, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow) -> Connector:
     cls = registry.load(cfg.type)
     return cls.from_config(cfg, sleep=sleep, clock=clock)  # type: ignore[attr-defined, no-any-return]
@@ -103,10 +103,7 @@ class Agent:
     def _connect(self, config: Config) -> tuple[Connector, dict[str, ChannelSetup]]:
         """The back office and one setup per enabled channel; nothing is left open on failure."""
         sleep, clock = self._sleep, self._clock
-        backoffice_cls = registry.load(config.backoffice.type)
-        backoffice: Connector = backoffice_cls.from_config(  # type: ignore[attr-defined]
-            config.backoffice, sleep=sleep, clock=clock
-        )
+        backoffice = build_connector(config.backoffice, sleep=sleep, clock=clock)
         setups: dict[str, ChannelSetup] = {}
         try:
             # a POST whose answer was lost can run at most this long in the back office

@@ -217,18 +217,14 @@ def check_config(ctx: click.Context, online: bool) -> None:
     def body() -> int:
         from syncagent.agent import build_connector
         from syncagent.config import describe
-        from syncagent.connectors import registry
 
         click.echo(describe(config))
         if not online:
             return 0
         failures = 0
-        targets: list[tuple[str, Any]] = [("backoffice", config.backoffice)]
-        targets += [(c.name, c) for c in config.channels if c.enabled]
-        for name, cfg in targets:
+        for name, cfg in config.endpoints():
             try:
-                connector = (registry.load(cfg.type).from_config(cfg) if name == "backoffice"  # type: ignore[attr-defined]
-                             else build_connector(cfg))
+                connector = build_connector(cfg)
                 try:
                     connector.check()
                 finally:

@@ -143,6 +143,10 @@ class Config:
     channels: tuple[ChannelConfig, ...]
     secrets: tuple[str, ...] = ()  # every value read from a secret key, for redaction
 
+    def endpoints(self) -> list[tuple[str, BackofficeConfig | ChannelConfig]]:
+        """(name, config) of every system the agent talks to: the back office, then the enabled channels."""
+        return [("backoffice", self.backoffice)] + [(c.name, c) for c in self.channels if c.enabled]
+
     def channel(self, name: str) -> ChannelConfig:
         """The channel `name`; a ConfigError names the known ones (a CLI typo is a usage error)."""
         for channel in self.channels:

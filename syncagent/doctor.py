@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -23,17 +22,11 @@ from typing import Any
 from syncagent.config import Config, load_config
 from syncagent.errors import AuthError, ConfigError, PermanentError, SyncAgentError, TransientError
 from syncagent.http import HttpClient
-from syncagent.journal import SCHEMA_VERSION
+from syncagent.journal import SCHEMA_VERSION, missing_references
 from syncagent.model import utcnow
 
 MAX_SKEW = 60.0  # seconds; promotions, cursors and "order late" alerts all compare clocks
 OK, WARN, FAIL = "ok", "warn", "fail"
-REFERENCE_CODES = ("missing_reference", "unmapped_sku")
-# "unknown payment method 'CRIPTO'", "unknown product 'NOVO-1'" (back office 422 details)
-_UNKNOWN = re.compile(r"unknown ([a-z][a-z ]{1,30}?) '([^']{1,80})'")
-# "customer 123 is not known in the back office" (the engine's missing_reference)
-_NOT_KNOWN = re.compile(r"\b(customer|product|seller|payment method) (\S{1,80}) is not known")
-_QUOTED = re.compile(r"'([^']{1,80})'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,19 +63,6 @@ def _config_fix(problem: Any) -> str:
 
 
 # -- endpoints ----------------------------------------------------------------------------------
-def _targets(config: Config) -> list[tuple[str, Any]]:
-    return [("backoffice", config.backoffice)] + [(c.name, c) for c in config.channels if c.enabled]
-
-
-def _connector(name: str, cfg: Any, sleep: Callable[[float], None]) -> Any:
-    from syncagent.agent import build_connector
-    from syncagent.connectors import registry
-
-    if name == "backoffice":
-        return registry.load(cfg.type).from_config(cfg, sleep=sleep)  # type: ignore[attr-defined]
-    return build_connector(cfg, sleep=sleep)
-
-
 def _clients(connector: Any) -> list[HttpClient]:
     """The connector's HTTP clients (one `client`, or several `_clients` for multi-API systems)."""
     found = [getattr(connector, "client", None), *getattr(connector, "_clients", ())]
@@ -137,10 +117,12 @@ def check_endpoints(config: Config, *, now: Callable[[], datetime] = utcnow,
                     max_skew: float = MAX_SKEW) -> list[Finding]:
     """Each endpoint: reachable with its credentials (connector.check()), and its clock near ours."""
     findings: list[Finding] = []
-    for name, cfg in _targets(config):
+    from syncagent.agent import build_connector
+
+    for name, cfg in config.endpoints():
         try:
             # retries stay, their waits are short: a diagnosis must not hang for minutes
-            connector = _connector(name, cfg, sleep=lambda seconds: time.sleep(min(seconds, 0.2)))
+            connector = build_connector(cfg, sleep=lambda seconds: time.sleep(min(seconds, 0.2)))
         except SyncAgentError as exc:
             findings.append(Finding(f"endpoint:{name}", FAIL, f"cannot be set up: {exc}", "fix the config"))
             continue
@@ -264,17 +246,6 @@ def check_journal(config: Config) -> tuple[sqlite3.Connection | None, list[Findi
 
 
 # -- quarantine ---------------------------------------------------------------------------------
-def _references(code: str, reason: str) -> set[tuple[str, str]]:
-    """The missing things a quarantined record waits for: {(kind, reference)}."""
-    found = {(m.group(1).strip(), m.group(2)) for m in _UNKNOWN.finditer(reason)}
-    found |= {(m.group(1), m.group(2)) for m in _NOT_KNOWN.finditer(reason)}
-    if not found and (code in REFERENCE_CODES or code.startswith(("unmapped_", "unknown_"))):
-        quoted = _QUOTED.search(reason)
-        found.add((code.removeprefix("unmapped_").removeprefix("unknown_").replace("_", " "),
-                   quoted.group(1) if quoted else reason[:80]))
-    return found
-
-
 _REFERENCE_FIX = {
     "product": "create product {ref} in the back office (or correct the SKU on the channel)",
     "payment method": "create payment method {ref} in the back office (or map it: payment_map on a VTEX channel)",
@@ -288,7 +259,7 @@ def check_references(conn: sqlite3.Connection) -> list[Finding]:
                         " ORDER BY channel, entity, key").fetchall()
     groups: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     for channel, entity, key, code, reason in rows:
-        for ref in _references(code or "", reason or ""):
+        for ref in missing_references(code or "", reason or ""):
             groups.setdefault(ref, []).append((channel, entity, key))
     if not groups:
         return [Finding("references", OK, "no quarantined record waits for an unknown product, payment method "

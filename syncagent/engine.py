@@ -13,10 +13,9 @@ import contextlib
 import hashlib
 import logging
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -25,7 +24,7 @@ from typing import Any
 from syncagent import failpoints
 from syncagent.connectors.base import Connector, Outgoing, PushResult
 from syncagent.errors import AmbiguousError, AuthError, ChannelError, MappingError, TransientError
-from syncagent.journal import Journal, OrderRow, QuarantineRow
+from syncagent.journal import Journal, OrderRow, QuarantineRow, missing_references
 from syncagent.mapping import SKU_ENTITIES, record_from_json, record_to_json, renamed
 from syncagent.model import (
     EVENT_ORDER,
@@ -58,7 +57,8 @@ MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down,
 CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
 RELEASE_EVERY = 600.0  # a quarantined order whose missing reference cannot be checked is retried this often
 RELEASE_BATCH = 50  # quarantined orders looked at per orders step for a reference that appeared
-UNKNOWN_REFERENCE = re.compile(r"unknown (product|payment method|customer|seller|group|store|warehouse) '([^']*)'")
+# what the back office may come to know later (an order naming one of these waits for it)
+WAITING_KINDS = frozenset({"product", "payment method", "customer", "seller", "group", "store", "warehouse"})
 ADOPT_CURSOR = "adopt:products"
 
 
@@ -407,10 +407,9 @@ class Engine:
         known = self.journal.fingerprints(ctx.name, entity, keys)
         # with nothing of this entity in quarantine (the usual case) there is nothing to hold back or to
         # release: one indexed LIMIT 1 query instead of a lookup of the page's keys and an UPDATE per record sent
-        work.release = self.journal.conn.execute(
-            "SELECT 1 FROM quarantine WHERE state = 'open' AND channel = ? AND entity = ? LIMIT 1", (ctx.name, entity)
-        ).fetchone() is not None
-        held = self._quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad]) if work.release else {}
+        work.release = self.journal.has_open_quarantine(ctx.name, entity)
+        held = self.journal.quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad]) \
+            if work.release else {}
         work.changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
         work.bad = [b for b in work.bad if held.get(b[0]) != b[4]]
         ctx.result.unchanged += len(prepared) - len(work.changed)
@@ -487,19 +486,8 @@ class Engine:
 
         Returns the prepared records and how many could not be prepared (for `reconcile`).
         """
-        ctx = _Ctx(self.channels[channel], StepResult(channel, entity), plan_only=True)
-        records, _ = self._channel_skus(ctx, entity, records) if entity in SKU_ENTITIES else (list(records), {})
-        prepared: list[Outgoing] = []
-        bad = 0
-        for record in records:
-            if isinstance(record, BadRecord):
-                bad += 1
-                continue
-            try:
-                prepared.append(ctx.conn.prepare(entity, record))
-            except MappingError:
-                bad += 1
-        return prepared, bad
+        work = self._map_page(_Ctx(self.channels[channel], StepResult(channel, entity), plan_only=True), entity, records)
+        return [out for _, out, _ in work.prepared.values()], len(work.bad)
 
     # -- SKU DE/PARA ----------------------------------------------------------------------------
     def _channel_skus(self, ctx: _Ctx, entity: str, records: Iterable[Any]) -> tuple[list[Any], dict[str, str]]:
@@ -510,13 +498,12 @@ class Engine:
         its SKU is imported, then sent by `_release_unmapped`).
         """
         records = list(records)
-        if ctx.sku_mapped is None:
-            ctx.sku_mapped = self.journal.sku_map_size(ctx.name) > 0
+        mapped = self._has_sku_map(ctx)
         required = ctx.setup.sku_mapping == "required"
-        if not ctx.sku_mapped and not required:
+        if not mapped and not required:
             return records, {}
         codes = [r.code for r in records if not isinstance(r, BadRecord)]
-        skus = self.journal.channel_skus(ctx.name, codes) if ctx.sku_mapped else {}
+        skus = self.journal.channel_skus(ctx.name, codes) if mapped else {}
         out: list[Any] = []
         renames: dict[str, str] = {}
         for record in records:
@@ -535,6 +522,12 @@ class Engine:
                 renames[sku] = record.code
             out.append(renamed(record, sku))
         return out, renames
+
+    def _has_sku_map(self, ctx: _Ctx) -> bool:
+        """Whether the channel has a DE/PARA map, asked of the journal once per step."""
+        if ctx.sku_mapped is None:
+            ctx.sku_mapped = self.journal.sku_map_size(ctx.name) > 0
+        return ctx.sku_mapped
 
     def _release_unmapped(self, ctx: _Ctx, entity: str) -> None:
         """Records quarantined for want of a SKU go out as soon as their SKU is mapped."""
@@ -595,20 +588,6 @@ class Engine:
         log.info("%s: adopted %d existing listing(s): %d by SKU, %d by EAN; %d listing(s) matched no product",
                  ctx.name, len(pairs), len(by_sku), len(pairs) - len(by_sku), len(skus) - len(pairs))
         ctx.result.details["adopted"] = len(pairs)
-
-    def _quarantine_fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
-        """Fingerprints of open quarantine rows: an unchanged rejected record is not sent again."""
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), 900):
-            chunk = list(keys[start : start + 900])
-            marks = ",".join("?" * len(chunk))
-            rows = self.journal.conn.execute(
-                "SELECT key, source_fingerprint FROM quarantine WHERE channel = ? AND entity = ? AND state = 'open'"  # nosec B608
-                f" AND key IN ({marks})",  # noqa: S608
-                (channel, entity, *chunk),
-            )
-            found.update((k, fp) for k, fp in rows if fp)
-        return found
 
     # -- prices: the price in force changes at promotion / schedule boundaries ----------------
     def _prices(self, ctx: _Ctx, full: bool) -> None:
@@ -894,7 +873,7 @@ class Engine:
             self._quarantine_order(ctx, order, "missing_reference",
                                    f"customer {order.channel_customer_id or '(none)'} is not known in the back office")
             return
-        source = _describe(order)
+        source = order  # as the channel gave it (channel SKUs), kept if the back office refuses it
         order = self._backoffice_skus(ctx, order)
         bo_order = BackOfficeOrder(ctx.name, order, customer_code, ctx.setup.order_warehouse)
         try:
@@ -910,9 +889,7 @@ class Engine:
 
     def _backoffice_skus(self, ctx: _Ctx, order: Order) -> Order:
         """Order items name the channel's SKUs; the back office wants its own codes (DE/PARA)."""
-        if ctx.sku_mapped is None:
-            ctx.sku_mapped = self.journal.sku_map_size(ctx.name) > 0
-        if not ctx.sku_mapped:
+        if not self._has_sku_map(ctx):
             return order
         codes = self.journal.backoffice_codes(ctx.name, [item.code for item in order.items])
         if not codes:
@@ -945,7 +922,7 @@ class Engine:
                     self.journal.set_order(ctx.name, order_id, "quarantined", reason_code=res.reason_code,
                                            reason=res.reason)
                     # the source order is kept too: once a missing reference appears it is mapped again
-                    kept = {"outgoing": payload, **({"source": source} if source is not None else {})}
+                    kept = {"outgoing": payload, **({"source": _describe(source)} if source is not None else {})}
                     self.journal.quarantine(ctx.name, "orders", order_id, res.reason_code or "rejected",
                                             res.reason or "rejected by the back office", kept)
                 ctx.result.quarantined += 1
@@ -1011,7 +988,7 @@ class Engine:
     # -- quarantine retry -------------------------------------------------------------------------
     def retry(self, channel: str, entity: str, key: str, ctx: _Ctx | None = None) -> tuple[bool, str]:
         """Re-apply one quarantined record now. Returns (applied, what happened)."""
-        row = next((r for r in self.journal.quarantined(channel, entity) if r.key == key), None)
+        row = next(iter(self.journal.quarantined(channel, entity, key=key)), None)
         if row is None:
             return False, "not in quarantine"
         ctx = ctx or _Ctx(self.channels[channel], StepResult(channel, f"retry:{entity}"))
@@ -1037,7 +1014,7 @@ class Engine:
         else:
             return False, ("the record is malformed at its source: fix it there (it is retried automatically"
                            " once it changes) or drop it")
-        still = next((r for r in self.journal.quarantined(channel, entity) if r.key == key), None)
+        still = next(iter(self.journal.quarantined(channel, entity, key=key)), None)
         if still is None:
             return True, "applied"
         return False, f"still refused: {still.reason_code}: {still.reason}"
@@ -1075,7 +1052,7 @@ class Engine:
                 return True
             return None
         answer: bool | None = True
-        for kind, key in UNKNOWN_REFERENCE.findall(row.reason):
+        for kind, key in _back_office_references(row):
             if (kind, key) not in cache:
                 cache[(kind, key)] = self._reference_exists(ctx, kind, key)
             found = cache[(kind, key)]
@@ -1121,7 +1098,7 @@ class Engine:
                 self.journal.release(channel, "orders", [order_id])
             self._acknowledge(ctx, order_id, number)
             return f"already in the back office as {number}; the channel was told (acknowledged)"
-        kept = next((r for r in self.journal.quarantined(channel, "orders") if r.key == order_id), None)
+        kept = next(iter(self.journal.quarantined(channel, "orders", key=order_id)), None)
         kept_source = kept.payload.get("source") if kept is not None and isinstance(kept.payload, dict) else None
         parked = (row.payload or {}).get("source") if row is not None else None
         source = kept_source if isinstance(kept_source, dict) else parked if isinstance(parked, dict) else None
@@ -1155,26 +1132,17 @@ class Engine:
 
     def replay_product(self, channel: str, product: Product) -> str:
         """Send one product to one channel now, whatever the journal says was sent (under its DE/PARA SKU)."""
-        ctx = _Ctx(self.channels[channel], StepResult(channel, "replay:products"), plan_only=self.channels[channel].shadow)
-        records, renames = self._channel_skus(ctx, "products", [product])
-        (record,) = records
-        if isinstance(record, BadRecord):
-            self._quarantine(ctx, "products", record.key, record.code, record.reason, _src(record.raw))
-            return f"quarantined: {record.code}: {record.reason}"
-        try:
-            out = ctx.conn.prepare("products", record)
-        except MappingError as exc:
-            self._quarantine(ctx, "products", product.code, exc.code, exc.reason, _src(_describe(product)))
-            return f"quarantined: {exc.code}: {exc.reason}"
-        if ctx.plan_only:
+        ctx = _Ctx(self.channels[channel], StepResult(channel, "replay:products"))
+        work = self._map_page(ctx, "products", [product])
+        if ctx.setup.shadow:
             return "shadow channel: nothing sent"
-        (res,) = ctx.conn.push("products", [out])
-        self._settle(ctx, "products", out, res, None, record=True)
-        if res.ok and out.key in renames:
-            with self.journal.transaction():
-                self.journal.release(channel, "products", [renames[out.key]])
-        sku = f" as {out.key}" if out.key != product.code else ""
-        return f"{res.status}{sku}" if res.ok else f"refused: {res.reason_code}: {res.reason}"
+        work.changed = [(out, fp) for _, out, fp in work.prepared.values()]  # sent even if unchanged
+        self._record_page(ctx, "products", self._send_page(ctx, "products", work), None, None)
+        if work.bad or work.rejected:
+            _, code, reason, _, _ = (work.bad + work.rejected)[0]
+            return f"{'quarantined' if work.bad else 'refused'}: {code}: {reason}"
+        (out, _), = work.changed
+        return "sent" + (f" as {out.key}" if out.key != product.code else "")
 
     def _resend(self, ctx: _Ctx, entity: str, out: Outgoing, source_fp: str | None) -> None:
         if entity == "orders":
@@ -1296,9 +1264,14 @@ class _PageWork:
         return [(record, out) for record, out, _ in self.prepared.values()]
 
 
+def _back_office_references(row: QuarantineRow) -> list[tuple[str, str]]:
+    """The things the back office said it did not know ("unknown product 'X'"), of the kinds that may appear."""
+    return [(kind, key) for kind, key in missing_references(row.reason_code, row.reason) if kind in WAITING_KINDS]
+
+
 def _waits_for_reference(row: QuarantineRow) -> bool:
     """A quarantined order refused for something that may exist later (not for a bad record)."""
-    return row.reason_code == "missing_reference" or bool(UNKNOWN_REFERENCE.search(row.reason))
+    return row.reason_code == "missing_reference" or bool(_back_office_references(row))
 
 
 def _stamp(text: str) -> float:

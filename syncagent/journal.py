@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -275,16 +276,8 @@ class Journal:
     # -- fingerprints -------------------------------------------------------------------------
     def fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """The last accepted fingerprint of each key (one query per page)."""
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), 900):
-            chunk = list(keys[start : start + 900])
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT key, fingerprint FROM sent WHERE channel = ? AND entity = ? AND key IN ({marks})",  # noqa: S608 # nosec B608
-                (channel, entity, *chunk),
-            )
-            found.update(rows)
-        return found
+        return dict(rows_in(self.conn, "SELECT key, fingerprint FROM sent WHERE channel = ? AND entity = ?"
+                                       " AND key IN ({})", (channel, entity), keys))
 
     def record_sent(self, channel: str, entity: str, rows: Iterable[tuple[str, str, str | None]]) -> None:
         """rows: (key, fingerprint, remote_id)."""
@@ -412,16 +405,8 @@ class Journal:
 
     # -- order events -------------------------------------------------------------------------
     def event_states(self, channel: str, event_ids: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for start in range(0, len(event_ids), 900):
-            chunk = list(event_ids[start : start + 900])
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT event_id, state FROM events WHERE channel = ? AND event_id IN ({marks})",  # noqa: S608 # nosec B608
-                (channel, *chunk),
-            )
-            found.update(rows)
-        return found
+        return dict(rows_in(self.conn, "SELECT event_id, state FROM events WHERE channel = ? AND event_id IN ({})",
+                            (channel,), event_ids))
 
     def set_event(
         self, channel: str, event_id: str, order_id: str, type_: str, rank: int, state: str,
@@ -465,18 +450,9 @@ class Journal:
         )
 
     def balances(self, channel: str, codes: Sequence[str]) -> dict[tuple[str, str], tuple[int, int]]:
-        found: dict[tuple[str, str], tuple[int, int]] = {}
-        for start in range(0, len(codes), 900):
-            chunk = list(codes[start : start + 900])
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                "SELECT code, warehouse, available, reserved FROM stock_balances"  # nosec B608
-                f" WHERE channel = ? AND code IN ({marks})",  # noqa: S608
-                (channel, *chunk),
-            )
-            for code, warehouse, available, reserved in rows:
-                found[(code, warehouse)] = (available, reserved)
-        return found
+        rows = rows_in(self.conn, "SELECT code, warehouse, available, reserved FROM stock_balances"
+                                  " WHERE channel = ? AND code IN ({})", (channel,), codes)
+        return {(code, warehouse): (available, reserved) for code, warehouse, available, reserved in rows}
 
     # -- price boundaries ---------------------------------------------------------------------
     def set_price_boundaries(self, channel: str, rows: Iterable[tuple[str, str | None, str]]) -> None:
@@ -519,6 +495,18 @@ class Journal:
              stamp, stamp),
         )
 
+    def has_open_quarantine(self, channel: str, entity: str) -> bool:
+        """Any open row of (channel, entity): one indexed LIMIT 1 query (usually there is none)."""
+        return self.conn.execute(
+            "SELECT 1 FROM quarantine WHERE state = 'open' AND channel = ? AND entity = ? LIMIT 1", (channel, entity)
+        ).fetchone() is not None
+
+    def quarantine_fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Source fingerprints of the open rows among `keys`: an unchanged rejected record is not sent again."""
+        rows = rows_in(self.conn, "SELECT key, source_fingerprint FROM quarantine WHERE channel = ? AND entity = ?"
+                                  " AND state = 'open' AND key IN ({})", (channel, entity), keys)
+        return {key: fp for key, fp in rows if fp}
+
     def release(self, channel: str, entity: str, keys: Iterable[str], by: str = "syncagent") -> None:
         """Close open quarantine rows for keys that have now been applied."""
         self.conn.executemany(
@@ -537,12 +525,13 @@ class Journal:
 
     def quarantined(
         self, channel: str | None = None, entity: str | None = None, state: str | None = "open",
-        row_id: int | None = None,
+        row_id: int | None = None, key: str | None = None,
     ) -> list[QuarantineRow]:
         sql = ("SELECT rowid, channel, entity, key, state, reason_code, reason, payload, source_fingerprint,"
                " first_seen, last_seen, attempts, closed_by, close_reason FROM quarantine WHERE 1 = 1")
         args: list[Any] = []
-        for column, value in (("channel", channel), ("entity", entity), ("state", state), ("rowid", row_id)):
+        for column, value in (("channel", channel), ("entity", entity), ("state", state), ("rowid", row_id),
+                              ("key", key)):
             if value is not None:
                 sql += f" AND {column} = ?"
                 args.append(value)
@@ -562,21 +551,13 @@ class Journal:
 
     def channel_skus(self, channel: str, codes: Sequence[str]) -> dict[str, str]:
         """code → channel SKU for the mapped ones among `codes` (one query per 900)."""
-        return self._lookup_in("SELECT code, channel_sku FROM sku_map WHERE channel = ? AND code IN ({})",
-                               channel, codes)
+        return dict(rows_in(self.conn, "SELECT code, channel_sku FROM sku_map WHERE channel = ? AND code IN ({})",
+                            (channel,), codes))
 
     def backoffice_codes(self, channel: str, skus: Sequence[str]) -> dict[str, str]:
         """channel SKU → back office code for the mapped ones among `skus`."""
-        return self._lookup_in("SELECT channel_sku, code FROM sku_map WHERE channel = ? AND channel_sku IN ({})",
-                               channel, skus)
-
-    def _lookup_in(self, sql: str, channel: str, keys: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        keys = list(dict.fromkeys(keys))
-        for start in range(0, len(keys), 900):
-            chunk = keys[start : start + 900]
-            found.update(self.conn.execute(sql.format(",".join("?" * len(chunk))), (channel, *chunk)))  # nosec B608
-        return found
+        return dict(rows_in(self.conn, "SELECT channel_sku, code FROM sku_map WHERE channel = ?"
+                                       " AND channel_sku IN ({})", (channel,), skus))
 
     def set_sku_map(self, channel: str, rows: Iterable[tuple[str, str]], source: str, *, replace: bool = False) -> int:
         """Store (code, channel_sku) pairs; `replace` forgets the channel's other pairs first."""
@@ -655,6 +636,35 @@ class Journal:
     def channel_states(self) -> dict[str, tuple[str, str | None]]:
         rows = self.conn.execute("SELECT channel, auth_state, message FROM channel_state")
         return {c: (s, m) for c, s, m in rows}
+
+
+REFERENCE_CODES = ("missing_reference", "unmapped_sku")
+# "unknown payment method 'CRIPTO'", "unknown product 'NOVO-1'" (back office 422 details)
+_UNKNOWN = re.compile(r"unknown ([a-z][a-z ]{1,30}?) '([^']{1,80})'")
+# "customer 123 is not known in the back office" (the engine's missing_reference)
+_NOT_KNOWN = re.compile(r"\b(customer|product|seller|payment method) (\S{1,80}) is not known")
+_QUOTED = re.compile(r"'([^']{1,80})'")
+
+
+def missing_references(code: str, reason: str) -> set[tuple[str, str]]:
+    """What a quarantined record waits for, read from its reason: {(kind, reference)}.
+
+    The engine retries an order once these exist; `doctor` groups the waiting records by them.
+    """
+    found = {(m.group(1).strip(), m.group(2)) for m in _UNKNOWN.finditer(reason)}
+    found |= {(m.group(1), m.group(2)) for m in _NOT_KNOWN.finditer(reason)}
+    if not found and (code in REFERENCE_CODES or code.startswith(("unmapped_", "unknown_"))):
+        quoted = _QUOTED.search(reason)
+        found.add((code.removeprefix("unmapped_").removeprefix("unknown_").replace("_", " "),
+                   quoted.group(1) if quoted else reason[:80]))
+    return found
+
+
+def rows_in(conn: sqlite3.Connection, sql: str, args: Sequence[Any], keys: Sequence[str]) -> Iterator[Any]:
+    """The rows of `sql` (its `IN ({})` filled with `keys`), 900 keys a query: SQLite's variable limit."""
+    for start in range(0, len(keys), 900):
+        chunk = list(keys[start : start + 900])
+        yield from conn.execute(sql.format(",".join("?" * len(chunk))), (*args, *chunk))  # nosec B608
 
 
 def _order_row(row: Sequence[Any]) -> OrderRow:

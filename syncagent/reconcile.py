@@ -20,6 +20,7 @@ from typing import Any
 
 from syncagent.engine import Engine
 from syncagent.errors import ChannelError
+from syncagent.journal import rows_in
 from syncagent.model import StockBalance, StockLevel
 
 ENTITIES = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers")
@@ -79,12 +80,8 @@ def reconcile(engine: Engine, channel: str, entity: str, *, show: int = 20) -> R
 
 
 def _compare_page(db: sqlite3.Connection, items: list[Any], result: Reconciliation, show: int) -> None:
-    keys = [item.key for item in items]
-    found: dict[str, str] = {}
-    for start in range(0, len(keys), 900):
-        chunk = keys[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        found.update(db.execute(f"SELECT key, payload FROM expected WHERE key IN ({marks})", chunk))  # noqa: S608 # nosec B608
+    found: dict[str, str] = dict(rows_in(db, "SELECT key, payload FROM expected WHERE key IN ({})", (),
+                                         [item.key for item in items]))
     db.executemany("UPDATE expected SET seen = 1 WHERE key = ?", [(k,) for k in found])
     for item in items:
         text = found.get(item.key)
