@@ -32,7 +32,7 @@ import tenacity
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from syncagent import __version__, failpoints
+from syncagent import __version__, failpoints, fastjson
 from syncagent.errors import AmbiguousError, AuthError, ChannelError, PermanentError, TransientError
 
 log = logging.getLogger("syncagent.http")
@@ -104,7 +104,7 @@ class HttpResponse:
                                  f"({len(self.content)} bytes: {excerpt(self.content, self.secrets)!r})",
                                  status=self.status, code="bad_response")
         try:
-            return jsonlib.loads(self.content) if self.content else None
+            return fastjson.loads(self.content) if self.content else None
         except (ValueError, UnicodeDecodeError) as exc:
             raise TransientError(f"{where}: the answer is not valid JSON ({type(exc).__name__} at "
                                  f"{getattr(exc, 'pos', '?')} of {len(self.content)} bytes: "
@@ -428,6 +428,10 @@ class HttpClient:
         if self.limiter is not None and self.limiter.acquire() > 0:
             self._count("throttled_sleeps")
         url = self.base_url + call.path
+        body = call.data
+        if call.json is not None:  # what requests' json= does, written by orjson (a third of the CPU of a batch PUT)
+            body = fastjson.dumps(call.json)
+            headers["Content-Type"] = "application/json"
         s = self.settings
         # redirects only for plain unauthenticated reads: a redirected POST could carry its form
         # (a token request's client secret) to another host
@@ -435,7 +439,7 @@ class HttpClient:
         where = f"{self.name}: {call.method} {call.path}"
         try:
             raw = self.session.request(
-                call.method, url, params=call.params, json=call.json, data=call.data, headers=headers,
+                call.method, url, params=call.params, data=body, headers=headers,
                 stream=True, timeout=(s.connect_timeout, s.read_timeout), allow_redirects=follow,
             )
             try:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from syncagent import fastjson
 from syncagent.errors import MappingError
 
 # Entities (flows) the engine knows. Order of this tuple is the default run order.
@@ -23,15 +24,14 @@ ALL_FLOWS = ("orders", "order-events", *CATALOGUE_ENTITIES)
 CENT = Decimal("0.01")
 
 
-# What json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str) builds on
-# every call, built once: the same bytes (stored fingerprints stay valid), 40 % less time per record.
-# JSONEncoder.encode keeps no state between calls, so the sender and reader threads may share it.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
 def fingerprint(payload: Any) -> str:
-    """sha256 of canonical JSON: equal payloads give equal fingerprints, whatever the key order."""
-    return hashlib.sha256(_CANONICAL.encode(payload).encode("utf-8", "surrogatepass")).hexdigest()
+    """sha256 of canonical JSON: equal payloads give equal fingerprints, whatever the key order.
+
+    The bytes are those of json.dumps(payload, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, default=str), written by orjson where it writes the same (fastjson):
+    fingerprints already in a journal stay valid.
+    """
+    return hashlib.sha256(fastjson.canonical(payload)).hexdigest()
 
 
 def parse_money(value: Any, field_name: str) -> Decimal:
