@@ -6,6 +6,7 @@ they run, and which are switched off, so that ordering rules live in one place.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ def channel_setup(cfg: ChannelConfig, connector: Connector, settle_seconds: floa
         settle_seconds=settle_seconds,
         sku_mapping=cfg.sku_mapping,
         adopt=cfg.adopt,
+        config_digest=hashlib.sha256(repr(cfg).encode("utf-8", "surrogatepass")).hexdigest(),
     )
 
 

@@ -9,7 +9,9 @@ quarantined / cancelled) whose every transition is committed before the next net
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import hashlib
 import logging
 import queue
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from syncagent import failpoints
@@ -55,6 +58,7 @@ MAX_SETTLE_WAIT = 5.0
 SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh  # seconds the orders step may wait at its end to retry lost answers
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
+SEND_AHEAD = 2  # pages of a push sent at once: the channel works on one while the agent hands over the other
 RELEASE_EVERY = 600.0  # a quarantined order whose missing reference cannot be checked is retried this often
 RELEASE_BATCH = 50  # quarantined orders looked at per orders step for a reference that appeared
 # what the back office may come to know later (an order naming one of these waits for it)
@@ -97,6 +101,7 @@ class ChannelSetup:
     settle_seconds: float = 0.0  # how long a POST whose answer was lost may still be running
     sku_mapping: str = "optional"  # required: records with no channel SKU wait in quarantine
     adopt: bool = False  # bind the channel's existing listings by SKU or EAN before the first products push
+    config_digest: str = ""  # a digest of the channel's config: a change maps every page again
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,23 +233,54 @@ class Engine:
         tail = None if full or ctx.plan_only else self.journal.tail_digest(ctx.name, cursor_key)
         if tail is not None:  # a connector may then leave that page unparsed (its records empty)
             filters = {**(filters or {}), "known_tail_digest": tail}
-        # Without a transform (which reads the journal), page k is sent by one sender thread while page
-        # k+1 is mapped here; page k is recorded before page k+1 is diffed, so cursors, fingerprints and
-        # quarantine are written in page order, by this thread alone, as without the overlap.
+        # A pass over the whole feed (first sync, --full) notes the digest of each page it records whole;
+        # a later pass skips a page whose bytes it meets again, under the same mapping context (code,
+        # channel config, SKU map): same bytes, same records, same payloads, already recorded.
+        stable = transform is None and entity in ctx.conn.capabilities.stable
+        context = self._page_context(ctx, entity) if stable else ""
+        known_pages = self.journal.page_digests(ctx.name, entity, context) if stable else {}
+        if known_pages:
+            filters = {**(filters or {}), "known_pages": known_pages}
+        whole_pass = stable and cursor is None and not ctx.plan_only and not ctx.setup.shadow
+        seen: set[str] = set()  # the digests a whole pass met
+        skipped_to: str | None = None  # the cursor after known pages skipped, not yet saved
+        # Without a transform (which reads the journal), up to SEND_AHEAD pages are being sent by sender
+        # threads while the next is mapped and diffed here (against the journal and the pages in flight);
+        # pages are recorded in page order, by this thread alone, so cursors, fingerprints and quarantine
+        # are written as without the overlap. A page naming a key of a page in flight with other data
+        # waits for that page, so the channel gets each key's versions in feed order.
         overlap = transform is None and not ctx.plan_only
         sender: ThreadPoolExecutor | None = None
-        inflight: tuple[Future[_PageWork], str | None] | None = None  # the page being sent and its cursor
+        inflight: collections.deque[tuple[Future[_PageWork], str | None, _PageWork]] = collections.deque()
+        send_failed = False  # after a page whose send failed, the cursor stays before it
 
         def settle() -> bool:
-            """Record the page in flight, if any (its send error is raised here)."""
-            nonlocal inflight
-            if inflight is None:
+            """Record the oldest page in flight, if any (its send error is raised here)."""
+            nonlocal send_failed
+            if not inflight:
                 return False
-            future, page_cursor = inflight
-            inflight = None
-            self._record_page(ctx, entity, future.result(), cursor_key, page_cursor)
+            future, page_cursor, _ = inflight.popleft()
+            try:
+                self._record_page(ctx, entity, future.result(), None if send_failed else cursor_key, page_cursor)
+            except ChannelError:
+                send_failed = True
+                raise
             self._progress(ctx)
             return True
+
+        def settle_all() -> bool:
+            settled = False
+            while settle():
+                settled = True
+            return settled
+
+        def save_skipped() -> None:
+            """Move the cursor past the known pages skipped since the last page recorded."""
+            nonlocal skipped_to
+            if skipped_to is not None and not ctx.plan_only:
+                with self.journal.transaction():
+                    self._advance(ctx.name, cursor_key, skipped_to)
+            skipped_to = None
 
         try:
             # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
@@ -253,9 +289,31 @@ class Engine:
                 for page in pages:
                     records = page.records
                     ctx.result.read += len(records)
-                    digest = page.extra.get("digest") if page.cursor is None else None
+                    page_digest = page.extra.get("digest")
+                    if whole_pass and page_digest is not None:
+                        seen.add(page_digest)
+                    if page.extra.get("known") and page_digest in known_pages:
+                        settle_all()  # the pages before, if in flight
+                        items = int(page.extra.get("items") or 0)
+                        ctx.result.read += items
+                        ctx.result.unchanged += items
+                        skipped_to = page.cursor
+                        if page.cursor is None and not ctx.plan_only:
+                            with self.journal.transaction():
+                                self._advance(ctx.name, cursor_key, None)
+                                if not ctx.setup.shadow:
+                                    self.journal.set_tail_digest(ctx.name, cursor_key, page_digest)
+                        self._progress(ctx)
+                        if self.should_stop():
+                            save_skipped()
+                            return
+                        continue
+                    if skipped_to is not None and (not overlap or page.cursor is None):
+                        save_skipped()  # else this page's record moves the cursor on past them
+                    skipped_to = None
+                    digest = page_digest if page.cursor is None else None
                     if digest is not None and digest == tail:
-                        if settle() and self.should_stop():
+                        if settle_all() and self.should_stop():
                             return
                         if records:
                             ctx.result.unchanged += sum(1 for r in records if not isinstance(r, BadRecord))
@@ -266,17 +324,27 @@ class Engine:
                             self._advance(ctx.name, cursor_key, None)
                         continue
                     if overlap:
-                        work = self._map_page(ctx, entity, records)  # while the page before is being sent
-                        if settle() and self.should_stop():
-                            return  # the page before is recorded; this one waits for the next run
-                        self._diff_page(ctx, entity, work)
-                        if page.cursor is not None:
-                            sender = sender or ThreadPoolExecutor(1, thread_name_prefix="syncagent-send")
-                            inflight = (sender.submit(self._send_page, ctx, entity, work), page.cursor)
-                            continue  # recorded (and should_stop asked) once the next page is mapped
-                        # the last page: nothing left to overlap with
-                        self._record_page(ctx, entity, self._send_page(ctx, entity, work), cursor_key, None,
-                                          tail_digest=digest)
+                        work = self._map_page(ctx, entity, records)  # while the pages before are being sent
+                        if whole_pass and page_digest is not None:
+                            work.page = (page_digest, len(records), page.cursor)
+                        if page.cursor is None:  # the last page: nothing left to overlap with
+                            if settle_all() and self.should_stop():
+                                return
+                            self._diff_page(ctx, entity, work)
+                            self._record_page(ctx, entity, self._send_page(ctx, entity, work), cursor_key, None,
+                                              tail_digest=digest)
+                        else:
+                            while len(inflight) >= SEND_AHEAD:
+                                settle()
+                            if self.should_stop():
+                                settle_all()
+                                return  # the pages before are recorded; this one waits for the next run
+                            self._diff_page(ctx, entity, work, [w for _, _, w in inflight])
+                            if _shares_changed_keys(work, [w for _, _, w in inflight]):
+                                settle_all()  # a key's next version goes once its previous one is in
+                            sender = sender or ThreadPoolExecutor(SEND_AHEAD, thread_name_prefix="syncagent-send")
+                            inflight.append((sender.submit(self._send_page, ctx, entity, work), page.cursor, work))
+                            continue  # recorded (and should_stop asked) once the pages after it are mapped
                     else:
                         extra = None
                         if transform is not None:
@@ -285,13 +353,24 @@ class Engine:
                     self._progress(ctx)
                     if self.should_stop():
                         return  # the page is recorded; the rest waits for the next run
-            settle()
+            settle_all()
+            save_skipped()
+            if whole_pass:  # the feed read to its end: pages not met any more are forgotten
+                with self.journal.transaction():
+                    self.journal.keep_page_digests(ctx.name, entity, context, seen)
         finally:
-            if inflight is not None:  # the step ends on an error: the page already sent is still recorded
+            # the step ends on an error: the pages already sent are still recorded, in order; after a page
+            # whose send failed, the cursor stays before it (its records are read and diffed again)
+            while inflight:
                 with contextlib.suppress(ChannelError):
                     settle()
             if sender is not None:
                 sender.shutdown(wait=True)
+
+    def _page_context(self, ctx: _Ctx, entity: str) -> str:
+        """What a page's payloads depend on besides its bytes: our code and the channel's config."""
+        return hashlib.sha256(f"{_code_digest()}|{ctx.setup.config_digest}|{ctx.setup.sku_mapping}|{entity}"
+                              .encode()).hexdigest()
 
     @staticmethod
     def _read_ahead(source: Iterator[Any], more: Callable[[Any], bool] = lambda item: True) -> Iterator[Any]:
@@ -400,17 +479,23 @@ class Engine:
             work.prepared[out.key] = (record, out, fingerprint(out.payload))
         return work
 
-    def _diff_page(self, ctx: _Ctx, entity: str, work: _PageWork) -> bool:
-        """What changed since it was last sent (journal lookups). False: a plan-only run, planned and done."""
+    def _diff_page(self, ctx: _Ctx, entity: str, work: _PageWork, inflight: Iterable[_PageWork] = ()) -> bool:
+        """What changed since it was last sent (journal lookups). False: a plan-only run, planned and done.
+
+        `inflight`: pages being sent, not yet recorded; what they send counts as sent.
+        """
         prepared = work.prepared
         keys = list(prepared)
         known = self.journal.fingerprints(ctx.name, entity, keys)
+        for before in inflight:
+            known.update((o.key, fp) for o, fp in before.changed if o.key in prepared)
         # with nothing of this entity in quarantine (the usual case) there is nothing to hold back or to
         # release: one indexed LIMIT 1 query instead of a lookup of the page's keys and an UPDATE per record sent
         work.release = self.journal.has_open_quarantine(ctx.name, entity)
         held = self.journal.quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad]) \
             if work.release else {}
         work.changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
+        work.clean = not work.bad and not held
         work.bad = [b for b in work.bad if held.get(b[0]) != b[4]]
         ctx.result.unchanged += len(prepared) - len(work.changed)
         if ctx.plan_only:  # shadow channel or --dry-run: say what would be sent, send and record nothing
@@ -466,6 +551,9 @@ class Engine:
                     self._advance(ctx.name, cursor_key, cursor)
                     if not ctx.setup.shadow:
                         self.journal.set_tail_digest(ctx.name, cursor_key, tail_digest)
+                if work.page is not None and work.clean and not rejected and not ctx.setup.shadow:
+                    self.journal.add_page_digest(ctx.name, entity, work.page[0], self._page_context(ctx, entity),
+                                                 work.page[1], work.page[2])
         ctx.result.sent += len(accepted)
         ctx.result.quarantined += len(bad) + len(rejected)
         if error is not None:
@@ -1259,9 +1347,30 @@ class _PageWork:
     error: ChannelError | None = None
     release: bool = True  # whether the keys accepted may have open quarantine rows to close
     renames: dict[str, str] = field(default_factory=dict)  # channel SKU → back office code (DE/PARA)
+    clean: bool = False  # no bad record and nothing held in quarantine: the page may be recorded whole
+    page: tuple[str, int, str | None] | None = None  # (digest, items, next cursor) to note once recorded whole
 
     def pairs(self) -> list[tuple[Any, Outgoing]]:
         return [(record, out) for record, out, _ in self.prepared.values()]
+
+
+@functools.cache
+def _code_digest() -> str:
+    """A digest of the agent's own code: after an upgrade every page is mapped again once."""
+    digest = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        if "simulators" not in path.parts:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _shares_changed_keys(work: _PageWork, inflight: Iterable[_PageWork]) -> bool:
+    """Whether a page sends a key that a page in flight sends too (a feed may repeat a record)."""
+    if not work.changed:
+        return False
+    keys = {o.key for o, _ in work.changed}
+    return any(o.key in keys for before in inflight for o, _ in before.changed)
 
 
 def _back_office_references(row: QuarantineRow) -> list[tuple[str, str]]:

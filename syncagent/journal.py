@@ -89,6 +89,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE cursors ADD COLUMN tail_digest TEXT;
         """,
     ),
+    (
+        "digests of feed pages recorded whole",
+        """
+        CREATE TABLE page_digests (channel TEXT NOT NULL, entity TEXT NOT NULL, digest TEXT NOT NULL,
+            context TEXT NOT NULL, items INTEGER NOT NULL, next_cursor TEXT,
+            PRIMARY KEY (channel, entity, digest)) WITHOUT ROWID;
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -336,6 +344,34 @@ class Journal:
             (digest, channel, flow, digest),
         )
 
+    # -- pages recorded whole: a page read again as it was (same bytes, same mapping) is not mapped again
+    def page_digests(self, channel: str, entity: str, context: str) -> dict[str, tuple[int, str | None]]:
+        """digest → (item count, next cursor) of the pages of `entity` recorded whole under this `context`."""
+        return {d: (n, c) for d, n, c in self.conn.execute(
+            "SELECT digest, items, next_cursor FROM page_digests WHERE channel = ? AND entity = ? AND context = ?",
+            (channel, entity, context))}
+
+    def add_page_digest(self, channel: str, entity: str, digest: str, context: str, items: int,
+                        next_cursor: str | None) -> None:
+        """Note a page whose every record is recorded as sent or unchanged (in the page's transaction)."""
+        self.conn.execute(
+            "INSERT INTO page_digests (channel, entity, digest, context, items, next_cursor) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel, entity, digest) DO UPDATE SET context = excluded.context, items = excluded.items,"
+            " next_cursor = excluded.next_cursor",
+            (channel, entity, digest, context, items, next_cursor))
+
+    def keep_page_digests(self, channel: str, entity: str, context: str, keep: Iterable[str]) -> None:
+        """After a whole pass over a feed: forget the pages it did not meet (the feed has moved on)."""
+        keep = set(keep)
+        known = self.conn.execute("SELECT digest, context FROM page_digests WHERE channel = ? AND entity = ?",
+                                  (channel, entity)).fetchall()
+        gone = [(channel, entity, d) for d, c in known if c != context or d not in keep]
+        self.conn.executemany("DELETE FROM page_digests WHERE channel = ? AND entity = ? AND digest = ?", gone)
+
+    def forget_page_digests(self, channel: str) -> None:
+        """The channel's mapping inputs changed (its SKU map): every page is mapped again once."""
+        self.conn.execute("DELETE FROM page_digests WHERE channel = ?", (channel,))
+
     # -- bindings -----------------------------------------------------------------------------
     def binding(self, channel: str, entity: str, remote_id: str) -> str | None:
         row = self.conn.execute(
@@ -562,6 +598,7 @@ class Journal:
     def set_sku_map(self, channel: str, rows: Iterable[tuple[str, str]], source: str, *, replace: bool = False) -> int:
         """Store (code, channel_sku) pairs; `replace` forgets the channel's other pairs first."""
         rows = list(rows)
+        self.forget_page_digests(channel)  # the records go out under other SKUs now
         if replace:
             self.conn.execute("DELETE FROM sku_map WHERE channel = ?", (channel,))
         else:  # a SKU moving to another code: the old pair goes first (the SKU is unique per channel)

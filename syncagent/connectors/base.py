@@ -38,6 +38,9 @@ class Capabilities:
     # order statuses that may be imported when the config says nothing
     importable_statuses: tuple[str, ...] = ("approved",)
     cancelled_statuses: tuple[str, ...] = ("cancelled",)
+    # entities whose payload `prepare` builds from the record and the channel's config alone (not the
+    # clock, not remote state): a feed page read again byte for byte need not be mapped again
+    stable: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,19 +121,27 @@ class GestaoLojasConnector:
             resp = self.client.get(f"/{entity}", params=params)
             if resp.status != 200:
                 raise refused(self.client, what, resp)
+            # a page whose bytes the engine has recorded whole (filters["known_pages"]: digest → (items,
+            # next cursor)) is neither decoded nor parsed again: same bytes, same records, same cursor
+            digest = hashlib.sha256(resp.content).hexdigest()
+            known = (filters.get("known_pages") or {}).get(digest)
+            if known is not None:
+                items, next_cursor = known
+                yield Page([], next_cursor or None, {"digest": digest, "items": items, "known": True})
+                if not next_cursor or next_cursor == cursor:
+                    return
+                cursor = next_cursor
+                continue
             body = body_of(self.client, what, resp)
             next_cursor = body.get("next_cursor")
             if next_cursor is not None and not isinstance(next_cursor, str):
                 raise TransientError(f"{self.name}: {what}: next_cursor is not a string", code="bad_response")
-            # the last page is read again every cycle (a null cursor keeps the previous one): its digest
-            # lets the engine tell that it did not change since it was recorded; a page the engine says it
-            # has recorded as it is (filters["known_tail_digest"]) is not parsed again
-            extra: dict[str, Any] = {}
+            # the last page is read again every cycle (a null cursor keeps the previous one): a last page
+            # the engine says it has recorded as it is (filters["known_tail_digest"]) is not parsed again
+            extra: dict[str, Any] = {"digest": digest, "items": len(body["items"])}
             records: list[Any] | None = None
-            if not next_cursor:
-                extra = {"digest": hashlib.sha256(resp.content).hexdigest(), "items": len(body["items"])}
-                if extra["digest"] == filters.get("known_tail_digest"):
-                    records = []
+            if not next_cursor and digest == filters.get("known_tail_digest"):
+                records = []
             if records is None:
                 records = parse_items(body["items"], parse, key_of, raw=resp.content)
             yield Page(records, next_cursor or None, extra)

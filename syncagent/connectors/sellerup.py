@@ -72,6 +72,7 @@ class SellerUpConnector:
         push=frozenset({*COLLECTIONS, *POSTS}),
         pull=frozenset({"orders", "channel-customers"}),
         max_batch=MAX_BATCH, importable_statuses=("approved",), cancelled_statuses=("cancelled",),
+        stable=frozenset({"products", "groups", "payment-methods", "sellers", "customers"}),
     )
 
     def __init__(self, name: str, base_url: str, options: Mapping[str, Any], http: HttpSettings, *,

@@ -147,6 +147,7 @@ class VtexConnector:
     capabilities: ClassVar[Capabilities] = Capabilities(
         push=frozenset(PUSHES), pull=frozenset({"orders", "channel-customers"}), max_batch=50,
         importable_statuses=("ready-for-handling",), cancelled_statuses=("canceled",),
+        stable=frozenset({"products"}),
     )
 
     def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings, *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
@@ -25,6 +26,7 @@ from syncagent.model import (
     Price,
     Product,
     StockBalance,
+    fingerprint,
     money_str,
 )
 
@@ -95,7 +97,9 @@ class FakeChannel:
         self.clock = clock
         self.pushed: list[tuple[str, list[Outgoing]]] = []
         self.reject: set[str] = set()
-        self.fail_on_push: int | None = None
+        self.fail_on_key: str | None = None  # a batch holding this key fails (once)
+        self.lock = threading.Lock()  # the engine sends pages from two threads at once
+        self.slow_key: str | None = None  # the first batch holding this key waits a while before it is applied
         self.orders: list[Any] = []
         self.event_log: list[tuple[str, str]] = []
 
@@ -118,11 +122,16 @@ class FakeChannel:
         return Outgoing(record.key, data)
 
     def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
-        if self.fail_on_push is not None:
-            self.fail_on_push -= 1
-            if self.fail_on_push < 0:
-                self.fail_on_push = None
-                raise TransientError("channel down")
+        if self.slow_key is not None and any(out.key == self.slow_key for out in batch):
+            self.slow_key = None
+            time.sleep(0.2)
+        with self.lock:
+            return self._push(entity, batch)
+
+    def _push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
+        if self.fail_on_key is not None and any(out.key == self.fail_on_key for out in batch):
+            self.fail_on_key = None
+            raise TransientError("channel down")
         self.pushed.append((entity, list(batch)))
         results = []
         for out in batch:
@@ -194,17 +203,30 @@ def test_rejected_and_unmappable_records_are_quarantined_the_rest_go_on(parts: A
     assert {q.key for q in journal.quarantined()} == {"P9"}
 
 
+def test_a_key_repeated_on_the_next_pages_goes_out_in_feed_order_and_once_per_version(parts: Any) -> None:
+    engine, bo, ch, journal = parts
+    bo.feeds["products"] = [Product("P0", "a", True), Product("P1", "b", True), Product("P0", "a2", True),
+                            Product("P2", "c", True), Product("P0", "a2", True), Product("P3", "d", True),
+                            Product("P4", "e", True), Product("P5", "f", True)]
+    ch.slow_key = "P0"  # pages are sent two at a time: a later version must not overtake an earlier one
+    result = engine.run_step("loja", "products")
+    assert result.status == "ok" and result.sent == 7 and result.unchanged == 1
+    assert [o.payload["name"] for _, batch in ch.pushed for o in batch if o.key == "P0"] == ["a", "a2"]
+    assert journal.fingerprints("loja", "products", ["P0"])["P0"] == fingerprint(asdict(Product("P0", "a2", True)))
+    assert sorted(sent_keys(ch, "products")) == ["P0", "P0", "P1", "P2", "P3", "P4", "P5"]
+
+
 def test_cursor_does_not_pass_a_page_that_failed(parts: Any) -> None:
     engine, bo, ch, journal = parts
     bo.page_size = 4
     bo.feeds["products"] = products("a", "b", "c", "d", "e", "f")
-    ch.fail_on_push = 1  # first batch (2 records) goes, the second fails
+    ch.fail_on_key = "P2"  # the first batch of the first page (2 records) goes, the second fails
     result = engine.run_step("loja", "products")
     assert result.status == "failed" and "channel down" in (result.error or "")
     assert journal.cursor("loja", "products") is None
-    assert set(journal.fingerprints("loja", "products", ["P0", "P1", "P2"])) == {"P0", "P1"}
+    assert set(journal.fingerprints("loja", "products", ["P0", "P1", "P2", "P3"])) == {"P0", "P1"}
     engine.run_step("loja", "products")
-    assert sent_keys(ch, "products") == ["P0", "P1", "P2", "P3", "P4", "P5"]  # nothing sent twice
+    assert sorted(sent_keys(ch, "products")) == ["P0", "P1", "P2", "P3", "P4", "P5"]  # nothing sent twice
 
 
 def test_stock_sums_channel_warehouses_across_pages(parts: Any) -> None:
