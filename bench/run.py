@@ -429,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=None, help="repetitions of each agent/floor pair")
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the scripts (implies --no-write)")
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(ROOT)} alone")
+    parser.add_argument("--only", choices=("push", "rss", "orders", "rate", "cycle", "startup"), action="append",
+                        help="run only these benchmarks (repeatable; implies --no-write)")
     args = parser.parse_args(argv)
     command = "make bench-large" if args.large else "make bench"
     if argv is None and sys.argv[1:] not in ([], ["--large"]):
@@ -444,6 +446,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             rate_limited(b, 2000, 50, 20)
             no_change_cycles(b, (2000, 5000), 5)
             startup(b, 3)
+        elif args.only:
+            n = 1_000_000 if args.large else 100_000
+            runs: dict[str, Callable[[], None]] = {
+                "push": lambda: push_and_rescan(b, n, b.reps),
+                "rss": lambda: peak_rss(b, (n // 10, n)),
+                "orders": lambda: order_intake(b, 10_000, 1000, b.reps),
+                "rate": lambda: rate_limited(b, 10_000, 50, 20),
+                "cycle": lambda: no_change_cycles(b, (n // 10, n), 15),
+                "startup": lambda: startup(b, 15),
+            }
+            for name in args.only:
+                runs[name]()
         elif args.large:
             push_and_rescan(b, 1_000_000, b.reps)
             peak_rss(b, (100_000, 1_000_000))
@@ -460,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elapsed = time.monotonic() - started
     text = report(b, command, elapsed)
     print(f"\n{table(b.rows)}\n\n{elapsed / 60:.1f} min; goals missed: {', '.join(dict.fromkeys(b.missed)) or 'none'}")
-    if not (args.no_write or args.quick):
+    if not (args.no_write or args.quick or args.only):
         replace_section(DOC, "bench-large" if args.large else "bench", text, PREAMBLE)
         print(f"results written to {DOC.relative_to(ROOT)}")
 
