@@ -7,36 +7,39 @@ of these benchmarks at 10k-100k products; the profile printed under each note is
 
 from __future__ import annotations
 
+HOW = """\
+### How the agent does more than the floor in less time
+
+The floor makes its calls one after the other: it waits for the back office's page, then for the
+channel's answer to its PUT, and does its own work in between. The agent does more work per
+record (a model object, the mapping, a fingerprint, the journal) and hides it behind the servers:
+
+- **A pipeline of pages** (`syncagent/engine.py` `Engine._push_feed`): one helper thread reads and
+  parses page k+3 while the step's thread maps, fingerprints and diffs page k+2, and two sender
+  threads have pages k and k+1 at the channel (`SEND_AHEAD`), so the channel always has the next
+  batch waiting. Only the step's thread writes the journal, one transaction per page, in feed
+  order; a page is diffed against the journal and the pages still in flight.
+- **orjson where it answers as the stdlib does** (`syncagent/fastjson.py`): page decode, PUT body
+  and the canonical bytes of the fingerprint (same bytes as before, so stored fingerprints stay
+  valid); bodies orjson reads differently go to the stdlib.
+- **Cheap per record**: direct type tests before the field-by-field checks in the back office
+  parsers, the invalid-text check once per page on the raw body, one fingerprint query and one
+  `executemany` per page, no quarantine lookups while an entity has nothing in quarantine.
+- **A rescan that finds nothing does almost nothing**: a pass over a whole feed notes the sha256
+  of each page it recorded whole (journal `page_digests`); `push --full` meets the same bytes
+  under the same code, channel config and SKU map, and skips the page without decoding it. The
+  floor of a rescan still decodes every page, so the agent reads the feed faster than the floor.
+- **Quiet cycles**: the last page of each feed, re-read every cycle, is skipped by its digest;
+  unchanged balances, boundaries and states are not rewritten.
+"""
+
 DONE = """\
-Done (in this order, each measured): the invalid-text check once per page from
-the raw body (`parse_items(..., raw=)`); a direct type-test fast path in the back office parsers
-(the `need`/`opt` chain only for unusual records); the next page read and parsed in a helper
-thread (`Engine._read_ahead`); page k sent in a sender thread while page k+1 is mapped, page k
-recorded before page k+1 is diffed (`Engine._push_feed`, `_map_page` / `_diff_page` /
-`_send_page` / `_record_page`); no quarantine lookup or release when the entity has no open
-quarantine row."""
+Done: the pipeline, orjson and the per-record fast paths described above."""
 
 CPU = """\
-What is left is client CPU that no overlap can hide on this machine. It has 2 cores; the back
-office and Seller Up simulators run on them too, and so do the agent's three threads (which
-share one GIL). Per 500-product page, measured apart: JSON decode of the GET 2.2 ms, parse into
-frozen dataclasses 2.8 ms (building a `Product` alone is ~3 µs), map 0.5 ms, canonical-JSON
-sha256 `fingerprint` 3.0 ms, JSON encode of the PUT 1.2 ms, the Seller Up connector's result
-handling ~1.5 ms, journal lookups and the page transaction ~2 ms; the HTTP stack (requests,
-urllib3, tenacity) adds ~1 ms per call. The floor does only the decode, a dict per product and
-the encode. Done since: the fingerprint's canonical encoder is built once (`syncagent/model.py`,
-the same bytes, 6.8 → 4.1 µs per record; the figures above include it). Where the rest would
-come from:
-
-1. Not building model objects for records whose source did not change: keep a digest of each
-   record's raw JSON beside its fingerprint and skip parse, map and fingerprint when it and the
-   mapping inputs (DE/PARA, config) are unchanged. That is a journal migration and a new
-   invalidation rule (prices also change with the clock), so it was not rushed in.
-2. `syncagent/connectors/sellerup.py` `_upsert` / `_result` and `syncagent/http.py`: the per
-   item result objects and the per-call retry machinery are the next entries of the profile.
-3. orjson for the page decode was measured (2.2 → 0.9 ms per page) and left out: it turns
-   integers beyond 64 bits into floats and refuses lone surrogates and NaN, so every such body
-   would need the stdlib path again to keep the bad-record reasons, for ~3 % of the CPU."""
+What is left is the order of the work on a 2-core machine shared by the agent and both
+simulators: the agent's threads share one GIL, so a sender thread whose answer has arrived may
+wait for the step's thread to let go of it before it can hand over the next batch."""
 
 NOTES: dict[str, tuple[str, str]] = {
     "push": ("Initial push of products: agent slower than the floor", f"""\
@@ -44,29 +47,14 @@ The calls are the same (see above), and so is the server CPU; the difference is 
 
 {DONE}
 
-The work per record fell (the text check and the `need`/`opt` chain were a third of the CPU), and
-the GET and parse of page k+2 and the PUT of page k now run while page k+1 is mapped, which took
-the ratio from 1.94× to the figure above. The process's CPU did not fall with its work (5.1 s
-here against 4.9 s before, on a machine where the floor's CPU also varies from 1.5 s to 2.1 s):
-three threads share one GIL, and their hand-overs and switches cost CPU too; the agent's CPU is
-still ~3× the floor's.
-
 {CPU}
 
 In the profile below (all threads merged, so own times add up across threads) lock and queue
-waits are the threads waiting for each other and for the servers; the CPU entries are the
-fingerprint's JSON encoding, the parse, the decode and the HTTP stack."""),
+waits are the threads waiting for each other and for the servers."""),
     "rescan": ("`push --full` rescan: reading and diffing costs more than reading", f"""\
-Zero writes, as required, and the same server CPU: the extra time is client CPU.
-
-{DONE}
-
-A rescan sends nothing, so only the read ahead overlaps anything, and the back office answers a
-GET of 500 products in ~3 ms: there is little server time to hide CPU behind. Per record the
-agent still decodes, parses into a `Product`, maps, fingerprints and diffs (~15 µs), where the
-floor only decodes (~4.5 µs); 1.5× the floor would leave ~2 µs for all but the decode.
-`--full` must keep re-mapping every record (it is how a mapping change after an upgrade is
-pushed), so no page may be skipped.
+Zero writes, as required. Pages recorded whole are skipped undecoded (above); a rescan that
+misses the goal has met pages it had not recorded whole (a record in quarantine on them, a pass
+cut short, a changed SKU map, config or version), which it maps again as it must.
 
 {CPU}"""),
     "cycle": ("No-change cycle above 50 ms", """\

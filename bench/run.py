@@ -44,7 +44,7 @@ from bench.common import (
     table,
     write_config,
 )
-from bench.notes import NOTES
+from bench.notes import HOW, NOTES
 
 DOC = ROOT / "docs" / "benchmarks.md"
 PREAMBLE = """# Benchmarks
@@ -406,6 +406,8 @@ def report(b: Bench, command: str, elapsed: float) -> str:
            "end (the machine is shared, hence alternating runs and medians).", "", table(b.rows), ""]
     if b.facts:
         out += ["What the runs did:", ""] + [f"- {fact}" for fact in b.facts] + [""]
+    if not b.large:
+        out += [HOW]
     missed = list(dict.fromkeys(b.missed))
     if missed:
         out += ["### Goals missed: where the time goes and what would fix it", ""]

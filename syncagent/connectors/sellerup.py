@@ -262,6 +262,8 @@ def _feed_key(item: Mapping[str, Any]) -> str | None:
 
 # -- model → wire ----------------------------------------------------------------------------------
 def _required(value: Any, name: str) -> str:
+    if type(value) is str and value.strip():  # the usual case, without a str() copy
+        return value
     if value is None or not str(value).strip():
         raise MappingError("missing_field", f"{name} is required")
     return str(value)
