@@ -493,6 +493,30 @@ def test_same_seed_same_data_and_a_restart_does_not_reseed(bo: Client, tmp_path:
     assert again.ok("POST", "/orders", json=order("SU-10"))["number"] == str(int(number) + 1)
 
 
+def test_seed_data_keeps_its_shape_and_odds() -> None:
+    count = 20_000
+    products = [seeddata.product(SEED, i) for i in range(1, count + 1)]
+    prices = [seeddata.price(SEED, i, seeddata.EPOCH) for i in range(1, count + 1)]
+    assert all(valid_ean(p["barcode"]) and p["barcode"] == seeddata.ean13(i) for i, p in enumerate(products, 1))
+    assert 0.02 < sum(not p["active"] for p in products) / count < 0.04
+    assert all(0.1 <= float(p["weight_kg"]) <= 2.5 and 2 <= int(p["height_cm"]) <= 40 for p in products)
+    assert {p["group_code"] for p in products} == {"VEST-MASC", "VEST-FEM", "CALC", "CALC-ESP", "ACES"}
+    now = seeddata.iso(seeddata.EPOCH)
+    running = [p for p in prices if p["promo_start"] is not None and p["promo_start"] < now < p["promo_end"]]
+    later = [p for p in prices if p["promo_start"] is not None and p["promo_start"] > now]
+    assert 0.13 < len(running) / count < 0.17 and 0.04 < len(later) / count < 0.06
+    assert 0.06 < sum(bool(p["scheduled"]) for p in prices) / count < 0.10
+    assert all(Decimal("19.90") <= Decimal(p["list_price"]) <= Decimal("599.90") for p in prices)
+    levels = [seeddata.stock(SEED, i, w) for i in range(1, 2001) for w, _name, _store in seeddata.WAREHOUSES]
+    assert max(s["available"] for s in levels if s["warehouse"] == "CD01") > 100
+    assert all(0 <= s["reserved"] <= min(s["available"], 5) for s in levels)
+    assert all(s["available"] <= 25 for s in levels if s["warehouse"] != "CD01")
+    customers = [seeddata.customer(SEED, i) for i in range(1, 2001)]
+    assert all(valid_document(c["document"]) and len(c["document"]) == (14 if i % 7 == 0 else 11)
+               for i, c in enumerate(customers, 1))
+    assert seeddata.product(SEED, 7) == seeddata.product(SEED, 7) != seeddata.product(SEED + 1, 7)
+
+
 def test_unknown_or_bad_options_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown"):
         build(str(tmp_path / "x.db"), products=1, seed=1, api_key="x")
