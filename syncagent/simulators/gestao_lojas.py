@@ -10,7 +10,9 @@ events only in the order invoiced → shipped → delivered.
 It is also fast, because benchmarks run it with up to a million products: each feed table is
 clustered by its change counter (`seq` is the rowid), so a page is one range scan of `limit`
 rows; records are stored as the JSON the feed serves and pages are that JSON joined, never parsed
-and dumped again; seeding is `executemany` in one transaction with the indexes built afterwards.
+and dumped again. Seeding is `executemany` in one transaction, under a rollback journal rather
+than WAL (a new file: every page is written once), with the indexes built afterwards; the seed's
+catalogue JSON comes from templates.
 
 Seeded deterministically from `seeddata`, so the channel simulators seeded with the same seed name
 products, customers, sellers and payment methods that exist here. Admin endpoints under /_admin
@@ -401,25 +403,46 @@ def json_body(req: Request, *, optional: bool = False) -> Any:
 
 CHUNK = 10_000
 CatalogueRows = tuple[list[tuple[int, str, str]], list[tuple[int, str, str, str]], list[tuple[int, str, str, str]]]
+# The seeded feeds' JSON, field for field what ENCODE makes of seeddata's records, without its cost per
+# record. Every text filled in is either made here of digits or comes from seeddata's fixed lists,
+# which `_need_no_escaping` checks at import.
+PRODUCT_ROW = ('{"code":"%s","description":"%s","barcode":"%s","brand":"%s","group_code":"%s","unit":"%s",'
+               '"ncm":"%s","weight_kg":"%s","height_cm":"%s","width_cm":"%s","length_cm":"%s","active":%s,'
+               '"updated_at":"%s"}')
+PRICE_ROW = '{"sku":"%s","price_list":"default","list_price":"%s",%s,"scheduled":%s,"updated_at":"%s"}'
+PROMO = '"promo_price":"%s","promo_start":"%s","promo_end":"%s"'
+NO_PROMO = '"promo_price":null,"promo_start":null,"promo_end":null'
+SCHEDULED_ROW = '[{"list_price":"%s","starts_at":"%s"}]'
 STOCK_ROW = '{"sku":"%s","warehouse":"%s","available":%d,"reserved":%d,"updated_at":"%s"}'
+
+
+def _need_no_escaping(*texts: Iterable[str]) -> None:
+    """Fail at import if a text the templates above take as it is would need escaping in JSON."""
+    for text in (t for group in texts for t in group):
+        if ENCODE(text) != f'"{text}"':
+            raise ValueError(f"{text!r} needs JSON escaping: encode it instead of putting it in a template")
+
+
+_need_no_escaping([k for k, _ in seeddata.PRODUCT_KINDS], seeddata.BRANDS, seeddata.COLOURS, seeddata.SIZES,
+                  [g for g, _, _ in seeddata.GROUPS], seeddata.NCMS, seeddata.STOCK_WORD)
 
 
 def catalogue_rows(seed: int, start: int, stop: int, stamp: str, hour: datetime) -> CatalogueRows:
     """Rows of products start..stop-1: (seq, code, json) products, prices and stock (seq by warehouse)."""
-    warehouses = [w[0] for w in seeddata.WAREHOUSES]
+    warehouses = list(seeddata.STOCK_WORD)
     products, prices, stock = [], [], []
     for i in range(start, stop):
-        product = seeddata.product(seed, i)
-        code = product["code"]
-        product["updated_at"] = stamp
-        products.append((i, code, ENCODE(product)))
-        price = seeddata.price(seed, i, hour)
-        price["updated_at"] = stamp
-        prices.append((i, code, price["price_list"], ENCODE(price)))
-        for w, warehouse in enumerate(warehouses):
-            level = seeddata.stock(seed, i, warehouse)
-            stock.append(((i - 1) * len(warehouses) + w + 1, code, warehouse,
-                          STOCK_ROW % (code, warehouse, level["available"], level["reserved"], stamp)))
+        (description, brand, group, unit, ncm, weight, height, width, length, active), \
+            (list_price, promo_price, promo_start, promo_end, scheduled), levels = seeddata.catalogue_item(seed, i, hour)
+        code = seeddata.product_code(i)
+        products.append((i, code, PRODUCT_ROW % (code, description, seeddata.ean13(i), brand, group, unit, ncm,
+                                                 weight, height, width, length, "true" if active else "false", stamp)))
+        promo = NO_PROMO if promo_price is None else PROMO % (promo_price, promo_start, promo_end)
+        prices.append((i, code, "default", PRICE_ROW % (code, list_price, promo,
+                                                        SCHEDULED_ROW % scheduled if scheduled else "[]", stamp)))
+        seq = (i - 1) * len(levels)
+        stock += [(seq + w, code, warehouse, STOCK_ROW % (code, warehouse, available, reserved, stamp))
+                  for w, (warehouse, (available, reserved)) in enumerate(zip(warehouses, levels, strict=True), 1)]
     return products, prices, stock
 
 
@@ -507,6 +530,8 @@ class GestaoLojasSim(SimApp):
         stamp = now_iso()
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # promotions: past, running, future
         seed = self.seed
+        # a new file: a rollback journal holds next to nothing, where WAL would write every page twice
+        self.db.execute("PRAGMA journal_mode=DELETE")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA cache_size=-262144")
         with self._tx():
@@ -531,6 +556,7 @@ class GestaoLojasSim(SimApp):
             for key, value in (("schema", SCHEMA_VERSION), ("seed", str(seed)), ("products", str(products)),
                                ("customer_code", str(customers)), ("seeded", f"{time.monotonic() - started:.2f}")):
                 self._set_meta(key, value)
+        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA cache_size=-2000")
 

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +26,7 @@ import yaml
 from syncagent.model import valid_document, valid_ean
 from syncagent.simulators import seeddata
 from syncagent.simulators.common import RunningServer, serve_in_thread
-from syncagent.simulators.gestao_lojas import CARRIERS, build
+from syncagent.simulators.gestao_lojas import CARRIERS, ENCODE, build, catalogue_rows
 from syncagent.simulators.sellerup import valid_nfe_key
 
 SEED = 3
@@ -491,6 +492,20 @@ def test_same_seed_same_data_and_a_restart_does_not_reseed(bo: Client, tmp_path:
     assert again.admin("GET", "/_admin/counts") == counts
     assert again.ok("GET", "/products/P000004")["description"] == "Mudou antes de reiniciar"
     assert again.ok("POST", "/orders", json=order("SU-10"))["number"] == str(int(number) + 1)
+
+
+def test_templated_seed_rows_are_the_shared_records_encoded() -> None:
+    """The seed writes its JSON from templates; it must be what encoding seeddata's records makes."""
+    hour, stamp = datetime(2026, 3, 1, 10, tzinfo=UTC), "2026-03-01T10:00:00.000Z"
+    for start_at in (1, 999_001):
+        products, prices, stock = catalogue_rows(SEED, start_at, start_at + 1000, stamp, hour)
+        for k, i in enumerate(range(start_at, start_at + 1000)):
+            code = seeddata.product_code(i)
+            assert products[k] == (i, code, ENCODE(seeddata.product(SEED, i) | {"updated_at": stamp}))
+            assert prices[k] == (i, code, "default", ENCODE(seeddata.price(SEED, i, hour) | {"updated_at": stamp}))
+            assert stock[4 * k:4 * k + 4] == [
+                (4 * (i - 1) + w, code, warehouse, ENCODE(seeddata.stock(SEED, i, warehouse) | {"updated_at": stamp}))
+                for w, (warehouse, _name, _store) in enumerate(seeddata.WAREHOUSES, 1)]
 
 
 def test_seed_data_keeps_its_shape_and_odds() -> None:
