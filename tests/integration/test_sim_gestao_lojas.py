@@ -7,11 +7,14 @@ back office; these tests are why they may.
 from __future__ import annotations
 
 import base64
+import json
 import re
+import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,9 +27,9 @@ import requests
 import yaml
 
 from syncagent.model import valid_document, valid_ean
-from syncagent.simulators import seeddata
+from syncagent.simulators import gestao_lojas, seeddata
 from syncagent.simulators.common import RunningServer, serve_in_thread
-from syncagent.simulators.gestao_lojas import CARRIERS, ENCODE, build, catalogue_rows
+from syncagent.simulators.gestao_lojas import CARRIERS, ENCODE, build, catalogue_chunk, customer_chunk
 from syncagent.simulators.sellerup import valid_nfe_key
 
 SEED = 3
@@ -498,14 +501,17 @@ def test_templated_seed_rows_are_the_shared_records_encoded() -> None:
     """The seed writes its JSON from templates; it must be what encoding seeddata's records makes."""
     hour, stamp = datetime(2026, 3, 1, 10, tzinfo=UTC), "2026-03-01T10:00:00.000Z"
     for start_at in (1, 999_001):
-        products, prices, stock = catalogue_rows(SEED, start_at, start_at + 1000, stamp, hour)
+        codes, products, prices, stock = (t.split("\n") for t in catalogue_chunk(SEED, start_at, start_at + 1000,
+                                                                                  stamp, hour))
         for k, i in enumerate(range(start_at, start_at + 1000)):
-            code = seeddata.product_code(i)
-            assert products[k] == (i, code, ENCODE(seeddata.product(SEED, i) | {"updated_at": stamp}))
-            assert prices[k] == (i, code, "default", ENCODE(seeddata.price(SEED, i, hour) | {"updated_at": stamp}))
-            assert stock[4 * k:4 * k + 4] == [
-                (4 * (i - 1) + w, code, warehouse, ENCODE(seeddata.stock(SEED, i, warehouse) | {"updated_at": stamp}))
-                for w, (warehouse, _name, _store) in enumerate(seeddata.WAREHOUSES, 1)]
+            assert codes[k] == seeddata.product_code(i)
+            assert products[k] == ENCODE(seeddata.product(SEED, i) | {"updated_at": stamp})
+            assert prices[k] == ENCODE(seeddata.price(SEED, i, hour) | {"updated_at": stamp})
+            assert stock[4 * k:4 * k + 4] == [ENCODE(seeddata.stock(SEED, i, w) | {"updated_at": stamp})
+                                              for w, _name, _store in seeddata.WAREHOUSES]
+    codes, documents, texts = (t.split("\n") for t in customer_chunk(SEED, 1, 701, stamp))
+    assert texts == [ENCODE(seeddata.customer(SEED, i) | {"updated_at": stamp}) for i in range(1, 701)]
+    assert [json.loads(t)["document"] for t in texts] == documents
 
 
 def test_seed_data_keeps_its_shape_and_odds() -> None:
@@ -530,6 +536,41 @@ def test_seed_data_keeps_its_shape_and_odds() -> None:
     assert all(valid_document(c["document"]) and len(c["document"]) == (14 if i % 7 == 0 else 11)
                for i, c in enumerate(customers, 1))
     assert seeddata.product(SEED, 7) == seeddata.product(SEED, 7) != seeddata.product(SEED + 1, 7)
+
+
+def rows_of(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every seeded row, the write time left out (two seeds never share it)."""
+    with closing(sqlite3.connect(db)) as conn:
+        return {table: [tuple(re.sub(r'"updated_at":"[^"]*"', "", str(v)) for v in row)
+                        for row in conn.execute(f"SELECT * FROM {table} ORDER BY seq")]  # noqa: S608 - our names
+                for table in ("products", "prices", "stock", "customers")}
+
+
+def test_a_seed_worker_process_makes_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    products = gestao_lojas.CHUNK + 100  # two catalogue chunks and a customer chunk
+    monkeypatch.setattr(gestao_lojas, "SEED_WORKER", False)
+    build(str(tmp_path / "here.db"), products=products, seed=SEED).db.close()
+    monkeypatch.setattr(gestao_lojas, "SEED_WORKER", True)
+    monkeypatch.setattr(gestao_lojas, "PARALLEL_FROM", 1)
+    app = build(str(tmp_path / "worker.db"), products=products, seed=SEED)
+    assert app.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # the seed's rollback journal is gone
+    app.db.close()
+    here, worker = rows_of(tmp_path / "here.db"), rows_of(tmp_path / "worker.db")
+    assert len(worker["stock"]) == 4 * products and len(worker["customers"]) == seeddata.customer_count(products)
+    assert here == worker
+
+
+def test_a_failed_seed_worker_fails_the_seed_and_leaves_nothing(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gestao_lojas, "SEED_WORKER", True)
+    monkeypatch.setattr(gestao_lojas, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(gestao_lojas, "WORKER", "import sys; sys.exit(3)")
+    with pytest.raises(RuntimeError, match="seed worker ended early"):
+        build(str(tmp_path / "x.db"), products=10, seed=SEED)
+    monkeypatch.undo()
+    app = build(str(tmp_path / "x.db"), products=10, seed=SEED)  # rolled back, so seeded now
+    assert app.db.execute("SELECT count(*) FROM products").fetchone()[0] == 10
+    app.db.close()
 
 
 def test_unknown_or_bad_options_are_refused(tmp_path: Path) -> None:
