@@ -10,7 +10,10 @@ events only in the order invoiced → shipped → delivered.
 It is also fast, because benchmarks run it with up to a million products: each feed table is
 clustered by its change counter (`seq` is the rowid), so a page is one range scan of `limit`
 rows; records are stored as the JSON the feed serves and pages are that JSON joined, never parsed
-and dumped again; seeding is `executemany` in one transaction with the indexes built afterwards.
+and dumped again. Seeding is `executemany` in one transaction, under a rollback journal rather
+than WAL (a new file: every page is written once), with the indexes built afterwards; the seed's
+catalogue JSON comes from templates, and from PARALLEL_FROM records a worker process makes the
+rows, chunk by chunk, while this one inserts them.
 
 Seeded deterministically from `seeddata`, so the channel simulators seeded with the same seed name
 products, customers, sellers and payment methods that exist here. Admin endpoints under /_admin
@@ -25,15 +28,21 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
+import pickle
 import random
 import re
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
+from itertools import chain, cycle, repeat
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -400,27 +409,121 @@ def json_body(req: Request, *, optional: bool = False) -> Any:
 
 
 CHUNK = 10_000
-CatalogueRows = tuple[list[tuple[int, str, str]], list[tuple[int, str, str, str]], list[tuple[int, str, str, str]]]
-STOCK_ROW = '{"sku":"%s","warehouse":"%s","available":%d,"reserved":%d,"updated_at":"%s"}'
+# From this many records (and with a second core), a worker process makes the rows while this one
+# inserts them: each side is about half the work, so more workers would only wait.
+PARALLEL_FROM = 50_000
+SEED_WORKER = (os.cpu_count() or 1) > 1
+# A chunk of rows as one "\n"-joined text per column, not a list of tuples: a worker hands it over
+# for the cost of copying a few strings, where pickling and unpickling 60,000 tuples cost almost half
+# of what making them does.
+Chunk = tuple[str, ...]
+Task = tuple[Callable[..., Chunk], tuple[Any, ...]]
+# The worker is a fresh interpreter, not a multiprocessing child: a fork of a process that runs
+# server threads can inherit a held lock, and a spawned child runs the caller's __main__ again.
+WORKER = "import sys; from syncagent.simulators.gestao_lojas import make_chunks; make_chunks(sys.argv[1:])"
+# The seeded feeds' JSON, field for field what ENCODE makes of seeddata's records, without its cost per
+# record. Every text filled in is either made here of digits or comes from seeddata's fixed lists,
+# which `_need_no_escaping` checks at import.
+PRODUCT_ROW = ('{"code":"%s","description":"%s","barcode":"%s","brand":"%s","group_code":"%s","unit":"%s",'
+               '"ncm":"%s","weight_kg":"%s","height_cm":"%s","width_cm":"%s","length_cm":"%s","active":%s,'
+               '"updated_at":"%s"}')
+PRICE_ROW = '{"sku":"%s","price_list":"default","list_price":"%s",%s,"scheduled":%s,"updated_at":"%s"}'
+PROMO = '"promo_price":"%s","promo_start":"%s","promo_end":"%s"'
+NO_PROMO = '"promo_price":null,"promo_start":null,"promo_end":null'
+SCHEDULED_ROW = '[{"list_price":"%s","starts_at":"%s"}]'
+STOCK_TAIL = '","warehouse":"%s","available":%d,"reserved":%d,"updated_at":"%s"}'  # after '{"sku":"P...'
 
 
-def catalogue_rows(seed: int, start: int, stop: int, stamp: str, hour: datetime) -> CatalogueRows:
-    """Rows of products start..stop-1: (seq, code, json) products, prices and stock (seq by warehouse)."""
-    warehouses = [w[0] for w in seeddata.WAREHOUSES]
-    products, prices, stock = [], [], []
+def _need_no_escaping(*texts: Iterable[str]) -> None:
+    """Fail at import if a text the templates above take as it is would need escaping in JSON."""
+    for text in (t for group in texts for t in group):
+        if ENCODE(text) != f'"{text}"':
+            raise ValueError(f"{text!r} needs JSON escaping: encode it instead of putting it in a template")
+
+
+_need_no_escaping([k for k, _ in seeddata.PRODUCT_KINDS], seeddata.BRANDS, seeddata.COLOURS, seeddata.SIZES,
+                  [g for g, _, _ in seeddata.GROUPS], seeddata.NCMS, seeddata.STOCK_WORD)
+
+
+class StockTails(dict[tuple[int, int], str]):
+    """One warehouse's stock JSON after the sku, by (available, reserved), made on first use: a chunk's
+    40,000 stock rows share a few hundred of them, and a lookup costs half of formatting one."""
+
+    def __init__(self, warehouse: str, stamp: str) -> None:
+        super().__init__()
+        self.warehouse, self.stamp = warehouse, stamp
+
+    def __missing__(self, key: tuple[int, int]) -> str:
+        self[key] = tail = STOCK_TAIL % (self.warehouse, *key, self.stamp)
+        return tail
+
+
+def catalogue_chunk(seed: int, start: int, stop: int, stamp: str, hour: datetime) -> Chunk:
+    """Products start..stop-1: their codes, product JSON, price JSON and stock JSON (one per warehouse)."""
+    codes, products, prices, stock = [], [], [], []
+    tails = [StockTails(warehouse, stamp) for warehouse in seeddata.STOCK_WORD]
     for i in range(start, stop):
-        product = seeddata.product(seed, i)
-        code = product["code"]
-        product["updated_at"] = stamp
-        products.append((i, code, ENCODE(product)))
-        price = seeddata.price(seed, i, hour)
-        price["updated_at"] = stamp
-        prices.append((i, code, price["price_list"], ENCODE(price)))
-        for w, warehouse in enumerate(warehouses):
-            level = seeddata.stock(seed, i, warehouse)
-            stock.append(((i - 1) * len(warehouses) + w + 1, code, warehouse,
-                          STOCK_ROW % (code, warehouse, level["available"], level["reserved"], stamp)))
-    return products, prices, stock
+        (description, brand, group, unit, ncm, weight, height, width, length, active), \
+            (list_price, promo_price, promo_start, promo_end, scheduled), levels = seeddata.catalogue_item(seed, i, hour)
+        code = seeddata.product_code(i)
+        codes.append(code)
+        products.append(PRODUCT_ROW % (code, description, seeddata.ean13(i), brand, group, unit, ncm, weight, height,
+                                       width, length, "true" if active else "false", stamp))
+        promo = NO_PROMO if promo_price is None else PROMO % (promo_price, promo_start, promo_end)
+        prices.append(PRICE_ROW % (code, list_price, promo, SCHEDULED_ROW % scheduled if scheduled else "[]", stamp))
+        head = '{"sku":"' + code
+        stock += [head + tail[level] for tail, level in zip(tails, levels, strict=True)]
+    return "\n".join(codes), "\n".join(products), "\n".join(prices), "\n".join(stock)
+
+
+def customer_chunk(seed: int, start: int, stop: int, stamp: str) -> Chunk:
+    """Customers start..stop-1: their codes, documents and JSON."""
+    customers = [seeddata.customer(seed, i) | {"updated_at": stamp} for i in range(start, stop)]
+    return ("\n".join(c["code"] for c in customers), "\n".join(c["document"] for c in customers),
+            "\n".join(map(ENCODE, customers)))
+
+
+def spans(count: int) -> list[tuple[int, int]]:
+    """Records 1..count as CHUNK-sized (start, stop) ranges."""
+    return [(start, min(start + CHUNK, count + 1)) for start in range(1, count + 1, CHUNK)]
+
+
+def seed_tasks(seed: int, products: int, customers: int, stamp: str, hour: datetime) -> list[Task]:
+    """Every chunk of a seed, in the order they are inserted: the catalogue, then the customers."""
+    return ([(catalogue_chunk, (seed, start, stop, stamp, hour)) for start, stop in spans(products)]
+            + [(customer_chunk, (seed, start, stop, stamp)) for start, stop in spans(customers)])
+
+
+def make_chunks(argv: list[str]) -> None:
+    """The seed worker (see `made`): write the seed's chunks to stdout, in order."""
+    seed, products, customers = map(int, argv[:3])
+    out = sys.stdout.buffer
+    for make, args in seed_tasks(seed, products, customers, argv[3], datetime.fromisoformat(argv[4])):
+        pickle.dump(make(*args), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()  # the pipe holds back the next chunk until this one is read: one chunk ahead at most
+
+
+def made(seed: int, products: int, customers: int, stamp: str, hour: datetime, worker: bool) -> Iterator[Chunk]:
+    """The seed's chunks in order (see `seed_tasks`), made here or by a worker process."""
+    if not worker:
+        yield from (make(*args) for make, args in seed_tasks(seed, products, customers, stamp, hour))
+        return
+    root = str(Path(__file__).resolve().parents[2])  # the worker imports this very package
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+    proc = subprocess.Popen(  # noqa: S603 - our own code, fixed arguments
+        [sys.executable, "-c", WORKER, str(seed), str(products), str(customers), stamp, hour.isoformat()],
+        stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None  # noqa: S101 - Popen(stdout=PIPE) always has one
+    try:
+        for _ in range(len(spans(products)) + len(spans(customers))):
+            try:
+                yield pickle.load(proc.stdout)  # noqa: S301 - our own worker's output
+            except EOFError:
+                raise RuntimeError("the seed worker ended early (its error is above)") from None
+    finally:
+        proc.kill()  # done by now unless the seed failed
+        proc.wait()
+        proc.stdout.close()
 
 
 # -- the simulator ---------------------------------------------------------------------------------
@@ -507,6 +610,8 @@ class GestaoLojasSim(SimApp):
         stamp = now_iso()
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # promotions: past, running, future
         seed = self.seed
+        # a new file: a rollback journal holds next to nothing, where WAL would write every page twice
+        self.db.execute("PRAGMA journal_mode=DELETE")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA cache_size=-262144")
         with self._tx():
@@ -525,41 +630,52 @@ class GestaoLojasSim(SimApp):
             self.db.executemany("INSERT INTO warehouses (code, data) VALUES (?, ?)", [
                 (code, ENCODE({"code": code, "name": name, "store_code": store}))
                 for code, name, store in seeddata.WAREHOUSES])
-            self._seed_catalogue(products, stamp, hour)
-            self._seed_customers(customers, stamp)
+            self._seed_records(products, customers, stamp, hour)
             self._script(INDEXES)
             for key, value in (("schema", SCHEMA_VERSION), ("seed", str(seed)), ("products", str(products)),
                                ("customer_code", str(customers)), ("seeded", f"{time.monotonic() - started:.2f}")):
                 self._set_meta(key, value)
+        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA cache_size=-2000")
 
-    def _seed_catalogue(self, products: int, stamp: str, hour: datetime) -> None:
-        """Products, a default price each and a balance in every warehouse, CHUNK products at a time."""
-        for start in range(1, products + 1, CHUNK):
-            products_rows, price_rows, stock_rows = catalogue_rows(self.seed, start, min(start + CHUNK, products + 1),
-                                                                   stamp, hour)
-            self.db.executemany("INSERT INTO products (seq, code, data) VALUES (?, ?, ?)", products_rows)
-            self.db.executemany("INSERT INTO prices (seq, sku, price_list, data) VALUES (?, ?, ?, ?)", price_rows)
-            self.db.executemany("INSERT INTO stock (seq, sku, warehouse, data) VALUES (?, ?, ?, ?)", stock_rows)
+    def _seed_records(self, products: int, customers: int, stamp: str, hour: datetime) -> None:
+        """Products with a default price and a balance in every warehouse, then customers, CHUNK at a time."""
+        worker = SEED_WORKER and products + customers >= PARALLEL_FROM
+        with closing(made(self.seed, products, customers, stamp, hour, worker)) as chunks:
+            for (start, stop), chunk in zip(spans(products), chunks, strict=False):
+                self._insert_catalogue(start, stop, chunk)
+            seen: set[str] = set()
+            for (start, stop), chunk in zip(spans(customers), chunks, strict=False):
+                self._insert_customers(start, stop, chunk, seen)
 
-    def _seed_customers(self, customers: int, stamp: str) -> None:
-        """Customers C000001..; a document drawn twice (rare, random CPFs) is redrawn for the later one."""
-        seen: set[str] = set()
-        rows: list[tuple[int, str, str, str]] = []
-        for i in range(1, customers + 1):
-            customer = seeddata.customer(self.seed, i)
-            if customer["document"] in seen:
-                rng = seeddata.rng_for(self.seed, "customer-document", i)
-                draw = seeddata.cnpj if len(customer["document"]) == 14 else seeddata.cpf
+    def _insert_catalogue(self, start: int, stop: int, chunk: Chunk) -> None:
+        """A catalogue chunk's rows; the stock of product i holds seqs (i-1)*W+1.. in WAREHOUSES order."""
+        codes, products, prices, stock = (text.split("\n") for text in chunk)
+        per = len(seeddata.STOCK_WORD)
+        self.db.executemany("INSERT INTO products (seq, code, data) VALUES (?, ?, ?)",
+                            zip(range(start, stop), codes, products, strict=True))
+        self.db.executemany("INSERT INTO prices (seq, sku, price_list, data) VALUES (?, ?, ?, ?)",
+                            zip(range(start, stop), codes, repeat("default"), prices, strict=False))
+        self.db.executemany("INSERT INTO stock (seq, sku, warehouse, data) VALUES (?, ?, ?, ?)",
+                            zip(range((start - 1) * per + 1, (stop - 1) * per + 1),
+                                chain.from_iterable(zip(*(codes,) * per, strict=True)),
+                                cycle(seeddata.STOCK_WORD), stock, strict=False))
+
+    def _insert_customers(self, start: int, stop: int, chunk: Chunk, seen: set[str]) -> None:
+        """Customers of a chunk; a document drawn twice (rare, random CPFs) is redrawn for the later one."""
+        codes, documents, texts = (text.split("\n") for text in chunk)
+        for k, document in enumerate(documents):
+            if document in seen:
+                customer = json.loads(texts[k])
+                rng = seeddata.rng_for(self.seed, "customer-document", start + k)
+                draw = seeddata.cnpj if len(document) == 14 else seeddata.cpf
                 while customer["document"] in seen:
                     customer["document"] = draw(rng)
-            seen.add(customer["document"])
-            customer["updated_at"] = stamp
-            rows.append((i, customer["code"], customer["document"], ENCODE(customer)))
-            if len(rows) >= 10_000 or i == customers:
-                self.db.executemany("INSERT INTO customers (seq, code, document, data) VALUES (?, ?, ?, ?)", rows)
-                rows.clear()
+                documents[k], texts[k] = customer["document"], ENCODE(customer)
+            seen.add(documents[k])
+        self.db.executemany("INSERT INTO customers (seq, code, document, data) VALUES (?, ?, ?, ?)",
+                            zip(range(start, stop), codes, documents, texts, strict=True))
 
     # -- routing and auth ------------------------------------------------------------------------------
     def _routes(self) -> None:

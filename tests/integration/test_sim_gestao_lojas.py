@@ -7,12 +7,16 @@ back office; these tests are why they may.
 from __future__ import annotations
 
 import base64
+import json
 import re
+import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -23,9 +27,9 @@ import requests
 import yaml
 
 from syncagent.model import valid_document, valid_ean
-from syncagent.simulators import seeddata
+from syncagent.simulators import gestao_lojas, seeddata
 from syncagent.simulators.common import RunningServer, serve_in_thread
-from syncagent.simulators.gestao_lojas import CARRIERS, build
+from syncagent.simulators.gestao_lojas import CARRIERS, ENCODE, build, catalogue_chunk, customer_chunk
 from syncagent.simulators.sellerup import valid_nfe_key
 
 SEED = 3
@@ -491,6 +495,82 @@ def test_same_seed_same_data_and_a_restart_does_not_reseed(bo: Client, tmp_path:
     assert again.admin("GET", "/_admin/counts") == counts
     assert again.ok("GET", "/products/P000004")["description"] == "Mudou antes de reiniciar"
     assert again.ok("POST", "/orders", json=order("SU-10"))["number"] == str(int(number) + 1)
+
+
+def test_templated_seed_rows_are_the_shared_records_encoded() -> None:
+    """The seed writes its JSON from templates; it must be what encoding seeddata's records makes."""
+    hour, stamp = datetime(2026, 3, 1, 10, tzinfo=UTC), "2026-03-01T10:00:00.000Z"
+    for start_at in (1, 999_001):
+        codes, products, prices, stock = (t.split("\n") for t in catalogue_chunk(SEED, start_at, start_at + 1000,
+                                                                                  stamp, hour))
+        for k, i in enumerate(range(start_at, start_at + 1000)):
+            assert codes[k] == seeddata.product_code(i)
+            assert products[k] == ENCODE(seeddata.product(SEED, i) | {"updated_at": stamp})
+            assert prices[k] == ENCODE(seeddata.price(SEED, i, hour) | {"updated_at": stamp})
+            assert stock[4 * k:4 * k + 4] == [ENCODE(seeddata.stock(SEED, i, w) | {"updated_at": stamp})
+                                              for w, _name, _store in seeddata.WAREHOUSES]
+    codes, documents, texts = (t.split("\n") for t in customer_chunk(SEED, 1, 701, stamp))
+    assert texts == [ENCODE(seeddata.customer(SEED, i) | {"updated_at": stamp}) for i in range(1, 701)]
+    assert [json.loads(t)["document"] for t in texts] == documents
+
+
+def test_seed_data_keeps_its_shape_and_odds() -> None:
+    count = 20_000
+    products = [seeddata.product(SEED, i) for i in range(1, count + 1)]
+    prices = [seeddata.price(SEED, i, seeddata.EPOCH) for i in range(1, count + 1)]
+    assert all(valid_ean(p["barcode"]) and p["barcode"] == seeddata.ean13(i) for i, p in enumerate(products, 1))
+    assert 0.02 < sum(not p["active"] for p in products) / count < 0.04
+    assert all(0.1 <= float(p["weight_kg"]) <= 2.5 and 2 <= int(p["height_cm"]) <= 40 for p in products)
+    assert {p["group_code"] for p in products} == {"VEST-MASC", "VEST-FEM", "CALC", "CALC-ESP", "ACES"}
+    now = seeddata.iso(seeddata.EPOCH)
+    running = [p for p in prices if p["promo_start"] is not None and p["promo_start"] < now < p["promo_end"]]
+    later = [p for p in prices if p["promo_start"] is not None and p["promo_start"] > now]
+    assert 0.13 < len(running) / count < 0.17 and 0.04 < len(later) / count < 0.06
+    assert 0.06 < sum(bool(p["scheduled"]) for p in prices) / count < 0.10
+    assert all(Decimal("19.90") <= Decimal(p["list_price"]) <= Decimal("599.90") for p in prices)
+    levels = [seeddata.stock(SEED, i, w) for i in range(1, 2001) for w, _name, _store in seeddata.WAREHOUSES]
+    assert max(s["available"] for s in levels if s["warehouse"] == "CD01") > 100
+    assert all(0 <= s["reserved"] <= min(s["available"], 5) for s in levels)
+    assert all(s["available"] <= 25 for s in levels if s["warehouse"] != "CD01")
+    customers = [seeddata.customer(SEED, i) for i in range(1, 2001)]
+    assert all(valid_document(c["document"]) and len(c["document"]) == (14 if i % 7 == 0 else 11)
+               for i, c in enumerate(customers, 1))
+    assert seeddata.product(SEED, 7) == seeddata.product(SEED, 7) != seeddata.product(SEED + 1, 7)
+
+
+def rows_of(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every seeded row, the write time left out (two seeds never share it)."""
+    with closing(sqlite3.connect(db)) as conn:
+        return {table: [tuple(re.sub(r'"updated_at":"[^"]*"', "", str(v)) for v in row)
+                        for row in conn.execute(f"SELECT * FROM {table} ORDER BY seq")]  # noqa: S608 - our names
+                for table in ("products", "prices", "stock", "customers")}
+
+
+def test_a_seed_worker_process_makes_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    products = gestao_lojas.CHUNK + 100  # two catalogue chunks and a customer chunk
+    monkeypatch.setattr(gestao_lojas, "SEED_WORKER", False)
+    build(str(tmp_path / "here.db"), products=products, seed=SEED).db.close()
+    monkeypatch.setattr(gestao_lojas, "SEED_WORKER", True)
+    monkeypatch.setattr(gestao_lojas, "PARALLEL_FROM", 1)
+    app = build(str(tmp_path / "worker.db"), products=products, seed=SEED)
+    assert app.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # the seed's rollback journal is gone
+    app.db.close()
+    here, worker = rows_of(tmp_path / "here.db"), rows_of(tmp_path / "worker.db")
+    assert len(worker["stock"]) == 4 * products and len(worker["customers"]) == seeddata.customer_count(products)
+    assert here == worker
+
+
+def test_a_failed_seed_worker_fails_the_seed_and_leaves_nothing(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gestao_lojas, "SEED_WORKER", True)
+    monkeypatch.setattr(gestao_lojas, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(gestao_lojas, "WORKER", "import sys; sys.exit(3)")
+    with pytest.raises(RuntimeError, match="seed worker ended early"):
+        build(str(tmp_path / "x.db"), products=10, seed=SEED)
+    monkeypatch.undo()
+    app = build(str(tmp_path / "x.db"), products=10, seed=SEED)  # rolled back, so seeded now
+    assert app.db.execute("SELECT count(*) FROM products").fetchone()[0] == 10
+    app.db.close()
 
 
 def test_unknown_or_bad_options_are_refused(tmp_path: Path) -> None:
