@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -224,6 +224,15 @@ class Engine:
         transform: Callable[[list[Any]], tuple[list[Any], Callable[[], None] | None]] | None = None,
         cursor_key: str | None = None,
     ) -> None:
+        """Push one feed; its page transactions need no fsync each: a page lost to a power cut is sent again."""
+        with self.journal.replayable():
+            self._push_feed_pages(ctx, entity, full, filters, transform, cursor_key)
+
+    def _push_feed_pages(
+        self, ctx: _Ctx, entity: str, full: bool, filters: Mapping[str, Any] | None,
+        transform: Callable[[list[Any]], tuple[list[Any], Callable[[], None] | None]] | None,
+        cursor_key: str | None,
+    ) -> None:
         cursor_key = cursor_key or entity
         if entity in SKU_ENTITIES and not ctx.plan_only:
             self._release_unmapped(ctx, entity)
@@ -334,17 +343,25 @@ class Engine:
                             self._record_page(ctx, entity, self._send_page(ctx, entity, work), cursor_key, None,
                                               tail_digest=digest)
                         else:
-                            while len(inflight) >= SEND_AHEAD:
+                            while len(inflight) > SEND_AHEAD:  # the oldest is slow: no pile of pages behind it
                                 settle()
-                            if self.should_stop():
+                            while len(running := [f for f, _, _ in inflight if not f.done()]) >= SEND_AHEAD:
+                                wait(running, return_when=FIRST_COMPLETED)
+                            if any(f.done() and w.error is not None for f, _, w in inflight):
+                                settle_all()  # a send failed: its error ends the step here, nothing more is sent
+                            if inflight and self.should_stop():  # stopping only once a page is sent: progress
                                 settle_all()
                                 return  # the pages before are recorded; this one waits for the next run
-                            self._diff_page(ctx, entity, work, [w for _, _, w in inflight])
-                            if _shares_changed_keys(work, [w for _, _, w in inflight]):
+                            before = [w for _, _, w in inflight]  # sent or being sent, not yet recorded
+                            self._diff_page(ctx, entity, work, before)
+                            if _shares_changed_keys(work, before):
                                 settle_all()  # a key's next version goes once its previous one is in
                             sender = sender or ThreadPoolExecutor(SEND_AHEAD, thread_name_prefix="syncagent-send")
                             inflight.append((sender.submit(self._send_page, ctx, entity, work), page.cursor, work))
-                            continue  # recorded (and should_stop asked) once the pages after it are mapped
+                            # the pages back from the channel are recorded while it works on this one
+                            while len(inflight) > 1 and inflight[0][0].done():
+                                settle()
+                            continue
                     else:
                         extra = None
                         if transform is not None:

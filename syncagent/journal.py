@@ -1,6 +1,7 @@
 """The local SQLite change-journal: what was sent, where each feed stands, each order's fate.
 
-Durability: WAL with ``synchronous=FULL`` (a committed transaction survives a power cut),
+Durability: WAL with ``synchronous=FULL`` (a committed transaction survives a power cut; a
+catalogue push, whose pages are safe to send again, commits with ``synchronous=NORMAL``),
 migrations recorded in ``migrations``, an integrity check at open, and an exclusive lock file
 so that a second agent on the same journal stops at once (exit 3). A corrupt journal or one
 written by a newer syncagent is refused with a clear error, never silently reset.
@@ -257,6 +258,22 @@ class Journal:
         self.close()
 
     # -- transactions -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def replayable(self) -> Iterator[None]:
+        """Commits without an fsync each (WAL, synchronous=NORMAL) for work that is safe to redo.
+
+        For a catalogue push: a killed process loses nothing (the OS has the pages); a power cut may
+        lose the last pages recorded, which are then read and sent again (an upsert, harmless) with
+        the cursor still before them. Order and event steps never run inside this.
+        """
+        if self._depth:
+            raise RuntimeError("replayable() inside a transaction")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self.conn.execute("PRAGMA synchronous=FULL")
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE … COMMIT; nested calls join the outer transaction."""

@@ -359,3 +359,26 @@ def test_a_stop_during_the_orders_step_skips_the_settle_rounds(parts: Any, monke
     result = engine.run_step("loja", "orders")
     assert calls["push"] == 1  # no settle round: the stop did not wait for them
     assert result.status == "ok" and journal.order("loja", "o1").state == "creating"  # type: ignore[union-attr]
+
+
+def test_a_catalogue_push_commits_without_fsync_and_orders_with_it(parts: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, bo, ch, journal = parts
+    seen: list[tuple[str, int]] = []
+
+    def spy(name: str) -> Any:
+        original = getattr(journal, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            seen.append((name, journal.conn.execute("PRAGMA synchronous").fetchone()[0]))
+            return original(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(journal, "record_sent", spy("record_sent"))
+    monkeypatch.setattr(journal, "set_order", spy("set_order"))
+    bo.feeds["products"] = products("a", "b", "c")
+    assert engine.run_step("loja", "products").sent == 3
+    ch.orders = [order("o1")]
+    assert engine.run_step("loja", "orders").status == "ok"
+    assert {v for n, v in seen if n == "record_sent"} == {1}  # NORMAL: a page lost to a power cut goes again
+    assert {v for n, v in seen if n == "set_order"} == {2}  # FULL: every order state survives a power cut
+    assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 2

@@ -283,8 +283,10 @@ def test_a_send_error_of_the_page_in_flight_stops_the_step_before_its_cursor(ste
     sink.push = push  # type: ignore[method-assign]
     result = engine.run_step("loja", "products")
     assert result.status == "failed" and "channel down" in (result.error or "")
-    assert sink.sent == ["P0", "P1", "P2"] and journal.cursor("loja", "products") == "3"
-    assert journal.count_sent("loja", "products") == 3
+    # the page after it may have been in flight too (two at a time): sent once, recorded, nothing later
+    assert sink.sent[:3] == ["P0", "P1", "P2"] and sink.sent[3:] in ([], ["P4"])
+    assert journal.cursor("loja", "products") == "3"  # the cursor stays before the page that failed
+    assert journal.count_sent("loja", "products") == len(sink.sent)
     assert not [t for t in threading.enumerate() if t.name.startswith(("syncagent-send", "syncagent-read"))]
 
 
