@@ -128,6 +128,7 @@ def start_sim(system: str, db: Path, products: int, *sets: str) -> Sim:
 
 
 _TEMPLATES: dict[tuple[str, int], Path] = {}
+SEED_SECONDS: dict[int, float] = {}  # products → seconds the back office simulator took to seed them
 
 
 def _simulator_version() -> str:
@@ -149,7 +150,8 @@ def backoffice_db(workdir: Path, products: int, name: str) -> Path:
                 "app = build('gestao-lojas', sys.argv[1], products=int(sys.argv[2])); "
                 "app.db.execute('PRAGMA wal_checkpoint(TRUNCATE)'); app.db.close()")
         subprocess.run([PY, "-c", code, str(template), str(products)], cwd=ROOT, check=True)  # noqa: S603
-        print(f"  (seeded a back office of {products:,} products in {time.monotonic() - t0:.0f} s)", flush=True)
+        SEED_SECONDS[products] = time.monotonic() - t0
+        print(f"  (seeded a back office of {products:,} products in {SEED_SECONDS[products]:.0f} s)", flush=True)
         _TEMPLATES[key] = template
     target = workdir / f"{name}.db"
     for suffix in ("", "-wal", "-shm"):

@@ -123,6 +123,11 @@ fetch the body and parse it in the step's thread (giving back part of the overla
 With `burst: 1` the token bucket (`syncagent/http.py` `RateLimiter`) cannot bank the time spent
 between two requests on reading and preparing the next back office page, so each page costs one
 interval. `burst: 2` (or reading the next page ahead, see the push note) recovers it."""),
+    "seed": ("Seeding the back office simulator above 30 s per million products", """\
+`syncagent/simulators/gestao_lojas.py` seeds in one transaction with the indexes built afterwards;
+each product draws all its fields from one blake2b digest (`seeddata`), its JSON comes from
+templates, and from 50,000 records a worker process makes the rows while the parent inserts them.
+What is left is SQLite's insert time in the parent and the shared machine's load."""),
     "startup": ("Start-up above 1.5× `import click`", """\
 Use `python -X importtime -m syncagent --help` to find modules imported at start that `--help`
 does not need, and import them inside the commands (`syncagent/cli.py` already does this for

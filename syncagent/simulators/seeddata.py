@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from hashlib import blake2b
 from operator import mul
+from typing import TypeVar
+
+T = TypeVar("T")
 
 FIRST_NAMES = [
     "Ana", "João", "Maria", "José", "Francisca", "Antônio", "Adriana", "Carlos", "Juliana", "Paulo",
@@ -162,16 +166,18 @@ if len(STOCK_WORD) > 4:
     raise ValueError("a product's digest has stock words for 4 warehouses; give stock a digest of its own")
 
 
+def pick(word: int, choices: Sequence[T]) -> tuple[int, T]:
+    """One of `choices` drawn from a digest word, and what is left of the word for the next draw."""
+    word, k = divmod(word, len(choices))
+    return word, choices[k]
+
+
 def product_fields(first: int, second: int) -> ProductFields:
     """A product's drawn fields from two words (ranges 14*10*10*11*2*6 and 2401*39*41*51*10000, < 2**41)."""
-    first, k = divmod(first, len(PRODUCT_KINDS))
-    kind, group = PRODUCT_KINDS[k]
-    first, k = divmod(first, len(BRANDS))
-    brand = BRANDS[k]
-    first, k = divmod(first, len(COLOURS))
-    colour = COLOURS[k]
-    first, k = divmod(first, len(SIZES))
-    size = SIZES[k]
+    first, (kind, group) = pick(first, PRODUCT_KINDS)
+    first, brand = pick(first, BRANDS)
+    first, colour = pick(first, COLOURS)
+    first, size = pick(first, SIZES)
     first, k = divmod(first, 2)
     sub = SUBGROUPS[group][k] if group in SUBGROUPS else group
     second, grams = divmod(second, 2401)  # 0.100 to 2.500 kg
@@ -266,12 +272,9 @@ def customer(seed: int, index: int) -> dict:
     """
     words = draws(seed, "customer", index)
     company = index % 7 == 0
-    places, k = divmod(words[0], len(CITIES))
-    city, state = CITIES[k]
-    places, k = divmod(places, len(STREETS))
-    street = STREETS[k]
-    places, k = divmod(places, len(DISTRICTS))
-    district = DISTRICTS[k]
+    places, (city, state) = pick(words[0], CITIES)
+    places, street = pick(places, STREETS)
+    places, district = pick(places, DISTRICTS)
     places, first = divmod(places, len(FIRST_NAMES))
     places, second = divmod(places, len(LAST_NAMES))
     places, third = divmod(places, len(LAST_NAMES))
