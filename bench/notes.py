@@ -103,22 +103,12 @@ cursor in `_orders`, and `_orders` counts orders still `created` as waiting at i
 figure is dominated by the shared machine's noise (0.60–0.89× in past runs). The CPU per order is
 already close to the floor's; the difference is the commits and their fsyncs."""),
     "rss": ("Peak RSS above 64 MB or growing with N", """\
-Far below 64 MB, but no longer flat within 10 %: before branch `perf` the push peaked at 44.0 MB
-(10k) and 44.8 MB (100k); with the read-ahead and sender threads it is ~48 MB and ~53 MB (1.09×
-to 1.11× in three runs of `make bench` on this machine). What grew:
-
-* The push holds up to three pages at once (sent, mapped, read ahead) instead of one; the reader
-  already waits until its page is taken before reading the next (it held four before).
-* The reader thread decodes each page into objects above pymalloc's 512-byte limit (the body
-  bytes, each product's dict), which glibc serves from that thread's own malloc arena; freed
-  memory there is fragmented and seldom given back, so its high-water mark creeps up over a long
-  run. Measured: without the sender thread the figures are the same (47.7 / 52.9 MB), so it is
-  the reader's arena; with `MALLOC_ARENA_MAX=1` in the environment the growth was 1.07×.
-
-Fixes, by certainty: cap glibc's arenas at start-up (`mallopt(M_ARENA_MAX, 2)` through ctypes in
-`syncagent/cli.py`, or `MALLOC_ARENA_MAX=2` in the service unit); or have the reader thread only
-fetch the body and parse it in the step's thread (giving back part of the overlap); or
-`malloc_trim(0)` after each recorded page (glibc only)."""),
+What a push holds at once: the page being read and parsed, the page being mapped, up to two pages
+at the channel and one answered but not yet recorded; each page's records are dropped once it is
+diffed and its payloads once it is sent (`Engine._push_feed`). glibc's malloc arenas are capped at
+two (`syncagent/agent.py` `cap_malloc_arenas`), and the journal's page cache is SQLite's default
+(2 MB). Growth past the steady state would mean something kept per record: look for it with
+`tracemalloc` snapshots taken at two page counts."""),
     "rate": ("Rate-limited channel below 95 % of the limit", """\
 With `burst: 1` the token bucket (`syncagent/http.py` `RateLimiter`) cannot bank the time spent
 between two requests on reading and preparing the next back office page, so each page costs one

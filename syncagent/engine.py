@@ -354,6 +354,7 @@ class Engine:
                                 return  # the pages before are recorded; this one waits for the next run
                             before = [w for _, _, w in inflight]  # sent or being sent, not yet recorded
                             self._diff_page(ctx, entity, work, before)
+                            work.prepared = {}  # the records are not needed any more: memory stays flat
                             if _shares_changed_keys(work, before):
                                 settle_all()  # a key's next version goes once its previous one is in
                             sender = sender or ThreadPoolExecutor(SEND_AHEAD, thread_name_prefix="syncagent-send")
@@ -505,13 +506,14 @@ class Engine:
         keys = list(prepared)
         known = self.journal.fingerprints(ctx.name, entity, keys)
         for before in inflight:
-            known.update((o.key, fp) for o, fp in before.changed if o.key in prepared)
+            known.update((key, before.sending[key]) for key in before.sending.keys() & prepared.keys())
         # with nothing of this entity in quarantine (the usual case) there is nothing to hold back or to
         # release: one indexed LIMIT 1 query instead of a lookup of the page's keys and an UPDATE per record sent
         work.release = self.journal.has_open_quarantine(ctx.name, entity)
         held = self.journal.quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad]) \
             if work.release else {}
         work.changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
+        work.sending = {o.key: fp for o, fp in work.changed}
         work.clean = not work.bad and not held
         work.bad = [b for b in work.bad if held.get(b[0]) != b[4]]
         ctx.result.unchanged += len(prepared) - len(work.changed)
@@ -544,6 +546,7 @@ class Engine:
                                          _out(out), fp))
         except ChannelError as exc:
             work.error = exc
+        work.changed = []  # the payloads are gone; `sending` keeps what the pages after it are diffed against
         return work
 
     def _record_page(
@@ -1246,7 +1249,7 @@ class Engine:
         if work.bad or work.rejected:
             _, code, reason, _, _ = (work.bad + work.rejected)[0]
             return f"{'quarantined' if work.bad else 'refused'}: {code}: {reason}"
-        (out, _), = work.changed
+        (_, out, _), = work.prepared.values()
         return "sent" + (f" as {out.key}" if out.key != product.code else "")
 
     def _resend(self, ctx: _Ctx, entity: str, out: Outgoing, source_fp: str | None) -> None:
@@ -1359,6 +1362,7 @@ class _PageWork:
     prepared: dict[str, tuple[Any, Outgoing, str]] = field(default_factory=dict)  # key: (record, outgoing, fp)
     bad: list[tuple[str, str, str, Any, str]] = field(default_factory=list)  # (key, code, reason, payload, fp)
     changed: list[tuple[Outgoing, str]] = field(default_factory=list)
+    sending: dict[str, str] = field(default_factory=dict)  # key → fingerprint of what `changed` sends
     accepted: list[tuple[str, str, str | None]] = field(default_factory=list)
     rejected: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
     error: ChannelError | None = None
@@ -1384,10 +1388,7 @@ def _code_digest() -> str:
 
 def _shares_changed_keys(work: _PageWork, inflight: Iterable[_PageWork]) -> bool:
     """Whether a page sends a key that a page in flight sends too (a feed may repeat a record)."""
-    if not work.changed:
-        return False
-    keys = {o.key for o, _ in work.changed}
-    return any(o.key in keys for before in inflight for o, _ in before.changed)
+    return bool(work.sending) and any(not work.sending.keys().isdisjoint(before.sending) for before in inflight)
 
 
 def _back_office_references(row: QuarantineRow) -> list[tuple[str, str]]:

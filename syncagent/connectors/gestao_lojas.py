@@ -127,6 +127,7 @@ class GestaoLojasConnector:
             known = (filters.get("known_pages") or {}).get(digest)
             if known is not None:
                 items, next_cursor = known
+                del resp
                 yield Page([], next_cursor or None, {"digest": digest, "items": items, "known": True})
                 if not next_cursor or next_cursor == cursor:
                     return
@@ -144,6 +145,7 @@ class GestaoLojasConnector:
                 records = []
             if records is None:
                 records = parse_items(body["items"], parse, key_of, raw=resp.content)
+            del body, resp  # not held while the page waits to be taken and the next one is read
             yield Page(records, next_cursor or None, extra)
             if not next_cursor or next_cursor == cursor:
                 return
