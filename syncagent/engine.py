@@ -238,7 +238,8 @@ class Engine:
             self._release_unmapped(ctx, entity)
         cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
         # the feed's last page, read again every cycle, is skipped when its digest says it did not change
-        # since it was recorded whole (not with --full: that re-maps everything, e.g. after an upgrade)
+        # since it was recorded whole (not with --full, whose whole pass goes by the page digests below,
+        # which also know the mapping context: code, config, SKU map)
         tail = None if full or ctx.plan_only else self.journal.tail_digest(ctx.name, cursor_key)
         if tail is not None:  # a connector may then leave that page unparsed (its records empty)
             filters = {**(filters or {}), "known_tail_digest": tail}
