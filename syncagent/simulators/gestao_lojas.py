@@ -517,7 +517,7 @@ def made(seed: int, products: int, customers: int, stamp: str, hour: datetime, w
     try:
         for _ in range(len(spans(products)) + len(spans(customers))):
             try:
-                yield pickle.load(proc.stdout)  # noqa: S301 - our own worker's output
+                yield pickle.load(proc.stdout)  # noqa: S301 - our own worker process's output  # nosec B301
             except EOFError:
                 raise RuntimeError("the seed worker ended early (its error is above)") from None
     finally:
