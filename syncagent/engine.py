@@ -37,6 +37,7 @@ from syncagent.model import (
     Customer,
     Order,
     OrderEvent,
+    Page,
     Price,
     Product,
     StockBalance,
@@ -304,9 +305,7 @@ class Engine:
                         seen.add(page_digest)
                     if page.extra.get("known") and page_digest in known_pages:
                         settle_all()  # the pages before, if in flight
-                        items = int(page.extra.get("items") or 0)
-                        ctx.result.read += items
-                        ctx.result.unchanged += items
+                        _count_unparsed(ctx, page)
                         skipped_to = page.cursor
                         if page.cursor is None and not ctx.plan_only:
                             with self.journal.transaction():
@@ -327,16 +326,15 @@ class Engine:
                             return
                         if records:
                             ctx.result.unchanged += sum(1 for r in records if not isinstance(r, BadRecord))
-                        else:  # left unparsed by the connector: counted as it read them
-                            ctx.result.read += int(page.extra.get("items") or 0)
-                            ctx.result.unchanged += int(page.extra.get("items") or 0)
+                        else:
+                            _count_unparsed(ctx, page)
                         with self.journal.transaction():
                             self._advance(ctx.name, cursor_key, None)
                         continue
                     if overlap:
                         work = self._map_page(ctx, entity, records)  # while the pages before are being sent
                         if whole_pass and page_digest is not None:
-                            work.page = (page_digest, len(records), page.cursor)
+                            work.page = (page_digest, context, len(records), page.cursor)
                         if page.cursor is None:  # the last page: nothing left to overlap with
                             if settle_all() and self.should_stop():
                                 return
@@ -573,8 +571,7 @@ class Engine:
                     if not ctx.setup.shadow:
                         self.journal.set_tail_digest(ctx.name, cursor_key, tail_digest)
                 if work.page is not None and work.clean and not rejected and not ctx.setup.shadow:
-                    self.journal.add_page_digest(ctx.name, entity, work.page[0], self._page_context(ctx, entity),
-                                                 work.page[1], work.page[2])
+                    self.journal.add_page_digest(ctx.name, entity, *work.page)
         ctx.result.sent += len(accepted)
         ctx.result.quarantined += len(bad) + len(rejected)
         if error is not None:
@@ -1370,7 +1367,8 @@ class _PageWork:
     release: bool = True  # whether the keys accepted may have open quarantine rows to close
     renames: dict[str, str] = field(default_factory=dict)  # channel SKU → back office code (DE/PARA)
     clean: bool = False  # no bad record and nothing held in quarantine: the page may be recorded whole
-    page: tuple[str, int, str | None] | None = None  # (digest, items, next cursor) to note once recorded whole
+    # (digest, mapping context, items, next cursor) to note once the page is recorded whole
+    page: tuple[str, str, int, str | None] | None = None
 
     def pairs(self) -> list[tuple[Any, Outgoing]]:
         return [(record, out) for record, out, _ in self.prepared.values()]
@@ -1385,6 +1383,13 @@ def _code_digest() -> str:
         if "simulators" not in path.parts:
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _count_unparsed(ctx: _Ctx, page: Page) -> None:
+    """A page the connector left unparsed (the engine knew it): its items count as read and unchanged."""
+    items = int(page.extra.get("items") or 0)
+    ctx.result.read += items
+    ctx.result.unchanged += items
 
 
 def _shares_changed_keys(work: _PageWork, inflight: Iterable[_PageWork]) -> bool:

@@ -39,7 +39,11 @@ def loads(data: bytes) -> Any:
 
 
 def dumps(payload: Any) -> bytes:
-    """A request body (UTF-8). NaN and types JSON has no word for are refused, as requests' `json=` does."""
+    """A request body (UTF-8). A type JSON has no word for is refused, as by requests' `json=`.
+
+    Unlike `json=`, a NaN or infinite float is written as null (orjson's way) rather than refused;
+    the payloads we build carry money as decimal strings, not floats.
+    """
     try:
         return orjson.dumps(payload)
     except TypeError:
