@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-vtex test lint soak bench bench-large contract-test clean
+.PHONY: install demo demo-vtex test test-future lint soak bench bench-large contract-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,14 @@ $(NODE_STAMP): package.json package-lock.json
 
 test: $(STAMP) lint $(if $(shell command -v npx 2>/dev/null),$(NODE_STAMP))
 	$(BIN)/pytest -q
+
+# the whole suite with every clock of every process (tests, simulators, agents) a year ahead, through
+# libfaketime: proves no test's outcome hangs on the day it runs (FUTURE=+730d for another offset)
+FUTURE ?= +365d
+test-future: $(STAMP) $(if $(shell command -v npx 2>/dev/null),$(NODE_STAMP))
+	command -v faketime >/dev/null || (apt-get update -qq && apt-get install -y -qq faketime)
+	faketime -f "$(FUTURE)" $(BIN)/python -c "import datetime; print('tests run at', datetime.datetime.now().astimezone())"
+	faketime -f "$(FUTURE)" $(BIN)/pytest -q -p no:cacheprovider
 
 # every call of the VTEX connector through Stoplight Prism (validating proxy) against VTEX's own specs
 contract-test: $(STAMP)

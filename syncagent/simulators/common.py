@@ -95,7 +95,10 @@ class Faults:
     rate_5xx, rate_429 (with Retry-After: retry_after), rate_timeout (sleep timeout_sleep s, then
     answer), rate_reset (close the socket without an answer), latency_ms (added to every call).
     commit_then_fail: {"method path regex": rate}: the request is applied, then the answer is a 500
-    or a dropped connection (commit_mode: "500" | "drop" | "mixed").
+    or a dropped connection (commit_mode: "500" | "drop" | "mixed"). These draws come from a random
+    stream of their own, so the requests that other faults hit (whose order varies with thread timing
+    and machine load) never shift which commits fail; commit_first: the first N matching commits fail
+    whatever the draw, so a schedule that exists to test a lost answer always injects one.
     only: regex of "METHOD /path" that the random faults apply to (default: all but /_admin).
     """
 
@@ -111,11 +114,24 @@ class Faults:
     latency_ms: int = 0
     commit_then_fail: dict[str, float] = field(default_factory=dict)
     commit_mode: str = "mixed"
+    commit_first: int = 0
     only: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.commit_rng = random.Random(f"commit-then-fail:{self.seed}")
+        self.commits_matched = 0
+
+    def commit_fault(self, target: str) -> str | None:
+        """How an applied request matching `target` ("METHOD /path") fails afterwards, or None."""
+        for pattern, rate in self.commit_then_fail.items():
+            if not re.search(pattern, target):
+                continue
+            self.commits_matched += 1
+            if self.commits_matched <= self.commit_first or self.commit_rng.random() < rate:
+                return self.commit_rng.choice(["500", "drop"]) if self.commit_mode == "mixed" else self.commit_mode
+        return None
 
     def count(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -292,16 +308,10 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _commit_then_fail(self, app: SimApp, req: Request, resp: Response) -> str | None:
-        f = app.faults
-        if resp.status >= 300 or not f.commit_then_fail:
+        if resp.status >= 300 or not app.faults.commit_then_fail:
             return None
         with app.lock:
-            for pattern, rate in f.commit_then_fail.items():
-                if re.search(pattern, f"{req.method} {req.path}") and f.rng.random() < rate:
-                    if f.commit_mode == "mixed":
-                        return f.rng.choice(["500", "drop"])
-                    return f.commit_mode
-        return None
+            return app.faults.commit_fault(f"{req.method} {req.path}")
 
     def _drop(self) -> None:
         self.close_connection = True

@@ -27,6 +27,7 @@ def storm(seed: int, *, commit_then_fail: bool) -> dict[str, object]:
                                  "rate_timeout": 0.05, "timeout_sleep": 0.25, "rate_reset": 0.02}
     if commit_then_fail:
         faults["commit_then_fail"] = {"^POST /orders$": 0.05}
+        faults["commit_first"] = 1  # the lost answer this storm exists for happens whatever the draws
     return faults
 
 
