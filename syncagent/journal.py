@@ -102,6 +102,22 @@ MIGRATIONS: list[tuple[str, str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def create_private(path: Path) -> None:
+    """Create `path` empty and 0600 if it does not exist, whatever the umask: it holds order payloads.
+
+    SQLite gives the -wal and -shm files it creates beside a database the database's own mode, so
+    they are private too. An existing file keeps the mode its owner gave it.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except (FileExistsError, FileNotFoundError):  # no folder: the caller's own open says so
+        return
+    try:
+        os.fchmod(fd, 0o600)  # a umask such as 0o277 would have taken the owner's write bit
+    finally:
+        os.close(fd)
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -195,6 +211,8 @@ class Journal:
             self._lock_fd = None
 
     def _open(self) -> sqlite3.Connection:
+        if str(self.path) != ":memory:":
+            create_private(self.path)
         try:
             conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from syncagent.config import LogConfig
 
@@ -81,6 +82,9 @@ def setup_logging(cfg: LogConfig, secrets: Iterable[str], *, verbose: bool = Fal
     )
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if cfg.file:
+        from syncagent.journal import create_private
+
+        create_private(Path(cfg.file))  # log lines quote order ids, customers, causes: not for every user
         handlers.append(logging.FileHandler(cfg.file, encoding="utf-8"))
     redactor = RedactingFilter(secrets)
     limiter = RateLimitFilter()
