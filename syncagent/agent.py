@@ -17,7 +17,7 @@ from syncagent.config import BackofficeConfig, ChannelConfig, Config
 from syncagent.connectors import registry
 from syncagent.connectors.base import Connector
 from syncagent.engine import ChannelSetup, Engine, StepResult
-from syncagent.errors import ConfigError
+from syncagent.errors import ConfigError, JournalError
 from syncagent.journal import Journal
 from syncagent.model import ALL_FLOWS, utcnow
 
@@ -127,7 +127,7 @@ class Agent:
             return None
         from syncagent.alerts import Alerter
 
-        return Alerter(config.alerts, self.journal, clock=self._clock)
+        return Alerter(config.alerts, self.journal, clock=self._clock, secrets=config.secrets)
 
     def reload(self, config: Config) -> None:
         """Swap in a new config (SIGHUP) between steps: new connectors and engine, same journal and lock.
@@ -154,8 +154,14 @@ class Agent:
 
     def alert(self, results: list[StepResult]) -> None:
         """After a cycle: one e-mail per new problem, one per recovery (see syncagent.alerts)."""
-        if self.alerter is not None:
+        if self.alerter is None:
+            return
+        try:
             self.alerter.evaluate(results)
+        except JournalError:
+            raise  # the journal itself is gone or full: that stops the agent, with its own message
+        except Exception as exc:  # noqa: BLE001 - a failing alert never stops the sync it reports on
+            log.error("alerts could not be evaluated: %s: %s", type(exc).__name__, exc)
 
     def steps(self, *, channel: str | None = None, flows: Iterable[str] | None = None) -> list[Step]:
         """Enabled steps, in run order: by flow priority, then channel order in the file."""

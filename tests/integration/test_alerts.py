@@ -120,3 +120,30 @@ def test_mail_goes_over_starttls_with_login(sims: Sims, tmp_path: Path, monkeypa
     assert logins and all(ok for _, ok in logins)
     assert box.subjects() == ["[syncagent] loja-centro: credentials rejected"]
     assert "senha-smtp-123" not in (tmp_path / "journal.db").read_bytes().decode("latin-1")
+
+
+def test_an_alert_raised_while_the_relay_is_down_goes_once_it_answers(tmp_path: Path,
+                                                                      inbox: tuple[Inbox, int]) -> None:
+    """A real smtplib against a closed port, then against a real server: the alert is not lost."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from syncagent.alerts import Alerter
+    from syncagent.config import EmailAlerts
+    from syncagent.engine import StepResult
+    from syncagent.journal import Journal
+
+    box, port = inbox
+    with socket.socket() as probe:  # a port nothing listens on: the relay is down
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    cfg = EmailAlerts(smtp_host="127.0.0.1", smtp_port=closed, starttls=False, from_addr="a@loja.example",
+                      to=("ti@loja.example",))
+    down = [StepResult("loja", "orders", status="auth_failed", error="loja: credentials rejected: key_revoked")]
+    with Journal(tmp_path / "j.db") as journal:
+        alerter = Alerter(cfg, journal, clock=lambda: datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+        assert alerter.evaluate(down) == []
+        alerter.cfg = replace(cfg, smtp_port=port)  # the relay is back
+        assert len(alerter.evaluate(down)) == 1
+        assert alerter.evaluate(down) == []
+    assert box.subjects() == ["[syncagent] loja: credentials rejected"]
