@@ -185,6 +185,9 @@ class Alerter:
             if self.cfg.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if self.cfg.username:
+                if not self.cfg.starttls and not self.cfg.allow_plaintext_login:  # the loader refuses it too
+                    raise smtplib.SMTPException("refusing to send the SMTP password without TLS "
+                                                "(starttls: false; see allow_plaintext_login)")
                 smtp.login(self.cfg.username, self.cfg.password or "")
             smtp.send_message(message)
 

@@ -131,6 +131,7 @@ class EmailAlerts:
     password: str | None = None
     failing_cycles: int = 3
     order_late_minutes: int = 15
+    allow_plaintext_login: bool = False  # log in without STARTTLS: the password crosses the network readable
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,7 +547,7 @@ class _Section:
 TOP_KEYS = frozenset({"journal", "log", "alerts", "backoffice", "defaults", "channels"})
 LOG_KEYS = frozenset({"level", "format", "file"})
 EMAIL_KEYS = frozenset({"smtp_host", "smtp_port", "starttls", "username", "password", "from", "to",
-                        "failing_cycles", "order_late_minutes"})
+                        "failing_cycles", "order_late_minutes", "allow_plaintext_login"})
 HTTP_FIELDS = (("connect_timeout", "positive"), ("read_timeout", "positive"), ("max_attempts", "positive_int"),
                ("ca_bundle", "path"), ("verify_tls", "bool"))
 HTTP_KEYS = frozenset({*(name for name, _ in HTTP_FIELDS), "rate_limit"})
@@ -678,7 +679,7 @@ def _alerts(section: _Section | None) -> EmailAlerts | None:
     if email is None:
         return None
     email.unknown(EMAIL_KEYS)
-    return EmailAlerts(
+    alerts = EmailAlerts(
         smtp_host=email.get("smtp_host", "str", "", required=True),
         from_addr=email.get("from", "email", "", required=True),
         to=email.get("to", "list[email]", (), required=True),
@@ -688,7 +689,13 @@ def _alerts(section: _Section | None) -> EmailAlerts | None:
         password=email.get("password", "str", secret=True) or None,
         failing_cycles=email.get("failing_cycles", "positive_int", 3),
         order_late_minutes=email.get("order_late_minutes", "positive_int", 15),
+        allow_plaintext_login=email.get("allow_plaintext_login", "bool", False),
     )
+    if alerts.username and not alerts.starttls and not alerts.allow_plaintext_login:
+        email.reader.problem(email.line_of("starttls"), _join(email.key, "starttls"),
+                             "true when a username is given (or allow_plaintext_login: true, to send the password "
+                             "unencrypted on purpose)", "false: the SMTP password would cross the network in clear")
+    return alerts
 
 
 def _http(reader: _Reader, owner: _Section, base: HttpOptions) -> HttpOptions:
@@ -887,16 +894,15 @@ def describe(config: Config) -> str:
     def http(options: HttpOptions) -> str:
         rate = (f", {options.rate_limit.per_second:g} req/s burst {options.rate_limit.burst}"
                 if options.rate_limit else "")
-        tls = "" if options.verify_tls else ", TLS NOT VERIFIED"
-        ca = f", CA {options.ca_bundle}" if options.ca_bundle else ""
         return (f"timeouts {options.connect_timeout:g}s/{options.read_timeout:g}s, "
-                f"{options.max_attempts} attempts{rate}{tls}{ca}")
+                f"{options.max_attempts} attempts{rate}{tls_wording(options)}")
 
     alerts = config.alerts
+    plain = " (LOGIN WITHOUT TLS: allow_plaintext_login)" if alerts and alerts.username and not alerts.starttls else ""
     lines = [
         f"config:  {config.path}", f"journal: {config.journal}",
         f"log:     {config.log.level}, {config.log.format}" + (f", {config.log.file}" if config.log.file else ""),
-        f"alerts:  {'e-mail to ' + ', '.join(alerts.to) + ' via ' + alerts.smtp_host if alerts else 'off'}",
+        f"alerts:  {'e-mail to ' + ', '.join(alerts.to) + ' via ' + alerts.smtp_host + plain if alerts else 'off'}",
         f"backoffice: {config.backoffice.type} at {config.backoffice.base_url}",
         f"    options: {show(config.backoffice.options) or '-'}",
         f"    http: {http(config.backoffice.http)}",
@@ -921,6 +927,13 @@ def describe(config: Config) -> str:
     for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, "***")  # a secret inside another value (a URL) is hidden too
     return text
+
+
+def tls_wording(options: HttpOptions) -> str:
+    """How certificates are checked, as it is: a `ca_bundle` is used even when `verify_tls` is false."""
+    if options.ca_bundle:
+        return f", TLS verified against the CA bundle {options.ca_bundle}"
+    return "" if options.verify_tls else ", TLS NOT VERIFIED"
 
 
 def _human(seconds: float) -> str:

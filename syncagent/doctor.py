@@ -62,6 +62,25 @@ def _config_fix(problem: Any) -> str:
             "config.example.yaml), readable by this user")
 
 
+def check_transport(config: Config) -> list[Finding]:
+    """Settings that expose credentials on the wire: unverified TLS, an SMTP login without TLS."""
+    findings: list[Finding] = []
+    for name, cfg in config.endpoints():
+        if not cfg.http.verify_tls and not cfg.http.ca_bundle:
+            findings.append(Finding(f"tls:{name}", WARN, "TLS certificates are NOT verified (verify_tls: false): "
+                                    f"anyone between this machine and {cfg.base_url} can read the credentials",
+                                    "remove `verify_tls: false`; for a server with a private CA give its CA "
+                                    "file as `ca_bundle`"))
+    alerts = config.alerts
+    if alerts is not None and alerts.username and not alerts.starttls:
+        findings.append(Finding("tls:alerts", WARN, f"the SMTP password goes to {alerts.smtp_host} unencrypted "
+                                "(starttls: false, allow_plaintext_login: true)",
+                                "use a relay that offers STARTTLS and set `starttls: true`"))
+    if not findings:
+        findings.append(Finding("tls", OK, "every endpoint verifies TLS certificates"))
+    return findings
+
+
 # -- endpoints ----------------------------------------------------------------------------------
 def _clients(connector: Any) -> list[HttpClient]:
     """The connector's HTTP clients (one `client`, or several `_clients` for multi-API systems)."""
@@ -317,7 +336,8 @@ def _age(stamp: str | None, now: datetime) -> str:
 # -- all of it ----------------------------------------------------------------------------------
 def diagnose(config: Config, *, now: Callable[[], datetime] = utcnow, online: bool = True) -> list[Finding]:
     """Every check after the config: endpoints and clocks, the journal, references, backlog."""
-    findings = check_endpoints(config, now=now) if online else []
+    findings = check_transport(config)
+    findings += check_endpoints(config, now=now) if online else []
     conn, journal = check_journal(config)
     findings += journal
     if conn is not None:

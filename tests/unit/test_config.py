@@ -582,3 +582,30 @@ def test_adopt_needs_a_channel_that_can_list(tmp_path: Path, monkeypatch: pytest
     (problem,) = problems(tmp_path, text)
     assert (problem.key, problem.line) == ("channels[0].adopt", line_of(text, "adopt: true"))
     assert "mapping import" in problem.expected
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_an_smtp_login_without_tls_is_refused_unless_allowed(tmp_path: Path) -> None:
+    alerts = ("alerts:\n  email: {smtp_host: smtp.example.com, starttls: false, username: alertas,\n"
+              "          password: ${SMTP_PW}, from: syncagent@example.com, to: [ti@example.com]}\n")
+    env = {**ENV, "SMTP_PW": "mail-secret"}
+    (found,) = problems(tmp_path, alerts + GOOD, env=env)
+    assert (found.line, found.key) == (2, "alerts.email.starttls")
+    assert "allow_plaintext_login" in found.expected and "in clear" in found.found
+    allowed = load(tmp_path, alerts.replace("starttls: false,", "starttls: false, allow_plaintext_login: true,")
+                   + GOOD, env=env)
+    assert allowed.alerts is not None and allowed.alerts.allow_plaintext_login
+    assert "LOGIN WITHOUT TLS" in describe(allowed)
+    anonymous = load(tmp_path, alerts.replace(" username: alertas,\n         ", "") + GOOD, env=env)
+    assert anonymous.alerts is not None and anonymous.alerts.username is None  # no password to protect
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_check_config_says_how_tls_is_verified(tmp_path: Path) -> None:
+    bundled = load(tmp_path, GOOD.replace("http: {connect_timeout: 1}",
+                                          "http: {connect_timeout: 1, verify_tls: false, ca_bundle: ./ca.pem}"))
+    lines = [line for line in describe(bundled).splitlines() if "http:" in line]
+    assert "TLS NOT VERIFIED" not in "\n".join(lines)
+    assert f"TLS verified against the CA bundle {tmp_path / 'ca.pem'}" in lines[-1]
+    off = load(tmp_path, GOOD.replace("http: {connect_timeout: 1}", "http: {connect_timeout: 1, verify_tls: false}"))
+    assert "TLS NOT VERIFIED" in describe(off).splitlines()[-1 - len(off.channel("loja-b").flows)]
