@@ -49,6 +49,9 @@ STR_TAG = "tag:yaml.org,2002:str"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 # after ${VAR} expansion a plain scalar may become one of these (`smtp_port: ${SMTP_PORT:-587}`)
 RETYPED_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"}
+# values the file may hold once aliases and merge keys are expanded: a real config has a few
+# thousand; a "billion laughs" file of a few hundred bytes expands to billions and would eat memory
+MAX_EXPANDED_VALUES = 100_000
 
 
 def _empty() -> Mapping[str, Any]:
@@ -599,19 +602,72 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     refs = _Refs(text)
     try:
         node = yaml.compose(refs.text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigProblems([Problem(file, 0, "(syntax)", "mappings and lists nested a few levels deep",
+                                      "nesting too deep to read")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 0
         what = str(getattr(exc, "problem", None) or str(exc).splitlines()[0])
         what = refs.restore(what.removeprefix("but found ").removeprefix("found "))
         raise ConfigProblems([Problem(file, line, "(syntax)", "valid YAML", f"a syntax error: {what}")]) from None
+    if node is not None:
+        _check_expansion(file, node, MAX_EXPANDED_VALUES)
     reader = _Reader(file, env, path.resolve().parent, refs)
-    root = reader.convert(node, "") if node is not None else _Value({}, 1)
+    try:
+        root = reader.convert(node, "") if node is not None else _Value({}, 1)
+    except RecursionError:
+        raise ConfigProblems([Problem(file, 0, "(syntax)", "mappings and lists nested a few levels deep",
+                                      "nesting too deep to read")]) from None
     config = _build(reader, path, root)
     if reader.problems:
         raise ConfigProblems(sorted(reader.problems, key=lambda p: p.line))
     assert config is not None
     return config
+
+
+def _check_expansion(file: str, root: yaml.Node, budget: int) -> None:
+    """Refuse a file whose aliases expand past `budget` values, or an alias inside its own anchor.
+
+    Aliases stay allowed (anchors and `<<` merges are a documented convenience): composing keeps
+    one node per anchor, so sizes are counted once per node, without expanding anything. The
+    walk is iterative: nesting depth costs no recursion.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()  # the nodes on the path being walked: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            active.discard(id(node))
+            size = 1 + sum(sizes[id(child)] for child in children)
+            if size > budget:
+                raise ConfigProblems([Problem(
+                    file, node.start_mark.line + 1, "(aliases)",
+                    f"at most {budget} values once aliases (*name) and merges (<<) are expanded",
+                    "more: aliases that repeat aliases (a YAML alias bomb?)")])
+            sizes[id(node)] = size
+            continue
+        if id(node) in sizes:
+            continue
+        active.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in active:
+                raise ConfigProblems([Problem(file, child.start_mark.line + 1, "(aliases)",
+                                              "an alias to an anchor defined before it", "an alias inside its own "
+                                              "anchor (it would never end)")])
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _build(reader: _Reader, path: Path, root: _Value) -> Config | None:
