@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
@@ -360,6 +361,21 @@ def _shape(item: _Value) -> str:
     return f"a hidden value ({kind})"
 
 
+_CONTROL_NAMES = {"\r": "a carriage return (\\r)", "\n": "a line feed (\\n)", "\t": "a tab (\\t)",
+                  "\0": "a NUL byte"}
+
+
+def _controls(text: str) -> str:
+    """Which control characters `text` holds, and where, said without showing the text."""
+    found = sorted({c for c in text if unicodedata.category(c) == "Cc"})
+    if not found:
+        return ""
+    names = ", ".join(_CONTROL_NAMES.get(c, f"the control character U+{ord(c):04X}") for c in found)
+    body = text.rstrip("".join(found))
+    at_end = body != text and not any(unicodedata.category(c) == "Cc" for c in body)
+    return names + (" at its end" if at_end else "")
+
+
 # -- typed getters ------------------------------------------------------------------------------
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -521,6 +537,12 @@ class _Section:
             return default
         if secret and converted not in (None, ""):
             self.reader.secrets.append(str(converted))
+            controls = _controls(str(converted))
+            if controls:
+                self.reader.problem(item.line, key, "a secret without control characters (an environment file "
+                                    "saved with CRLF line ends gives each value a trailing \\r: save it with LF "
+                                    "line ends)", f"a hidden value holding {controls}")
+                return default
             if not item.from_env:
                 self.reader.problem(item.line, key, "a ${VAR} reference (put secrets in the environment: ${VAR})",
                                     "a literal secret in the file")
@@ -979,10 +1001,9 @@ def describe(config: Config) -> str:
                            for k, v in flow.options.items())
             lines.append(f"    {flow.name:<16} every {_human(flow.every):>5}  {flow.direction:<4}  "
                          f"batch {flow.batch_size}{opts}{off}")
-    text = "\n".join(lines)
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")  # a secret inside another value (a URL) is hidden too
-    return text
+    from syncagent.http import redact
+
+    return redact("\n".join(lines), secrets)  # a secret inside another value (a URL) is hidden too
 
 
 def tls_wording(options: HttpOptions) -> str:

@@ -10,21 +10,26 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from syncagent.config import LogConfig
+from syncagent.http import masks, redact
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces every known secret in the rendered message with ***."""
+    """Replaces every known secret, in every form it may be quoted in (escaped, percent-encoded,
+    base64), in the rendered message and its traceback with ***."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.secrets = tuple(secrets)
+        self.forms = masks(self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        if self.forms:
+            record.msg, record.args = redact(record.getMessage(), self.secrets), None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = redact(record.exc_text, self.secrets)
+                record.exc_info = None  # rendered (and masked) once: formatters use exc_text
         return True
 
 
@@ -67,6 +72,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # already rendered and masked by RedactingFilter
+            entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
 

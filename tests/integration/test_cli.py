@@ -215,3 +215,17 @@ def test_shadow_channel_computes_everything_and_sends_nothing(sims: Sims, tmp_pa
     live = json.loads(cli(config, "run", "--once", "--json").stdout)
     by_flow = {s["flow"]: s for s in live}
     assert by_flow["products"]["sent"] == 60 and by_flow["orders"]["sent"] > 0  # nothing was skipped
+
+
+def test_a_crlf_environment_file_is_refused_and_no_form_of_the_secret_shows(sims: Sims, tmp_path: Path) -> None:
+    """An env file saved with CRLF: every value ends in \\r. Refused at load, with file:line:key, nothing leaked."""
+    config = write_config(tmp_path, sims, flows=["groups"])
+    crlf = {"SELLERUP_KEY": CANARY_KEY + "\r", "GL_CLIENT_SECRET": CANARY_SECRET + "\r\n"}
+    secret_line = next(n for n, line in enumerate(config.read_text().splitlines(), 1) if "${SELLERUP_KEY}" in line)
+    for args in (("check-config",), ("run", "--once"), ("doctor", "--json", "--offline")):
+        proc = cli(config, *args, env=crlf)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        shown = proc.stdout + proc.stderr
+        assert f"{config}:{secret_line}: channels[0].api_key" in shown and "carriage return" in shown, shown
+        assert CANARY_KEY not in shown and CANARY_SECRET not in shown
+    assert not (tmp_path / "journal.db").exists()

@@ -684,3 +684,14 @@ def test_hostile_yaml_is_refused_at_once_also_on_reload(tmp_path: Path) -> None:
 def test_aliases_within_the_budget_still_work(tmp_path: Path) -> None:
     config = load(tmp_path, _laughs(4) + GOOD)  # 9^3 values: a big file, not a bomb
     assert config.channel("loja-a").options["api_key"] == "key-a-value"
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_a_secret_with_control_characters_is_refused_without_showing_it(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD, env={**ENV, "KEY_A": "key-a-value\r\n", "GL_SECRET": "s3cret\tvalue"})
+    assert [(p.line, p.key) for p in found] == [(line_of(GOOD, "${GL_SECRET}"), "backoffice.client_secret"),
+                                                (line_of(GOOD, "${KEY_A}"), "channels[0].api_key")]
+    assert "a tab" in found[0].found and "carriage return (\\r) at its end" in found[1].found
+    assert "LF line ends" in found[1].expected
+    text = "\n".join(map(str, found))
+    assert "key-a-value" not in text and "s3cret" not in text
