@@ -227,6 +227,8 @@ def check_journal(config: Config) -> tuple[sqlite3.Connection | None, list[Findi
                               "it is created by the first run: `syncagent run --once`")]
     findings: list[Finding] = []
     holder = lock_holder(Path(str(path) + ".lock"))
+    if holder is None:  # the agent locks the journal itself too: a deleted .lock file hides nothing
+        holder = lock_holder(path)
     if holder is None:
         findings.append(Finding("journal:lock", OK, "not locked: no syncagent runs on this journal now"))
     else:

@@ -28,7 +28,7 @@ from typing import Any
 import sqlite_utils
 
 from syncagent import failpoints
-from syncagent.errors import JournalError, JournalLocked
+from syncagent.errors import JournalError, JournalGone, JournalLocked
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -174,12 +174,14 @@ class Journal:
 
     def __init__(self, path: str | Path, *, lock: bool = True, readonly: bool = False) -> None:
         self.path = Path(path)
-        self._lock_fd: int | None = None
+        self._lock_fds: list[int] = []
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._depth = 0
         if lock:
             self._take_lock()
         try:
             self.conn = self._open()
+            self._identity = self._same_file()
         except Exception:
             self._release_lock()
             raise
@@ -189,26 +191,74 @@ class Journal:
 
     # -- opening ------------------------------------------------------------------------------
     def _take_lock(self) -> None:
+        """Lock the journal file itself, then the .lock file beside it (its pid is for `doctor`).
+
+        The journal's own lock is the one that counts: deleting the .lock file cannot let a second
+        agent in. (SQLite's byte-range locks on the same file are of another kind on Linux and do
+        not interfere.) The .lock file is locked too, so an older syncagent, which knows only it,
+        is kept out as well.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         lock_path = str(self.path) + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock_fds = [os.open(self.path, os.O_RDONLY)]
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock_fds.append(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600))
+            for fd in self._lock_fds:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            self._release_lock()
             raise JournalLocked(
                 f"another syncagent holds the journal {self.path} (lock {lock_path}); "
                 "stop it first, or give this agent its own journal"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        except BaseException:
+            self._release_lock()
+            raise
+        os.ftruncate(self._lock_fds[1], 0)
+        os.write(self._lock_fds[1], str(os.getpid()).encode())
 
     def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Called after the connection is closed: closing a descriptor of the journal file drops this
+        process's SQLite locks on it too."""
+        for fd in self._lock_fds:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        self._lock_fds = []
+
+    def _same_file(self) -> tuple[int, int] | None:
+        """(device, inode) of the journal; with the lock held, the file locked must be the file opened."""
+        if str(self.path) == ":memory:":
+            return None
+        found = os.stat(self.path)
+        if self._lock_fds:
+            locked = os.fstat(self._lock_fds[0])
+            if (locked.st_dev, locked.st_ino) != (found.st_dev, found.st_ino):
+                raise JournalGone(f"the journal {self.path} was replaced while syncagent was opening it; "
+                                  "start it again once nothing else writes that path")
+        return found.st_dev, found.st_ino
+
+    def check_still_there(self) -> None:
+        """Stop when the journal was removed or replaced under this agent (checked before each write).
+
+        Otherwise the agent would go on recording in a file nobody will read, while another agent
+        could start on a new file at the same path and send everything a second time.
+        """
+        if self._identity is None:
+            return
+        who = f"this syncagent (pid {os.getpid()})"
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            raise JournalGone(
+                f"the journal {self.path} was removed while {who} was using it; stopping, so that no work is "
+                "recorded where nobody will read it. Restore it from a backup and start syncagent again (with a "
+                "new, empty journal every record is sent once more)") from None
+        if (found.st_dev, found.st_ino) != self._identity:
+            raise JournalGone(
+                f"the journal {self.path} was replaced by another file while {who} was using it; stopping, so "
+                "that two journals are not mixed. Find out what replaced it, then start syncagent again") from None
 
     def _open(self) -> sqlite3.Connection:
         if str(self.path) != ":memory:":
@@ -302,6 +352,7 @@ class Journal:
             finally:
                 self._depth -= 1
             return
+        self.check_still_there()
         self.conn.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
@@ -673,6 +724,7 @@ class Journal:
 
     # -- runs and channel state ---------------------------------------------------------------
     def start_run(self, channel: str, flow: str) -> int:
+        self.check_still_there()  # each step starts here: a daemon notices between its steps too
         cur = self.conn.execute(
             "INSERT INTO runs (channel, flow, started_at) VALUES (?, ?, ?)", (channel, flow, now_iso())
         )

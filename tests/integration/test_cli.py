@@ -229,3 +229,32 @@ def test_a_crlf_environment_file_is_refused_and_no_form_of_the_secret_shows(sims
         assert f"{config}:{secret_line}: channels[0].api_key" in shown and "carriage return" in shown, shown
         assert CANARY_KEY not in shown and CANARY_SECRET not in shown
     assert not (tmp_path / "journal.db").exists()
+
+
+def test_daemon_keeps_the_journal_when_its_lock_file_goes_and_stops_when_the_journal_goes(
+        sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims, flows=["groups"])
+    config.write_text(config.read_text().replace("groups: {every: 1m}", "groups: {every: 1s}"))
+    journal = tmp_path / "journal.db"
+    daemon = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "syncagent", "-c", str(config), "run"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "journal.db.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        (tmp_path / "journal.db.lock").unlink()  # a tidy-up script, a careless `rm *.lock`
+        second = cli(config, "run", "--once")
+        assert second.returncode == 3 and "another syncagent" in second.stderr, second.stderr
+        for side in tmp_path.glob("journal.db*"):
+            side.unlink()
+        code = daemon.wait(timeout=30)  # the groups step runs every second: the next one notices
+        err = daemon.stderr.read() if daemon.stderr else ""
+        assert code == 2, err
+        assert f"the journal {journal} was removed" in err and "Traceback" not in err
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=10)

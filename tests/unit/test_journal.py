@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from syncagent.config import LogConfig
-from syncagent.errors import JournalError, JournalLocked
+from syncagent.errors import JournalError, JournalGone, JournalLocked
 from syncagent.journal import SCHEMA_VERSION, Journal
 from syncagent.logs import setup_logging
 
@@ -158,3 +158,36 @@ def test_log_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
             logging.getLogger("syncagent").removeHandler(handler)
     assert "order o-1" in (tmp_path / "agent.log").read_text()
     assert stat.S_IMODE((tmp_path / "agent.log").stat().st_mode) == 0o600
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_agent_in(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db"):
+        (tmp_path / "j.db.lock").unlink()
+        with pytest.raises(JournalLocked):
+            Journal(tmp_path / "j.db")
+    Journal(tmp_path / "j.db").close()
+
+
+def test_a_journal_removed_under_the_agent_stops_it_before_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        journal.start_run("c", "products")
+        for side in tmp_path.glob("j.db*"):
+            side.unlink()
+        with pytest.raises(JournalGone) as err, journal.transaction():
+            journal.record_sent("c", "products", [("P1", "fp", None)])
+        assert "was removed" in str(err.value) and str(path) in str(err.value) and err.value.exit_code == 2
+        with pytest.raises(JournalGone):
+            journal.start_run("c", "products")
+    assert not path.exists()
+
+
+def test_a_journal_replaced_under_the_agent_stops_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journal(tmp_path / "other.db").close()
+    with Journal(path) as journal:
+        os.replace(tmp_path / "other.db", path)
+        with pytest.raises(JournalGone) as err, journal.transaction():
+            journal.record_sent("c", "products", [("P1", "fp", None)])
+        assert "was replaced" in str(err.value)
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM sent").fetchone()[0] == 0
