@@ -14,11 +14,14 @@ Nothing stored here is a secret.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import pwd
 import re
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +31,7 @@ from typing import Any
 import sqlite_utils
 
 from syncagent import failpoints
-from syncagent.errors import JournalError, JournalGone, JournalLocked
+from syncagent.errors import JournalError, JournalFull, JournalGone, JournalLocked
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -118,6 +121,83 @@ def create_private(path: Path) -> None:
         os.close(fd)
 
 
+SQLITE_FULL = 13
+SQLITE_CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is bad
+SQLITE_ACCESS_CODES = frozenset({3, 8, 14})  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None  # the primary code of an extended one
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """Only these errors justify telling an operator the journal file is damaged."""
+    return _sqlite_code(exc) in SQLITE_CORRUPT_CODES
+
+
+def journal_failure(exc: BaseException, path: Path, *, write: bool = True) -> JournalError | None:
+    """What an OS or SQLite error on the journal means for the operator, or None if it is neither
+    a full disk nor a missing permission (the caller then handles it as before)."""
+    if isinstance(exc, JournalError) or str(path) == ":memory:":
+        return None
+    code = _sqlite_code(exc)
+    if code == SQLITE_FULL or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return JournalFull(
+            f"disk full: the journal {path} cannot grow ({exc}); free space in {path.parent}, then run again: "
+            "what was recorded is kept and the rest is done then")
+    if isinstance(exc, PermissionError) or code in SQLITE_ACCESS_CODES or (
+            isinstance(exc, OSError) and exc.errno == errno.EROFS):
+        problem = access_problem(path, write=write)
+        if problem is not None:
+            return JournalError(problem)
+    return None
+
+
+def _who(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _mode(path: Path) -> str:
+    info = path.stat()
+    return f"{stat.filemode(info.st_mode)}, owner {_who(info.st_uid)}"
+
+
+def access_problem(path: Path, *, write: bool = True) -> str | None:
+    """The permission this user lacks to use the journal at `path`, said so it can be granted; None if none.
+
+    The folder must be writable even to read: in WAL mode SQLite keeps `-wal` and `-shm` files
+    beside the journal. A journal that cannot be opened for want of a permission is healthy:
+    the message says so, so that nobody deletes it as "corrupt".
+    """
+    user = f"{_who(os.geteuid())}"
+    keep = "The journal is not damaged: do not delete or move it."
+    folder = path.parent
+    if not folder.exists():
+        parent = next((p for p in folder.parents if p.exists()), Path("/"))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return (f"the journal folder {folder} does not exist and this user ({user}) may not create it: no write "
+                    f"permission on {parent} ({_mode(parent)}); create it for {user}, or set `journal:` to a "
+                    "folder this user can write")
+        return None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (f"this user ({user}) has no write permission on the journal folder {folder} ({_mode(folder)}): "
+                f"SQLite creates {path.name}-wal and {path.name}-shm there{'' if write else ', even to read'}. "
+                f"{keep} Give {user} write permission on {folder} (`chown {user} {folder}` or `chmod u+w "
+                f"{folder}`), or run syncagent as its owner")
+    wanted = os.R_OK | (os.W_OK if write else 0)
+    for name in ("", "-wal", "-shm", ".lock") if write else ("", "-wal", "-shm"):
+        file = Path(f"{path}{name}")
+        if file.exists() and not os.access(file, wanted if name != "-shm" else os.R_OK | os.W_OK):
+            need = "read and write" if write or name == "-shm" else "read"
+            return (f"this user ({user}) has no {need} permission on {file} ({_mode(file)}). {keep} "
+                    f"Give {user} that permission (`chown {user} {file}`), or run syncagent as its owner")
+    return None
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -177,17 +257,21 @@ class Journal:
         self._lock_fds: list[int] = []
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._depth = 0
-        if lock:
-            self._take_lock()
+        self.conn: sqlite3.Connection | None = None  # type: ignore[assignment]
         try:
+            if lock:
+                self._take_lock()
             self.conn = self._open()
             self._identity = self._same_file()
-        except Exception:
-            self._release_lock()
-            raise
-        self.db = sqlite_utils.Database(self.conn)
-        if not readonly:
-            self._migrate()
+            self.db = sqlite_utils.Database(self.conn)
+            if not readonly:
+                self._migrate()
+        except BaseException as exc:
+            self.close()
+            failure = journal_failure(exc, self.path, write=not readonly)
+            if failure is None:
+                raise
+            raise failure from None
 
     # -- opening ------------------------------------------------------------------------------
     def _take_lock(self) -> None:
@@ -263,14 +347,21 @@ class Journal:
     def _open(self) -> sqlite3.Connection:
         if str(self.path) != ":memory:":
             create_private(self.path)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
-            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
         except sqlite3.DatabaseError as exc:
+            conn.close()
+            failure = journal_failure(exc, self.path)
+            if failure is not None:
+                raise failure from None
+            if not is_corrupt(exc):  # locked, an I/O error...: nothing says the file is bad
+                raise JournalError(f"the journal {self.path} cannot be opened now ({exc}); it is not known to be "
+                                   "damaged: keep it, fix the cause and run again") from None
             raise JournalError(
                 f"the journal {self.path} is not a usable SQLite database ({exc}); "
                 "restore it from a backup or move it aside to start a new one (every record will be re-sent once)"
@@ -315,8 +406,9 @@ class Journal:
         return [row[0] for row in self.conn.execute("PRAGMA integrity_check")]
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.conn.close()
+        if self.conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.close()
         self._release_lock()
 
     def __enter__(self) -> Journal:

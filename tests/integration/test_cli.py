@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
 
 from syncagent.simulators import seeddata
@@ -258,3 +260,33 @@ def test_daemon_keeps_the_journal_when_its_lock_file_goes_and_stops_when_the_jou
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait(timeout=10)
+
+
+def test_a_full_disk_says_so_with_the_path_exits_1_and_prints_the_summary_so_far(
+        sims: Sims, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLITE_FULL without a mount: the journal may not grow past its size once the products step starts."""
+    from click.testing import CliRunner
+
+    from syncagent.cli import main
+    from syncagent.engine import Engine
+
+    config = write_config(tmp_path, sims, flows=["groups", "products"])
+    original = Engine.run_step
+
+    def disk_fills_up(self: Engine, channel: str, flow: str, **kw: Any) -> Any:
+        if flow == "products":
+            pages = self.journal.conn.execute("PRAGMA page_count").fetchone()[0]
+            self.journal.conn.execute(f"PRAGMA max_page_count = {pages}")
+        return original(self, channel, flow, **kw)
+
+    monkeypatch.setattr(Engine, "run_step", disk_fills_up)
+    result = CliRunner().invoke(main, ["-c", str(config), "run", "--once"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert f"disk full: the journal {tmp_path / 'journal.db'} cannot grow" in result.output
+    assert "Traceback" not in result.output and "OperationalError" not in result.output.split("(")[0]
+    assert "loja-centro" in result.output and "groups" in result.output and "2 steps:" in result.output
+    status = cli(config, "status", "--json")  # what was recorded before is kept
+    assert status.returncode in (0, 1), status.stderr
+    runs = {s["flow"]: s for c in json.loads(status.stdout)["channels"] for s in c["flows"]}
+    assert runs["groups"]["last_run"]["result"] == "ok", runs
