@@ -22,7 +22,7 @@ from typing import Any
 from syncagent.config import Config, load_config
 from syncagent.errors import AuthError, ConfigError, PermanentError, SyncAgentError, TransientError
 from syncagent.http import HttpClient
-from syncagent.journal import SCHEMA_VERSION, missing_references
+from syncagent.journal import SCHEMA_VERSION, is_corrupt, journal_failure, missing_references
 from syncagent.model import utcnow
 
 MAX_SKEW = 60.0  # seconds; promotions, cursors and "order late" alerts all compare clocks
@@ -240,6 +240,16 @@ def check_journal(config: Config) -> tuple[sqlite3.Connection | None, list[Findi
         conn = _open_readonly(path)
         problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
     except sqlite3.DatabaseError as exc:
+        failure = journal_failure(exc, path, write=False)
+        if failure is not None:  # a missing permission: the journal is healthy, never advise discarding it
+            findings.append(Finding("journal:access", FAIL, str(failure),
+                                    "grant the permission named above (or run syncagent as the journal's owner); "
+                                    "keep the journal: it is not damaged"))
+            return None, findings
+        if not is_corrupt(exc):
+            findings.append(Finding("journal:integrity", FAIL, f"{path} cannot be opened now ({exc})",
+                                    "it is not known to be damaged: keep it, fix the cause and run doctor again"))
+            return None, findings
         findings.append(Finding("journal:integrity", FAIL, f"{path} is not a usable SQLite database ({exc})",
                                 "restore it from a backup (docs/operations.md); or move it aside to start anew "
                                 "(every record is sent once more)"))

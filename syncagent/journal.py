@@ -257,6 +257,7 @@ class Journal:
         self._lock_fds: list[int] = []
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._depth = 0
+        self._write = not readonly
         self.conn: sqlite3.Connection | None = None  # type: ignore[assignment]
         try:
             if lock:
@@ -356,7 +357,7 @@ class Journal:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
         except sqlite3.DatabaseError as exc:
             conn.close()
-            failure = journal_failure(exc, self.path)
+            failure = journal_failure(exc, self.path, write=self._write)
             if failure is not None:
                 raise failure from None
             if not is_corrupt(exc):  # locked, an I/O error...: nothing says the file is bad

@@ -290,3 +290,48 @@ def test_a_full_disk_says_so_with_the_path_exits_1_and_prints_the_summary_so_far
     assert status.returncode in (0, 1), status.stderr
     runs = {s["flow"]: s for c in json.loads(status.stdout)["channels"] for s in c["flows"]}
     assert runs["groups"]["last_run"]["result"] == "ok", runs
+
+
+def _as_a_plain_user() -> None:
+    """In the child, before exec: root loses the power to ignore permission bits (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH leave its bounding set), so a read-only folder is read-only to it, as to anyone."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_journal_in_a_read_only_folder_is_named_with_the_permission_never_called_corrupt(
+        sims: Sims, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = write_config(tmp_path, sims, flows=["groups"])
+    config.write_text(config.read_text().replace(f"journal: {tmp_path / 'journal.db'}",
+                                                 f"journal: {state / 'journal.db'}"))
+    assert cli(config, "run", "--once").returncode == 0
+    before = (state / "journal.db").read_bytes()
+    state.chmod(0o555)  # the operator ran the first sync as another user, or a read-only mount
+    try:
+        outputs = {}
+        for args in (("run", "--once"), ("status", "--json"), ("doctor", "--json", "--offline")):
+            proc = subprocess.run(  # noqa: S603
+                [sys.executable, "-m", "syncagent", "-c", str(config), *args], cwd=ROOT, capture_output=True,
+                text=True, timeout=60, preexec_fn=_as_a_plain_user if os.geteuid() == 0 else None,  # noqa: PLW1509
+            )
+            outputs[args[0]] = proc
+    finally:
+        state.chmod(0o755)
+    for name in ("run", "status"):
+        proc = outputs[name]
+        assert proc.returncode == 2, (name, proc.stdout, proc.stderr)
+        assert f"no write permission on the journal folder {state}" in proc.stderr, proc.stderr
+        assert "dr-xr-xr-x" in proc.stderr and "not damaged" in proc.stderr
+    doctor = json.loads(outputs["doctor"].stdout)
+    (access,) = [f for f in doctor["findings"] if f["check"] == "journal:access"]
+    assert access["status"] == "fail" and f"journal folder {state}" in access["message"], access
+    for proc in outputs.values():
+        text = proc.stdout + proc.stderr
+        assert "Traceback" not in text and "move it aside" not in text and "not a usable" not in text, text
+        assert "restore it from a backup" not in text
+    assert (state / "journal.db").read_bytes() == before  # the healthy journal is untouched
