@@ -51,6 +51,10 @@ FIXES = {
 }
 
 
+RELAY_BACKOFF_MIN = timedelta(minutes=1)
+RELAY_BACKOFF_MAX = timedelta(minutes=15)
+
+
 class Alerter:
     def __init__(self, cfg: EmailAlerts, journal: Journal, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  quiet_period: timedelta = timedelta(hours=1),
@@ -60,6 +64,10 @@ class Alerter:
         self.journal = journal
         self.clock = clock
         self.quiet_period = quiet_period
+        # after the relay could not be reached, e-mails wait until then: the daemon evaluates alerts
+        # after every step, and a relay that drops packets would cost each step its 20 s timeout
+        self.relay_retry_at: datetime | None = None
+        self.relay_backoff = RELAY_BACKOFF_MIN
         self._send = send or self._smtp_send
         self.failing_cycles: dict[str, int] = {}
 
@@ -138,20 +146,28 @@ class Alerter:
         return self._deliver(outbox)
 
     def _deliver(self, outbox: list[tuple[EmailMessage, Callable[[], None]]]) -> list[EmailMessage]:
-        """Send each message and record it once accepted; the rest wait for the next cycle."""
+        """Send each message and record it once accepted; the rest wait for a later cycle."""
         sent: list[EmailMessage] = []
-        for index, (message, record) in enumerate(outbox):
+        now = self.clock()
+        if not outbox or (self.relay_retry_at is not None and now < self.relay_retry_at):
+            return sent
+        for message, record in outbox:
             try:
                 self._send(message)
             except Exception as exc:  # noqa: BLE001 - an alert that cannot go must never stop the agent
-                log.error("could not send the alert e-mail %r: %s; it is tried again next cycle",
-                          message["Subject"], redact(f"{type(exc).__name__}: {exc}", self.secrets))
-                if isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPResponseException):
-                    left = len(outbox) - index - 1  # no server to talk to: the others would fail alike
-                    if left:
-                        log.error("%d more alert e-mail(s) wait for the next cycle", left)
+                unreachable = isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPResponseException)
+                if unreachable:  # no server to talk to: the others would fail alike
+                    self.relay_retry_at = now + self.relay_backoff
+                    self.relay_backoff = min(self.relay_backoff * 2, RELAY_BACKOFF_MAX)
+                log.error("could not send the alert e-mail %r: %s; %d alert e-mail(s) wait and are tried again %s",
+                          message["Subject"], redact(f"{type(exc).__name__}: {exc}", self.secrets),
+                          len(outbox) - len(sent) if unreachable else 1,
+                          f"after {_iso(self.relay_retry_at)}" if unreachable and self.relay_retry_at
+                          else "next cycle")
+                if unreachable:
                     break
                 continue
+            self.relay_retry_at, self.relay_backoff = None, RELAY_BACKOFF_MIN
             with self.journal.transaction():
                 record()
             sent.append(message)

@@ -452,7 +452,7 @@ def _check_name(item: _Value) -> tuple[bool, Any]:
 
 
 def _is_address(text: str | None) -> bool:
-    if not text:
+    if not text or _controls(text):  # a CR/LF would be refused by the mail library (or add a header)
         return False
     address = parseaddr(text)[1]
     local, _, domain = address.partition("@")

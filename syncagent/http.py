@@ -66,7 +66,12 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     Shorter values are skipped: masking "ab" everywhere would garble messages and hide nothing.
     Longest first, so a secret that contains another is masked whole.
     """
-    for form in masks(secrets):
+    return mask(text, masks(secrets))
+
+
+def mask(text: str, forms: Iterable[str]) -> str:
+    """`text` with each of `forms` (from `masks`, longest first) replaced by ***."""
+    for form in forms:
         if form in text:
             text = text.replace(form, "***")
     return text

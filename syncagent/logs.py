@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from syncagent.config import LogConfig
-from syncagent.http import masks, redact
+from syncagent.http import mask, masks
 
 
 class RedactingFilter(logging.Filter):
@@ -24,11 +24,11 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.forms:
-            record.msg, record.args = redact(record.getMessage(), self.secrets), None
+            record.msg, record.args = mask(record.getMessage(), self.forms), None
             if record.exc_info and not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:
-                record.exc_text = redact(record.exc_text, self.secrets)
+                record.exc_text = mask(record.exc_text, self.forms)
                 record.exc_info = None  # rendered (and masked) once: formatters use exc_text
         return True
 

@@ -126,7 +126,7 @@ def test_an_alert_raised_while_the_relay_is_down_goes_once_it_answers(tmp_path: 
                                                                       inbox: tuple[Inbox, int]) -> None:
     """A real smtplib against a closed port, then against a real server: the alert is not lost."""
     from dataclasses import replace
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from syncagent.alerts import Alerter
     from syncagent.config import EmailAlerts
@@ -140,10 +140,12 @@ def test_an_alert_raised_while_the_relay_is_down_goes_once_it_answers(tmp_path: 
     cfg = EmailAlerts(smtp_host="127.0.0.1", smtp_port=closed, starttls=False, from_addr="a@loja.example",
                       to=("ti@loja.example",))
     down = [StepResult("loja", "orders", status="auth_failed", error="loja: credentials rejected: key_revoked")]
+    now = {"t": datetime(2026, 11, 23, 8, 0, tzinfo=UTC)}
     with Journal(tmp_path / "j.db") as journal:
-        alerter = Alerter(cfg, journal, clock=lambda: datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+        alerter = Alerter(cfg, journal, clock=lambda: now["t"])
         assert alerter.evaluate(down) == []
         alerter.cfg = replace(cfg, smtp_port=port)  # the relay is back
+        now["t"] += timedelta(minutes=2)  # past the wait after a relay that did not answer
         assert len(alerter.evaluate(down)) == 1
         assert alerter.evaluate(down) == []
     assert box.subjects() == ["[syncagent] loja: credentials rejected"]

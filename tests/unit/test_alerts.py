@@ -110,17 +110,24 @@ def test_an_alert_raised_while_smtp_is_down_is_sent_once_it_is_back(tmp_path: Pa
 
     cfg = EmailAlerts(smtp_host="127.0.0.1", from_addr="a@b.c", to=("ti@b.c",))
     down = [StepResult("loja", "orders", status="auth_failed", error="loja: credentials rejected: key_revoked")]
+    tries: list[datetime] = []
+
+    def cycle(results: list[StepResult], minutes: float = 2) -> list[str]:
+        now["t"] += timedelta(minutes=minutes)
+        return [str(m["Subject"]) for m in alerter.evaluate(results)]
+
     with Journal(tmp_path / "j.db") as journal:
-        alerter = Alerter(cfg, journal, clock=lambda: now["t"], send=send)
-        assert alerter.evaluate(down) == []  # the server is down: nothing went
-        assert alerter.evaluate(down) == []
+        alerter = Alerter(cfg, journal, clock=lambda: now["t"], send=lambda m: (tries.append(now["t"]), send(m)))
+        assert cycle(down) == []  # the server is down: nothing went
+        assert cycle(down, minutes=0.5) == [] and len(tries) == 1  # not tried again at once: a step costs no timeout
+        assert cycle(down) == [] and len(tries) == 2  # tried again a minute on, still down: waits 2 minutes now
         smtp_up["up"] = True
-        assert [str(m["Subject"]) for m in alerter.evaluate(down)] == ["[syncagent] loja: credentials rejected"]
-        assert alerter.evaluate(down) == []  # sent once, not again
+        assert cycle(down, minutes=1) == [] and len(tries) == 2
+        assert cycle(down, minutes=1.5) == ["[syncagent] loja: credentials rejected"]
+        assert cycle(down) == []  # sent once, not again
         smtp_up["up"] = False
-        assert alerter.evaluate([StepResult("loja", "orders")]) == []  # the recovery waits too
+        assert cycle([StepResult("loja", "orders")]) == []  # the recovery waits too
         smtp_up["up"] = True
-        assert [str(m["Subject"]) for m in alerter.evaluate([StepResult("loja", "orders")])] == [
-            "[syncagent] recovered: loja: credentials rejected"]
+        assert cycle([StepResult("loja", "orders")]) == ["[syncagent] recovered: loja: credentials rejected"]
     assert [str(m["Subject"]) for m in inbox] == ["[syncagent] loja: credentials rejected",
                                                  "[syncagent] recovered: loja: credentials rejected"]

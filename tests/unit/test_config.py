@@ -695,3 +695,10 @@ def test_a_secret_with_control_characters_is_refused_without_showing_it(tmp_path
     assert "LF line ends" in found[1].expected
     text = "\n".join(map(str, found))
     assert "key-a-value" not in text and "s3cret" not in text
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_an_alert_address_with_a_line_break_is_refused(tmp_path: Path) -> None:
+    alerts = "alerts:\n  email: {smtp_host: smtp.example.com, from: ${FROM}, to: [ti@example.com]}\n"
+    (found,) = problems(tmp_path, alerts + GOOD, env={**ENV, "FROM": "syncagent@example.com\r"})
+    assert (found.line, found.key) == (2, "alerts.email.from")
