@@ -258,7 +258,6 @@ class Journal:
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._depth = 0
         self._write = not readonly
-        self.conn: sqlite3.Connection | None = None  # type: ignore[assignment]
         try:
             if lock:
                 self._take_lock()
@@ -407,9 +406,10 @@ class Journal:
         return [row[0] for row in self.conn.execute("PRAGMA integrity_check")]
 
     def close(self) -> None:
-        if self.conn is not None:
+        conn = getattr(self, "conn", None)  # None when opening failed half way
+        if conn is not None:
             with contextlib.suppress(sqlite3.Error):
-                self.conn.close()
+                conn.close()
         self._release_lock()
 
     def __enter__(self) -> Journal:

@@ -147,15 +147,21 @@ def test_journal_and_its_side_files_are_private_whatever_the_umask(tmp_path: Pat
 
 
 def test_log_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    root = logging.getLogger("syncagent")
+    saved = (list(root.handlers), root.level, root.propagate)
     old = os.umask(0o022)
     try:
         setup_logging(LogConfig(file=str(tmp_path / "agent.log")), ())
         logging.getLogger("syncagent.test").warning("order o-1 payload")
     finally:
         os.umask(old)
-        for handler in list(logging.getLogger("syncagent").handlers):
+        for handler in list(root.handlers):
             handler.close()
-            logging.getLogger("syncagent").removeHandler(handler)
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        root.propagate = saved[2]
     assert "order o-1" in (tmp_path / "agent.log").read_text()
     assert stat.S_IMODE((tmp_path / "agent.log").stat().st_mode) == 0o600
 
