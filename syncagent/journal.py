@@ -187,7 +187,7 @@ def access_problem(path: Path, *, write: bool = True) -> str | None:
         return (f"this user ({user}) has no write permission on the journal folder {folder} ({_mode(folder)}): "
                 f"SQLite creates {path.name}-wal and {path.name}-shm there{'' if write else ', even to read'}. "
                 f"{keep} Give {user} write permission on {folder} (`chown {user} {folder}` or `chmod u+w "
-                f"{folder}`), or run syncagent as its owner")
+                f"{folder}`; a read-only mount: remount it read-write), or run syncagent as its owner")
     wanted = os.R_OK | (os.W_OK if write else 0)
     for name in ("", "-wal", "-shm", ".lock") if write else ("", "-wal", "-shm"):
         file = Path(f"{path}{name}")
