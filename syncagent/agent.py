@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +18,8 @@ from syncagent.config import BackofficeConfig, ChannelConfig, Config
 from syncagent.connectors import registry
 from syncagent.connectors.base import Connector
 from syncagent.engine import ChannelSetup, Engine, StepResult
-from syncagent.errors import ConfigError
-from syncagent.journal import Journal
+from syncagent.errors import ConfigError, JournalError, JournalFull
+from syncagent.journal import Journal, journal_failure
 from syncagent.model import ALL_FLOWS, utcnow
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class Agent:
             return None
         from syncagent.alerts import Alerter
 
-        return Alerter(config.alerts, self.journal, clock=self._clock)
+        return Alerter(config.alerts, self.journal, clock=self._clock, secrets=config.secrets)
 
     def reload(self, config: Config) -> None:
         """Swap in a new config (SIGHUP) between steps: new connectors and engine, same journal and lock.
@@ -154,8 +155,14 @@ class Agent:
 
     def alert(self, results: list[StepResult]) -> None:
         """After a cycle: one e-mail per new problem, one per recovery (see syncagent.alerts)."""
-        if self.alerter is not None:
+        if self.alerter is None:
+            return
+        try:
             self.alerter.evaluate(results)
+        except JournalError:
+            raise  # the journal itself is gone or full: that stops the agent, with its own message
+        except Exception as exc:  # noqa: BLE001 - a failing alert never stops the sync it reports on
+            log.error("alerts could not be evaluated: %s: %s", type(exc).__name__, exc)
 
     def steps(self, *, channel: str | None = None, flows: Iterable[str] | None = None) -> list[Step]:
         """Enabled steps, in run order: by flow priority, then channel order in the file."""
@@ -182,7 +189,16 @@ class Agent:
                 results.append(StepResult(step.channel, step.flow, status="skipped",
                                           error="credentials rejected earlier in this cycle"))
                 continue
-            result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
+            try:
+                result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
+            except (sqlite3.Error, OSError) as exc:  # the journal, not the network: the network's are ChannelErrors
+                failure = journal_failure(exc, self.journal.path)
+                if failure is None:
+                    raise
+                results.append(StepResult(step.channel, step.flow, status="failed", error=str(failure)))
+                if isinstance(failure, JournalFull):
+                    failure.results = results  # the summary so far: what each finished step did
+                raise failure from None
             if result.status == "auth_failed":
                 auth_failed.add(step.channel)
             results.append(result)

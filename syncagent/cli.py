@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from syncagent import __version__
-from syncagent.errors import ConfigError, JournalError, JournalLocked, SyncAgentError
+from syncagent.errors import ConfigError, JournalError, JournalFull, JournalLocked, SyncAgentError
 
 PUSH_ENTITIES = ["products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events"]
 
@@ -45,6 +45,8 @@ def _agent(config: Any) -> Any:
 
     try:
         return Agent(config)
+    except JournalFull:
+        raise  # exit 1, as a disk filling up during a run
     except JournalLocked as exc:
         _fail(str(exc), 3)
     except (JournalError, ConfigError) as exc:
@@ -55,6 +57,12 @@ def _guard(fn: Callable[[], int]) -> NoReturn:
     """Run a command body and turn the library's errors into the documented exit codes."""
     try:
         code = fn()
+    except JournalFull as exc:  # exit 1: what was recorded is kept; the summary says what got done
+        if exc.results:
+            from syncagent.report import print_summary
+
+            print_summary(exc.results)
+        _fail(str(exc), 1)
     except JournalLocked as exc:
         _fail(str(exc), 3)
     except (JournalError, ConfigError) as exc:

@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import functools
 import json as jsonlib
 import logging
 import random
@@ -23,6 +25,7 @@ import re
 import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -58,14 +61,53 @@ class HttpSettings:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret (4 characters or more) in `text` with ***.
+    """Replace every secret (4 characters or more), in every form it may be quoted in, with ***.
 
     Shorter values are skipped: masking "ab" everywhere would garble messages and hide nothing.
     Longest first, so a secret that contains another is masked whole.
     """
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "***")
+    return mask(text, masks(secrets))
+
+
+def mask(text: str, forms: Iterable[str]) -> str:
+    """`text` with each of `forms` (from `masks`, longest first) replaced by ***."""
+    for form in forms:
+        if form in text:
+            text = text.replace(form, "***")
     return text
+
+
+def masks(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Every form of every secret worth masking, longest first."""
+    forms = {form for secret in secrets if secret and len(secret) >= 4 for form in secret_forms(secret)}
+    return tuple(sorted(forms, key=lambda f: (-len(f), f)))
+
+
+@functools.lru_cache(maxsize=512)
+def secret_forms(secret: str) -> frozenset[str]:
+    """The ways a library or a server may quote `secret` in a message.
+
+    Raw; escaped as Python (``repr``, of the text and of its bytes) and JSON write it (a trailing
+    CR/LF becomes ``\\r\\n``); percent-encoded as in a URL or a form body; base64 as in a Basic
+    ``Authorization`` header. Base64 of ``user:secret`` depends on where the secret starts: for
+    each of the three alignments the characters made of the secret's bits alone are masked, so at
+    most a few bits at its edges can show.
+    """
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = {
+        secret, repr(secret)[1:-1], repr(secret + "'\"")[1:-4], repr(raw)[2:-1],
+        secret.encode("unicode_escape").decode("ascii"),
+        jsonlib.dumps(secret)[1:-1], jsonlib.dumps(secret, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret, safe=""), urllib.parse.quote(secret),
+    }
+    forms.add(base64.b64encode(raw).decode("ascii"))
+    for pad in range(3):
+        encoded = base64.b64encode(b"\0" * pad + raw).decode("ascii")
+        first, end = -(-8 * pad // 6), 8 * (pad + len(raw)) // 6  # characters made of the secret's bits only
+        core = encoded[first:end]
+        if len(core) >= 6:  # shorter runs would mask unrelated base64 here and there
+            forms.update((core, core.replace("+", "-").replace("/", "_")))
+    return frozenset(f for f in forms if len(f) >= 4)
 
 
 # runs of characters tokens are made of: long ones, or shorter ones holding a digit, are masked in
@@ -447,22 +489,22 @@ class HttpClient:
             finally:
                 raw.close()
         except requests.exceptions.ConnectTimeout as exc:
-            raise _Retry(f"connect timeout ({_short(exc)})") from None
+            raise _Retry(f"connect timeout ({_short(exc, self.redact)})") from None
         except requests.exceptions.SSLError as exc:
             if _cert_rejected(exc):  # a bad certificate does not heal within one request
-                raise TransientError(f"{where}: TLS certificate verification failed ({_short(exc)})",
+                raise TransientError(f"{where}: TLS certificate verification failed ({_short(exc, self.redact)})",
                                      code="tls_verify_failed") from None
-            self._lost(call, f"TLS error ({_short(exc)})", exc)
+            self._lost(call, f"TLS error ({_short(exc, self.redact)})", exc)
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
-            self._lost(call, f"connection failed ({_short(exc)})", exc)
+            self._lost(call, f"connection failed ({_short(exc, self.redact)})", exc)
         except requests.exceptions.Timeout as exc:  # ReadTimeout: sent, no answer
             if call.idempotent:
-                raise _Retry(f"read timeout ({_short(exc)})") from None
+                raise _Retry(f"read timeout ({_short(exc, self.redact)})") from None
             raise AmbiguousError(f"{where}: no answer within {s.read_timeout} s; the request may have"
                                  " been applied") from None
         except requests.exceptions.RequestException as exc:  # bad URL and the like: retrying will not help
-            raise TransientError(f"{where}: {_short(exc)}") from None
+            raise TransientError(f"{where}: {_short(exc, self.redact)}") from None
         return HttpResponse(raw.status_code, raw.headers, content, url, self.secrets)
 
     def _lost(self, call: _Call, cause: str, exc: BaseException) -> NoReturn:
@@ -561,6 +603,7 @@ def _cert_rejected(exc: BaseException) -> bool:
             or "CERTIFICATE_VERIFY_FAILED" in repr(exc))
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc)
+def _short(exc: BaseException, clean: Callable[[str], str] = str) -> str:
+    """The exception's text, cut; `clean` (redaction) runs before the cut, so no secret is half shown."""
+    text = clean(str(exc))
     return text if len(text) < 200 else text[:200] + "…"
