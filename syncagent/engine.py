@@ -44,6 +44,8 @@ from syncagent.model import (
     StockLevel,
     channel_customer_from_dict,
     fingerprint,
+    is_document,
+    normalize_document,
     order_from_dict,
     price_from_json,
     price_to_json,
@@ -781,6 +783,11 @@ class Engine:
         if code is None:
             code = cc.linked_code
             if code is None:
+                cc = replace(cc, document=normalize_document(cc.document))  # as typed: 436.555.472-77
+                if not is_document(cc.document):  # whatever the connector let through: never bound, never created
+                    self._quarantine(ctx, "channel-customers", cc.remote_id, "invalid_document",
+                                     f"document {cc.document[:20]!r} is not a valid CPF/CNPJ", _src(_describe(cc)))
+                    return None
                 found = self.backoffice.lookup("customers", document=cc.document)
                 if found is not None:
                     code = found.code

@@ -47,6 +47,7 @@ from syncagent.model import (
     Page,
     Price,
     Product,
+    normalize_document,
     parse_time,
     time_str,
     utcnow,
@@ -906,9 +907,11 @@ def parse_order(data: dict[str, Any], payment_map: Mapping[str, str] | None = No
 
 
 def _document(profile: Mapping[str, Any]) -> str | None:
+    """The buyer's CPF/CNPJ as typed at checkout, punctuation dropped (never other characters: the
+    engine refuses a document that is not valid rather than binding some other number)."""
     raw = profile.get("corporateDocument") if profile.get("isCorporate") else profile.get("document")
-    digits = "".join(ch for ch in str(raw or "") if ch.isdigit())
-    return digits or None
+    document = normalize_document(str(raw or "")) if isinstance(raw, (str, int)) else ""
+    return document or None
 
 
 def parse_customer(data: Mapping[str, Any]) -> ChannelCustomer | None:

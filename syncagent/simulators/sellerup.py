@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from syncagent.model import valid_cnpj, valid_cpf, valid_ean
+from syncagent.model import normalize_document, valid_cnpj, valid_cpf, valid_ean
 from syncagent.simulators import seeddata
 from syncagent.simulators.common import (
     HttpError,
@@ -156,8 +156,10 @@ def check_value(kind: str, value: Any) -> tuple[str, str] | None:
         return "invalid_date_time", f'must be an RFC 3339 date-time like "2026-01-05T09:00:00Z", got {value[:40]!r}'
     if kind == "ean" and not valid_barcode(value):
         return "invalid_barcode", f"must be a valid EAN-8, EAN-13 or GTIN-14, got {value[:40]!r}"
-    if kind == "document" and not valid_document(value):
-        return "invalid_document", "must be a valid CPF (11 digits) or CNPJ (14 digits), digits only"
+    # the contract's Customer.document is a plain string: the app takes it as people type it
+    # (436.555.472-77), so only its digits are checked
+    if kind == "document" and not valid_document(normalize_document(value)):
+        return "invalid_document", "must be a valid CPF (11 digits) or CNPJ (14 digits)"
     return None
 
 
