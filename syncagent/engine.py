@@ -511,9 +511,14 @@ class Engine:
         # with nothing of this entity in quarantine (the usual case) there is nothing to hold back or to
         # release: one indexed LIMIT 1 query instead of a lookup of the page's keys and an UPDATE per record sent
         work.release = self.journal.has_open_quarantine(ctx.name, entity)
-        held = self.journal.quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad]) \
-            if work.release else {}
+        # open rows and rows an operator dropped: a record not changed since is neither sent nor quarantined again
+        marks = self.journal.held_quarantine(ctx.name, entity, keys + [b[0] for b in work.bad]) \
+            if work.release or self.journal.has_held_quarantine(ctx.name, entity) else {}
+        held = {key: fp for key, (_, fp) in marks.items() if fp}
         work.changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
+        # valid again at its source with what the channel already holds: nothing to send, the open row is resolved
+        work.resolved = [key for key, (_, _, fp) in prepared.items()
+                         if known.get(key) == fp and marks.get(key, ("",))[0] == "open" and held.get(key) != fp]
         work.sending = {o.key: fp for o, fp in work.changed}
         work.clean = not work.bad and not held
         work.bad = [b for b in work.bad if held.get(b[0]) != b[4]]
@@ -562,6 +567,8 @@ class Engine:
                 self.journal.release(ctx.name, entity, [a[0] for a in accepted])
                 if work.renames:  # a record waiting for its SKU was quarantined under its back office code
                     self.journal.release(ctx.name, entity, [work.renames[a[0]] for a in accepted if a[0] in work.renames])
+                self.journal.release(ctx.name, entity, work.resolved,
+                                     why="resolved: valid again at its source, and the channel already holds it")
             for key, code, reason, payload, fp in bad + rejected:
                 self.journal.quarantine(ctx.name, entity, key, code, reason, payload, fp)
                 log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
@@ -812,6 +819,9 @@ class Engine:
             with self.journal.transaction():
                 self.journal.bind(ctx.name, "customers", cc.remote_id, code)
                 self.journal.release(ctx.name, "channel-customers", [cc.remote_id])
+        elif self.journal.has_open_quarantine(ctx.name, "channel-customers"):  # bound before it went bad
+            with self.journal.transaction():
+                self.journal.release(ctx.name, "channel-customers", [cc.remote_id], why="resolved: valid again")
         if cc.linked_code != code and not ctx.setup.shadow:
             link = ctx.conn.prepare("customer-links", {"remote_id": cc.remote_id, "code": code})
             (res,) = ctx.conn.push("customer-links", [link])
@@ -1105,6 +1115,19 @@ class Engine:
         if row is None:
             return False, "not in quarantine"
         ctx = ctx or _Ctx(self.channels[channel], StepResult(channel, f"retry:{entity}"))
+        if entity in CATALOGUE_PUSH or entity == "channel-customers":
+            # the stored copy may be stale: the source feed is read on from its saved cursor first, so a
+            # record changed at its source goes as it is now; the stored copy is retried only if it is current
+            if entity in CATALOGUE_PUSH:
+                self._dispatch(ctx, entity, False, "push")
+            else:
+                self._pull_customers(ctx)
+            after = next(iter(self.journal.quarantined(channel, entity, key=key)), None)
+            if after is None:
+                return True, "applied (as it is now at its source)"
+            if (after.last_seen, after.attempts) != (row.last_seen, row.attempts):
+                return False, f"still refused as it is now at its source: {after.reason_code}: {after.reason}"
+            row = after
         payload = row.payload if isinstance(row.payload, dict) else {}
         from_source = entity == "orders" and isinstance(payload.get("source"), dict)
         if entity in SKU_ENTITIES and (record := record_from_json(payload.get("source"))) is not None:
@@ -1372,6 +1395,7 @@ class _PageWork:
     rejected: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
     error: ChannelError | None = None
     release: bool = True  # whether the keys accepted may have open quarantine rows to close
+    resolved: list[str] = field(default_factory=list)  # open rows whose record is valid again and already held
     renames: dict[str, str] = field(default_factory=dict)  # channel SKU → back office code (DE/PARA)
     clean: bool = False  # no bad record and nothing held in quarantine: the page may be recorded whole
     # (digest, mapping context, items, next cursor) to note once the page is recorded whole

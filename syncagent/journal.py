@@ -543,7 +543,10 @@ class Journal:
             " source_fingerprint = excluded.source_fingerprint, last_seen = excluded.last_seen,"
             " first_seen = CASE WHEN quarantine.state = 'open' THEN quarantine.first_seen ELSE excluded.first_seen END,"
             " attempts = CASE WHEN quarantine.state = 'open' THEN quarantine.attempts + 1 ELSE 1 END,"
-            " closed_by = NULL, close_reason = NULL",
+            " closed_by = NULL, close_reason = NULL"
+            # a record dropped by an operator stays dropped until it changes at its source
+            " WHERE NOT (quarantine.state = 'dropped' AND excluded.source_fingerprint IS NOT NULL"
+            " AND quarantine.source_fingerprint IS excluded.source_fingerprint)",
             (channel, entity, _text(key), _text(reason_code), _text(reason[:2000]), _dump(payload), source_fingerprint,
              stamp, stamp),
         )
@@ -554,18 +557,32 @@ class Journal:
             "SELECT 1 FROM quarantine WHERE state = 'open' AND channel = ? AND entity = ? LIMIT 1", (channel, entity)
         ).fetchone() is not None
 
+    def has_held_quarantine(self, channel: str, entity: str) -> bool:
+        """Any open or dropped row of (channel, entity): the records a push must not send again unchanged."""
+        return self.conn.execute(
+            "SELECT 1 FROM quarantine WHERE state IN ('open', 'dropped') AND channel = ? AND entity = ? LIMIT 1",
+            (channel, entity)).fetchone() is not None
+
+    def held_quarantine(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """key → (state, source fingerprint) of the open and dropped rows among `keys` (one query per 900)."""
+        rows = rows_in(self.conn, "SELECT key, state, source_fingerprint FROM quarantine WHERE channel = ?"
+                                  " AND entity = ? AND state IN ('open', 'dropped') AND key IN ({})",
+                       (channel, entity), keys)
+        return {key: (state, fp) for key, state, fp in rows}
+
     def quarantine_fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """Source fingerprints of the open rows among `keys`: an unchanged rejected record is not sent again."""
         rows = rows_in(self.conn, "SELECT key, source_fingerprint FROM quarantine WHERE channel = ? AND entity = ?"
                                   " AND state = 'open' AND key IN ({})", (channel, entity), keys)
         return {key: fp for key, fp in rows if fp}
 
-    def release(self, channel: str, entity: str, keys: Iterable[str], by: str = "syncagent") -> None:
-        """Close open quarantine rows for keys that have now been applied."""
+    def release(self, channel: str, entity: str, keys: Iterable[str], by: str = "syncagent",
+                why: str = "applied") -> None:
+        """Close open quarantine rows for keys that have now been applied (or are `why` else)."""
         self.conn.executemany(
-            "UPDATE quarantine SET state = 'released', closed_by = ?, close_reason = 'applied', last_seen = ?"
+            "UPDATE quarantine SET state = 'released', closed_by = ?, close_reason = ?, last_seen = ?"
             " WHERE channel = ? AND entity = ? AND key = ? AND state = 'open'",
-            [(by, now_iso(), channel, entity, key) for key in keys],
+            [(by, why, now_iso(), channel, entity, key) for key in keys],
         )
 
     def drop_quarantine(self, channel: str, entity: str, key: str, by: str, why: str) -> bool:
