@@ -98,6 +98,12 @@ MIGRATIONS: list[tuple[str, str]] = [
             PRIMARY KEY (channel, entity, digest)) WITHOUT ROWID;
         """,
     ),
+    (
+        "fingerprint of each order event as last handed to the channel",
+        """
+        ALTER TABLE events ADD COLUMN fingerprint TEXT;
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -461,17 +467,24 @@ class Journal:
         return dict(rows_in(self.conn, "SELECT event_id, state FROM events WHERE channel = ? AND event_id IN ({})",
                             (channel,), event_ids))
 
+    def event_marks(self, channel: str, event_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """event_id → (state, fingerprint of the event as last handed to the channel; None if unknown)."""
+        return {e: (state, fp) for e, state, fp in rows_in(
+            self.conn, "SELECT event_id, state, fingerprint FROM events WHERE channel = ? AND event_id IN ({})",
+            (channel,), event_ids)}
+
     def set_event(
         self, channel: str, event_id: str, order_id: str, type_: str, rank: int, state: str,
-        payload: dict[str, Any] | None = None, reason: str | None = None,
+        payload: dict[str, Any] | None = None, reason: str | None = None, fingerprint: str | None = None,
     ) -> None:
         self.conn.execute(
-            "INSERT INTO events (channel, event_id, order_id, type, rank, state, payload, reason, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, event_id) DO UPDATE SET"
+            "INSERT INTO events (channel, event_id, order_id, type, rank, state, payload, reason, updated_at,"
+            " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, event_id) DO UPDATE SET"
             " state = excluded.state, payload = coalesce(excluded.payload, events.payload),"
-            " reason = excluded.reason, updated_at = excluded.updated_at",
+            " reason = excluded.reason, updated_at = excluded.updated_at,"
+            " fingerprint = coalesce(excluded.fingerprint, events.fingerprint)",
             (channel, event_id, order_id, type_, rank, state, json.dumps(payload, default=str) if payload else None, reason,
-             now_iso()),
+             now_iso(), fingerprint),
         )
 
     def pending_events(self, channel: str) -> list[tuple[str, str, str, int, dict[str, Any]]]:

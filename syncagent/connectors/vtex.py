@@ -658,8 +658,18 @@ class VtexConnector:
             return _rejection(out.key, resp, self.oms, f"POST {base}/cancel")
         if kind == "invoiced":
             body = invoice_body(out.payload, order)
-            if any(p.get("invoiceNumber") == body["invoiceNumber"] for p in _packages(order)):
+            same = next((p for p in _packages(order) if p.get("invoiceNumber") == body["invoiceNumber"]), None)
+            if same is not None and same.get("invoiceKey") not in (None, body["invoiceKey"]):
+                # InvoiceNotification: "Every time this endpoint is called using the same invoiceNumber, [...] you
+                # cannot change other information, only the receipt code": sending it would change nothing
+                return PushResult(out.key, "rejected", reason_code="not_correctable", reason=(
+                    f"VTEX keeps invoice {body['invoiceNumber']} with the NF-e key first sent (the same invoice "
+                    "number again changes only its receipt); correct the key in the VTEX admin, or issue the "
+                    "corrected NF-e under a new number"))
+            if same is not None:
                 return PushResult(out.key, "exists")
+            # a new number (first invoice, or a corrected NF-e re-issued under a new number, which VTEX adds as the
+            # order's latest invoice: tracking and delivery go on it)
             resp = self.oms.post(f"{base}/invoice", json=body, idempotent=True)  # same number: same invoice
             if resp.status == 200:
                 return PushResult(out.key, "created")
