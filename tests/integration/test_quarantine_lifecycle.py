@@ -126,3 +126,19 @@ def test_a_dropped_record_stays_dropped_until_it_changes_at_its_source(sims: Sim
     assert result.quarantined == 1
     assert set(_rows(tmp_path, "open")) == {("products", rejected)}
     assert set(_rows(tmp_path, "dropped")) == {("products", unmappable)}
+
+
+def test_a_tablet_customer_valid_again_after_it_was_bound_is_closed_as_resolved(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims, flows=["customers"])
+    run_once(config)
+    tablet = sims.su.admin("GET", "/_admin/tablet-customers")["items"][0]
+    assert tablet["code"]  # bound on the first run
+    sims.su.admin("PATCH", f"/_admin/tablet-customers/{tablet['id']}", json={"document": "123.456.789-00"})
+    run_once(config)
+    assert set(_rows(tmp_path, "open")) == {("channel-customers", tablet["id"])}
+    sims.su.admin("PATCH", f"/_admin/tablet-customers/{tablet['id']}", json={"document": tablet["document"]})
+    bo_mark = sims.bo.last_request_id()
+    (result,) = run_once(config)
+    assert (result.status, result.quarantined) == ("ok", 0)
+    assert _rows(tmp_path, "open") == {}
+    assert sims.bo.writes(bo_mark) == []  # bound before: nothing created

@@ -385,6 +385,23 @@ def test_events_out_of_order_or_repeated_are_409(su: Client) -> None:
     assert error_of(post_event(su, order_id, "shipped"))["code"] == "out_of_order"
 
 
+def test_an_event_again_with_other_data_is_a_correction_the_same_again_is_409(su: Client) -> None:
+    order_id = approved_id(su)
+    for kind in ("invoiced", "shipped"):
+        assert post_event(su, order_id, kind).status_code == 204
+    # after shipping, the NF-e is re-issued and the tracking code fixed: each recorded as a correction
+    fixed_key = nfe_key("3526010123456700019055001000099999" + "123456789")
+    assert post_event(su, order_id, "invoiced", invoice_key=fixed_key, invoice_number="99999").status_code == 204
+    assert post_event(su, order_id, "shipped", tracking_code="QB123456785BR").status_code == 204
+    resp = post_event(su, order_id, "shipped", tracking_code="QB123456785BR")
+    assert resp.status_code == 409 and error_of(resp)["code"] == "already_recorded"
+    resp = post_event(su, order_id, "invoiced", invoice_key="1" * 44, invoice_number="99999")
+    assert resp.status_code == 422 and error_of(resp)["code"] == "invalid_invoice_key"  # still checked
+    held = su.admin("GET", f"/_admin/orders/{order_id}")["events"]
+    assert [(e["type"], e["invoice_number"] or e["tracking_code"]) for e in held] == [
+        ("invoiced", "12345"), ("shipped", "BR123456789BR"), ("invoiced", "99999"), ("shipped", "QB123456785BR")]
+
+
 def test_event_bodies_are_checked_and_only_approved_orders_take_events(su: Client) -> None:
     order_id = approved_id(su)
     wrong_digit = INVOICE_KEY[:43] + str((int(INVOICE_KEY[43]) + 1) % 10)
