@@ -1115,11 +1115,13 @@ class Engine:
         if row is None:
             return False, "not in quarantine"
         ctx = ctx or _Ctx(self.channels[channel], StepResult(channel, f"retry:{entity}"))
-        if entity in CATALOGUE_PUSH or entity == "channel-customers":
+        if entity in CATALOGUE_PUSH or entity in ("channel-customers", "order-events"):
             # the stored copy may be stale: the source feed is read on from its saved cursor first, so a
             # record changed at its source goes as it is now; the stored copy is retried only if it is current
             if entity in CATALOGUE_PUSH:
                 self._dispatch(ctx, entity, False, "push")
+            elif entity == "order-events":
+                self._order_events(ctx)
             else:
                 self._pull_customers(ctx)
             after = next(iter(self.journal.quarantined(channel, entity, key=key)), None)

@@ -135,3 +135,13 @@ def test_vtex_gets_a_reissued_nfe_and_a_fixed_tracking_code_and_refuses_a_key_ch
     result = _events_step(path)
     assert (result.status, result.sent, result.quarantined) == ("ok", 0, 0) and result.unchanged >= 3
     assert vtex.writes()[mark:] == []
+
+    # the refused NF-e is re-issued under a new number; the operator retries before the next cycle: what goes
+    # is the event as it is now at its source, not the stored copy VTEX refused
+    reissued = nfe_key("other-reissued", number=880002)
+    bo.admin("PATCH", f"/_admin/events/{other['id']}", json={"invoice": {"key": reissued, "number": "880002"}})
+    with Agent(load_config(path)) as agent:
+        applied, message = agent.engine.retry("vtex-loja", "order-events", other["id"])
+    assert applied, message
+    packages = vtex.admin("GET", f"/_admin/orders/{second['external_id']}")["packageAttachment"]["packages"]
+    assert (packages[-1]["invoiceNumber"], packages[-1]["invoiceKey"]) == ("880002", reissued)
