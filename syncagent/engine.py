@@ -44,6 +44,8 @@ from syncagent.model import (
     StockLevel,
     channel_customer_from_dict,
     fingerprint,
+    is_document,
+    normalize_document,
     order_from_dict,
     price_from_json,
     price_to_json,
@@ -509,9 +511,14 @@ class Engine:
         # with nothing of this entity in quarantine (the usual case) there is nothing to hold back or to
         # release: one indexed LIMIT 1 query instead of a lookup of the page's keys and an UPDATE per record sent
         work.release = self.journal.has_open_quarantine(ctx.name, entity)
-        held = self.journal.quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad]) \
-            if work.release else {}
+        # open rows and rows an operator dropped: a record not changed since is neither sent nor quarantined again
+        marks = self.journal.held_quarantine(ctx.name, entity, keys + [b[0] for b in work.bad]) \
+            if work.release or self.journal.has_held_quarantine(ctx.name, entity) else {}
+        held = {key: fp for key, (_, fp) in marks.items() if fp}
         work.changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
+        # valid again at its source with what the channel already holds: nothing to send, the open row is resolved
+        work.resolved = [key for key, (_, _, fp) in prepared.items()
+                         if known.get(key) == fp and marks.get(key, ("",))[0] == "open" and held.get(key) != fp]
         work.sending = {o.key: fp for o, fp in work.changed}
         work.clean = not work.bad and not held
         work.bad = [b for b in work.bad if held.get(b[0]) != b[4]]
@@ -560,6 +567,8 @@ class Engine:
                 self.journal.release(ctx.name, entity, [a[0] for a in accepted])
                 if work.renames:  # a record waiting for its SKU was quarantined under its back office code
                     self.journal.release(ctx.name, entity, [work.renames[a[0]] for a in accepted if a[0] in work.renames])
+                self.journal.release(ctx.name, entity, work.resolved,
+                                     why="resolved: valid again at its source, and the channel already holds it")
             for key, code, reason, payload, fp in bad + rejected:
                 self.journal.quarantine(ctx.name, entity, key, code, reason, payload, fp)
                 log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
@@ -781,6 +790,11 @@ class Engine:
         if code is None:
             code = cc.linked_code
             if code is None:
+                cc = replace(cc, document=normalize_document(cc.document))  # as typed: 436.555.472-77
+                if not is_document(cc.document):  # whatever the connector let through: never bound, never created
+                    self._quarantine(ctx, "channel-customers", cc.remote_id, "invalid_document",
+                                     f"document {cc.document[:20]!r} is not a valid CPF/CNPJ", _src(_describe(cc)))
+                    return None
                 found = self.backoffice.lookup("customers", document=cc.document)
                 if found is not None:
                     code = found.code
@@ -805,6 +819,9 @@ class Engine:
             with self.journal.transaction():
                 self.journal.bind(ctx.name, "customers", cc.remote_id, code)
                 self.journal.release(ctx.name, "channel-customers", [cc.remote_id])
+        elif self.journal.has_open_quarantine(ctx.name, "channel-customers"):  # bound before it went bad
+            with self.journal.transaction():
+                self.journal.release(ctx.name, "channel-customers", [cc.remote_id], why="resolved: valid again")
         if cc.linked_code != code and not ctx.setup.shadow:
             link = ctx.conn.prepare("customer-links", {"remote_id": cc.remote_id, "code": code})
             (res,) = ctx.conn.push("customer-links", [link])
@@ -1098,6 +1115,21 @@ class Engine:
         if row is None:
             return False, "not in quarantine"
         ctx = ctx or _Ctx(self.channels[channel], StepResult(channel, f"retry:{entity}"))
+        if entity in CATALOGUE_PUSH or entity in ("channel-customers", "order-events"):
+            # the stored copy may be stale: the source feed is read on from its saved cursor first, so a
+            # record changed at its source goes as it is now; the stored copy is retried only if it is current
+            if entity in CATALOGUE_PUSH:
+                self._dispatch(ctx, entity, False, "push")
+            elif entity == "order-events":
+                self._order_events(ctx)
+            else:
+                self._pull_customers(ctx)
+            after = next(iter(self.journal.quarantined(channel, entity, key=key)), None)
+            if after is None:
+                return True, "applied (as it is now at its source)"
+            if (after.last_seen, after.attempts) != (row.last_seen, row.attempts):
+                return False, f"still refused as it is now at its source: {after.reason_code}: {after.reason}"
+            row = after
         payload = row.payload if isinstance(row.payload, dict) else {}
         from_source = entity == "orders" and isinstance(payload.get("source"), dict)
         if entity in SKU_ENTITIES and (record := record_from_json(payload.get("source"))) is not None:
@@ -1291,13 +1323,12 @@ class Engine:
                 elif record.channel == ctx.name:
                     mine.append(record)
             ctx.result.read += len(mine)
-            states = self.journal.event_states(ctx.name, [e.id for e in mine])
+            marks = self.journal.event_marks(ctx.name, [e.id for e in mine])
             mine.sort(key=lambda e: (e.remote_order_id, e.rank, e.occurred_at))
             for event in mine:
-                if states.get(event.id) in ("delivered", "skipped", "quarantined", "pending"):
-                    ctx.result.unchanged += 1
-                    continue
-                self._deliver_event(ctx, event)
+                # an event the feed carries again is a correction (an NF-e re-issued, a tracking code fixed)
+                # when its payload differs from what the channel was handed: sent once per change, in order
+                self._deliver_event(ctx, event, marks.get(event.id))
             with self.journal.transaction():
                 self._advance(ctx.name, "order-events", page.cursor)
             if self.should_stop():
@@ -1310,21 +1341,35 @@ class Engine:
             out = Outgoing(event_id, payload["payload"], payload.get("meta", {}))
             self._send_event(ctx, event_id, order_id, type_, rank, out)
 
-    def _deliver_event(self, ctx: _Ctx, event: OrderEvent) -> None:
+    def _deliver_event(self, ctx: _Ctx, event: OrderEvent, mark: tuple[str, str | None] | None = None) -> None:
+        """Hand one event to the channel unless `mark` (its journal state, fingerprint) says it has it as is."""
+        state, known = mark or (None, None)
+        if state == "skipped":
+            ctx.result.unchanged += 1
+            return
         order = self.journal.order(ctx.name, event.remote_order_id)
-        if event.type == "cancelled" and order is not None and order.state == "cancelled":
+        if state is None and event.type == "cancelled" and order is not None and order.state == "cancelled":
             with self.journal.transaction():  # the channel cancelled it itself: nothing to tell
                 self.journal.set_event(ctx.name, event.id, event.remote_order_id, event.type, event.rank, "skipped")
             return
         try:
             out = ctx.conn.prepare("order-events", event)
         except MappingError as exc:
+            source = _src(_describe(event))
+            if state == "quarantined" and known == fingerprint(source):
+                ctx.result.unchanged += 1
+                return
             with self.journal.transaction():
                 self.journal.set_event(ctx.name, event.id, event.remote_order_id, event.type, event.rank,
-                                       "quarantined", reason=exc.reason)
-                self.journal.quarantine(ctx.name, "order-events", event.id, exc.code, exc.reason,
-                                        _src(_describe(event)))
+                                       "quarantined", reason=exc.reason, fingerprint=fingerprint(source))
+                self.journal.quarantine(ctx.name, "order-events", event.id, exc.code, exc.reason, source,
+                                        fingerprint(source))
             ctx.result.quarantined += 1
+            return
+        # handed over before as it is now (delivered, refused, or held back behind an earlier one): nothing new;
+        # an event delivered before its fingerprint was kept goes again (the channel answers it already has it)
+        if state is not None and known == fingerprint(out.payload):
+            ctx.result.unchanged += 1
             return
         self._send_event(ctx, event.id, event.remote_order_id, event.type, event.rank, out)
 
@@ -1335,18 +1380,21 @@ class Engine:
         (res,) = ctx.conn.push("order-events", [out])
         failpoints.hit("event.after_send")
         stored = {"payload": out.payload, "meta": out.meta}
+        fp = fingerprint(out.payload)
         with self.journal.transaction():
             if res.ok:
-                self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "delivered")
+                self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "delivered", fingerprint=fp)
                 self.journal.release(ctx.name, "order-events", [event_id])
                 ctx.result.sent += 1
             elif res.reason_code == "out_of_order":
                 # an earlier event has not reached the channel yet: hold this one and retry it first next time
-                self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "pending", stored, res.reason)
+                self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "pending", stored, res.reason,
+                                       fingerprint=fp)
             else:
-                self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "quarantined", stored, res.reason)
+                self.journal.set_event(ctx.name, event_id, order_id, type_, rank, "quarantined", stored, res.reason,
+                                       fingerprint=fp)
                 self.journal.quarantine(ctx.name, "order-events", event_id, res.reason_code or "rejected",
-                                        res.reason or "rejected", _out(out))
+                                        res.reason or "rejected", _out(out), fp)
                 ctx.result.quarantined += 1
 
 
@@ -1365,6 +1413,7 @@ class _PageWork:
     rejected: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
     error: ChannelError | None = None
     release: bool = True  # whether the keys accepted may have open quarantine rows to close
+    resolved: list[str] = field(default_factory=list)  # open rows whose record is valid again and already held
     renames: dict[str, str] = field(default_factory=dict)  # channel SKU → back office code (DE/PARA)
     clean: bool = False  # no bad record and nothing held in quarantine: the page may be recorded whole
     # (digest, mapping context, items, next cursor) to note once the page is recorded whole

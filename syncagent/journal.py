@@ -101,6 +101,12 @@ MIGRATIONS: list[tuple[str, str]] = [
             PRIMARY KEY (channel, entity, digest)) WITHOUT ROWID;
         """,
     ),
+    (
+        "fingerprint of each order event as last handed to the channel",
+        """
+        ALTER TABLE events ADD COLUMN fingerprint TEXT;
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -623,17 +629,24 @@ class Journal:
         return dict(rows_in(self.conn, "SELECT event_id, state FROM events WHERE channel = ? AND event_id IN ({})",
                             (channel,), event_ids))
 
+    def event_marks(self, channel: str, event_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """event_id → (state, fingerprint of the event as last handed to the channel; None if unknown)."""
+        return {e: (state, fp) for e, state, fp in rows_in(
+            self.conn, "SELECT event_id, state, fingerprint FROM events WHERE channel = ? AND event_id IN ({})",
+            (channel,), event_ids)}
+
     def set_event(
         self, channel: str, event_id: str, order_id: str, type_: str, rank: int, state: str,
-        payload: dict[str, Any] | None = None, reason: str | None = None,
+        payload: dict[str, Any] | None = None, reason: str | None = None, fingerprint: str | None = None,
     ) -> None:
         self.conn.execute(
-            "INSERT INTO events (channel, event_id, order_id, type, rank, state, payload, reason, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, event_id) DO UPDATE SET"
+            "INSERT INTO events (channel, event_id, order_id, type, rank, state, payload, reason, updated_at,"
+            " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, event_id) DO UPDATE SET"
             " state = excluded.state, payload = coalesce(excluded.payload, events.payload),"
-            " reason = excluded.reason, updated_at = excluded.updated_at",
+            " reason = excluded.reason, updated_at = excluded.updated_at,"
+            " fingerprint = coalesce(excluded.fingerprint, events.fingerprint)",
             (channel, event_id, order_id, type_, rank, state, json.dumps(payload, default=str) if payload else None, reason,
-             now_iso()),
+             now_iso(), fingerprint),
         )
 
     def pending_events(self, channel: str) -> list[tuple[str, str, str, int, dict[str, Any]]]:
@@ -705,7 +718,10 @@ class Journal:
             " source_fingerprint = excluded.source_fingerprint, last_seen = excluded.last_seen,"
             " first_seen = CASE WHEN quarantine.state = 'open' THEN quarantine.first_seen ELSE excluded.first_seen END,"
             " attempts = CASE WHEN quarantine.state = 'open' THEN quarantine.attempts + 1 ELSE 1 END,"
-            " closed_by = NULL, close_reason = NULL",
+            " closed_by = NULL, close_reason = NULL"
+            # a record dropped by an operator stays dropped until it changes at its source
+            " WHERE NOT (quarantine.state = 'dropped' AND excluded.source_fingerprint IS NOT NULL"
+            " AND quarantine.source_fingerprint IS excluded.source_fingerprint)",
             (channel, entity, _text(key), _text(reason_code), _text(reason[:2000]), _dump(payload), source_fingerprint,
              stamp, stamp),
         )
@@ -716,18 +732,32 @@ class Journal:
             "SELECT 1 FROM quarantine WHERE state = 'open' AND channel = ? AND entity = ? LIMIT 1", (channel, entity)
         ).fetchone() is not None
 
+    def has_held_quarantine(self, channel: str, entity: str) -> bool:
+        """Any open or dropped row of (channel, entity): the records a push must not send again unchanged."""
+        return self.conn.execute(
+            "SELECT 1 FROM quarantine WHERE state IN ('open', 'dropped') AND channel = ? AND entity = ? LIMIT 1",
+            (channel, entity)).fetchone() is not None
+
+    def held_quarantine(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """key → (state, source fingerprint) of the open and dropped rows among `keys` (one query per 900)."""
+        rows = rows_in(self.conn, "SELECT key, state, source_fingerprint FROM quarantine WHERE channel = ?"
+                                  " AND entity = ? AND state IN ('open', 'dropped') AND key IN ({})",
+                       (channel, entity), keys)
+        return {key: (state, fp) for key, state, fp in rows}
+
     def quarantine_fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """Source fingerprints of the open rows among `keys`: an unchanged rejected record is not sent again."""
         rows = rows_in(self.conn, "SELECT key, source_fingerprint FROM quarantine WHERE channel = ? AND entity = ?"
                                   " AND state = 'open' AND key IN ({})", (channel, entity), keys)
         return {key: fp for key, fp in rows if fp}
 
-    def release(self, channel: str, entity: str, keys: Iterable[str], by: str = "syncagent") -> None:
-        """Close open quarantine rows for keys that have now been applied."""
+    def release(self, channel: str, entity: str, keys: Iterable[str], by: str = "syncagent",
+                why: str = "applied") -> None:
+        """Close open quarantine rows for keys that have now been applied (or are `why` else)."""
         self.conn.executemany(
-            "UPDATE quarantine SET state = 'released', closed_by = ?, close_reason = 'applied', last_seen = ?"
+            "UPDATE quarantine SET state = 'released', closed_by = ?, close_reason = ?, last_seen = ?"
             " WHERE channel = ? AND entity = ? AND key = ? AND state = 'open'",
-            [(by, now_iso(), channel, entity, key) for key in keys],
+            [(by, why, now_iso(), channel, entity, key) for key in keys],
         )
 
     def drop_quarantine(self, channel: str, entity: str, key: str, by: str, why: str) -> bool:

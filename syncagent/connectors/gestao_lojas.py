@@ -48,6 +48,7 @@ from syncagent.model import (
     Shipment,
     StockBalance,
     money_str,
+    normalize_document,
     parse_money,
     parse_time,
     time_str,
@@ -225,11 +226,12 @@ class GestaoLojasConnector:
             return {"number": str(items[0]["number"]), "status": items[0].get("status")}
         if entity == "customers":
             what = "GET /customers (lookup)"
-            resp = self.client.get("/customers", params={"document": keys["document"], "limit": 1})
+            document = normalize_document(keys["document"])  # the contract: "exact CPF/CNPJ lookup (digits only)"
+            resp = self.client.get("/customers", params={"document": document, "limit": 1})
             if resp.status != 200:
                 raise refused(self.client, what, resp)
             records = parse_items(body_of(self.client, what, resp)["items"], parse_customer, "code")
-            found = [r for r in records if isinstance(r, Customer) and r.document == keys["document"]]
+            found = [r for r in records if isinstance(r, Customer) and r.document == document]
             return found[0] if found else None
         if entity == "products":
             what = "GET /products/{code} (lookup)"
@@ -343,15 +345,15 @@ def parse_customer(item: dict[str, Any]) -> Customer:
     phone, birth_date, registration = get("phone"), get("birth_date"), get("state_registration")
     if (type(document) is str and type(name) is str and document.strip() and name.strip()
             and {type(code), type(email), type(phone), type(birth_date), type(registration)} <= _TEXT_OR_NONE):
-        return Customer(document=document, name=name, code=code, email=email, phone=phone, birth_date=birth_date,
-                        state_registration=registration, address=parse_address(get("address")))
+        return Customer(document=normalize_document(document), name=name, code=code, email=email, phone=phone,
+                        birth_date=birth_date, state_registration=registration, address=parse_address(get("address")))
     return _parse_customer_checked(item)
 
 
 def _parse_customer_checked(item: dict[str, Any]) -> Customer:
     return Customer(
-        document=need(item, "document"), name=need(item, "name"), code=opt(item, "code"), email=opt(item, "email"),
-        phone=opt(item, "phone"), birth_date=opt(item, "birth_date"),
+        document=normalize_document(need(item, "document")), name=need(item, "name"), code=opt(item, "code"),
+        email=opt(item, "email"), phone=opt(item, "phone"), birth_date=opt(item, "birth_date"),
         state_registration=opt(item, "state_registration"), address=parse_address(item.get("address")),
     )
 
@@ -441,8 +443,9 @@ def customer_out(customer: Customer) -> dict[str, Any]:
         raise MappingError("missing_field", "document: a customer needs a CPF/CNPJ")
     if not customer.name or not customer.name.strip():
         raise MappingError("missing_field", "name: a customer needs a name")
-    body: dict[str, Any] = {"document": customer.document, "name": customer.name, "email": customer.email,
-                            "phone": customer.phone}
+    # the contract's pattern is digits only: a document as people type it goes as its digits
+    body: dict[str, Any] = {"document": normalize_document(customer.document), "name": customer.name,
+                            "email": customer.email, "phone": customer.phone}
     if customer.birth_date is not None:
         body["birth_date"] = customer.birth_date
     if customer.state_registration is not None:

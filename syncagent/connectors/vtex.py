@@ -47,6 +47,7 @@ from syncagent.model import (
     Page,
     Price,
     Product,
+    normalize_document,
     parse_time,
     time_str,
     utcnow,
@@ -657,8 +658,18 @@ class VtexConnector:
             return _rejection(out.key, resp, self.oms, f"POST {base}/cancel")
         if kind == "invoiced":
             body = invoice_body(out.payload, order)
-            if any(p.get("invoiceNumber") == body["invoiceNumber"] for p in _packages(order)):
+            same = next((p for p in _packages(order) if p.get("invoiceNumber") == body["invoiceNumber"]), None)
+            if same is not None and same.get("invoiceKey") not in (None, body["invoiceKey"]):
+                # InvoiceNotification: "Every time this endpoint is called using the same invoiceNumber, [...] you
+                # cannot change other information, only the receipt code": sending it would change nothing
+                return PushResult(out.key, "rejected", reason_code="not_correctable", reason=(
+                    f"VTEX keeps invoice {body['invoiceNumber']} with the NF-e key first sent (the same invoice "
+                    "number again changes only its receipt); correct the key in the VTEX admin, or issue the "
+                    "corrected NF-e under a new number"))
+            if same is not None:
                 return PushResult(out.key, "exists")
+            # a new number (first invoice, or a corrected NF-e re-issued under a new number, which VTEX adds as the
+            # order's latest invoice: tracking and delivery go on it)
             resp = self.oms.post(f"{base}/invoice", json=body, idempotent=True)  # same number: same invoice
             if resp.status == 200:
                 return PushResult(out.key, "created")
@@ -906,9 +917,11 @@ def parse_order(data: dict[str, Any], payment_map: Mapping[str, str] | None = No
 
 
 def _document(profile: Mapping[str, Any]) -> str | None:
+    """The buyer's CPF/CNPJ as typed at checkout, punctuation dropped (never other characters: the
+    engine refuses a document that is not valid rather than binding some other number)."""
     raw = profile.get("corporateDocument") if profile.get("isCorporate") else profile.get("document")
-    digits = "".join(ch for ch in str(raw or "") if ch.isdigit())
-    return digits or None
+    document = normalize_document(str(raw or "")) if isinstance(raw, (str, int)) else ""
+    return document or None
 
 
 def parse_customer(data: Mapping[str, Any]) -> ChannelCustomer | None:

@@ -16,7 +16,7 @@ import responses
 
 from syncagent.config import ChannelConfig, HttpOptions
 from syncagent.connectors.base import Outgoing
-from syncagent.connectors.sellerup import SellerUpConnector
+from syncagent.connectors.sellerup import SellerUpConnector, customer_push_out, parse_customer
 from syncagent.errors import AuthError, MappingError, PermanentError, SyncAgentError, TransientError
 from syncagent.http import HttpSettings
 from syncagent.model import (
@@ -335,9 +335,26 @@ def test_channel_customers_feed_and_invalid_documents(su: SellerUpConnector) -> 
     assert first.records[0] == ChannelCustomer("tc1", "52998224725", "Ana", None, "a@example.com", None,
                                                Address(street="Rua A", city="Recife", state="PE"), "3")
     assert (first.records[1].key, first.records[1].code) == ("tc2", "invalid_document")
-    assert (second.records[0].key, second.records[0].code) == ("tc3", "invalid_document")
+    assert second.records[0].document == "52998224725"  # as typed on the tablet: its digits are the document
     assert [p.cursor for p in (first, second)] == ["4", "6"]
     assert [query(c)["after"] for c in responses.calls] == [["2"], ["4"]]
+
+
+@pytest.mark.parametrize(("typed", "document"), [
+    ("436.555.472-77", "43655547277"), (" 436 555 472 77 ", "43655547277"), ("436.555.472\u201177", "43655547277"),
+    ("11.222.333/0001-81", "11222333000181"), ("11222333000181", "11222333000181")])
+def test_documents_as_people_type_them_are_read_as_their_digits(typed: str, document: str) -> None:
+    customer = parse_customer({"id": "tc", "seq": 1, "document": typed, "name": "Ana"})
+    assert customer.document == document
+    out = customer_push_out(Customer(document=typed, name="Ana", code="C1"), lambda: datetime.now(UTC))
+    assert out["document"] == document
+
+
+@pytest.mark.parametrize("typed", ["436.555.472-78", "436a55547277", "4365554727", "٤٣٦٥٥٥٤٧٢٧٧"])
+def test_a_document_with_other_characters_or_bad_digits_is_still_refused(typed: str) -> None:
+    with pytest.raises(MappingError) as caught:
+        parse_customer({"id": "tc", "seq": 1, "document": typed, "name": "Ana"})
+    assert caught.value.code == "invalid_document" and repr(typed[:20]) in caught.value.reason
 
 
 def test_lookup_has_nothing_to_find(su: SellerUpConnector) -> None:

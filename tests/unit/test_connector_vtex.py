@@ -439,3 +439,16 @@ def test_buyers_asked_for_during_the_first_page_include_those_of_later_lots() ->
     gets = [call.request.url for call in responses.calls if "/api/oms/pvt/orders/" in call.request.url]
     assert len(gets) == 2  # an order read ahead is not read again
     assert not [call for call in responses.calls if call.request.method == "POST"]  # both still wait
+
+
+def test_the_buyer_document_is_read_as_typed_punctuation_dropped_never_other_characters() -> None:
+    from syncagent.connectors.vtex import parse_customer as vtex_customer
+
+    def buyer(profile: dict[str, object]) -> str | None:
+        found = vtex_customer({"clientProfileData": profile, "lastChange": "1"})
+        return found.document if found is not None else None
+
+    assert buyer({"document": "436.555.472-77", "firstName": "Ana"}) == "43655547277"
+    assert buyer({"isCorporate": True, "corporateDocument": "11.222.333/0001-81", "corporateName": "Loja"}) \
+        == "11222333000181"
+    assert buyer({"document": "CPF 436.555.472-77"}) == "CPF43655547277"  # kept: the engine refuses it, by name
