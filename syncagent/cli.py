@@ -1,13 +1,18 @@
 """The command line: parse, call the library, render. Nothing else lives here.
 
 Exit codes (a user contract, DESIGN §3): 0 ok; 1 some records quarantined or a channel failed
-(the rest ran); 2 bad config or usage; 3 another instance holds the journal lock.
+(the rest ran); 2 bad config or usage; 3 another instance holds the journal lock; 130 stopped by
+Ctrl-C (what was done is recorded and summed up).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any, NoReturn
 
 import click
@@ -15,6 +20,7 @@ import click
 from syncagent import __version__
 from syncagent.errors import ConfigError, JournalError, JournalLocked, SyncAgentError
 
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it (128 + SIGINT)
 PUSH_ENTITIES = ["products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events"]
 
 
@@ -49,6 +55,52 @@ def _agent(config: Any) -> Any:
         _fail(str(exc), 3)
     except (JournalError, ConfigError) as exc:
         _fail(str(exc), 2)
+
+
+@contextlib.contextmanager
+def _ctrl_c(agent: Any) -> Iterator[threading.Event]:
+    """Ctrl-C once: stop after the page in hand (it is recorded); twice: stop at once. Either way the
+    run is recorded as interrupted with its counts, the summary so far is printed, and the exit is 130."""
+    pressed = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+        click.echo("\nCtrl-C: stopping after the page in hand, which is recorded (Ctrl-C again to stop at once)",
+                   err=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    agent.engine.should_stop = pressed.is_set
+    agent.engine.interrupted = pressed.is_set
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_steps(agent: Any, work: Callable[[], list[Any]], *, as_json: bool, progress: bool = True) -> int:
+    """Run steps with the progress display; print the results (those so far after a Ctrl-C) and say the exit code."""
+    from syncagent.agent import Interrupted, exit_code
+    from syncagent.report import PushProgress, dumps, print_summary, results_json
+
+    with _ctrl_c(agent) as pressed:
+        try:
+            if progress:
+                with PushProgress(expected=agent.expected_reads) as bar:
+                    agent.engine.on_page = bar.update
+                    results = work()
+            else:
+                results = work()
+        except Interrupted as exc:
+            results = exc.results
+        interrupted = pressed.is_set() or any(r.status == "interrupted" for r in results)
+    click.echo(dumps(results_json(results))) if as_json else print_summary(results)
+    if interrupted:
+        click.echo("interrupted (Ctrl-C): what the summary counts was sent and recorded; run the command again to "
+                   "go on from there (`syncagent status` shows the run as interrupted)", err=True)
+        return EXIT_INTERRUPTED
+    return exit_code(results)
 
 
 def _guard(fn: Callable[[], int]) -> NoReturn:
@@ -89,20 +141,11 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
     config = _load(ctx)
 
     def body() -> int:
-        from syncagent.agent import exit_code
-        from syncagent.report import PushProgress, dumps, print_summary, results_json
         from syncagent.scheduler import Daemon
 
         with _agent(config) as agent:
             if once:
-                with PushProgress() as progress:
-                    agent.engine.on_page = progress.update
-                    results = agent.run_once()
-                if as_json:
-                    click.echo(dumps(results_json(results)))
-                else:
-                    print_summary(results)
-                return exit_code(results)
+                return _run_steps(agent, agent.run_once, as_json=as_json)
             Daemon(agent).run()
             return 0
 
@@ -121,8 +164,7 @@ def push(ctx: click.Context, entity: str, channel: str | None, full: bool, dry_r
     config = _load(ctx)
 
     def body() -> int:
-        from syncagent.agent import exit_code
-        from syncagent.report import dumps, print_plan, print_summary, results_json
+        from syncagent.report import dumps, print_plan
 
         with _agent(config) as agent:
             if dry_run:
@@ -145,14 +187,9 @@ def push(ctx: click.Context, entity: str, channel: str | None, full: bool, dry_r
                 else:
                     print_plan(plans, changes)
                 return 1 if any(r.status == "failed" for r, _ in plans) else 0
-            from syncagent.report import PushProgress
-
-            with PushProgress() as progress:
-                agent.engine.on_page = progress.update
-                results = agent.run_entity(entity, channel=channel, full=full,
-                                           direction="push" if entity == "customers" else None)
-            click.echo(dumps(results_json(results))) if as_json else print_summary(results)
-            return exit_code(results)
+            return _run_steps(agent, lambda: agent.run_entity(
+                entity, channel=channel, full=full, direction="push" if entity == "customers" else None),
+                as_json=as_json)
 
     _guard(body)
 
@@ -167,13 +204,10 @@ def pull(ctx: click.Context, entity: str, channel: str | None, as_json: bool) ->
     config = _load(ctx)
 
     def body() -> int:
-        from syncagent.agent import exit_code
-        from syncagent.report import dumps, print_summary, results_json
-
         with _agent(config) as agent:
-            results = agent.run_entity(entity, channel=channel, direction="pull" if entity == "customers" else None)
-            click.echo(dumps(results_json(results))) if as_json else print_summary(results)
-            return exit_code(results)
+            return _run_steps(agent, lambda: agent.run_entity(
+                entity, channel=channel, direction="pull" if entity == "customers" else None),
+                as_json=as_json, progress=False)
 
     _guard(body)
 
@@ -187,7 +221,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     def body() -> int:
         from syncagent.journal import Journal
-        from syncagent.report import dumps, make_console, status_data, status_table
+        from syncagent.report import dumps, print_status, status_data
 
         if not config.journal.exists():
             _fail(f"no journal at {config.journal} yet: run `syncagent run --once` first", 1)
@@ -199,9 +233,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             click.echo(dumps(data))
         else:
-            make_console().print(status_table(data))
-            click.echo(f"quarantined records: {data['quarantined_total']}")
+            print_status(data)
         failing = any(c["auth_state"] == "auth_failed" for c in data["channels"])
+        failing = failing or data["backoffice"]["auth_state"] == "auth_failed"
         return 1 if failing or data["quarantined_total"] else 0
 
     _guard(body)
