@@ -105,6 +105,7 @@ class Agent:
         self.engine = Engine(self.journal, self.backoffice, setups, clock=clock)
         self.alerter = self._alerter(config)
         self._whole_pass: tuple[str, str] | None = None  # the step in progress, when it reads its whole feed
+        self.stop_requested: Callable[[], bool] = lambda: False  # the command line's Ctrl-C: start no more steps
 
     def _connect(self, config: Config) -> tuple[Connector, dict[str, ChannelSetup]]:
         """The back office and one setup per enabled channel; nothing is left open on failure."""
@@ -184,7 +185,7 @@ class Agent:
         auth_failed: set[str] = set()
         backoffice_refused = False
         for step in steps:
-            if should_stop() or self.engine.interrupted():
+            if should_stop() or self.stop_requested():
                 break
             if step.channel in auth_failed or backoffice_refused:
                 whose = "the back office's" if backoffice_refused else f"{step.channel}'s"

@@ -46,13 +46,59 @@ def _load(ctx: click.Context) -> Any:
     return config
 
 
+# what to do instead when a command that writes finds the daemon holding the journal
+BESIDE_THE_DAEMON = {
+    "run": "the daemon already runs every flow on its interval; to run a cycle now, restart it "
+           "(`systemctl restart syncagent`: it runs every step at start)",
+    "push": "the daemon pushes this flow on its interval; to push now, stop it (`systemctl stop syncagent`), "
+            "push, start it again (`systemctl start syncagent`)",
+    "pull": "the daemon pulls on its interval; to pull now, stop it (`systemctl stop syncagent`), pull, start it "
+            "again",
+    "replay": "stop the daemon (`systemctl stop syncagent`), replay, start it again: two agents must never write "
+              "to the channels from one journal",
+    "retry": "the daemon retries a record by itself when its source changes; to retry now, stop it "
+             "(`systemctl stop syncagent`), retry, start it again",
+}
+READ_ONLY_BESIDE = "`status`, `doctor`, `reconcile`, `push --dry-run` and `quarantine list|show|drop` work beside it"
+
+
+def _locked(exc: JournalLocked) -> NoReturn:
+    """Exit 3, saying who holds the journal and how to do this with the daemon running."""
+    ctx = click.get_current_context(silent=True)
+    words = ctx.command_path.split()[1:] if ctx is not None else []  # "replay order", "quarantine retry"
+    advice = next((BESIDE_THE_DAEMON[w] for w in words if w in BESIDE_THE_DAEMON),
+                  "stop the daemon first (`systemctl stop syncagent`), then start it again")
+    _fail(f"{exc}\n{advice}; {READ_ONLY_BESIDE}", 3)
+
+
 def _agent(config: Any) -> Any:
     from syncagent.agent import Agent
 
     try:
         return Agent(config)
     except JournalLocked as exc:
-        _fail(str(exc), 3)
+        _locked(exc)
+    except (JournalError, ConfigError) as exc:
+        _fail(str(exc), 2)
+
+
+def _read_only_journal(config: Any) -> Any:
+    """The journal for commands that only read: no lock, and SQLite refuses any write (query_only), so they
+    run beside a daemon; with no journal yet, an empty one in memory (what a first run would see)."""
+    from syncagent.journal import Journal
+
+    if not config.journal.exists():
+        return Journal(":memory:", lock=False)
+    journal = Journal(config.journal, lock=False, readonly=True)
+    journal.conn.execute("PRAGMA query_only=ON")
+    return journal
+
+
+def _read_only_agent(config: Any) -> Any:
+    from syncagent.agent import Agent
+
+    try:
+        return Agent(config, journal=_read_only_journal(config))
     except (JournalError, ConfigError) as exc:
         _fail(str(exc), 2)
 
@@ -70,9 +116,17 @@ def _ctrl_c(agent: Any) -> Iterator[threading.Event]:
         click.echo("\nCtrl-C: stopping after the page in hand, which is recorded (Ctrl-C again to stop at once)",
                    err=True)
 
+    cut_short = threading.Event()  # the engine stopped a step before its end because of it
+
+    def should_stop() -> bool:
+        if pressed.is_set():
+            cut_short.set()
+        return pressed.is_set()
+
     previous = signal.signal(signal.SIGINT, handler)
-    agent.engine.should_stop = pressed.is_set
-    agent.engine.interrupted = pressed.is_set
+    agent.engine.should_stop = should_stop
+    agent.engine.interrupted = cut_short.is_set
+    agent.stop_requested = pressed.is_set  # no step starts after it
     try:
         yield pressed
     finally:
@@ -108,7 +162,7 @@ def _guard(fn: Callable[[], int]) -> NoReturn:
     try:
         code = fn()
     except JournalLocked as exc:
-        _fail(str(exc), 3)
+        _locked(exc)
     except (JournalError, ConfigError) as exc:
         _fail(str(exc), 2)
     except SyncAgentError as exc:
@@ -166,7 +220,7 @@ def push(ctx: click.Context, entity: str, channel: str | None, full: bool, dry_r
     def body() -> int:
         from syncagent.report import dumps, print_plan
 
-        with _agent(config) as agent:
+        with _read_only_agent(config) if dry_run else _agent(config) as agent:
             if dry_run:
                 from syncagent.reconcile import changed_fields
 
@@ -220,12 +274,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     config = _load(ctx)
 
     def body() -> int:
-        from syncagent.journal import Journal
         from syncagent.report import dumps, print_status, status_data
 
         if not config.journal.exists():
             _fail(f"no journal at {config.journal} yet: run `syncagent run --once` first", 1)
-        journal = Journal(config.journal, lock=False, readonly=True)
+        journal = _read_only_journal(config)
         try:
             data = status_data(config, journal)
         finally:
@@ -440,13 +493,10 @@ def reconcile(ctx: click.Context, channel: str, entity: str, show: int, as_json:
     _known_channel(config, channel)
 
     def body() -> int:
-        from syncagent.agent import Agent
-        from syncagent.journal import Journal
         from syncagent.reconcile import reconcile as compare
         from syncagent.report import dumps, print_reconciliation
 
-        journal = Journal(config.journal if config.journal.exists() else ":memory:", lock=False)
-        with Agent(config, journal=journal) as agent:
+        with _read_only_agent(config) as agent:
             if channel not in agent.engine.channels:
                 _fail(f"channel {channel!r} is not enabled in the config", 2)
             result = compare(agent.engine, channel, entity, show=show)
@@ -575,7 +625,8 @@ def quarantine_drop(ctx: click.Context, row_ids: tuple[int, ...], reason: str, b
     config = _load(ctx)
 
     def body() -> int:
-        with _open_journal(config, lock=True) as journal:
+        # no agent lock, like `mapping import`: SQLite serialises the writes, so a drop works beside the daemon
+        with _open_journal(config, lock=False) as journal:
             for row_id in row_ids:
                 row = _one(journal, row_id)
                 with journal.transaction():

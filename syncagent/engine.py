@@ -159,7 +159,7 @@ class Engine:
         self.wall: Callable[[], float] = wall or (lambda: self.clock().timestamp())
         self.should_stop: Callable[[], bool] = lambda: False  # set by the daemon: stop after the page in hand
         self.on_page: Callable[[StepResult], None] | None = None  # progress display: called after each page
-        # set by the command line: the operator pressed Ctrl-C (should_stop then ends the step early)
+        # set by the command line: the operator's Ctrl-C made should_stop end the step before its end
         self.interrupted: Callable[[], bool] = lambda: False
         self.last_result: StepResult | None = None  # the step in progress or last run: its counts so far
         self.journal = journal
