@@ -179,8 +179,7 @@ class Agent:
     def run_steps(self, steps: Iterable[Step], *, full: bool = False, direction: str | None = None,
                   should_stop: Callable[[], bool] = lambda: False) -> list[StepResult]:
         """Run steps in order; a step of a channel (or of any channel, for the back office) whose
-        credentials were rejected earlier in the cycle is skipped. A Ctrl-C raises `Interrupted`
-        carrying the results so far, the interrupted step's counts included."""
+        credentials were rejected earlier in the cycle is skipped."""
         results: list[StepResult] = []
         auth_failed: set[str] = set()
         backoffice_refused = False
@@ -195,13 +194,7 @@ class Agent:
                 continue
             started = time.monotonic()
             self._note_whole_pass(step, full)
-            try:
-                result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
-            except KeyboardInterrupt:
-                partial = self.engine.last_result
-                if partial is not None and (partial.channel, partial.flow) == (step.channel, step.flow):
-                    results.append(partial)
-                raise Interrupted(results) from None
+            result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
             log_step(result, time.monotonic() - started)
             if result.status == "auth_failed":
                 auth_failed.add(step.channel)
@@ -223,6 +216,24 @@ class Agent:
             "SELECT max(read) FROM runs WHERE channel = ? AND flow = ? AND result IN ('ok', 'quarantined')",
             (channel, flow)).fetchone()
         return int(row[0]) if row and row[0] else None
+
+    def order_id(self, channel: str, given: str) -> str:
+        """The channel's own id of an order given by it or by the number people see (the tablet's "T00002").
+
+        The journal is asked first, then the channel's order feed from its start; an id found
+        nowhere is returned as given (the replay then says it is neither in the journal nor the feed).
+        """
+        wanted = given.strip()
+        if self.journal.order(channel, wanted) is not None:
+            return wanted
+        for page in self.engine.channels[channel].connector.pull("orders", None):
+            for record in page.records:
+                if getattr(record, "remote_id", None) == wanted:
+                    return wanted
+                number = getattr(record, "number", None)
+                if number is not None and str(number).strip().casefold() == wanted.casefold():
+                    return str(record.remote_id)
+        return wanted
 
     def run_once(self) -> list[StepResult]:
         results = self.run_steps(self.steps())
@@ -248,14 +259,6 @@ class Agent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during steps: the results so far (the last one `interrupted`), for the summary."""
-
-    def __init__(self, results: list[StepResult]) -> None:
-        super().__init__()
-        self.results = results
 
 
 def log_step(r: StepResult, seconds: float) -> None:

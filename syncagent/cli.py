@@ -105,16 +105,24 @@ def _read_only_agent(config: Any) -> Any:
 
 @contextlib.contextmanager
 def _ctrl_c(agent: Any) -> Iterator[threading.Event]:
-    """Ctrl-C once: stop after the page in hand (it is recorded); twice: stop at once. Either way the
-    run is recorded as interrupted with its counts, the summary so far is printed, and the exit is 130."""
+    """Ctrl-C: the step stops after the page in hand (recorded), no other step starts, the run is recorded
+    as interrupted with its counts, the summary so far is printed, and the exit is 130.
+
+    The engine is never interrupted in the middle of a page (a KeyboardInterrupt there could record a
+    cursor apart from its page); a second Ctrl-C only arms a third, which stops the process at once,
+    as a kill would: the journal stays consistent and the page in hand is sent again by the next run.
+    """
     pressed = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if pressed.is_set():
-            raise KeyboardInterrupt
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            click.echo("\nstill finishing the page in hand (bounded by the HTTP timeouts); Ctrl-C once more stops "
+                       "at once, as a kill: nothing recorded is lost, the page in hand is sent again next run",
+                       err=True)
+            return
         pressed.set()
-        click.echo("\nCtrl-C: stopping after the page in hand, which is recorded (Ctrl-C again to stop at once)",
-                   err=True)
+        click.echo("\nCtrl-C: stopping after the page in hand, which is recorded", err=True)
 
     cut_short = threading.Event()  # the engine stopped a step before its end because of it
 
@@ -135,19 +143,16 @@ def _ctrl_c(agent: Any) -> Iterator[threading.Event]:
 
 def _run_steps(agent: Any, work: Callable[[], list[Any]], *, as_json: bool, progress: bool = True) -> int:
     """Run steps with the progress display; print the results (those so far after a Ctrl-C) and say the exit code."""
-    from syncagent.agent import Interrupted, exit_code
+    from syncagent.agent import exit_code
     from syncagent.report import PushProgress, dumps, print_summary, results_json
 
     with _ctrl_c(agent) as pressed:
-        try:
-            if progress:
-                with PushProgress(expected=agent.expected_reads) as bar:
-                    agent.engine.on_page = bar.update
-                    results = work()
-            else:
+        if progress:
+            with PushProgress(expected=agent.expected_reads) as bar:
+                agent.engine.on_page = bar.update
                 results = work()
-        except Interrupted as exc:
-            results = exc.results
+        else:
+            results = work()
         interrupted = pressed.is_set() or any(r.status == "interrupted" for r in results)
     click.echo(dumps(results_json(results))) if as_json else print_summary(results)
     if interrupted:
@@ -438,7 +443,10 @@ def replay() -> None:
 @click.option("--channel", required=True, help="The channel the order came from.")
 @click.pass_context
 def replay_order(ctx: click.Context, order_id: str, channel: str) -> None:
-    """Look the order up in the back office; create it once if missing; acknowledge it on the channel."""
+    """Look the order up in the back office; create it once if missing; acknowledge it on the channel.
+
+    ORDER_ID is the channel's id or the order number people see on the channel (the tablet's T00002).
+    """
     config = _load(ctx)
     _known_channel(config, channel)
 
@@ -446,9 +454,12 @@ def replay_order(ctx: click.Context, order_id: str, channel: str) -> None:
         with _agent(config) as agent:
             if channel not in agent.engine.channels:
                 _fail(f"channel {channel!r} is not enabled in the config", 2)
-            message = agent.engine.replay_order(channel, order_id)
-            row = agent.journal.order(channel, order_id)
-        click.echo(f"{channel}/orders/{order_id}: {message}")
+            remote_id = agent.order_id(channel, order_id)
+            if remote_id != order_id:
+                click.echo(f"{channel}: order number {order_id} is the order {remote_id}")
+            message = agent.engine.replay_order(channel, remote_id)
+            row = agent.journal.order(channel, remote_id)
+        click.echo(f"{channel}/orders/{remote_id}: {message}")
         return 0 if row is not None and row.state in ("acknowledged", "created", "cancelled") else 1
 
     _guard(body)

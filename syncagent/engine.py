@@ -161,7 +161,6 @@ class Engine:
         self.on_page: Callable[[StepResult], None] | None = None  # progress display: called after each page
         # set by the command line: the operator's Ctrl-C made should_stop end the step before its end
         self.interrupted: Callable[[], bool] = lambda: False
-        self.last_result: StepResult | None = None  # the step in progress or last run: its counts so far
         self.journal = journal
         self.backoffice = backoffice
         self.channels = dict(channels)
@@ -184,7 +183,6 @@ class Engine:
         """Run one step; `direction` overrides the configured one (``pull --entity customers``)."""
         setup = self.channels[channel]
         ctx = _Ctx(setup, StepResult(channel, flow), plan_only=setup.shadow)
-        self.last_result = ctx.result
         run_id = self.journal.start_run(channel, flow)
         log.debug("%s/%s: step starts (%s)", channel, flow, "--full: the whole feed is read again" if full
                   else "from the saved cursor")
@@ -207,11 +205,6 @@ class Engine:
         except ChannelError as exc:
             ctx.result.status, ctx.result.error = "failed", str(exc)
             log.error("%s/%s failed: %s", channel, flow, exc, extra={"target": exc.target or channel})
-        except KeyboardInterrupt:
-            # a second Ctrl-C: what was recorded so far stays recorded, and the run says so
-            ctx.result.status, ctx.result.error = "interrupted", INTERRUPTED
-            self._finish_run(run_id, ctx.result)
-            raise
         if ctx.result.status in ("ok", "quarantined", "interrupted"):  # the back office took our credentials
             self.journal.set_channel_state(BACKOFFICE_STATE, "ok")
         self._finish_run(run_id, ctx.result)
@@ -298,7 +291,7 @@ class Engine:
             future, page_cursor, _ = inflight.popleft()
             try:
                 self._record_page(ctx, entity, future.result(), None if send_failed else cursor_key, page_cursor)
-            except ChannelError:
+            except BaseException:  # not only a send error: whatever stopped this page, no later page moves the cursor
                 send_failed = True
                 raise
             self._progress(ctx)
