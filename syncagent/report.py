@@ -166,11 +166,13 @@ def status_tables(data: dict[str, Any], now: datetime | None = None) -> list[Tab
         table = Table(title=f"{channel['name']} ({channel['type']}): credentials {CREDENTIALS.get(state, state)}"
                       if channel["enabled"]
                       else f"{channel['name']} ({channel['type']}): disabled",
-                      box=box.SIMPLE_HEAD, collapse_padding=True, title_justify="left")
+                      box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False,
+                      title_justify="left")
         widest = max((len(f["flow"]) for f in channel["flows"]), default=4)
         table.add_column("flow", no_wrap=True, min_width=widest)
         for column in ("last\nrun", "result", "read", "sent", "unch.", "quar.", "backlog", "cursor\nage"):
-            table.add_column(column, justify="left" if column in ("last\nrun", "result") else "right")
+            table.add_column(column, justify="left" if column in ("last\nrun", "result") else "right",
+                             no_wrap=column not in ("backlog",))
         for flow in channel["flows"]:
             run = flow["last_run"] or {}
             age = flow["cursor_age_seconds"]
