@@ -415,7 +415,7 @@ def mapping_list(ctx: click.Context, channel: str, as_json: bool) -> None:
     def body() -> int:
         from rich.table import Table
 
-        from syncagent.report import dumps, make_console
+        from syncagent.report import dumps, make_console, when
 
         with _map_journal(config) as journal:
             rows = list(journal.sku_map(channel))
@@ -426,7 +426,7 @@ def mapping_list(ctx: click.Context, channel: str, as_json: bool) -> None:
         for column in ("code", "channel SKU", "source", "updated"):
             table.add_column(column)
         for code, sku, source, updated in rows:
-            table.add_row(code, sku, source, updated[:19])
+            table.add_row(code, sku, source, when(updated))
         make_console().print(table)
         return 0
 
@@ -542,7 +542,7 @@ def quarantine_list(ctx: click.Context, channel: str | None, show_all: bool, as_
     def body() -> int:
         from rich.table import Table
 
-        from syncagent.report import dumps, make_console
+        from syncagent.report import dumps, make_console, when
 
         with _open_journal(config, lock=False) as journal:
             rows = journal.quarantined(channel, state=None if show_all else "open")
@@ -553,8 +553,8 @@ def quarantine_list(ctx: click.Context, channel: str | None, show_all: bool, as_
         for column in ("id", "channel", "entity", "key", "state", "reason", "first seen", "attempts"):
             table.add_column(column)
         for r in rows:
-            table.add_row(str(r.id), r.channel, r.entity, r.key, r.state, f"{r.reason_code}: {r.reason}"[:100],
-                          r.first_seen[:19], str(r.attempts))
+            table.add_row(str(r.id), r.channel, r.entity, r.key, r.state, f"{r.reason_code}: {r.reason}",
+                          when(r.first_seen), str(r.attempts))
         make_console().print(table)
         return 0
 

@@ -4,6 +4,7 @@ cursor kept before a page that could not be recorded, whatever stopped it."""
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -148,3 +149,42 @@ def test_a_page_that_could_not_be_recorded_keeps_the_cursor_before_it(engine: An
     again = eng.run_step("loja", "products")
     assert again.status == "ok"
     assert set(journal.fingerprints("loja", "products", [f"P{i}" for i in range(8)])) == {f"P{i}" for i in range(8)}
+
+
+QUARANTINE_CONFIG = """\
+journal: {journal}
+log: {{level: warning, format: text}}
+backoffice: {{type: gestao-lojas, base_url: "http://127.0.0.1:9", client_id: "${{GL_ID:-x}}",
+             client_secret: "${{GL_SECRET:-not-a-real-secret}}"}}
+channels:
+  - name: loja-centro
+    type: sellerup
+    base_url: http://127.0.0.1:9
+    api_key: ${{SU_KEY:-not-a-real-key}}
+    warehouses: [CD01]
+    order_warehouse: CD01
+    flows: {{products: {{every: 15m}}}}
+"""
+
+
+def test_quarantine_list_gives_the_reason_whole_and_the_time_with_its_zone(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from syncagent.cli import main
+
+    config = tmp_path / "syncagent.yaml"
+    config.write_text(QUARANTINE_CONFIG.format(journal=tmp_path / "journal.db"))
+    reason = "the channel refused the record: " + "field description is longer than allowed, " * 6 + "TAILWORD"
+    with Journal(tmp_path / "journal.db") as journal, journal.transaction():
+        journal.quarantine("loja-centro", "products", "P000001", "invalid", reason, {"key": "P000001"})
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        result = CliRunner().invoke(main, ["-c", str(config), "quarantine", "list"], env={"COLUMNS": "160"})
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert result.exit_code == 0, result.output
+    assert "TAILWORD" in result.output  # not cut at 100 characters
+    assert re.search(r"\d{2}:\d{2}:\d{2} UTC", result.output)
