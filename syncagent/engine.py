@@ -67,6 +67,7 @@ WAITING_KINDS = frozenset({"product", "payment method", "customer", "seller", "g
 ADOPT_CURSOR = "adopt:products"
 BACKOFFICE_STATE = "@backoffice"  # the back office's credential state, kept beside the channels' (no channel name has @)
 BACKOFFICE_REFUSED = "back office credentials rejected"
+READS_BACKOFFICE_FEED = frozenset({"groups", "payment-methods", "sellers", "products", "prices", "stock", "order-events"})
 INTERRUPTED = "interrupted by the operator (Ctrl-C); what was recorded stays, the next run goes on from there"
 
 
@@ -205,15 +206,13 @@ class Engine:
         except ChannelError as exc:
             ctx.result.status, ctx.result.error = "failed", str(exc)
             log.error("%s/%s failed: %s", channel, flow, exc, extra={"target": exc.target or channel})
-        if ctx.result.status in ("ok", "quarantined", "interrupted"):  # the back office took our credentials
-            self.journal.set_channel_state(BACKOFFICE_STATE, "ok")
-        self._finish_run(run_id, ctx.result)
-        return ctx.result
-
-    def _finish_run(self, run_id: int, r: StepResult) -> None:
+        if flow in READS_BACKOFFICE_FEED and ctx.result.status in ("ok", "quarantined", "interrupted"):
+            self.journal.set_channel_state(BACKOFFICE_STATE, "ok")  # it read the back office: our credentials work
+        r = ctx.result
         self.journal.finish_run(
             run_id, r.status, read=r.read, sent=r.sent, unchanged=r.unchanged, quarantined=r.quarantined, error=r.error
         )
+        return r
 
     def _dispatch(self, ctx: _Ctx, flow: str, full: bool, direction: str | None) -> None:
         direction = direction or ctx.setup.directions.get(flow) or DEFAULT_DIRECTIONS.get(flow, "push")
@@ -1401,13 +1400,13 @@ class _PageWork:
         return [(record, out) for record, out, _ in self.prepared.values()]
 
 
-@functools.cache
 def _backoffice_refusal(message: str) -> str:
     """ "backoffice: credentials rejected by backoffice (/oauth/token): invalid_client: …", said once, cause whole."""
     _, found, rest = message.partition(" credentials rejected")
     return BACKOFFICE_REFUSED + (rest if found else f": {message}")
 
 
+@functools.cache
 def _code_digest() -> str:
     """A digest of the agent's own code: after an upgrade every page is mapped again once."""
     digest = hashlib.sha256()
