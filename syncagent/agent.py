@@ -217,23 +217,19 @@ class Agent:
             (channel, flow)).fetchone()
         return int(row[0]) if row and row[0] else None
 
-    def order_id(self, channel: str, given: str) -> str:
-        """The channel's own id of an order given by it or by the number people see (the tablet's "T00002").
+    def order_id_by_number(self, channel: str, number: str) -> str | None:
+        """The channel's id of the order people know by `number` (the tablet's "T00002"), from its feed.
 
-        The journal is asked first, then the channel's order feed from its start; an id found
-        nowhere is returned as given (the replay then says it is neither in the journal nor the feed).
+        Asked only once the number is known not to be an id: a queue-like feed (VTEX) hides what it
+        hands out for a while, so it is not read twice for one order.
         """
-        wanted = given.strip()
-        if self.journal.order(channel, wanted) is not None:
-            return wanted
+        wanted = number.strip().casefold()
         for page in self.engine.channels[channel].connector.pull("orders", None):
             for record in page.records:
-                if getattr(record, "remote_id", None) == wanted:
-                    return wanted
-                number = getattr(record, "number", None)
-                if number is not None and str(number).strip().casefold() == wanted.casefold():
+                found = getattr(record, "number", None)
+                if found is not None and str(found).strip().casefold() == wanted:
                     return str(record.remote_id)
-        return wanted
+        return None
 
     def run_once(self) -> list[StepResult]:
         results = self.run_steps(self.steps())

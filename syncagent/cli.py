@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from syncagent import __version__
-from syncagent.errors import ConfigError, JournalError, JournalLocked, SyncAgentError
+from syncagent.errors import ChannelError, ConfigError, JournalError, JournalLocked, SyncAgentError
 
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it (128 + SIGINT)
 PUSH_ENTITIES = ["products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events"]
@@ -454,10 +454,18 @@ def replay_order(ctx: click.Context, order_id: str, channel: str) -> None:
         with _agent(config) as agent:
             if channel not in agent.engine.channels:
                 _fail(f"channel {channel!r} is not enabled in the config", 2)
-            remote_id = agent.order_id(channel, order_id)
-            if remote_id != order_id:
+            remote_id = order_id
+            try:
+                message = agent.engine.replay_order(channel, order_id)
+            except ChannelError:
+                if agent.journal.order(channel, order_id) is not None:
+                    raise
+                found = agent.order_id_by_number(channel, order_id)  # not an id: the number people see?
+                if found is None:
+                    raise
+                remote_id = found
                 click.echo(f"{channel}: order number {order_id} is the order {remote_id}")
-            message = agent.engine.replay_order(channel, remote_id)
+                message = agent.engine.replay_order(channel, remote_id)
             row = agent.journal.order(channel, remote_id)
         click.echo(f"{channel}/orders/{remote_id}: {message}")
         return 0 if row is not None and row.state in ("acknowledged", "created", "cancelled") else 1
