@@ -22,11 +22,16 @@ from syncagent.journal import Journal
 STATUS_SCHEMA_VERSION = 1
 
 
-def summary_table(results: Iterable[StepResult], title: str = "sync summary") -> Table:
-    """One row per step; the causes of failures are printed whole under it (`print_causes`)."""
-    table = Table(title=title)
+def summary_table(results: Iterable[StepResult], title: str = "sync summary", *, compact: bool = False) -> Table:
+    """One row per step; the causes of failures are printed whole under it (`print_causes`).
+
+    `compact` (a terminal under 100 columns): no box, one space between columns, so that an
+    80-column terminal shows every name and number whole.
+    """
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False) if compact else Table(title=title)
     for column in ("channel", "flow", "read", "sent", "unchanged", "quarantined", "result"):
-        table.add_column(column, justify="right" if column in ("read", "sent", "unchanged", "quarantined") else "left")
+        table.add_column(column, justify="right" if column in ("read", "sent", "unchanged", "quarantined") else "left",
+                         no_wrap=column != "result")
     for r in results:
         table.add_row(r.channel, r.flow, str(r.read), str(r.sent), str(r.unchanged), str(r.quarantined),
                       r.status + (" (see below)" if r.error else ""))
@@ -70,7 +75,7 @@ def when(stamp: str | None) -> str:
 
 def print_summary(results: list[StepResult], console: Console | None = None) -> None:
     console = console or make_console()
-    console.print(summary_table(results))
+    console.print(summary_table(results, compact=console.width < 100))
     print_causes(console, _grouped_causes(results))
     totals = {k: sum(getattr(r, k) for r in results) for k in ("read", "sent", "unchanged", "quarantined")}
     failed = [r for r in results if r.status in ("failed", "auth_failed", "skipped")]

@@ -32,7 +32,8 @@ def render(fn: Any, *args: Any, width: int = 80) -> list[str]:
 
 
 def test_the_summary_gives_each_cause_whole_under_the_table() -> None:
-    results = [StepResult("loja-centro", "products", read=7000, sent=7000, status="failed", error=CAUSE),
+    results = [StepResult("loja-centro", "payment-methods", read=6, sent=6),
+               StepResult("loja-centro", "products", read=7000, sent=7000, status="failed", error=CAUSE),
                StepResult("loja-centro", "prices", status="skipped", error="the back office's credentials were "
                           "rejected earlier in this cycle"),
                StepResult("loja-centro", "stock", status="skipped", error="the back office's credentials were "
@@ -43,6 +44,7 @@ def test_the_summary_gives_each_cause_whole_under_the_table() -> None:
     assert f"loja-centro/products failed: {CAUSE}" in text  # whole, not cut at a column's edge
     assert text.count("rejected earlier in this cycle") == 1  # steps skipped for one reason share a line
     assert "loja-centro/prices, stock skipped" in text
+    assert "payment-methods" in text  # every name whole at 80 columns
 
 
 def status(**run: Any) -> dict[str, Any]:
