@@ -182,8 +182,10 @@ def status_tables(data: dict[str, Any], now: datetime | None = None) -> list[Tab
             run = flow["last_run"] or {}
             age = flow["cursor_age_seconds"]
             result = "disabled" if not flow["enabled"] else str(run.get("result") or "-")
+            if run.get("started_at") and not run.get("finished_at"):
+                result = "running"  # or stopped by a kill or a crash: it never recorded its end
             table.add_row(
-                flow["flow"], _ago(run.get("finished_at"), now), result,
+                flow["flow"], _ago(run.get("finished_at") or run.get("started_at"), now), result,
                 str(run.get("read", "-")), str(run.get("sent", "-")), str(run.get("unchanged", "-")),
                 str(flow["quarantined"]), str(flow["backlog"]) + (" behind" if flow["behind"] else ""),
                 "-" if age is None else _duration(age),
@@ -209,6 +211,9 @@ def status_notes(data: dict[str, Any]) -> list[tuple[str, str]]:
             notes.append((f"{channel['name']}: credentials rejected", str(channel["auth_message"] or "")))
         for flow in channel["flows"]:
             run = flow["last_run"] or {}
+            if run.get("started_at") and not run.get("finished_at"):
+                notes.append((f"{channel['name']}/{flow['flow']} running", f"started at {when(run['started_at'])} "
+                              "and not finished: still running, or the agent was killed (its next run goes on)"))
             if run.get("error"):
                 notes.append((f"{channel['name']}/{flow['flow']} {run.get('result')} at {when(run.get('finished_at'))}",
                               str(run["error"])))

@@ -190,3 +190,12 @@ def test_quarantine_list_gives_the_reason_whole_and_the_time_with_its_zone(tmp_p
     assert result.exit_code == 0, result.output
     assert "TAILWORD" in result.output  # not cut at 100 characters
     assert re.search(r"\d{2}:\d{2}:\d{2} UTC", result.output)
+
+
+def test_a_run_that_never_finished_is_not_shown_as_never_run() -> None:
+    """A step killed mid-run (or running now) has a start and no end: say so, with when it started."""
+    lines = render(print_status, status(finished_at=None, result=None))
+    text = " ".join(line.strip() for line in lines)
+    products = next(line for line in lines if line.strip().startswith("products"))
+    assert "running" in products and "never" not in products
+    assert "loja-centro-shopping/products running: started at 2026-12-04" in text
