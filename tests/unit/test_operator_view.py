@@ -4,6 +4,7 @@ cursor kept before a page that could not be recorded, whatever stopped it."""
 from __future__ import annotations
 
 import io
+import logging
 import re
 import sqlite3
 import time
@@ -182,11 +183,16 @@ def test_quarantine_list_gives_the_reason_whole_and_the_time_with_its_zone(tmp_p
         journal.quarantine("loja-centro", "products", "P000001", "invalid", reason, {"key": "P000001"})
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    root = logging.getLogger("syncagent")
+    handlers, level, propagate = list(root.handlers), root.level, root.propagate
     try:
         result = CliRunner().invoke(main, ["-c", str(config), "quarantine", "list"], env={"COLUMNS": "160"})
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+        root.handlers[:] = handlers  # the command set up logging for this process: leave it as it was
+        root.setLevel(level)
+        root.propagate = propagate
     assert result.exit_code == 0, result.output
     assert "TAILWORD" in result.output  # not cut at 100 characters
     assert re.search(r"\d{2}:\d{2}:\d{2} UTC", result.output)
