@@ -67,11 +67,15 @@ RELEASE_BATCH = 50  # quarantined orders looked at per orders step for a referen
 # what the back office may come to know later (an order naming one of these waits for it)
 WAITING_KINDS = frozenset({"product", "payment method", "customer", "seller", "group", "store", "warehouse"})
 ADOPT_CURSOR = "adopt:products"
+BACKOFFICE_STATE = "@backoffice"  # the back office's credential state, kept beside the channels' (no channel name has @)
+BACKOFFICE_REFUSED = "back office credentials rejected"
+READS_BACKOFFICE_FEED = frozenset({"groups", "payment-methods", "sellers", "products", "prices", "stock", "order-events"})
+INTERRUPTED = "interrupted by the operator (Ctrl-C); what was recorded stays, the next run goes on from there"
 
 
 @dataclass
 class StepResult:
-    """What one step did. status: ok | quarantined | failed | auth_failed | skipped."""
+    """What one step did. status: ok | quarantined | failed | auth_failed | skipped | interrupted."""
 
     channel: str
     flow: str
@@ -158,6 +162,8 @@ class Engine:
         self.wall: Callable[[], float] = wall or (lambda: self.clock().timestamp())
         self.should_stop: Callable[[], bool] = lambda: False  # set by the daemon: stop after the page in hand
         self.on_page: Callable[[StepResult], None] | None = None  # progress display: called after each page
+        # set by the command line: the operator's Ctrl-C made should_stop end the step before its end
+        self.interrupted: Callable[[], bool] = lambda: False
         self.journal = journal
         self.backoffice = backoffice
         self.channels = dict(channels)
@@ -181,18 +187,29 @@ class Engine:
         setup = self.channels[channel]
         ctx = _Ctx(setup, StepResult(channel, flow), plan_only=setup.shadow)
         run_id = self.journal.start_run(channel, flow)
+        log.debug("%s/%s: step starts (%s)", channel, flow, "--full: the whole feed is read again" if full
+                  else "from the saved cursor")
         try:
             self._dispatch(ctx, flow, full, direction)
             if ctx.result.quarantined and ctx.result.status == "ok":
                 ctx.result.status = "quarantined"
+            if self.interrupted():
+                ctx.result.status, ctx.result.error = "interrupted", INTERRUPTED
             self.journal.set_channel_state(channel, "ok")
         except AuthError as exc:
-            ctx.result.status, ctx.result.error = "auth_failed", str(exc)
-            self.journal.set_channel_state(channel, "auth_failed", str(exc))
-            log.error("%s/%s: %s", channel, flow, exc, extra={"target": exc.target or channel})
+            if exc.target is not None and exc.target == self.backoffice.name:
+                # the back office refused *our* credentials: no channel is at fault
+                ctx.result.status, ctx.result.error = "failed", _backoffice_refusal(str(exc))
+                self.journal.set_channel_state(BACKOFFICE_STATE, "auth_failed", ctx.result.error)
+            else:
+                ctx.result.status, ctx.result.error = "auth_failed", str(exc)
+                self.journal.set_channel_state(channel, "auth_failed", str(exc))
+            log.error("%s/%s: %s", channel, flow, ctx.result.error, extra={"target": exc.target or channel})
         except ChannelError as exc:
             ctx.result.status, ctx.result.error = "failed", str(exc)
             log.error("%s/%s failed: %s", channel, flow, exc, extra={"target": exc.target or channel})
+        if flow in READS_BACKOFFICE_FEED and ctx.result.status in ("ok", "quarantined", "interrupted"):
+            self.journal.set_channel_state(BACKOFFICE_STATE, "ok")  # it read the back office: our credentials work
         r = ctx.result
         self.journal.finish_run(
             run_id, r.status, read=r.read, sent=r.sent, unchanged=r.unchanged, quarantined=r.quarantined, error=r.error
@@ -275,7 +292,7 @@ class Engine:
             future, page_cursor, _ = inflight.popleft()
             try:
                 self._record_page(ctx, entity, future.result(), None if send_failed else cursor_key, page_cursor)
-            except ChannelError:
+            except BaseException:  # not only a send error: whatever stopped this page, no later page moves the cursor
                 send_failed = True
                 raise
             self._progress(ctx)
@@ -306,6 +323,7 @@ class Engine:
                     if whole_pass and page_digest is not None:
                         seen.add(page_digest)
                     if page.extra.get("known") and page_digest in known_pages:
+                        log.debug("%s/%s: page skipped: the same bytes were recorded whole before", ctx.name, entity)
                         settle_all()  # the pages before, if in flight
                         _count_unparsed(ctx, page)
                         skipped_to = page.cursor
@@ -324,6 +342,8 @@ class Engine:
                     skipped_to = None
                     digest = page_digest if page.cursor is None else None
                     if digest is not None and digest == tail:
+                        log.debug("%s/%s: last page unchanged since it was recorded: nothing to send", ctx.name,
+                                  entity)
                         if settle_all() and self.should_stop():
                             return
                         if records:
@@ -462,6 +482,9 @@ class Engine:
             reader.join()
 
     def _progress(self, ctx: _Ctx) -> None:
+        r = ctx.result
+        log.debug("%s/%s: page done: so far read %d, sent %d, unchanged %d, quarantined %d", r.channel, r.flow,
+                  r.read, r.sent, r.unchanged, r.quarantined)
         if self.on_page is not None:
             self.on_page(ctx.result)
 
@@ -923,6 +946,9 @@ class Engine:
     def _process_order(self, ctx: _Ctx, order: Order) -> None:
         caps = ctx.conn.capabilities
         importable = ctx.setup.order_statuses or caps.importable_statuses
+        log.debug("%s/orders: %s (status %s): %s", ctx.name, order.remote_id, order.status,
+                  "cancel" if order.status in caps.cancelled_statuses else "import" if order.status in importable
+                  else "not importable yet, left on the channel")
         if order.status in caps.cancelled_statuses:
             self._cancel_order(ctx, order)
         elif order.status in importable:
@@ -1421,6 +1447,12 @@ class _PageWork:
 
     def pairs(self) -> list[tuple[Any, Outgoing]]:
         return [(record, out) for record, out, _ in self.prepared.values()]
+
+
+def _backoffice_refusal(message: str) -> str:
+    """ "backoffice: credentials rejected by backoffice (/oauth/token): invalid_client: …", said once, cause whole."""
+    _, found, rest = message.partition(" credentials rejected")
+    return BACKOFFICE_REFUSED + (rest if found else f": {message}")
 
 
 @functools.cache

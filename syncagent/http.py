@@ -479,11 +479,13 @@ class HttpClient:
         # (a token request's client secret) to another host
         follow = not call.authenticated and call.method in ("GET", "HEAD")
         where = f"{self.name}: {call.method} {call.path}"
+        started, answer = time.perf_counter(), "no answer"
         try:
             raw = self.session.request(
                 call.method, url, params=call.params, data=body, headers=headers,
                 stream=True, timeout=(s.connect_timeout, s.read_timeout), allow_redirects=follow,
             )
+            answer = str(raw.status_code)
             try:
                 content = self._read_capped(raw, call)
             finally:
@@ -505,7 +507,16 @@ class HttpClient:
                                  " been applied") from None
         except requests.exceptions.RequestException as exc:  # bad URL and the like: retrying will not help
             raise TransientError(f"{where}: {_short(exc, self.redact)}") from None
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_request(call, started, answer)
         return HttpResponse(raw.status_code, raw.headers, content, url, self.secrets)
+
+    def _log_request(self, call: _Call, started: float, answer: str) -> None:
+        """Debug: method, path, status, milliseconds. Never the query string, headers or bodies (secrets)."""
+        path = call.path.split("?", 1)[0]
+        log.debug(self.redact(f"{self.name}: {call.method} {path} -> {answer} in "
+                              f"{(time.perf_counter() - started) * 1000:.0f} ms (attempt {call.attempts})"))
 
     def _lost(self, call: _Call, cause: str, exc: BaseException) -> NoReturn:
         """A connection failure: retry if the server saw nothing or repeating is safe, else ambiguous."""
@@ -603,7 +614,28 @@ def _cert_rejected(exc: BaseException) -> bool:
             or "CERTIFICATE_VERIFY_FAILED" in repr(exc))
 
 
+_HOST_PORT = re.compile(r"host='([^']{1,255})', port=(\d{1,5})")
+
+
 def _short(exc: BaseException, clean: Callable[[str], str] = str) -> str:
-    """The exception's text, cut; `clean` (redaction) runs before the cut, so no secret is half shown."""
+    """The cause in a few words, whole: "Connection refused at 127.0.0.1:8080", not a wrapper's repr.
+
+    requests wraps the socket's error three times over ("HTTPConnectionPool(host=…): Max retries
+    exceeded with url: … (Caused by NewConnectionError(…" ): the operator wants its last words.
+    `clean` (redaction) runs before any cut, so no secret is half shown.
+    """
     text = clean(str(exc))
-    return text if len(text) < 200 else text[:200] + "…"
+    root = next((e for e in _chain(exc) if isinstance(e, OSError) and getattr(e, "strerror", None)
+                 and type(e).__module__ in ("builtins", "socket", "ssl")), None)
+    where = _HOST_PORT.search(text)
+    if root is not None:
+        text = clean(str(root.strerror))
+    elif "(Caused by " in text:
+        text = text.split("(Caused by ", 1)[1].rstrip(")").split(": ", 1)[-1]
+    elif text.startswith(("HTTPConnectionPool(", "HTTPSConnectionPool(")):
+        text = text.split("): ", 1)[-1]
+    else:
+        where = None
+    if where:
+        text += f" at {where.group(1)}:{where.group(2)}"
+    return text if len(text) < 500 else text[:500] + "…"
