@@ -47,7 +47,7 @@ from syncagent.model import (
     order_from_dict,
     price_from_json,
     price_to_json,
-    time_str,
+    time_key,
     utcnow,
 )
 
@@ -698,7 +698,7 @@ class Engine:
     # -- prices: the price in force changes at promotion / schedule boundaries ----------------
     def _prices(self, ctx: _Ctx, full: bool) -> None:
         now = self.clock()
-        due = self.journal.due_prices(ctx.name, time_str(now) or "")
+        due = self.journal.due_prices(ctx.name, time_key(now) or "")
         if due:
             records = [price_from_json(text) for _, text in due]
             ctx.result.read += len(records)
@@ -720,7 +720,7 @@ class Engine:
         rows = []
         for price in prices:
             nxt = price.next_boundary(now)
-            rows.append((price.code, time_str(nxt), price_to_json(price)))
+            rows.append((price.code, time_key(nxt), price_to_json(price)))
         self.journal.set_price_boundaries(ctx.name, rows)
 
     # -- stock: the sum of the channel's warehouses -------------------------------------------

@@ -439,3 +439,18 @@ def test_buyers_asked_for_during_the_first_page_include_those_of_later_lots() ->
     gets = [call.request.url for call in responses.calls if "/api/oms/pvt/orders/" in call.request.url]
     assert len(gets) == 2  # an order read ahead is not read again
     assert not [call for call in responses.calls if call.request.method == "POST"]  # both still wait
+
+
+def test_times_keep_the_sub_second_the_back_office_gave_where_vtex_takes_it() -> None:
+    start = datetime.fromisoformat("2026-11-22T10:00:00.25-03:00")
+    end = datetime.fromisoformat("2026-12-09T14:36:46.701941+00:00")
+    price = Price("P1", Decimal("100.00"), Decimal("80.00"), start, end)
+    (fixed,) = conn().prepare("prices", price).payload["fixedPrices"]
+    assert fixed["dateRange"] == {"from": "2026-11-22T13:00:00.250000Z", "to": "2026-12-09T14:36:46.701941Z"}
+    key = "3" * 44
+    invoiced = event_out(event("invoiced", invoice=Invoice(key, "77", "1", end, Decimal("10.50"))))
+    shipped = event_out(event("shipped", shipment=Shipment("Correios", "BR1", None, end)))
+    assert invoiced.payload["issuanceDate"] == shipped.payload["dispatchedDate"] == "2026-12-09T14:36:46.701941Z"
+    # the tracking update takes `yyyy-mm-dd hh:mm` only (docs/connectors/vtex.md): the minute, in UTC
+    delivered = event_out(event("delivered", delivered_at=end))
+    assert delivered.payload["deliveredDate"] == "2026-12-09 14:36"

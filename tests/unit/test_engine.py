@@ -382,3 +382,21 @@ def test_a_catalogue_push_commits_without_fsync_and_orders_with_it(parts: Any, m
     assert {v for n, v in seen if n == "record_sent"} == {1}  # NORMAL: a page lost to a power cut goes again
     assert {v for n, v in seen if n == "set_order"} == {2}  # FULL: every order state survives a power cut
     assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_price_boundary_inside_a_second_is_due_at_its_exact_instant(tmp_path: Path) -> None:
+    """A promotion ending at .701941 s is re-sent once that instant passed, not at the whole second before."""
+    end = NOW + timedelta(hours=2, microseconds=701941)
+    clock = {"now": NOW}
+    journal = Journal(tmp_path / "j.db")
+    bo, ch = FakeBackoffice(), FakeChannel(clock=lambda: clock["now"])
+    engine = Engine(journal, bo, {"loja": ChannelSetup("loja", ch)}, clock=lambda: clock["now"])  # type: ignore[arg-type]
+    bo.feeds["prices"] = [Price("P1", Decimal("100.00"), Decimal("80.00"), NOW - timedelta(days=1), end)]
+    engine.run_step("loja", "prices")
+    for at, promo in ((end - timedelta(microseconds=200000), ["80.00"]), (end + timedelta(microseconds=98000),
+                                                                            ["80.00", None])):
+        clock["now"] = at
+        engine.run_step("loja", "prices")
+        assert [o.payload["promo"] for _, b in ch.pushed for o in b] == promo
+    assert journal.due_prices("loja", "9999") == []  # nothing left waiting once the promotion is over
+    journal.close()
