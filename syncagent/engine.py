@@ -14,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -55,8 +56,8 @@ log = logging.getLogger("syncagent.engine")
 
 DEFAULT_DIRECTIONS = {"orders": "pull", "customers": "both"}
 PARKED_PATIENCE = 3600.0  # a parked order waits this long for its customer before quarantine
-MAX_SETTLE_WAIT = 5.0
-SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh  # seconds the orders step may wait at its end to retry lost answers
+MAX_SETTLE_WAIT = 5.0  # seconds the daemon's orders step may wait at its end to re-POST lost answers
+SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
 SEND_AHEAD = 2  # pages of a push sent at once: the channel works on one while the agent hands over the other
@@ -155,6 +156,10 @@ class Engine:
         # unless given, so a simulated clock ages them too (a test may pin `clock` and keep `wall` real)
         self.wall: Callable[[], float] = wall or (lambda: self.clock().timestamp())
         self.should_stop: Callable[[], bool] = lambda: False  # set by the daemon: stop after the page in hand
+        # how long the orders step may wait at its end for a lost answer's settle time: a cron cycle
+        # (`run --once`) waits it out (it is bounded by the configured timeouts); the daemon lowers it
+        # to MAX_SETTLE_WAIT and defers what is left to its next cycle
+        self.settle_wait_limit: float = math.inf
         self.on_page: Callable[[StepResult], None] | None = None  # progress display: called after each page
         self.journal = journal
         self.backoffice = backoffice
@@ -845,13 +850,14 @@ class Engine:
                                  f"(a transient failure or an answer lost); last cause: {ctx.last_error or 'none'}")
 
     def _wait_to_settle(self, ctx: _Ctx) -> None:
-        """Wait (a few seconds at most) until the orders whose answer was lost may be looked up."""
-        if not 0 < ctx.setup.settle_seconds <= MAX_SETTLE_WAIT:
+        """Wait until the orders whose answer was lost may be posted again (never past `settle_wait_limit`)."""
+        settle = ctx.setup.settle_seconds
+        if not 0 < settle <= self.settle_wait_limit:
             return
         creating = self.journal.orders_in_state(ctx.name, ("creating",))
         if creating:
             newest = max(_stamp(row.updated_at) for row in creating)
-            remaining = newest + ctx.setup.settle_seconds - self.wall()
+            remaining = min(newest + settle - self.wall(), settle)  # a clock stepped back never waits longer
             if remaining > 0:
                 self.sleep(remaining + 0.05)
 
@@ -932,18 +938,16 @@ class Engine:
     def _recover_orders(self, ctx: _Ctx) -> None:
         """Finish what a crash or a failure left half done.
 
-        An order left in `creating` is looked up only once its last POST is older than the
-        settle time: a POST whose answer was lost may still be running in the back office, and a
-        lookup that races it would post the order a second time.
+        An order left in `creating` is looked up at once; it is posted again only once its last
+        POST is older than the settle time: a POST whose answer was lost may still be running in
+        the back office, and a second POST racing it would create the order twice.
         """
         settled_before = self.wall() - ctx.setup.settle_seconds
         for row in self.journal.orders_in_state(ctx.name, ("creating", "created", "pending")):
             if row.state == "creating":
-                if _stamp(row.updated_at) > settled_before:
-                    ctx.unsettled += 1  # too fresh to look up: the end of the step waits for it
-                    continue
-                work = lambda row=row: self._create_in_backoffice(ctx, row.order_id, row.payload or {},  # noqa: E731
-                                                                  retry=True)
+                settled = _stamp(row.updated_at) <= settled_before
+                work = lambda row=row, settled=settled: self._create_in_backoffice(  # noqa: E731
+                    ctx, row.order_id, row.payload or {}, retry=True, may_post=settled)
             elif row.state == "created":
                 work = lambda row=row: self._acknowledge(ctx, row.order_id, row.bo_number or "")  # noqa: E731
             else:
@@ -962,7 +966,7 @@ class Engine:
                 self._acknowledge(ctx, order.remote_id, row.bo_number or "")
                 return
             if row.state == "creating":
-                return  # settled by _recover_orders once its last POST is old enough
+                return  # settled by _recover_orders: looked up, posted again once its last POST is old enough
             if row.state == "quarantined" and row.version == order.version and row.version:
                 return  # unchanged since it was quarantined: wait for a change or a manual retry
             if row.state == "pending" and _newer(row.version, order.version):
@@ -1003,13 +1007,17 @@ class Engine:
         return replace(order, items=tuple(replace(i, code=codes.get(i.code, i.code)) for i in order.items))
 
     def _create_in_backoffice(self, ctx: _Ctx, order_id: str, payload: dict[str, Any], *, retry: bool = False,
-                              source: Any = None) -> None:
+                              source: Any = None, may_post: bool = True) -> None:
         """Create once: look the order up first (POST /orders is not idempotent), then POST.
 
-        A lost answer (AmbiguousError) leaves the order in `creating`; it is settled later by the
-        same lookup, never by posting again at once.
+        A lost answer (AmbiguousError) is looked up at once: an order the back office committed
+        before the answer was lost is recorded now. Not found, it stays in `creating`, posted
+        again only once the settle time passed (`may_post`), never at once.
         """
         found = self.backoffice.lookup("orders", external_id=order_id, channel=ctx.name)
+        if found is None and not may_post:
+            ctx.unsettled += 1  # not there yet; its last POST may still be running: the end of the step waits
+            return
         if found is not None:
             number = str(found["number"])
         else:
@@ -1020,8 +1028,11 @@ class Engine:
             try:
                 (res,) = self.backoffice.push("orders", [Outgoing(order_id, payload)])
             except AmbiguousError:
-                log.warning("%s: order %s: the back office answer was lost; it will be looked up", ctx.name, order_id)
-                raise
+                log.warning("%s: order %s: the back office answer was lost; looking it up", ctx.name, order_id)
+                found = self._look_up_lost(ctx, order_id)
+                if found is None:
+                    raise
+                res = PushResult(order_id, "created", remote_id=str(found["number"]))
             failpoints.hit("order.after_create")
             if not res.ok or res.remote_id is None:
                 with self.journal.transaction():
@@ -1039,6 +1050,15 @@ class Engine:
             self.journal.set_order(ctx.name, order_id, "created", bo_number=number)
             self.journal.release(ctx.name, "orders", [order_id])
         self._acknowledge(ctx, order_id, number)
+
+    def _look_up_lost(self, ctx: _Ctx, order_id: str) -> dict[str, Any] | None:
+        """The order whose POST answer was lost, if the back office has it already (None: not yet, or unknown)."""
+        try:
+            found = self.backoffice.lookup("orders", external_id=order_id, channel=ctx.name)
+        except ChannelError as exc:
+            log.warning("%s: order %s: the lookup after a lost answer failed too: %s", ctx.name, order_id, exc)
+            return None
+        return found if isinstance(found, dict) else None
 
     def _acknowledge(self, ctx: _Ctx, order_id: str, number: str) -> None:
         out = ctx.conn.prepare("order-acks", {"order_id": order_id, "backoffice_number": number})
@@ -1192,11 +1212,11 @@ class Engine:
         if ctx.setup.shadow:
             raise ChannelError(f"{channel} is a shadow channel: it sends nothing, so there is nothing to replay")
         row = self.journal.order(channel, order_id)
-        if row is not None and row.state == "creating" \
-                and self.wall() - _stamp(row.updated_at) < ctx.setup.settle_seconds:
-            raise TransientError(f"order {order_id}: a creation attempt may still be running in the back office; "
-                                 f"try again in {ctx.setup.settle_seconds:.0f} s")
         found = self.backoffice.lookup("orders", external_id=order_id, channel=channel)
+        if found is None and row is not None and row.state == "creating" \
+                and self.wall() - _stamp(row.updated_at) < ctx.setup.settle_seconds:
+            raise TransientError(f"order {order_id}: not in the back office yet, and a creation attempt may still be "
+                                 f"running there; try again in {ctx.setup.settle_seconds:.0f} s")
         if found is not None:
             number = str(found["number"])
             with self.journal.transaction():

@@ -400,3 +400,56 @@ def test_price_boundary_inside_a_second_is_due_at_its_exact_instant(tmp_path: Pa
         assert [o.payload["promo"] for _, b in ch.pushed for o in b] == promo
     assert journal.due_prices("loja", "9999") == []  # nothing left waiting once the promotion is over
     journal.close()
+
+
+def settling_engine(tmp_path: Path, settle: float) -> tuple[Engine, FakeBackoffice, FakeChannel, Journal, list[float]]:
+    """An engine whose wall clock moves only by its own sleeps (recorded), with the default settle time."""
+    journal = Journal(tmp_path / "j.db")
+    bo, ch = FakeBackoffice(), FakeChannel()
+    skew = {"s": 0.0}
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        skew["s"] += seconds
+
+    setup = ChannelSetup("loja", ch, settle_seconds=settle)  # type: ignore[arg-type]
+    engine = Engine(journal, bo, {"loja": setup}, clock=lambda: NOW, sleep=sleep,  # type: ignore[arg-type]
+                    wall=lambda: time.time() + skew["s"])
+    return engine, bo, ch, journal, slept
+
+
+def test_a_lost_answer_is_looked_up_at_once_not_after_the_settle_time(tmp_path: Path) -> None:
+    engine, bo, ch, journal, slept = settling_engine(tmp_path, settle=35.0)
+    ch.orders = [order("o1"), order("o2")]
+    bo.fail_next_post, bo.commit_then_fail = AmbiguousError("answer lost"), True  # o1 committed, answer lost
+    result = engine.run_step("loja", "orders")
+    assert result.status == "ok" and slept == []  # found by the lookup right away: nothing waits
+    assert [p["external_id"] for p in bo.posts] == ["o1", "o2"] and sorted(sent_keys(ch, "order-acks")) == ["o1", "o2"]
+    assert journal.order("loja", "o1").state == "acknowledged"  # type: ignore[union-attr]
+    journal.close()
+
+
+def test_a_cron_cycle_waits_out_the_settle_time_before_posting_again(tmp_path: Path) -> None:
+    engine, bo, ch, journal, slept = settling_engine(tmp_path, settle=35.0)
+    ch.orders = [order("o1")]
+    bo.fail_next_post = AmbiguousError("answer lost")  # nothing committed: the lookup misses it
+    result = engine.run_step("loja", "orders")
+    assert result.status == "ok" and [p["external_id"] for p in bo.posts] == ["o1"]
+    assert len(slept) == 1 and 34 < slept[0] <= 35.1  # one wait, the settle time and no more, then one POST
+    assert journal.order("loja", "o1").state == "acknowledged"  # type: ignore[union-attr]
+    journal.close()
+
+
+def test_the_daemon_defers_a_lost_answer_to_its_next_cycle(tmp_path: Path) -> None:
+    engine, bo, ch, journal, slept = settling_engine(tmp_path, settle=35.0)
+    engine.settle_wait_limit = 5.0
+    ch.orders = [order("o1")]
+    bo.fail_next_post = AmbiguousError("answer lost")
+    first = engine.run_step("loja", "orders")
+    assert first.status == "failed" and slept == [] and bo.posts == []  # not posted again inside the settle time
+    assert journal.order("loja", "o1").state == "creating"  # type: ignore[union-attr]
+    engine.sleep(36.0)  # the next cycle, later than the settle time
+    second = engine.run_step("loja", "orders")
+    assert second.status == "ok" and [p["external_id"] for p in bo.posts] == ["o1"]
+    journal.close()
