@@ -13,6 +13,7 @@ import collections
 import contextlib
 import functools
 import hashlib
+import json
 import logging
 import math
 import queue
@@ -66,6 +67,9 @@ RELEASE_BATCH = 50  # quarantined orders looked at per orders step for a referen
 # what the back office may come to know later (an order naming one of these waits for it)
 WAITING_KINDS = frozenset({"product", "payment method", "customer", "seller", "group", "store", "warehouse"})
 ADOPT_CURSOR = "adopt:products"
+# which warehouses' rows the journal holds all of, and the warehouses of a pass from the feed's start
+STOCK_STATE = "stock:warehouses"
+STOCK_FLUSH_CODES = 1000  # codes per page when the levels held back by such a pass are sent at its end
 
 
 @dataclass
@@ -130,6 +134,7 @@ class _Ctx:
     last_error: str = ""
     sku_mapped: bool | None = None  # does this channel have a DE/PARA map (asked once per step)
     dry_run: bool = False  # push --dry-run: not even the journal changes
+    fed_to_end: bool = False  # the last push read its feed to the end (not stopped half way)
 
     @property
     def name(self) -> str:
@@ -240,6 +245,7 @@ class Engine:
         cursor_key: str | None,
     ) -> None:
         cursor_key = cursor_key or entity
+        ctx.fed_to_end = False
         if entity in SKU_ENTITIES and not ctx.plan_only:
             self._release_unmapped(ctx, entity)
         cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
@@ -377,6 +383,7 @@ class Engine:
                         return  # the page is recorded; the rest waits for the next run
             settle_all()
             save_skipped()
+            ctx.fed_to_end = True
             if whole_pass:  # the feed read to its end: pages not met any more are forgotten
                 with self.journal.transaction():
                     self.journal.keep_page_digests(ctx.name, entity, context, seen)
@@ -734,11 +741,17 @@ class Engine:
 
         A channel that holds stock per warehouse of its own declares `stock_locations()`
         ({its warehouse: back office warehouses}); it gets one level per (code, its warehouse).
+
+        Only true sums are sent. The journal's balances stand for a warehouse once a pass from the
+        feed's start read its rows to the end; until then (first sync, a journal lost, a warehouse
+        added) a code is held back while a row of it in such a warehouse may still come on a later
+        page, and the codes held back are sent once the pass reached the end of the feed.
         """
         locations: dict[str, tuple[str, ...]] = dict(getattr(ctx.conn, "stock_locations", dict)())
         groups = {loc: tuple(whs) for loc, whs in locations.items()} if len(locations) > 1 else {None: ()}
         warehouses = tuple(dict.fromkeys([*ctx.setup.warehouses, *(w for whs in groups.values() for w in whs)]))
-        safety = ctx.setup.safety_stock
+        feeding = [(location, frozenset(sources or ctx.setup.warehouses)) for location, sources in groups.items()]
+        unread, restart = self._stock_pass(ctx, warehouses, full)
 
         def transform(records: list[Any]) -> tuple[list[Any], Callable[[], None]]:
             rows = [r for r in records if isinstance(r, StockBalance) and r.warehouse in warehouses]
@@ -747,19 +760,71 @@ class Engine:
             merged = self.journal.balances(ctx.name, codes)
             for r in rows:
                 merged[(r.code, r.warehouse)] = (r.available, r.reserved)
-            # one pass over the balances: per (code, location) total, instead of a scan of them all per code
-            feeding = [(location, frozenset(sources or ctx.setup.warehouses)) for location, sources in groups.items()]
-            totals: dict[tuple[str, str | None], int] = {}
-            for (c, w), (a, res) in merged.items():
-                for location, whs in feeding:
-                    if w in whs:
-                        totals[(c, location)] = totals.get((c, location), 0) + a - res
-            levels: list[Any] = [StockLevel(code, max(0, totals.get((code, location), 0) - safety), location)
-                                 for code in codes for location in groups]
+            levels: list[Any] = self._stock_levels(ctx, codes, merged, feeding, unread)
             updates = [(r.code, r.warehouse, r.available, r.reserved) for r in rows]
             return levels + others, lambda: self.journal.set_balances(ctx.name, updates)
 
-        self._push_feed(ctx, "stock", full, filters={"warehouses": list(warehouses)}, transform=transform)
+        self._push_feed(ctx, "stock", full or restart, filters={"warehouses": list(warehouses)}, transform=transform)
+        if unread and ctx.fed_to_end:
+            self._end_stock_pass(ctx, warehouses, feeding)
+
+    def _stock_levels(self, ctx: _Ctx, codes: Iterable[str], merged: Mapping[tuple[str, str], tuple[int, int]],
+                      feeding: list[tuple[str | None, frozenset[str]]], unread: frozenset[str]) -> list[StockLevel]:
+        """The level of each (code, location) whose sum is whole; one pass over the balances, not one per code.
+
+        A sum missing a row of a warehouse not read to the end yet is not known: it is left out.
+        """
+        safety = ctx.setup.safety_stock
+        totals: dict[tuple[str, str | None], int] = {}
+        for (c, w), (a, res) in merged.items():
+            for location, whs in feeding:
+                if w in whs:
+                    totals[(c, location)] = totals.get((c, location), 0) + a - res
+        return [StockLevel(code, max(0, totals.get((code, location), 0) - safety), location)
+                for code in codes for location, whs in feeding
+                if not any((code, w) not in merged for w in whs & unread)]
+
+    def _stock_pass(self, ctx: _Ctx, warehouses: tuple[str, ...], full: bool) -> tuple[frozenset[str], bool]:
+        """The warehouses whose rows the journal does not hold all of yet, and whether a pass starts now."""
+        wanted = sorted(warehouses)
+        text = self.journal.cursor(ctx.name, STOCK_STATE)
+        writes = not (ctx.plan_only or ctx.setup.shadow)
+        if text is None:  # a journal of an earlier version that synced stock already holds its warehouses
+            state = {"complete": wanted if self.journal.cursor_updated_at(ctx.name, "stock") else [], "pass": None}
+        else:
+            state = json.loads(text)
+        unread = frozenset(wanted) - frozenset(state["complete"])
+        if not unread:
+            if writes and (text is None or state["complete"] != wanted):  # a warehouse dropped is unread again
+                with self.journal.transaction():
+                    self.journal.save_cursor(ctx.name, STOCK_STATE, json.dumps({"complete": wanted, "pass": None}))
+            return unread, False
+        if state["pass"] == wanted and not full:
+            return unread, False  # a pass begun earlier goes on from its cursor
+        if writes:
+            with self.journal.transaction():
+                self.journal.save_cursor(ctx.name, STOCK_STATE, json.dumps({"complete": state["complete"],
+                                                                             "pass": wanted}))
+                self.journal.save_cursor(ctx.name, "stock", None)
+        return unread, True
+
+    def _end_stock_pass(self, ctx: _Ctx, warehouses: tuple[str, ...],
+                        feeding: list[tuple[str | None, frozenset[str]]]) -> None:
+        """The feed was read to its end: every sum is whole now; send the levels held back, then say so."""
+        unchanged = ctx.result.unchanged  # the codes looked at again here were counted by the pass already
+        after = ""
+        while codes := self.journal.balance_codes(ctx.name, after, STOCK_FLUSH_CODES):
+            after = codes[-1]
+            levels = self._stock_levels(ctx, codes, self.journal.balances(ctx.name, codes), feeding, frozenset())
+            self._push_records(ctx, "stock", levels, None, None)
+            if self.should_stop():
+                ctx.result.unchanged = unchanged
+                return  # the pass ends at the next run, which reads the feed's last page again
+        ctx.result.unchanged = unchanged
+        if not (ctx.plan_only or ctx.setup.shadow):
+            with self.journal.transaction():
+                self.journal.save_cursor(ctx.name, STOCK_STATE, json.dumps({"complete": sorted(warehouses),
+                                                                             "pass": None}))
 
     # -- customers registered on the channel ---------------------------------------------------
     def _pull_customers(self, ctx: _Ctx, *, may_stop: bool = False) -> None:

@@ -453,3 +453,26 @@ def test_the_daemon_defers_a_lost_answer_to_its_next_cycle(tmp_path: Path) -> No
     second = engine.run_step("loja", "orders")
     assert second.status == "ok" and [p["external_id"] for p in bo.posts] == ["o1"]
     journal.close()
+
+
+def test_first_stock_sync_sends_no_partial_sum_even_across_runs(parts: Any) -> None:
+    """Rows of a code on different pages (or in one warehouse only): held back until the sum is whole."""
+    engine, bo, ch, journal = parts  # warehouses CD01 + LJ01, safety stock 1, pages of 2 rows
+    bo.feeds["stock"] = [StockBalance("A", "CD01", 10, 0), StockBalance("B", "CD01", 4, 0),
+                         StockBalance("B", "LJ01", 2, 0), StockBalance("C", "CD01", 7, 0),
+                         StockBalance("A", "LJ01", 0, 6), StockBalance("D", "LJ01", 3, 0)]
+    asked = {"n": 0}
+
+    def stop_after_two_pages() -> bool:
+        asked["n"] += 1
+        return asked["n"] == 2
+
+    engine.should_stop = stop_after_two_pages  # the first run ends half way through the feed
+    engine.run_step("loja", "stock")
+    assert [(o.key, o.payload["available"]) for _, b in ch.pushed for o in b] == [("B", 5)]
+    engine.should_stop = lambda: False
+    engine.run_step("loja", "stock")
+    levels = [(o.key, o.payload["available"]) for _, b in ch.pushed for o in b]
+    assert sorted(levels) == [("A", 3), ("B", 5), ("C", 6), ("D", 2)]  # each once, each its whole sum
+    engine.run_step("loja", "stock")
+    assert len([o for _, b in ch.pushed for o in b]) == 4  # the pass is over: nothing held, nothing re-sent
