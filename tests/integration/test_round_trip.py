@@ -10,6 +10,7 @@ a field as the back office gives it, the documented transformation is asserted i
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import tempfile
@@ -26,6 +27,10 @@ from hypothesis import strategies as st
 
 from syncagent.agent import Agent
 from syncagent.config import load_config
+from syncagent.connectors.vtex import MEASUREMENT_UNITS, OPEN_FROM, OPEN_UNTIL
+from syncagent.simulators import build
+from syncagent.simulators.common import serve_in_thread
+from tests.integration import test_vtex as vt
 from tests.integration.harness import CANARY_ENV, Sim, Sims, start, write_config
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # the agent's clock: which promotion is running is decided here
@@ -185,5 +190,105 @@ def test_what_the_back_office_publishes_seller_up_holds(sellerup_rig: Rig) -> No
         assert {k: got[k] for k in ("name", "email", "phone", "city", "state")} == {
             "name": c["name"], "email": c["email"], "phone": c["phone"], "city": address.get("city"),
             "state": address.get("state")}
+
+    round_trip()
+
+
+# -- VTEX -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def vtex_rig() -> Iterator[Rig]:
+    env = {"IT_BO_SECRET": vt.BO_SECRET, "IT_VTEX_KEY": vt.APP_KEY, "IT_VTEX_TOKEN": vt.APP_TOKEN}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    root = Path(tempfile.mkdtemp(prefix="syncagent-roundtrip-vtex-"))
+    bo = Sim(serve_in_thread(build("gestao-lojas", str(root / "bo.db"), products=3, seed=7,
+                                   client_secret=vt.BO_SECRET)))
+    vtex = Sim(serve_in_thread(build("vtex", str(root / "vtex.db"), products=3, seed=7, app_key=vt.APP_KEY,
+                                     app_token=vt.APP_TOKEN, orders="0")))
+    config = root / "syncagent.yaml"
+    text = vt.CONFIG.format(journal=root / "journal.db", bo=bo.url, vtex=vtex.url,
+                            categories=json.dumps(vt.CATEGORIES), brands=json.dumps(vt.BRANDS))
+    config.write_text(text.replace("      stock: {every: 1m}\n      orders: {every: 1m}\n      order-events: {every: 1m}\n",
+                                   ""))
+    yield Rig(Sims(bo, vtex), config, root / "bo.db", {})
+    vtex.server.stop()
+    bo.server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+MEASURES = st.decimals(min_value=Decimal("0.001"), max_value=Decimal("99999"), places=12).map(str)
+
+
+@st.composite
+def vtex_change(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
+    """A product and its price as the back office may give them (VTEX needs a mapped group and brand)."""
+    start = draw(st.one_of(st.none(), st.tuples(st.timedeltas(timedelta(days=-400), timedelta(days=400)),
+                                                st.integers(0, 999999))))
+    begin = None if start is None else (NOW + start[0]).replace(microsecond=start[1])
+    length = draw(st.timedeltas(timedelta(seconds=1), timedelta(days=400)))
+    end = draw(st.one_of(st.none(), st.tuples(st.integers(0, 999999), ZONES)))
+    until = None if end is None else ((begin or NOW - timedelta(days=1)) + length).replace(microsecond=end[0])
+    zone = draw(ZONES)
+    return {
+        "product": {"description": draw(NAMES), "brand": draw(st.sampled_from(sorted(vt.BRANDS))),
+                    "group_code": draw(st.sampled_from(sorted(vt.CATEGORIES))), "barcode": draw(BARCODES),
+                    "ncm": draw(st.one_of(st.none(), st.integers(10**7, 10**8 - 1).map(str))),
+                    "unit": draw(st.sampled_from(["UN", "KG", "PAR", "CX", "M", "G"])), "active": draw(st.booleans()),
+                    "weight_kg": draw(MEASURES), "height_cm": draw(MEASURES), "width_cm": draw(MEASURES),
+                    "length_cm": draw(MEASURES)},
+        "price": {"list_price": draw(MONEY), "promo_price": draw(st.one_of(st.none(), MONEY)),
+                  "promo_start": None if begin is None else begin.astimezone(zone).isoformat(),
+                  "promo_end": None if until is None else until.astimezone(end[1]).isoformat(),  # type: ignore[index]
+                  "scheduled": []},
+    }
+
+
+def by_ref(items: list[dict[str, Any]], ref: str) -> dict[str, Any]:
+    (item,) = [i for i in items if i.get("RefId") == ref]
+    return item
+
+
+def test_what_the_back_office_publishes_vtex_holds(vtex_rig: Rig) -> None:
+    rig = vtex_rig
+    code = "P000001"
+
+    @EXAMPLES
+    @given(change=vtex_change())
+    def round_trip(change: dict[str, dict[str, Any]]) -> None:
+        bo, vtex = rig.sims.bo, rig.sims.su
+        bo.admin("PATCH", f"/_admin/products/{code}", json=change["product"])
+        bo.admin("PATCH", f"/_admin/prices/{code}", json=change["price"])
+        push_all(rig.config)
+        state = vtex.admin("GET", "/_admin/state")
+        p = change["product"]
+        product, sku = by_ref(state["products"], code), by_ref(state["skus"], code)
+        assert {k: product[k] for k in ("Name", "CategoryId", "BrandId", "IsActive", "IsVisible", "Title", "TaxCode")} \
+            == {"Name": p["description"], "CategoryId": vt.CATEGORIES[p["group_code"]],
+                "BrandId": vt.BRANDS[p["brand"]], "IsActive": p["active"], "IsVisible": True,
+                "Title": p["description"][:150], "TaxCode": p["ncm"] or ""}
+        assert (sku["Name"], sku["ActivateIfPossible"]) == (p["description"], p["active"])
+        # VTEX holds measures as JSON numbers (doubles) and the weight in whole grams (docs/connectors/vtex.md)
+        for ours, theirs in (("height_cm", "Height"), ("width_cm", "Width"), ("length_cm", "Length")):
+            assert sku[theirs] == sku[f"Packaged{theirs}"] == float(Decimal(p[ours]))
+        grams = Decimal(p["weight_kg"]) * 1000
+        assert sku["PackagedWeightKg"] == max(1, int(grams.to_integral_value())) and abs(
+            max(1, sku["PackagedWeightKg"]) - max(Decimal(1), grams)) <= Decimal("0.5")
+        unit = p["unit"].lower()
+        assert sku["MeasurementUnit"] == (unit if unit in MEASUREMENT_UNITS else "un")
+        assert [e["ean"] for e in state["eans"] if e["skuId"] == sku["Id"]] == ([p["barcode"]] if p["barcode"] else [])
+
+        pr = change["price"]
+        (price,) = [x for x in state["prices"] if x["itemId"] == str(sku["Id"])]
+        assert Decimal(repr(price["basePrice"])) == Decimal(pr["list_price"])  # an amount of 2 places, exactly
+        start, end = instant(pr["promo_start"]), instant(pr["promo_end"])
+        expected = []
+        if pr["promo_price"] is not None and (end is None or end > NOW):
+            expected = [(Decimal(pr["promo_price"]), Decimal(pr["list_price"]), start or OPEN_FROM, end or OPEN_UNTIL)]
+        assert [(Decimal(repr(f["value"])), Decimal(repr(f["listPrice"])), instant(f["dateRange"]["from"]),
+                 instant(f["dateRange"]["to"])) for f in price["fixedPrices"]] == expected  # instants exactly
 
     round_trip()
