@@ -70,6 +70,7 @@ ADOPT_CURSOR = "adopt:products"
 # which warehouses' rows the journal holds all of, and the warehouses of a pass from the feed's start
 STOCK_STATE = "stock:warehouses"
 STOCK_FLUSH_CODES = 1000  # codes per page when the levels held back by such a pass are sent at its end
+STOCK_HELD_MAX = 50_000  # codes held back remembered in memory; past that the end of the pass walks them all
 
 
 @dataclass
@@ -752,6 +753,8 @@ class Engine:
         warehouses = tuple(dict.fromkeys([*ctx.setup.warehouses, *(w for whs in groups.values() for w in whs)]))
         feeding = [(location, frozenset(sources or ctx.setup.warehouses)) for location, sources in groups.items()]
         unread, restart = self._stock_pass(ctx, warehouses, full)
+        held: set[str] = set()  # codes left out by this run's pages, sent at the end of its pass
+        overflow: list[bool] = []
 
         def transform(records: list[Any]) -> tuple[list[Any], Callable[[], None]]:
             rows = [r for r in records if isinstance(r, StockBalance) and r.warehouse in warehouses]
@@ -760,19 +763,24 @@ class Engine:
             merged = self.journal.balances(ctx.name, codes)
             for r in rows:
                 merged[(r.code, r.warehouse)] = (r.available, r.reserved)
-            levels: list[Any] = self._stock_levels(ctx, codes, merged, feeding, unread)
+            levels: list[Any] = self._stock_levels(ctx, codes, merged, feeding, unread, held)
+            if len(held) > STOCK_HELD_MAX:  # memory stays flat: the end of the pass looks at every code
+                held.clear()
+                overflow.append(True)
             updates = [(r.code, r.warehouse, r.available, r.reserved) for r in rows]
             return levels + others, lambda: self.journal.set_balances(ctx.name, updates)
 
         self._push_feed(ctx, "stock", full or restart, filters={"warehouses": list(warehouses)}, transform=transform)
-        if unread and ctx.fed_to_end:
-            self._end_stock_pass(ctx, warehouses, feeding)
+        if unread and ctx.fed_to_end:  # a pass begun by an earlier run does not know what that run held back
+            self._end_stock_pass(ctx, warehouses, feeding, held if restart and not overflow else None)
 
     def _stock_levels(self, ctx: _Ctx, codes: Iterable[str], merged: Mapping[tuple[str, str], tuple[int, int]],
-                      feeding: list[tuple[str | None, frozenset[str]]], unread: frozenset[str]) -> list[StockLevel]:
+                      feeding: list[tuple[str | None, frozenset[str]]], unread: frozenset[str],
+                      held: set[str] | None = None) -> list[StockLevel]:
         """The level of each (code, location) whose sum is whole; one pass over the balances, not one per code.
 
-        A sum missing a row of a warehouse not read to the end yet is not known: it is left out.
+        A sum missing a row of a warehouse not read to the end yet is not known: it is left out (and
+        its code added to `held`).
         """
         safety = ctx.setup.safety_stock
         totals: dict[tuple[str, str | None], int] = {}
@@ -780,9 +788,15 @@ class Engine:
             for location, whs in feeding:
                 if w in whs:
                     totals[(c, location)] = totals.get((c, location), 0) + a - res
-        return [StockLevel(code, max(0, totals.get((code, location), 0) - safety), location)
-                for code in codes for location, whs in feeding
-                if not any((code, w) not in merged for w in whs & unread)]
+        levels = []
+        for code in codes:
+            for location, whs in feeding:
+                if unread and any((code, w) not in merged for w in whs & unread):
+                    if held is not None:
+                        held.add(code)
+                    continue
+                levels.append(StockLevel(code, max(0, totals.get((code, location), 0) - safety), location))
+        return levels
 
     def _stock_pass(self, ctx: _Ctx, warehouses: tuple[str, ...], full: bool) -> tuple[frozenset[str], bool]:
         """The warehouses whose rows the journal does not hold all of yet, and whether a pass starts now."""
@@ -809,17 +823,25 @@ class Engine:
         return unread, True
 
     def _end_stock_pass(self, ctx: _Ctx, warehouses: tuple[str, ...],
-                        feeding: list[tuple[str | None, frozenset[str]]]) -> None:
-        """The feed was read to its end: every sum is whole now; send the levels held back, then say so."""
+                        feeding: list[tuple[str | None, frozenset[str]]], held: set[str] | None) -> None:
+        """The feed was read to its end: every sum is whole now; send the levels held back, then say so.
+
+        `held`: the codes held back, when this run read the whole pass; else every code is looked at.
+        """
         unchanged = ctx.result.unchanged  # the codes looked at again here were counted by the pass already
+        pending = sorted(held) if held is not None else None
         after = ""
-        while codes := self.journal.balance_codes(ctx.name, after, STOCK_FLUSH_CODES):
-            after = codes[-1]
-            levels = self._stock_levels(ctx, codes, self.journal.balances(ctx.name, codes), feeding, frozenset())
-            self._push_records(ctx, "stock", levels, None, None)
-            if self.should_stop():
-                ctx.result.unchanged = unchanged
-                return  # the pass ends at the next run, which reads the feed's last page again
+        with self.journal.replayable():  # like the pages of a push: lost to a power cut, sent again
+            while codes := (pending[:STOCK_FLUSH_CODES] if pending is not None
+                            else self.journal.balance_codes(ctx.name, after, STOCK_FLUSH_CODES)):
+                after = codes[-1]
+                if pending is not None:
+                    pending = pending[STOCK_FLUSH_CODES:]
+                levels = self._stock_levels(ctx, codes, self.journal.balances(ctx.name, codes), feeding, frozenset())
+                self._push_records(ctx, "stock", levels, None, None)
+                if self.should_stop():
+                    ctx.result.unchanged = unchanged
+                    return  # the pass ends at the next run, which reads the feed's last page again
         ctx.result.unchanged = unchanged
         if not (ctx.plan_only or ctx.setup.shadow):
             with self.journal.transaction():

@@ -476,3 +476,16 @@ def test_first_stock_sync_sends_no_partial_sum_even_across_runs(parts: Any) -> N
     assert sorted(levels) == [("A", 3), ("B", 5), ("C", 6), ("D", 2)]  # each once, each its whole sum
     engine.run_step("loja", "stock")
     assert len([o for _, b in ch.pushed for o in b]) == 4  # the pass is over: nothing held, nothing re-sent
+
+
+@pytest.mark.parametrize("held_max", [0, 50_000])
+def test_stock_held_back_in_one_run_is_sent_at_the_end_of_the_feed(parts: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                  held_max: int) -> None:
+    """The codes held back are remembered (or, past the limit, every code is looked at again at the end)."""
+    monkeypatch.setattr("syncagent.engine.STOCK_HELD_MAX", held_max)
+    engine, bo, ch, journal = parts
+    bo.feeds["stock"] = [StockBalance("A", "CD01", 10, 0), StockBalance("B", "CD01", 4, 0),
+                         StockBalance("B", "LJ01", 2, 0), StockBalance("A", "LJ01", 0, 6),
+                         StockBalance("C", "CD01", 7, 0)]
+    engine.run_step("loja", "stock")
+    assert [(o.key, o.payload["available"]) for _, b in ch.pushed for o in b] == [("B", 5), ("A", 3), ("C", 6)]
