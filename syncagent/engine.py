@@ -930,7 +930,7 @@ class Engine:
                 return  # what waits is in the journal, first in line at the next run
             ctx.parked = ctx.unsettled = 0
             self._wait_to_settle(ctx)
-            self._recover_orders(ctx)
+            self._recover_orders(ctx, look_up_fresh=False)  # what could not wait was looked up already
         waiting = self.journal.orders_in_state(ctx.name, ("creating", "created", "pending"))
         if waiting:
             raise TransientError(f"{len(waiting)} order(s) wait in the journal for the next cycle "
@@ -1022,17 +1022,21 @@ class Engine:
             code = self.journal.binding(ctx.name, "customers", order.channel_customer_id)
         return code
 
-    def _recover_orders(self, ctx: _Ctx) -> None:
+    def _recover_orders(self, ctx: _Ctx, *, look_up_fresh: bool = True) -> None:
         """Finish what a crash or a failure left half done.
 
         An order left in `creating` is looked up at once; it is posted again only once its last
         POST is older than the settle time: a POST whose answer was lost may still be running in
         the back office, and a second POST racing it would create the order twice.
+        `look_up_fresh=False` (the end-of-step rounds): one not that old yet is not looked up again.
         """
         settled_before = self.wall() - ctx.setup.settle_seconds
         for row in self.journal.orders_in_state(ctx.name, ("creating", "created", "pending")):
             if row.state == "creating":
                 settled = _stamp(row.updated_at) <= settled_before
+                if not (settled or look_up_fresh):
+                    ctx.unsettled += 1  # the daemon did not wait for it: its next cycle looks it up
+                    continue
                 work = lambda row=row, settled=settled: self._create_in_backoffice(  # noqa: E731
                     ctx, row.order_id, row.payload or {}, retry=True, may_post=settled)
             elif row.state == "created":
