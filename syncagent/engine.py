@@ -13,7 +13,9 @@ import collections
 import contextlib
 import functools
 import hashlib
+import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -49,7 +51,7 @@ from syncagent.model import (
     order_from_dict,
     price_from_json,
     price_to_json,
-    time_str,
+    time_key,
     utcnow,
 )
 
@@ -57,8 +59,8 @@ log = logging.getLogger("syncagent.engine")
 
 DEFAULT_DIRECTIONS = {"orders": "pull", "customers": "both"}
 PARKED_PATIENCE = 3600.0  # a parked order waits this long for its customer before quarantine
-MAX_SETTLE_WAIT = 5.0
-SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh  # seconds the orders step may wait at its end to retry lost answers
+MAX_SETTLE_WAIT = 5.0  # seconds the daemon's orders step may wait at its end to re-POST lost answers
+SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
 SEND_AHEAD = 2  # pages of a push sent at once: the channel works on one while the agent hands over the other
@@ -71,6 +73,10 @@ BACKOFFICE_STATE = "@backoffice"  # the back office's credential state, kept bes
 BACKOFFICE_REFUSED = "back office credentials rejected"
 READS_BACKOFFICE_FEED = frozenset({"groups", "payment-methods", "sellers", "products", "prices", "stock", "order-events"})
 INTERRUPTED = "interrupted by the operator (Ctrl-C); what was recorded stays, the next run goes on from there"
+# which warehouses' rows the journal holds all of, and the warehouses of a pass from the feed's start
+STOCK_STATE = "stock:warehouses"
+STOCK_FLUSH_CODES = 1000  # codes per page when the levels held back by such a pass are sent at its end
+STOCK_HELD_MAX = 50_000  # codes held back remembered in memory; past that the end of the pass walks them all
 
 
 @dataclass
@@ -135,6 +141,7 @@ class _Ctx:
     last_error: str = ""
     sku_mapped: bool | None = None  # does this channel have a DE/PARA map (asked once per step)
     dry_run: bool = False  # push --dry-run: not even the journal changes
+    fed_to_end: bool = False  # the last push read its feed to the end (not stopped half way)
 
     @property
     def name(self) -> str:
@@ -161,6 +168,10 @@ class Engine:
         # unless given, so a simulated clock ages them too (a test may pin `clock` and keep `wall` real)
         self.wall: Callable[[], float] = wall or (lambda: self.clock().timestamp())
         self.should_stop: Callable[[], bool] = lambda: False  # set by the daemon: stop after the page in hand
+        # how long the orders step may wait at its end for a lost answer's settle time: a cron cycle
+        # (`run --once`) waits it out (it is bounded by the configured timeouts); the daemon lowers it
+        # to MAX_SETTLE_WAIT and defers what is left to its next cycle
+        self.settle_wait_limit: float = math.inf
         self.on_page: Callable[[StepResult], None] | None = None  # progress display: called after each page
         # set by the command line: the operator's Ctrl-C made should_stop end the step before its end
         self.interrupted: Callable[[], bool] = lambda: False
@@ -254,6 +265,7 @@ class Engine:
         cursor_key: str | None,
     ) -> None:
         cursor_key = cursor_key or entity
+        ctx.fed_to_end = False
         if entity in SKU_ENTITIES and not ctx.plan_only:
             self._release_unmapped(ctx, entity)
         cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
@@ -394,6 +406,7 @@ class Engine:
                         return  # the page is recorded; the rest waits for the next run
             settle_all()
             save_skipped()
+            ctx.fed_to_end = True
             if whole_pass:  # the feed read to its end: pages not met any more are forgotten
                 with self.journal.transaction():
                     self.journal.keep_page_digests(ctx.name, entity, context, seen)
@@ -730,7 +743,7 @@ class Engine:
     # -- prices: the price in force changes at promotion / schedule boundaries ----------------
     def _prices(self, ctx: _Ctx, full: bool) -> None:
         now = self.clock()
-        due = self.journal.due_prices(ctx.name, time_str(now) or "")
+        due = self.journal.due_prices(ctx.name, time_key(now) or "")
         if due:
             records = [price_from_json(text) for _, text in due]
             ctx.result.read += len(records)
@@ -752,7 +765,7 @@ class Engine:
         rows = []
         for price in prices:
             nxt = price.next_boundary(now)
-            rows.append((price.code, time_str(nxt), price_to_json(price)))
+            rows.append((price.code, time_key(nxt), price_to_json(price)))
         self.journal.set_price_boundaries(ctx.name, rows)
 
     # -- stock: the sum of the channel's warehouses -------------------------------------------
@@ -761,11 +774,19 @@ class Engine:
 
         A channel that holds stock per warehouse of its own declares `stock_locations()`
         ({its warehouse: back office warehouses}); it gets one level per (code, its warehouse).
+
+        Only true sums are sent. The journal's balances stand for a warehouse once a pass from the
+        feed's start read its rows to the end; until then (first sync, a journal lost, a warehouse
+        added) a code is held back while a row of it in such a warehouse may still come on a later
+        page, and the codes held back are sent once the pass reached the end of the feed.
         """
         locations: dict[str, tuple[str, ...]] = dict(getattr(ctx.conn, "stock_locations", dict)())
         groups = {loc: tuple(whs) for loc, whs in locations.items()} if len(locations) > 1 else {None: ()}
         warehouses = tuple(dict.fromkeys([*ctx.setup.warehouses, *(w for whs in groups.values() for w in whs)]))
-        safety = ctx.setup.safety_stock
+        feeding = [(location, frozenset(sources or ctx.setup.warehouses)) for location, sources in groups.items()]
+        unread, restart = self._stock_pass(ctx, warehouses, full)
+        held: set[str] = set()  # codes left out by this run's pages, sent at the end of its pass
+        overflow: list[bool] = []
 
         def transform(records: list[Any]) -> tuple[list[Any], Callable[[], None]]:
             rows = [r for r in records if isinstance(r, StockBalance) and r.warehouse in warehouses]
@@ -774,19 +795,90 @@ class Engine:
             merged = self.journal.balances(ctx.name, codes)
             for r in rows:
                 merged[(r.code, r.warehouse)] = (r.available, r.reserved)
-            # one pass over the balances: per (code, location) total, instead of a scan of them all per code
-            feeding = [(location, frozenset(sources or ctx.setup.warehouses)) for location, sources in groups.items()]
-            totals: dict[tuple[str, str | None], int] = {}
-            for (c, w), (a, res) in merged.items():
-                for location, whs in feeding:
-                    if w in whs:
-                        totals[(c, location)] = totals.get((c, location), 0) + a - res
-            levels: list[Any] = [StockLevel(code, max(0, totals.get((code, location), 0) - safety), location)
-                                 for code in codes for location in groups]
+            levels: list[Any] = self._stock_levels(ctx, codes, merged, feeding, unread, held)
+            if len(held) > STOCK_HELD_MAX:  # memory stays flat: the end of the pass looks at every code
+                held.clear()
+                overflow.append(True)
             updates = [(r.code, r.warehouse, r.available, r.reserved) for r in rows]
             return levels + others, lambda: self.journal.set_balances(ctx.name, updates)
 
-        self._push_feed(ctx, "stock", full, filters={"warehouses": list(warehouses)}, transform=transform)
+        self._push_feed(ctx, "stock", full or restart, filters={"warehouses": list(warehouses)}, transform=transform)
+        if unread and ctx.fed_to_end:  # a pass begun by an earlier run does not know what that run held back
+            self._end_stock_pass(ctx, warehouses, feeding, held if restart and not overflow else None)
+
+    def _stock_levels(self, ctx: _Ctx, codes: Iterable[str], merged: Mapping[tuple[str, str], tuple[int, int]],
+                      feeding: list[tuple[str | None, frozenset[str]]], unread: frozenset[str],
+                      held: set[str] | None = None) -> list[StockLevel]:
+        """The level of each (code, location) whose sum is whole; one pass over the balances, not one per code.
+
+        A sum missing a row of a warehouse not read to the end yet is not known: it is left out (and
+        its code added to `held`).
+        """
+        safety = ctx.setup.safety_stock
+        totals: dict[tuple[str, str | None], int] = {}
+        for (c, w), (a, res) in merged.items():
+            for location, whs in feeding:
+                if w in whs:
+                    totals[(c, location)] = totals.get((c, location), 0) + a - res
+        levels = []
+        for code in codes:
+            for location, whs in feeding:
+                if unread and any((code, w) not in merged for w in whs & unread):
+                    if held is not None:
+                        held.add(code)
+                    continue
+                levels.append(StockLevel(code, max(0, totals.get((code, location), 0) - safety), location))
+        return levels
+
+    def _stock_pass(self, ctx: _Ctx, warehouses: tuple[str, ...], full: bool) -> tuple[frozenset[str], bool]:
+        """The warehouses whose rows the journal does not hold all of yet, and whether a pass starts now."""
+        wanted = sorted(warehouses)
+        text = self.journal.cursor(ctx.name, STOCK_STATE)
+        writes = not (ctx.plan_only or ctx.setup.shadow)
+        if text is None:  # a journal of an earlier version that synced stock already holds its warehouses
+            state = {"complete": wanted if self.journal.cursor_updated_at(ctx.name, "stock") else [], "pass": None}
+        else:
+            state = json.loads(text)
+        unread = frozenset(wanted) - frozenset(state["complete"])
+        if not unread:
+            if writes and (text is None or state["complete"] != wanted):  # a warehouse dropped is unread again
+                with self.journal.transaction():
+                    self.journal.save_cursor(ctx.name, STOCK_STATE, json.dumps({"complete": wanted, "pass": None}))
+            return unread, False
+        if state["pass"] == wanted and not full:
+            return unread, False  # a pass begun earlier goes on from its cursor
+        if writes:
+            with self.journal.transaction():
+                self.journal.save_cursor(ctx.name, STOCK_STATE, json.dumps({"complete": state["complete"],
+                                                                             "pass": wanted}))
+                self.journal.save_cursor(ctx.name, "stock", None)
+        return unread, True
+
+    def _end_stock_pass(self, ctx: _Ctx, warehouses: tuple[str, ...],
+                        feeding: list[tuple[str | None, frozenset[str]]], held: set[str] | None) -> None:
+        """The feed was read to its end: every sum is whole now; send the levels held back, then say so.
+
+        `held`: the codes held back, when this run read the whole pass; else every code is looked at.
+        """
+        unchanged = ctx.result.unchanged  # the codes looked at again here were counted by the pass already
+        pending = sorted(held) if held is not None else None
+        after = ""
+        with self.journal.replayable():  # like the pages of a push: lost to a power cut, sent again
+            while codes := (pending[:STOCK_FLUSH_CODES] if pending is not None
+                            else self.journal.balance_codes(ctx.name, after, STOCK_FLUSH_CODES)):
+                after = codes[-1]
+                if pending is not None:
+                    pending = pending[STOCK_FLUSH_CODES:]
+                levels = self._stock_levels(ctx, codes, self.journal.balances(ctx.name, codes), feeding, frozenset())
+                self._push_records(ctx, "stock", levels, None, None)
+                if self.should_stop():
+                    ctx.result.unchanged = unchanged
+                    return  # the pass ends at the next run, which reads the feed's last page again
+        ctx.result.unchanged = unchanged
+        if not (ctx.plan_only or ctx.setup.shadow):
+            with self.journal.transaction():
+                self.journal.save_cursor(ctx.name, STOCK_STATE, json.dumps({"complete": sorted(warehouses),
+                                                                             "pass": None}))
 
     # -- customers registered on the channel ---------------------------------------------------
     def _pull_customers(self, ctx: _Ctx, *, may_stop: bool = False) -> None:
@@ -878,20 +970,21 @@ class Engine:
                 return  # what waits is in the journal, first in line at the next run
             ctx.parked = ctx.unsettled = 0
             self._wait_to_settle(ctx)
-            self._recover_orders(ctx)
+            self._recover_orders(ctx, look_up_fresh=False)  # what could not wait was looked up already
         waiting = self.journal.orders_in_state(ctx.name, ("creating", "created", "pending"))
         if waiting:
             raise TransientError(f"{len(waiting)} order(s) wait in the journal for the next cycle "
                                  f"(a transient failure or an answer lost); last cause: {ctx.last_error or 'none'}")
 
     def _wait_to_settle(self, ctx: _Ctx) -> None:
-        """Wait (a few seconds at most) until the orders whose answer was lost may be looked up."""
-        if not 0 < ctx.setup.settle_seconds <= MAX_SETTLE_WAIT:
+        """Wait until the orders whose answer was lost may be posted again (never past `settle_wait_limit`)."""
+        settle = ctx.setup.settle_seconds
+        if not 0 < settle <= self.settle_wait_limit:
             return
         creating = self.journal.orders_in_state(ctx.name, ("creating",))
         if creating:
             newest = max(_stamp(row.updated_at) for row in creating)
-            remaining = newest + ctx.setup.settle_seconds - self.wall()
+            remaining = min(newest + settle - self.wall(), settle)  # a clock stepped back never waits longer
             if remaining > 0:
                 self.sleep(remaining + 0.05)
 
@@ -972,21 +1065,23 @@ class Engine:
             code = self.journal.binding(ctx.name, "customers", order.channel_customer_id)
         return code
 
-    def _recover_orders(self, ctx: _Ctx) -> None:
+    def _recover_orders(self, ctx: _Ctx, *, look_up_fresh: bool = True) -> None:
         """Finish what a crash or a failure left half done.
 
-        An order left in `creating` is looked up only once its last POST is older than the
-        settle time: a POST whose answer was lost may still be running in the back office, and a
-        lookup that races it would post the order a second time.
+        An order left in `creating` is looked up at once; it is posted again only once its last
+        POST is older than the settle time: a POST whose answer was lost may still be running in
+        the back office, and a second POST racing it would create the order twice.
+        `look_up_fresh=False` (the end-of-step rounds): one not that old yet is not looked up again.
         """
         settled_before = self.wall() - ctx.setup.settle_seconds
         for row in self.journal.orders_in_state(ctx.name, ("creating", "created", "pending")):
             if row.state == "creating":
-                if _stamp(row.updated_at) > settled_before:
-                    ctx.unsettled += 1  # too fresh to look up: the end of the step waits for it
+                settled = _stamp(row.updated_at) <= settled_before
+                if not (settled or look_up_fresh):
+                    ctx.unsettled += 1  # the daemon did not wait for it: its next cycle looks it up
                     continue
-                work = lambda row=row: self._create_in_backoffice(ctx, row.order_id, row.payload or {},  # noqa: E731
-                                                                  retry=True)
+                work = lambda row=row, settled=settled: self._create_in_backoffice(  # noqa: E731
+                    ctx, row.order_id, row.payload or {}, retry=True, may_post=settled)
             elif row.state == "created":
                 work = lambda row=row: self._acknowledge(ctx, row.order_id, row.bo_number or "")  # noqa: E731
             else:
@@ -1005,7 +1100,7 @@ class Engine:
                 self._acknowledge(ctx, order.remote_id, row.bo_number or "")
                 return
             if row.state == "creating":
-                return  # settled by _recover_orders once its last POST is old enough
+                return  # settled by _recover_orders: looked up, posted again once its last POST is old enough
             if row.state == "quarantined" and row.version == order.version and row.version:
                 return  # unchanged since it was quarantined: wait for a change or a manual retry
             if row.state == "pending" and _newer(row.version, order.version):
@@ -1046,13 +1141,17 @@ class Engine:
         return replace(order, items=tuple(replace(i, code=codes.get(i.code, i.code)) for i in order.items))
 
     def _create_in_backoffice(self, ctx: _Ctx, order_id: str, payload: dict[str, Any], *, retry: bool = False,
-                              source: Any = None) -> None:
+                              source: Any = None, may_post: bool = True) -> None:
         """Create once: look the order up first (POST /orders is not idempotent), then POST.
 
-        A lost answer (AmbiguousError) leaves the order in `creating`; it is settled later by the
-        same lookup, never by posting again at once.
+        A lost answer (AmbiguousError) is looked up at once: an order the back office committed
+        before the answer was lost is recorded now. Not found, it stays in `creating`, posted
+        again only once the settle time passed (`may_post`), never at once.
         """
         found = self.backoffice.lookup("orders", external_id=order_id, channel=ctx.name)
+        if found is None and not may_post:
+            ctx.unsettled += 1  # not there yet; its last POST may still be running: the end of the step waits
+            return
         if found is not None:
             number = str(found["number"])
         else:
@@ -1063,8 +1162,11 @@ class Engine:
             try:
                 (res,) = self.backoffice.push("orders", [Outgoing(order_id, payload)])
             except AmbiguousError:
-                log.warning("%s: order %s: the back office answer was lost; it will be looked up", ctx.name, order_id)
-                raise
+                log.warning("%s: order %s: the back office answer was lost; looking it up", ctx.name, order_id)
+                found = self._look_up_lost(ctx, order_id)
+                if found is None:
+                    raise
+                res = PushResult(order_id, "created", remote_id=str(found["number"]))
             failpoints.hit("order.after_create")
             if not res.ok or res.remote_id is None:
                 with self.journal.transaction():
@@ -1082,6 +1184,15 @@ class Engine:
             self.journal.set_order(ctx.name, order_id, "created", bo_number=number)
             self.journal.release(ctx.name, "orders", [order_id])
         self._acknowledge(ctx, order_id, number)
+
+    def _look_up_lost(self, ctx: _Ctx, order_id: str) -> dict[str, Any] | None:
+        """The order whose POST answer was lost, if the back office has it already (None: not yet, or unknown)."""
+        try:
+            found = self.backoffice.lookup("orders", external_id=order_id, channel=ctx.name)
+        except ChannelError as exc:
+            log.warning("%s: order %s: the lookup after a lost answer failed too: %s", ctx.name, order_id, exc)
+            return None
+        return found if isinstance(found, dict) else None
 
     def _acknowledge(self, ctx: _Ctx, order_id: str, number: str) -> None:
         out = ctx.conn.prepare("order-acks", {"order_id": order_id, "backoffice_number": number})
@@ -1250,11 +1361,11 @@ class Engine:
         if ctx.setup.shadow:
             raise ChannelError(f"{channel} is a shadow channel: it sends nothing, so there is nothing to replay")
         row = self.journal.order(channel, order_id)
-        if row is not None and row.state == "creating" \
-                and self.wall() - _stamp(row.updated_at) < ctx.setup.settle_seconds:
-            raise TransientError(f"order {order_id}: a creation attempt may still be running in the back office; "
-                                 f"try again in {ctx.setup.settle_seconds:.0f} s")
         found = self.backoffice.lookup("orders", external_id=order_id, channel=channel)
+        if found is None and row is not None and row.state == "creating" \
+                and self.wall() - _stamp(row.updated_at) < ctx.setup.settle_seconds:
+            raise TransientError(f"order {order_id}: not in the back office yet, and a creation attempt may still be "
+                                 f"running there; try again in {ctx.setup.settle_seconds:.0f} s")
         if found is not None:
             number = str(found["number"])
             with self.journal.transaction():

@@ -682,6 +682,12 @@ class Journal:
                                   " WHERE channel = ? AND code IN ({})", (channel,), codes)
         return {(code, warehouse): (available, reserved) for code, warehouse, available, reserved in rows}
 
+    def balance_codes(self, channel: str, after: str, limit: int) -> list[str]:
+        """The codes with a balance, in code order after `after`: a walk over all of them, page by page."""
+        rows = self.conn.execute("SELECT DISTINCT code FROM stock_balances WHERE channel = ? AND code > ?"
+                                 " ORDER BY code LIMIT ?", (channel, after, limit))
+        return [r[0] for r in rows]
+
     # -- price boundaries ---------------------------------------------------------------------
     def set_price_boundaries(self, channel: str, rows: Iterable[tuple[str, str | None, str]]) -> None:
         """rows: (code, next_at or None to forget, serialized record)."""

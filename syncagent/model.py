@@ -70,9 +70,22 @@ def parse_time(value: Any, field_name: str, *, required: bool = False) -> dateti
 
 
 def time_str(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC, carrying the instant exactly: the microseconds are written when there are any.
+
+    A whole second keeps its short form ("...:46Z"), so payloads (and their fingerprints) of
+    whole-second times are those earlier versions sent; "...:46.701941Z" is never cut to ":46Z".
+    """
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def time_key(moment: datetime | None) -> str | None:
+    """A fixed-width UTC text whose string order is the order of the instants (journal comparisons)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def utcnow() -> datetime:

@@ -33,7 +33,7 @@ import schedule
 
 from syncagent.agent import Agent, Step
 from syncagent.config import Config, load_config
-from syncagent.engine import StepResult
+from syncagent.engine import MAX_SETTLE_WAIT, StepResult
 from syncagent.errors import ConfigError, SyncAgentError
 
 log = logging.getLogger("syncagent.scheduler")
@@ -76,6 +76,7 @@ class Daemon:
     def _attach(self) -> None:
         """Hook our stop test into the engine (again after a reload: the agent may have a new engine)."""
         self.agent.engine.should_stop = self.should_stop
+        self.agent.engine.settle_wait_limit = MAX_SETTLE_WAIT  # a lost answer left unsettled waits for the next cycle
 
     def _build(self, steps: Iterable[Step], *, due_now: bool) -> None:
         """One job per step. Kept steps keep their timing; new or changed ones are due now."""

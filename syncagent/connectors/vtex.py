@@ -488,7 +488,7 @@ class VtexConnector:
         sku_status, sku_id = self._upsert_sku(code, product_id, want_sku)
         if isinstance(sku_status, PushResult):
             return sku_status
-        if ean:
+        if ean or sku_status != "created":  # a barcode cleared in the back office leaves no EAN behind
             rejected = self._ensure_ean(code, sku_id, ean)
             if rejected is not None:
                 return rejected
@@ -538,14 +538,14 @@ class VtexConnector:
             return _rejection(code, resp, self.catalog, what), sku_id
         return "updated", sku_id
 
-    def _ensure_ean(self, code: str, sku_id: int, ean: str) -> PushResult | None:
-        """The SKU's EAN is the product's barcode: add it, drop any other."""
+    def _ensure_ean(self, code: str, sku_id: int, ean: str | None) -> PushResult | None:
+        """The SKU's EAN is the product's barcode: add it, drop any other (all of them when it has none)."""
         path = f"/api/catalog/pvt/stockkeepingunit/{sku_id}/ean"
         resp = self.catalog.get(path)
         if resp.status != 200:
             raise _refused(self.catalog, f"GET {path}", resp)
         current = [str(e) for e in (_json(self.catalog, resp, "the EAN list") or [])]
-        if ean not in current:
+        if ean and ean not in current:
             added = self.catalog.post(f"{path}/{quote(ean, safe='')}", idempotent=True)
             if added.status != 200:
                 return _rejection(code, added, self.catalog, f"POST {path}/{ean}")

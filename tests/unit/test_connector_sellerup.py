@@ -407,3 +407,12 @@ def test_the_api_key_never_appears_in_an_exception_or_a_log(su: SellerUpConnecto
     assert texts and all(KEY not in t for t in texts), [t for t in texts if KEY in t]
     assert any("***" in t for t in texts)
     assert issubclass(PermanentError, SyncAgentError)
+
+
+def test_times_keep_the_sub_second_the_back_office_gave() -> None:
+    end = datetime.fromisoformat("2026-12-09T14:36:46.701941+00:00")
+    price = Price("P1", Decimal("100.00"), Decimal("80.00"), NOW - timedelta(days=1), end)
+    assert connector().prepare("prices", price).payload["promo_until"] == "2026-12-09T14:36:46.701941Z"
+    local = datetime.fromisoformat("2026-11-23T09:00:00.5-03:00")  # another zone: the same instant, in UTC
+    out = connector().prepare("order-events", OrderEvent("e1", "100001", "loja-centro", "o1", "delivered", local))
+    assert out.payload["occurred_at"] == "2026-11-23T12:00:00.500000Z"

@@ -452,3 +452,18 @@ def test_the_buyer_document_is_read_as_typed_punctuation_dropped_never_other_cha
     assert buyer({"isCorporate": True, "corporateDocument": "11.222.333/0001-81", "corporateName": "Loja"}) \
         == "11222333000181"
     assert buyer({"document": "CPF 436.555.472-77"}) == "CPF43655547277"  # kept: the engine refuses it, by name
+
+
+def test_times_keep_the_sub_second_the_back_office_gave_where_vtex_takes_it() -> None:
+    start = datetime.fromisoformat("2026-11-22T10:00:00.25-03:00")
+    end = datetime.fromisoformat("2026-12-09T14:36:46.701941+00:00")
+    price = Price("P1", Decimal("100.00"), Decimal("80.00"), start, end)
+    (fixed,) = conn().prepare("prices", price).payload["fixedPrices"]
+    assert fixed["dateRange"] == {"from": "2026-11-22T13:00:00.250000Z", "to": "2026-12-09T14:36:46.701941Z"}
+    key = "3" * 44
+    invoiced = event_out(event("invoiced", invoice=Invoice(key, "77", "1", end, Decimal("10.50"))))
+    shipped = event_out(event("shipped", shipment=Shipment("Correios", "BR1", None, end)))
+    assert invoiced.payload["issuanceDate"] == shipped.payload["dispatchedDate"] == "2026-12-09T14:36:46.701941Z"
+    # the tracking update takes `yyyy-mm-dd hh:mm` only (docs/connectors/vtex.md): the minute, in UTC
+    delivered = event_out(event("delivered", delivered_at=end))
+    assert delivered.payload["deliveredDate"] == "2026-12-09 14:36"
