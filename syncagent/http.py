@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import email.utils
-import json as jsonlib
 import logging
 import random
 import re
@@ -106,14 +105,14 @@ class HttpResponse:
         try:
             return fastjson.loads(self.content) if self.content else None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise TransientError(f"{where}: the answer is not valid JSON ({type(exc).__name__} at "
-                                 f"{getattr(exc, 'pos', '?')} of {len(self.content)} bytes: "
+            at = f"{type(exc).__name__} at {exc.pos}" if hasattr(exc, "pos") else str(exc)
+            raise TransientError(f"{where}: the answer is not valid JSON ({at} of {len(self.content)} bytes: "
                                  f"{excerpt(self.content, self.secrets)!r})",
                                  status=self.status, code="bad_response") from None
 
     def _error(self) -> dict[str, Any]:
-        try:
-            body = jsonlib.loads(self.content)
+        try:  # fastjson: a hostile error body (nested 10^5 deep, say) is no envelope, not a crash
+            body = fastjson.loads(self.content)
         except (ValueError, UnicodeDecodeError):
             return {}
         error = body.get("error") if isinstance(body, dict) else None
@@ -216,9 +215,13 @@ class OAuthClientCredentials:
                                  status=resp.status, code=resp.error_code(), target=name)
         # the body holds a token nobody knows yet: never quote it, even as an excerpt
         try:
-            body = jsonlib.loads(resp.content)
+            body = fastjson.loads(resp.content)
         except (ValueError, UnicodeDecodeError):
             body = None
+        problem = fastjson.problem_of(body)
+        if problem is not None:  # e.g. access_token given twice: which one is meant? (the text is not quoted)
+            raise TransientError(f"{name}: token endpoint {self.token_path} gave an unusable answer ({problem[0]})",
+                                 status=resp.status, code="bad_response", target=name)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise TransientError(f"{name}: token endpoint {self.token_path} gave no access_token",
