@@ -289,14 +289,24 @@ def parse_price(item: dict[str, Any]) -> Price:
             and list_price is not None and (price_list is None or type(price_list) is str)):
         promo_price = get("promo_price")
         # the same checks in the same order as the full path, which would pass every one before these
-        return Price(
+        return _not_negative(Price(
             code=code, list_price=parse_money(list_price, "list_price"),
             promo_price=None if promo_price is None else parse_money(promo_price, "promo_price"),
             promo_start=parse_time(get("promo_start"), "promo_start"),
             promo_end=parse_time(get("promo_end"), "promo_end"),
             price_list=price_list or "default",
-        )
+        ))
     return _parse_price_checked(item)
+
+
+def _not_negative(price: Price) -> Price:
+    """A negative price is a mistake at the source, never something to put on sale: the record is refused."""
+    amounts = [("list_price", price.list_price), ("promo_price", price.promo_price)]
+    amounts += [(f"scheduled[{i}].list_price", s.list_price) for i, s in enumerate(price.scheduled)]
+    for label, amount in amounts:
+        if amount is not None and amount < 0:
+            raise MappingError("negative_price", f"{label}: {amount} is negative")
+    return price
 
 
 def _parse_price_checked(item: dict[str, Any]) -> Price:
@@ -306,14 +316,14 @@ def _parse_price_checked(item: dict[str, Any]) -> Price:
             raise MappingError("bad_type", f"scheduled[{i}]: expected an object")
         scheduled.append(ScheduledPrice(need_money(entry, "list_price", f"scheduled[{i}].list_price"),
                                         need_time(entry, "starts_at", f"scheduled[{i}].starts_at")))
-    return Price(
+    return _not_negative(Price(
         code=need(item, "sku"), list_price=need_money(item, "list_price"),
         promo_price=opt_money(item, "promo_price"),
         promo_start=parse_time(item.get("promo_start"), "promo_start"),
         promo_end=parse_time(item.get("promo_end"), "promo_end"),
         scheduled=tuple(sorted(scheduled, key=lambda s: s.starts_at)),
         price_list=opt(item, "price_list") or "default",
-    )
+    ))
 
 
 MAX_QUANTITY = 10**12  # beyond any real stock, and within what SQLite stores as an integer
@@ -325,7 +335,7 @@ def parse_stock(item: dict[str, Any]) -> StockBalance:
     if (type(available) is int and (reserved is None or type(reserved) is int) and type(code) is str
             and type(warehouse) is str and code.strip() and warehouse.strip()):
         reserved = reserved or 0
-        if abs(available) <= MAX_QUANTITY and abs(reserved) <= MAX_QUANTITY:
+        if abs(available) <= MAX_QUANTITY and 0 <= reserved <= MAX_QUANTITY:
             return StockBalance(code, warehouse, available, reserved)
     return _parse_stock_checked(item)
 
@@ -334,6 +344,10 @@ def _parse_stock_checked(item: dict[str, Any]) -> StockBalance:
     available, reserved = need(item, "available", int), opt(item, "reserved", int) or 0
     if abs(available) > MAX_QUANTITY or abs(reserved) > MAX_QUANTITY:
         raise MappingError("bad_quantity", f"available {available} / reserved {reserved} is not a stock quantity")
+    # a negative balance is real (a warehouse sold more than it had: the contract allows it) and lowers the sum,
+    # which is never sent below 0; a negative reservation would add stock nobody has: refused
+    if reserved < 0:
+        raise MappingError("negative_quantity", f"reserved {reserved}: a reservation is never negative")
     return StockBalance(need(item, "sku"), need(item, "warehouse"), available, reserved)
 
 

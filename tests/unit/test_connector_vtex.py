@@ -312,6 +312,9 @@ def test_parse_order_turns_cents_into_money_and_maps_payments() -> None:
             {"paymentSystem": "9", "paymentSystemName": "Crypto", "group": "x", "value": 1}]}]}))
     with pytest.raises(MappingError, match="refId"):
         parse_order(vtex_order("v1-01", items=[{"id": "1", "quantity": 1, "price": 1}]))
+    with pytest.raises(MappingError, match="negative") as caught:
+        parse_order(vtex_order("v1-01", items=[{"id": "1", "refId": "P1", "quantity": 1, "price": -100}]))
+    assert caught.value.code == "negative_price"
 
 
 def feed_item(order_id: str, handle: str, event: str | None = None) -> dict[str, Any]:
