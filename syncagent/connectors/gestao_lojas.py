@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import orjson
+
 from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import (
     KeyOf,
@@ -57,6 +59,32 @@ from syncagent.model import (
 FEEDS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events")
 WRITES = ("orders", "customers", "order-cancels")
 MAX_PAGE = 1000  # the contract's `limit` maximum
+SAME_PAGES = 3  # pages in a row with the same items under new cursors: the feed is not moving on
+
+
+class SamePages:
+    """Stops a feed that hands out a new cursor with every page but the same items (it would never end).
+
+    A keyset feed cannot give the same items on consecutive pages: each page starts after the last.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.last: bytes | None = None
+        self.count = 0
+
+    def see(self, items: list[Any], next_cursor: str) -> None:
+        try:
+            content = orjson.dumps(items)  # ~0.1 ms a page
+        except TypeError:  # what orjson will not write (a marked too-long number): not comparable, not a loop
+            self.last, self.count = None, 0
+            return
+        self.count = self.count + 1 if content == self.last else 1
+        self.last = content
+        if self.count >= SAME_PAGES:
+            raise TransientError(f"{self.what}: the feed does not move on: {self.count} pages in a row held the same "
+                                 f"{len(items)} items under new cursors (the last {next_cursor[:40]!r}); that page is "
+                                 "not taken", code="cursor_loop")
 
 
 class GestaoLojasConnector:
@@ -108,6 +136,7 @@ class GestaoLojasConnector:
             raise ValueError(f"{self.name} has no {entity} feed")
         parse, key_of = PARSERS[entity]
         filters = filters or {}
+        repeats = SamePages(f"{self.name}: GET /{entity}")
         while True:
             params: list[tuple[str, Any]] = []
             if cursor:
@@ -137,6 +166,8 @@ class GestaoLojasConnector:
             next_cursor = body.get("next_cursor")
             if next_cursor is not None and not isinstance(next_cursor, str):
                 raise TransientError(f"{self.name}: {what}: next_cursor is not a string", code="bad_response")
+            if next_cursor:
+                repeats.see(body["items"], next_cursor)
             # the last page is read again every cycle (a null cursor keeps the previous one): a last page
             # the engine says it has recorded as it is (filters["known_tail_digest"]) is not parsed again
             extra: dict[str, Any] = {"digest": digest, "items": len(body["items"])}

@@ -188,3 +188,44 @@ def test_negative_prices_and_reservations_are_refused_before_any_channel(
         assert "promo_price" in bad["P3"].reason and "scheduled[0]" in bad["P4"].reason
     finally:
         journal.close()
+
+
+# -- 8: cursors that go round, or change with every page of the same items ---------------------------
+def test_a_feed_whose_cursors_go_a_b_a_stops_after_a_few_requests_with_its_cursor_kept(
+        sims: Sims, tmp_path: Path, hostile: HostileServer) -> None:
+    pages = {None: page([product("P1")], "A"), "A": page([product("P2")], "B"), "B": page([product("P3")], "A")}
+
+    def feed(req: Any) -> Answer:
+        if len(hostile.gets("/products")) > 50:  # a bound for the test only: without the fix it would loop on
+            return page([], None)
+        return pages[req.arg("cursor")]
+
+    hostile.back_office().on("GET", "/products", feed)
+    path = config(tmp_path, hostile.url, {"loja-centro": sims.su.url}, ["products"])
+    (result,) = run_once(path)
+    assert result.status == "failed" and "go round in a circle" in (result.error or ""), result.error
+    assert len(hostile.gets("/products")) <= 4
+    journal = Journal(tmp_path / "journal.db")
+    try:
+        assert journal.cursor("loja-centro", "products") == "B"
+    finally:
+        journal.close()
+    assert finished_runs(tmp_path)[0].error == result.error
+
+
+def test_a_feed_that_changes_its_cursor_with_every_page_of_the_same_items_stops(
+        sims: Sims, tmp_path: Path, hostile: HostileServer) -> None:
+    def feed(req: Any) -> Answer:
+        n = len(hostile.gets("/products"))
+        return page([product("P1"), product("P2")], f"c{n}" if n < 50 else None)
+
+    hostile.back_office().on("GET", "/products", feed)
+    path = config(tmp_path, hostile.url, {"loja-centro": sims.su.url}, ["products"])
+    (result,) = run_once(path)
+    assert result.status == "failed" and "does not move on" in (result.error or ""), result.error
+    assert len(hostile.gets("/products")) <= 4
+    journal = Journal(tmp_path / "journal.db")
+    try:
+        assert journal.cursor("loja-centro", "products") == "c2"  # two pages taken, the third (same items) not
+    finally:
+        journal.close()
