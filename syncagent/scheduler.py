@@ -13,7 +13,7 @@ Built on `schedule`: one job per step. Rules, in the order the loop applies them
   one slow channel delays the others by one page at most. The interrupted step is queued to
   run again right after the due steps, not a whole interval later; its cursor kept its place.
 * SIGTERM/SIGINT: the step in progress stops after the page in hand (recorded), then the loop
-  returns (exit 0).
+  returns (exit 0). A request still in flight STOP_GRACE seconds later is cut (syncagent.http).
 * SIGHUP: the config file is read again between steps. Valid: connectors and steps are
   rebuilt (intervals, enabled flags, channels added or removed) on the same journal and lock.
   Invalid: each problem is logged with file:line:key and the old config goes on running.
@@ -31,6 +31,7 @@ from types import FrameType
 
 import schedule
 
+from syncagent import http
 from syncagent.agent import Agent, Step
 from syncagent.config import Config, load_config
 from syncagent.engine import StepResult
@@ -99,6 +100,9 @@ class Daemon:
         if not self.stopping:
             log.info("stop requested; finishing the page in progress")
         self.stopping = True
+        # a request in flight gets a few seconds to finish, then is cut: a server dripping its answer
+        # one byte a second cannot hold the stop back
+        http.stop_requests()
 
     def request_reload(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         """SIGHUP: only a flag; the file is read between steps, never in the middle of one."""
@@ -202,6 +206,7 @@ class Daemon:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            http.resume_requests()
 
     # -- reload ---------------------------------------------------------------------------------
     def reload(self) -> bool:

@@ -24,7 +24,7 @@ def http_settings(opts: HttpOptions) -> HttpSettings:
     return HttpSettings(
         connect_timeout=opts.connect_timeout, read_timeout=opts.read_timeout, max_attempts=opts.max_attempts,
         rate_per_second=rate.per_second if rate else None, rate_burst=rate.burst if rate else 1,
-        verify_tls=opts.verify_tls, ca_bundle=opts.ca_bundle,
+        verify_tls=opts.verify_tls, ca_bundle=opts.ca_bundle, total_timeout=opts.total_timeout,
     )
 
 

@@ -8,6 +8,11 @@ run row is finished, that the other channel still gets its turn, and what reache
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +23,8 @@ from syncagent.agent import Agent
 from syncagent.config import load_config
 from syncagent.engine import StepResult
 from syncagent.journal import Journal
-from tests.hostile import Answer, HostileServer, page
-from tests.integration.harness import CHANNEL, CONFIG, Sims, items_written, start
+from tests.hostile import Answer, HostileServer, page, wait_until
+from tests.integration.harness import CHANNEL, CONFIG, ROOT, Sims, items_written, start
 
 DEEP = b'{"items": [' + b"[" * 100_000 + b"]" * 100_000 + b'], "next_cursor": null}'
 GOOD_PRODUCT = {"code": "P1", "description": "Camiseta", "active": True, "barcode": "7890000000017",
@@ -229,3 +234,34 @@ def test_a_feed_that_changes_its_cursor_with_every_page_of_the_same_items_stops(
         assert journal.cursor("loja-centro", "products") == "c2"  # two pages taken, the third (same items) not
     finally:
         journal.close()
+
+
+# -- 7: a server dripping one byte a second ---------------------------------------------------------
+def test_sigterm_ends_the_daemon_within_10_s_while_the_back_office_drips_its_answer(
+        sims: Sims, tmp_path: Path, hostile: HostileServer) -> None:
+    hostile.back_office().on("GET", "/products", lambda req: Answer(body=json.dumps(
+        {"items": [product("P1")], "next_cursor": None}).encode(), drip=1.0))  # minutes of it
+    path = config(tmp_path, hostile.url, {"loja-centro": sims.su.url}, ["products"])
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "syncagent", "-c", str(path), "run"], cwd=ROOT, env=dict(os.environ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until("the back office to start dripping", hostile.dripping.is_set)
+        time.sleep(1.5)  # well into the drip: the read timeout (10 s) would never fire
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)  # a generous bound for the test; the requirement is checked below
+        except subprocess.TimeoutExpired:
+            pytest.fail("the daemon ignored SIGTERM for 30 s while the server dripped")
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+        sys.stdout.write(out)
+        sys.stderr.write(err)  # echoed for the fixture's secret scan
+    assert proc.returncode == 0, err
+    assert took < 10, f"SIGTERM took {took:.1f} s"
+    (run,) = finished_runs(tmp_path)
+    assert run.result == "failed" and "stopping" in (run.error or "")
