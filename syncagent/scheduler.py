@@ -61,6 +61,7 @@ class Daemon:
         self.config_path = Path(config_path) if config_path is not None else Path(agent.config.path)
         self.load = load
         self.stopping = False
+        self.running = False  # inside run(): a stop then also cuts the requests in flight
         self.reload_requested = False
         self.current: Step | None = None  # the step in progress, if any
         # steps that gave way to others, with when: each runs again right after the steps due by then
@@ -101,8 +102,9 @@ class Daemon:
             log.info("stop requested; finishing the page in progress")
         self.stopping = True
         # a request in flight gets a few seconds to finish, then is cut: a server dripping its answer
-        # one byte a second cannot hold the stop back
-        http.stop_requests()
+        # one byte a second cannot hold the stop back (process-wide, so only while this loop runs)
+        if self.running:
+            http.stop_requests()
 
     def request_reload(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         """SIGHUP: only a flag; the file is read between steps, never in the middle of one."""
@@ -189,6 +191,7 @@ class Daemon:
         handlers = {signal.SIGTERM: self.request_stop, signal.SIGINT: self.request_stop,
                     signal.SIGHUP: self.request_reload}
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        self.running = True
         try:
             log.info("syncagent daemon started: %d steps", len(self.jobs))
             cycles = 0
@@ -206,6 +209,7 @@ class Daemon:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self.running = False
             http.resume_requests()
 
     # -- reload ---------------------------------------------------------------------------------
