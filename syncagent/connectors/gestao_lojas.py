@@ -332,6 +332,8 @@ def parse_price(item: dict[str, Any]) -> Price:
 
 def _not_negative(price: Price) -> Price:
     """A negative price is a mistake at the source, never something to put on sale: the record is refused."""
+    if price.list_price >= 0 and (price.promo_price is None or price.promo_price >= 0) and not price.scheduled:
+        return price  # the common case, without building the list below
     amounts = [("list_price", price.list_price), ("promo_price", price.promo_price)]
     amounts += [(f"scheduled[{i}].list_price", s.list_price) for i, s in enumerate(price.scheduled)]
     for label, amount in amounts:
