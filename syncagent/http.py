@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import logging
+import os
 import random
 import re
 import socket
@@ -174,9 +175,22 @@ _WATCHDOG = _Watchdog()
 _CURRENT = threading.local()  # the flight of the request this thread is sending, for the connection to find
 
 
+def _after_fork() -> None:
+    """A forked child starts with a watchdog of its own: the parent's thread and lock state do not come along."""
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def stop_requests(grace: float = STOP_GRACE) -> None:
     """The agent is stopping: requests in flight get `grace` seconds more, then are cut; none is retried."""
     _WATCHDOG.stop(grace)
+
+
+def _pause(seconds: float) -> None:
+    _WATCHDOG.sleep(seconds)
 
 
 def resume_requests() -> None:
@@ -482,7 +496,7 @@ class HttpClient:
         self.name = name or self.base_url
         self.auth = auth
         self._secrets = tuple(secrets)
-        self._sleep = sleep if sleep is not None else _WATCHDOG.sleep  # a stop ends a backoff pause
+        self._sleep = sleep if sleep is not None else _pause  # a stop ends a backoff pause
         self.clock = clock
         self.session = session or make_session(self.settings)
         self.stats: dict[str, int] = {"requests": 0, "attempts": 0, "retries": 0, "refreshes": 0,
