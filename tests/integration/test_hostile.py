@@ -265,3 +265,15 @@ def test_sigterm_ends_the_daemon_within_10_s_while_the_back_office_drips_its_ans
     assert took < 10, f"SIGTERM took {took:.1f} s"
     (run,) = finished_runs(tmp_path)
     assert run.result == "failed" and "stopping" in (run.error or "")
+
+
+def test_a_channel_dripping_its_answers_fails_at_the_deadline_and_the_other_channel_gets_its_turn(
+        sims: Sims, tmp_path: Path, hostile: HostileServer) -> None:
+    hostile.on("GET", "/v1/orders", lambda req: Answer(body=b'{"items": []}', drip=0.5))  # 7 s and more
+    path = config(tmp_path, sims.bo.url, {"loja-hostil": hostile.url, "loja-centro": sims.su.url}, ["orders"])
+    path.write_text(path.read_text().replace("read_timeout: 10}", "read_timeout: 10, total_timeout: 1.5}", 2))
+    results = {r.channel: r for r in run_once(path)}
+    assert results["loja-hostil"].status == "failed" and "1.5 s deadline" in (results["loja-hostil"].error or "")
+    assert results["loja-centro"].status == "ok"
+    assert len(hostile.gets("/v1/orders")) == 1  # cut, not tried again
+    assert len(finished_runs(tmp_path)) == 2
