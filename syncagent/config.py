@@ -75,6 +75,7 @@ class HttpOptions:
     rate_limit: RateLimit | None = None
     ca_bundle: str | None = None
     verify_tls: bool = True
+    total_timeout: float | None = None  # one attempt in all; None: connect_timeout + 2 x read_timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,7 +575,7 @@ LOG_KEYS = frozenset({"level", "format", "file"})
 EMAIL_KEYS = frozenset({"smtp_host", "smtp_port", "starttls", "username", "password", "from", "to",
                         "failing_cycles", "order_late_minutes", "allow_plaintext_login"})
 HTTP_FIELDS = (("connect_timeout", "positive"), ("read_timeout", "positive"), ("max_attempts", "positive_int"),
-               ("ca_bundle", "path"), ("verify_tls", "bool"))
+               ("ca_bundle", "path"), ("verify_tls", "bool"), ("total_timeout", "positive"))
 HTTP_KEYS = frozenset({*(name for name, _ in HTTP_FIELDS), "rate_limit"})
 RATE_KEYS = frozenset({"per_second", "burst"})
 DEFAULT_KEYS = frozenset({"every", "batch_size", "enabled", "safety_stock", "http", "rate_limit"})

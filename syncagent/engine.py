@@ -295,6 +295,7 @@ class Engine:
         sender: ThreadPoolExecutor | None = None
         inflight: collections.deque[tuple[Future[_PageWork], str | None, _PageWork]] = collections.deque()
         send_failed = False  # after a page whose send failed, the cursor stays before it
+        trail = _CursorTrail(f"{ctx.name}/{entity}", cursor)
 
         def settle() -> bool:
             """Record the oldest page in flight, if any (its send error is raised here)."""
@@ -329,6 +330,7 @@ class Engine:
             with contextlib.closing(self._read_ahead(self.backoffice.pull(entity, cursor, filters),
                                                  more=lambda page: page.cursor is not None)) as pages:
                 for page in pages:
+                    trail.check(page.cursor)
                     records = page.records
                     ctx.result.read += len(records)
                     page_digest = page.extra.get("digest")
@@ -886,7 +888,9 @@ class Engine:
         if ctx.plan_only:
             return  # binding may create back office customers: a shadow channel writes nothing
         cursor = self.journal.cursor(ctx.name, "customers-pull")
+        trail = _CursorTrail(f"{ctx.name}/customers pull", cursor)
         for page in ctx.conn.pull("channel-customers", cursor):
+            trail.check(page.cursor)
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):
@@ -952,7 +956,9 @@ class Engine:
         if not ctx.plan_only:
             self._release_waiting_orders(ctx)
         cursor = self.journal.cursor(ctx.name, "orders")
+        trail = _CursorTrail(f"{ctx.name}/orders", cursor)
         for page in ctx.conn.pull("orders", cursor):
+            trail.check(page.cursor)
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):
@@ -1451,7 +1457,9 @@ class Engine:
     def _order_events(self, ctx: _Ctx) -> None:
         self._retry_pending_events(ctx)
         cursor = self.journal.cursor(ctx.name, "order-events")
+        trail = _CursorTrail(f"{ctx.name}/order-events", cursor)
         for page in self.backoffice.pull("order-events", cursor):
+            trail.check(page.cursor)
             mine: list[OrderEvent] = []
             for record in page.records:
                 if isinstance(record, BadRecord):
@@ -1536,6 +1544,36 @@ class Engine:
 
 
 _NOTHING = object()  # the end of an iterator, told apart from any item
+
+
+class _CursorTrail:
+    """The cursors one pass over a feed went through: a feed whose cursors come back round would never end.
+
+    A cursor met again (A → B → A) stops the step before its page is taken: the pages before it
+    are recorded, the cursor saved stays the last new one, and the next run meets the same circle
+    after a page or two instead of looping. A null cursor (the end for now) is never a repeat, nor
+    is a page that gives back the cursor it was read from (a feed's way to say "nothing after this";
+    the connector ends there), unless it does so again.
+    """
+
+    def __init__(self, what: str, start: str | None) -> None:
+        self.what = what
+        self.seen: set[str] = {start} if start else set()
+        self.last = start
+        self.stalled = False
+
+    def check(self, cursor: str | None) -> None:
+        if cursor is None:
+            return
+        if cursor == self.last and not self.stalled:
+            self.stalled = True
+            return
+        if cursor in self.seen:
+            raise TransientError(f"{self.what}: the feed's cursors go round in a circle: cursor {cursor[:40]!r} "
+                                 f"came back after {len(self.seen)} distinct cursors; that page is not taken",
+                                 code="cursor_loop")
+        self.seen.add(cursor)
+        self.last, self.stalled = cursor, False
 
 
 @dataclass

@@ -9,6 +9,10 @@
 * 401: one single-flight credential refresh and one repeat, then `AuthError`;
 * a per-client token bucket (``rate_per_second``), a response size cap, no redirects when
   authenticated;
+* an overall deadline per attempt (``total_timeout``): the read timeout bounds each wait for a
+  byte, so a server dripping one byte a second would hold a request for ever; a watchdog thread
+  cuts the connection of a request past its deadline, and of every request a few seconds after
+  `stop_requests()` (SIGTERM), so the daemon stops in seconds whatever a server does;
 * every exception message and log line scrubbed of secrets; request headers and bodies are never
   quoted, and a response body only as a short excerpt with anything token-like masked.
 """
@@ -16,12 +20,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import functools
 import json as jsonlib
 import logging
+import os
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -32,6 +39,8 @@ from typing import Any, NoReturn, Protocol
 
 import requests
 import tenacity
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
@@ -58,6 +67,173 @@ class HttpSettings:
     max_response_bytes: int = 64 * 1024 * 1024
     verify_tls: bool = True
     ca_bundle: str | None = None  # a PEM CA bundle used instead of the system store
+    total_timeout: float | None = None  # one attempt, connect to last byte; None: connect + 2 x read
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one attempt may take in all: time to connect, to the first byte, and as long again for the rest."""
+        if self.total_timeout is not None:
+            return self.total_timeout
+        return self.connect_timeout + 2 * self.read_timeout
+
+
+STOP_GRACE = 3.0  # seconds a request in flight may still take once the agent is asked to stop
+
+
+class _Flight:
+    """One attempt on the wire: its deadline and the connection it uses, which the watchdog may cut."""
+
+    __slots__ = ("deadline", "conn", "cut")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.conn: Any = None
+        self.cut: str | None = None  # why it was cut: "deadline" or "stop"
+
+
+class _Watchdog:
+    """Cuts the connection of an attempt past its deadline, or past the grace after a stop.
+
+    A socket timeout only bounds each wait for a byte; shutting the socket down from another
+    thread ends whatever read the request is blocked in (headers or body, plain or TLS). One
+    daemon thread for the process, started with the first request; it looks every 0.2 s while
+    requests are in flight and sleeps otherwise. `stop()` is safe from a signal handler: it only
+    sets values.
+    """
+
+    TICK = 0.2
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.lock = threading.Condition(threading.RLock())
+        self.flights: set[_Flight] = set()
+        self.thread: threading.Thread | None = None
+        self.stop_at: float | None = None
+        self.stopping = threading.Event()
+
+    def begin(self, seconds: float) -> _Flight:
+        flight = _Flight(self.clock() + seconds)
+        with self.lock:
+            self.flights.add(flight)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._watch, name="syncagent-http-watchdog", daemon=True)
+                self.thread.start()
+            self.lock.notify()
+        return flight
+
+    def attach(self, flight: _Flight, conn: Any) -> None:
+        """The connection `flight` sends on (a pooled one may serve many flights, one at a time)."""
+        with self.lock:
+            flight.conn = conn
+            conn.syncagent_flight = flight
+
+    def end(self, flight: _Flight) -> None:
+        with self.lock:
+            self.flights.discard(flight)
+            if flight.conn is not None and getattr(flight.conn, "syncagent_flight", None) is flight:
+                flight.conn.syncagent_flight = None
+
+    def stop(self, grace: float) -> None:
+        """Every attempt in flight, and every later one, ends at the latest `grace` seconds from now."""
+        if self.stop_at is None:
+            self.stop_at = self.clock() + grace
+        self.stopping.set()
+
+    def resume(self) -> None:
+        self.stop_at = None
+        self.stopping.clear()
+
+    def sleep(self, seconds: float) -> None:
+        """A backoff pause that a stop ends at once."""
+        self.stopping.wait(seconds)
+
+    def _watch(self) -> None:
+        while True:
+            with self.lock:
+                while not self.flights:
+                    self.lock.wait()
+                now, stop_at = self.clock(), self.stop_at
+                for flight in list(self.flights):
+                    if flight.cut is None and stop_at is not None and now >= stop_at:
+                        self._cut(flight, "stop")
+                    elif flight.cut is None and now >= flight.deadline:
+                        self._cut(flight, "deadline")
+                    elif flight.cut is not None:
+                        self._cut(flight, flight.cut)  # a connection made after the cut (a retry inside urllib3)
+            time.sleep(self.TICK)
+
+    @staticmethod
+    def _cut(flight: _Flight, why: str) -> None:
+        flight.cut = why
+        conn = flight.conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is None or getattr(conn, "syncagent_flight", None) is not flight:
+            return  # not connected yet (connect_timeout bounds that), or the connection serves another request
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the blocked read returns at once
+        except OSError:
+            pass  # already closed
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()  # the flight of the request this thread is sending, for the connection to find
+
+
+def _after_fork() -> None:
+    """A forked child starts with a watchdog of its own: the parent's thread and lock state do not come along."""
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def stop_requests(grace: float = STOP_GRACE) -> None:
+    """The agent is stopping: requests in flight get `grace` seconds more, then are cut; none is retried."""
+    _WATCHDOG.stop(grace)
+
+
+def _pause(seconds: float) -> None:
+    _WATCHDOG.sleep(seconds)
+
+
+def resume_requests() -> None:
+    """Undo `stop_requests` (the daemon returned; a test runs another)."""
+    _WATCHDOG.resume()
+
+
+class _WatchedConnection:
+    """Tells the watchdog which connection the current thread's attempt goes out on."""
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        flight = getattr(_CURRENT, "flight", None)
+        if flight is not None:
+            _WATCHDOG.attach(flight, self)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, with connections the watchdog can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -148,14 +324,14 @@ class HttpResponse:
         try:
             return fastjson.loads(self.content) if self.content else None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise TransientError(f"{where}: the answer is not valid JSON ({type(exc).__name__} at "
-                                 f"{getattr(exc, 'pos', '?')} of {len(self.content)} bytes: "
+            at = f"{type(exc).__name__} at {exc.pos}" if hasattr(exc, "pos") else str(exc)
+            raise TransientError(f"{where}: the answer is not valid JSON ({at} of {len(self.content)} bytes: "
                                  f"{excerpt(self.content, self.secrets)!r})",
                                  status=self.status, code="bad_response") from None
 
     def _error(self) -> dict[str, Any]:
-        try:
-            body = jsonlib.loads(self.content)
+        try:  # fastjson: a hostile error body (nested 10^5 deep, say) is no envelope, not a crash
+            body = fastjson.loads(self.content)
         except (ValueError, UnicodeDecodeError):
             return {}
         error = body.get("error") if isinstance(body, dict) else None
@@ -258,9 +434,13 @@ class OAuthClientCredentials:
                                  status=resp.status, code=resp.error_code(), target=name)
         # the body holds a token nobody knows yet: never quote it, even as an excerpt
         try:
-            body = jsonlib.loads(resp.content)
+            body = fastjson.loads(resp.content)
         except (ValueError, UnicodeDecodeError):
             body = None
+        problem = fastjson.problem_of(body)
+        if problem is not None:  # e.g. access_token given twice: which one is meant? (the text is not quoted)
+            raise TransientError(f"{name}: token endpoint {self.token_path} gave an unusable answer ({problem[0]})",
+                                 status=resp.status, code="bad_response", target=name)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise TransientError(f"{name}: token endpoint {self.token_path} gave no access_token",
@@ -312,7 +492,7 @@ def make_session(settings: HttpSettings) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     session.verify = settings.ca_bundle or settings.verify_tls
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    adapter = _Adapter(pool_connections=4, pool_maxsize=16, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = f"syncagent/{__version__}"
@@ -359,7 +539,7 @@ class HttpClient:
         self.name = name or self.base_url
         self.auth = auth
         self._secrets = tuple(secrets)
-        self._sleep = sleep if sleep is not None else time.sleep
+        self._sleep = sleep if sleep is not None else _pause  # a stop ends a backoff pause
         self.clock = clock
         self.session = session or make_session(self.settings)
         self.stats: dict[str, int] = {"requests": 0, "attempts": 0, "retries": 0, "refreshes": 0,
@@ -402,7 +582,8 @@ class HttpClient:
         call = _Call(method, path, params, json, data, idempotent, authenticated)
         self._count("requests")
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(max(1, self.settings.max_attempts)),
+            # once the agent is stopping, a failed attempt is not tried again
+            stop=tenacity.stop_after_attempt(max(1, self.settings.max_attempts)) | _stopping,
             wait=self._wait,
             retry=tenacity.retry_if_exception_type(_Retry),
             sleep=self._sleep,
@@ -480,37 +661,67 @@ class HttpClient:
         follow = not call.authenticated and call.method in ("GET", "HEAD")
         where = f"{self.name}: {call.method} {call.path}"
         started, answer = time.perf_counter(), "no answer"
-        try:
-            raw = self.session.request(
-                call.method, url, params=call.params, data=body, headers=headers,
-                stream=True, timeout=(s.connect_timeout, s.read_timeout), allow_redirects=follow,
-            )
-            answer = str(raw.status_code)
+        with self._watched(call) as flight:
             try:
-                content = self._read_capped(raw, call)
+                raw = self.session.request(
+                    call.method, url, params=call.params, data=body, headers=headers,
+                    stream=True, timeout=(s.connect_timeout, s.read_timeout), allow_redirects=follow,
+                )
+                answer = str(raw.status_code)
+                try:
+                    content = self._read_capped(raw, call)
+                finally:
+                    _WATCHDOG.end(flight)  # before the connection goes back to the pool
+                    raw.close()
+                if flight.cut:  # a body that ends with the connection looks whole once cut: it is not
+                    self._cut(call, flight)
+            except requests.exceptions.ConnectTimeout as exc:
+                raise _Retry(f"connect timeout ({_short(exc, self.redact)})") from None
+            except requests.exceptions.SSLError as exc:
+                if _cert_rejected(exc):  # a bad certificate does not heal within one request
+                    raise TransientError(f"{where}: TLS certificate verification failed ({_short(exc, self.redact)})",
+                                         code="tls_verify_failed") from None
+                self._lost(call, f"TLS error ({_short(exc, self.redact)})", exc)
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                self._lost(call, f"connection failed ({_short(exc, self.redact)})", exc)
+            except requests.exceptions.Timeout as exc:  # ReadTimeout: sent, no answer
+                if call.idempotent:
+                    raise _Retry(f"read timeout ({_short(exc, self.redact)})") from None
+                raise AmbiguousError(f"{where}: no answer within {s.read_timeout} s; the request may have"
+                                     " been applied") from None
+            except requests.exceptions.RequestException as exc:  # bad URL and the like: retrying will not help
+                raise TransientError(f"{where}: {_short(exc, self.redact)}") from None
             finally:
-                raw.close()
-        except requests.exceptions.ConnectTimeout as exc:
-            raise _Retry(f"connect timeout ({_short(exc, self.redact)})") from None
-        except requests.exceptions.SSLError as exc:
-            if _cert_rejected(exc):  # a bad certificate does not heal within one request
-                raise TransientError(f"{where}: TLS certificate verification failed ({_short(exc, self.redact)})",
-                                     code="tls_verify_failed") from None
-            self._lost(call, f"TLS error ({_short(exc, self.redact)})", exc)
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as exc:
-            self._lost(call, f"connection failed ({_short(exc, self.redact)})", exc)
-        except requests.exceptions.Timeout as exc:  # ReadTimeout: sent, no answer
-            if call.idempotent:
-                raise _Retry(f"read timeout ({_short(exc, self.redact)})") from None
-            raise AmbiguousError(f"{where}: no answer within {s.read_timeout} s; the request may have"
-                                 " been applied") from None
-        except requests.exceptions.RequestException as exc:  # bad URL and the like: retrying will not help
-            raise TransientError(f"{where}: {_short(exc, self.redact)}") from None
-        finally:
-            if log.isEnabledFor(logging.DEBUG):
-                self._log_request(call, started, answer)
+                if log.isEnabledFor(logging.DEBUG):
+                    self._log_request(call, started, answer)
         return HttpResponse(raw.status_code, raw.headers, content, url, self.secrets)
+
+    @contextlib.contextmanager
+    def _watched(self, call: _Call) -> Iterator[_Flight]:
+        """One attempt under the watchdog: whatever error a cut connection gave becomes the cut's own."""
+        flight = _WATCHDOG.begin(self.settings.deadline)
+        _CURRENT.flight = flight
+        try:
+            yield flight
+        except (_Retry, ChannelError):
+            if flight.cut:
+                self._cut(call, flight)
+            raise
+        finally:
+            _CURRENT.flight = None
+            _WATCHDOG.end(flight)
+
+    def _cut(self, call: _Call, flight: _Flight) -> NoReturn:
+        """An attempt the watchdog ended: not retried (the server would drip again, or we are stopping)."""
+        if flight.cut == "stop":
+            cause = "cut short: the agent is stopping"
+        else:
+            cause = f"no whole answer within the {self.settings.deadline:g} s deadline (http total_timeout)"
+        if call.idempotent:
+            raise TransientError(f"{self.name}: {call.method} {call.path}: {cause}", code="deadline") from None
+        raise AmbiguousError(f"{self.name}: {call.method} {call.path}: {cause}; the request may have been applied",
+                             code="deadline") from None
 
     def _log_request(self, call: _Call, started: float, answer: str) -> None:
         """Debug: method, path, status, milliseconds. Never the query string, headers or bodies (secrets)."""
@@ -564,6 +775,10 @@ class HttpClient:
         log.warning(self.redact(f"{self.name}: {call.method} {call.path} attempt {retry_state.attempt_number}/"
                                 f"{max(1, self.settings.max_attempts)} failed ({cause}); retrying in {wait:.1f} s"),
                     extra={"target": self.name})
+
+
+def _stopping(retry_state: tenacity.RetryCallState) -> bool:
+    return _WATCHDOG.stopping.is_set()
 
 
 def _retry_after(resp: HttpResponse) -> float | None:

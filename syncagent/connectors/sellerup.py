@@ -346,8 +346,12 @@ def parse_order(item: dict[str, Any]) -> Order:
         quantity = need(entry, "quantity", int)
         if quantity < 1 or quantity > 1_000_000:
             raise MappingError("bad_quantity", f"items[{i}].quantity: {quantity} is not a quantity")
-        items.append(OrderItem(need(entry, "key"), quantity, need_money(entry, "unit_price", f"items[{i}].unit_price"),
-                               opt_money(entry, "discount", f"items[{i}].discount") or Decimal("0.00")))
+        unit_price = need_money(entry, "unit_price", f"items[{i}].unit_price")
+        discount = opt_money(entry, "discount", f"items[{i}].discount") or Decimal("0.00")
+        if unit_price < 0 or discount < 0:  # never passed on to the back office as a sale
+            raise MappingError("negative_price", f"items[{i}]: unit_price {unit_price} / discount {discount} "
+                                                 "is negative")
+        items.append(OrderItem(need(entry, "key"), quantity, unit_price, discount))
     payments = []
     for i, entry in enumerate(opt(item, "payments", list) or []):
         if not isinstance(entry, dict):

@@ -890,6 +890,8 @@ def parse_order(data: dict[str, Any], payment_map: Mapping[str, str] | None = No
             raise MappingError("bad_quantity", f"items[{i}].quantity: {quantity} is not a quantity")
         price = _money(need(entry, "price", int), f"items[{i}].price")
         selling = _money(entry.get("sellingPrice", entry["price"]), f"items[{i}].sellingPrice")
+        if price < 0 or selling < 0:  # never passed on to the back office as a sale
+            raise MappingError("negative_price", f"items[{i}]: price {price} / sellingPrice {selling} is negative")
         discount = max(Decimal("0.00"), (price - selling) * quantity).quantize(CENT)
         items.append(OrderItem(code, quantity, price, discount))
     totals = {t.get("id"): t.get("value") for t in opt(data, "totals", list) or [] if isinstance(t, dict)}

@@ -313,14 +313,16 @@ def test_invalid_orders_become_bad_records(su: SellerUpConnector) -> None:
            tablet_order(2, items=[{"key": "P1", "quantity": 0, "unit_price": "10.00"}]),
            tablet_order(3, items=[{"key": "P1", "quantity": 1.5, "unit_price": "10.00"}]),
            tablet_order(4, total="19,00"),
-           tablet_order(5, id=None)]
+           tablet_order(5, id=None),
+           tablet_order(6, items=[{"key": "P1", "quantity": 1, "unit_price": "-10.00"}]),
+           tablet_order(7, items=[{"key": "P1", "quantity": 1, "unit_price": "10.00", "discount": "-5.00"}])]
     responses.get(f"{SU}/v1/orders", json={"items": bad})
     (only,) = list(connector(page_size=10).pull("orders", None))
     assert all(isinstance(r, BadRecord) for r in only.records)
     assert [(r.key, r.code) for r in only.records] == [
         ("o1", "missing_field"), ("o2", "bad_quantity"), ("o3", "bad_type"), ("o4", "bad_money"),
-        ("seq:5", "missing_field")]
-    assert only.cursor == "5"
+        ("seq:5", "missing_field"), ("o6", "negative_price"), ("o7", "negative_price")]
+    assert only.cursor == "7"
 
 
 @responses.activate

@@ -93,7 +93,7 @@ def test_from_config_takes_the_order_statuses_of_the_orders_flow() -> None:
     flow = SimpleNamespace(options={"statuses": ("ready-for-handling", "payment-approved")})
     cfg = SimpleNamespace(name="v", base_url=BASE, options={"account": "loja", "app_key": KEY, "app_token": TOKEN},
                           http=SimpleNamespace(connect_timeout=1.0, read_timeout=1.0, max_attempts=1,
-                                               rate_limit=None, verify_tls=True, ca_bundle=None),
+                                               rate_limit=None, verify_tls=True, ca_bundle=None, total_timeout=None),
                           flow=lambda name: flow if name == "orders" else None)
     assert VtexConnector.from_config(cfg).importable == ("ready-for-handling", "payment-approved")
 
@@ -312,6 +312,9 @@ def test_parse_order_turns_cents_into_money_and_maps_payments() -> None:
             {"paymentSystem": "9", "paymentSystemName": "Crypto", "group": "x", "value": 1}]}]}))
     with pytest.raises(MappingError, match="refId"):
         parse_order(vtex_order("v1-01", items=[{"id": "1", "quantity": 1, "price": 1}]))
+    with pytest.raises(MappingError, match="negative") as caught:
+        parse_order(vtex_order("v1-01", items=[{"id": "1", "refId": "P1", "quantity": 1, "price": -100}]))
+    assert caught.value.code == "negative_price"
 
 
 def feed_item(order_id: str, handle: str, event: str | None = None) -> dict[str, Any]:

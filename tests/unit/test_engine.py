@@ -489,3 +489,43 @@ def test_stock_held_back_in_one_run_is_sent_at_the_end_of_the_feed(parts: Any, m
                          StockBalance("C", "CD01", 7, 0)]
     engine.run_step("loja", "stock")
     assert [(o.key, o.payload["available"]) for _, b in ch.pushed for o in b] == [("B", 5), ("A", 3), ("C", 6)]
+
+
+# -- feeds whose cursors go round in a circle --------------------------------------------------------
+def circling(records: list[Any], cursors: list[str], pulls: list[str | None]) -> Any:
+    """A pull whose pages carry `cursors` in turn, for ever (bounded at 50 pages so a test cannot hang)."""
+    def pull(entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
+        for n in range(50):
+            pulls.append(cursor)
+            cursor = cursors[n % len(cursors)]
+            yield Page([records[n % len(records)]], cursor)
+        yield Page([], None)
+    return pull
+
+
+@pytest.mark.parametrize("flow", ["products", "orders", "order-events"])
+def test_a_feed_whose_cursors_come_back_round_fails_the_step_with_its_cursor_kept(
+        parts: Any, flow: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, bo, ch, journal = parts
+    pulls: list[str | None] = []
+    records = {"products": products("a", "b", "c"), "orders": [order("o1"), order("o2"), order("o3")],
+               "order-events": [OrderEvent(f"e{i}", f"9{i}", "loja", f"o{i}", "invoiced", NOW) for i in range(3)]}[flow]
+    source = ch if flow == "orders" else bo
+    cursor_key = flow
+    journal.save_cursor("loja", cursor_key, "A")
+    monkeypatch.setattr(source, "pull", circling(records, ["B", "C", "A"], pulls))
+    result = engine.run_step("loja", flow)
+    assert result.status == "failed" and "go round in a circle" in (result.error or "") and "'A'" in result.error
+    assert len(pulls) <= 4  # stopped at the first cursor met again, not at the 50th page
+    assert journal.cursor("loja", cursor_key) == "C"  # the pages before were taken, the circling one not
+
+
+def test_a_page_giving_back_its_own_cursor_ends_the_feed_once_but_not_for_ever(
+        parts: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, bo, ch, journal = parts
+    journal.save_cursor("loja", "products", "A")
+    pulls: list[str | None] = []
+    monkeypatch.setattr(bo, "pull", circling(products("a"), ["A"], pulls))
+    result = engine.run_step("loja", "products")
+    assert result.status == "failed" and "go round in a circle" in (result.error or "") and len(pulls) <= 3
+    assert journal.cursor("loja", "products") == "A"
