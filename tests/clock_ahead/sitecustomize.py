@@ -12,9 +12,10 @@ import os
 
 _DAYS = os.environ.get("SYNCAGENT_CLOCK_AHEAD_DAYS")
 if _DAYS:
-    import datetime
+    import time
 
     import time_machine
 
-    _target = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=float(_DAYS))
-    time_machine.travel(_target, tick=True).start()
+    # a timestamp, not an aware datetime: travelling to a datetime in UTC would also set the process's
+    # time zone to UTC, and a test that sets TZ would no longer see its zone
+    time_machine.travel(time.time() + float(_DAYS) * 86400, tick=True).start()
