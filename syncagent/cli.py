@@ -12,10 +12,10 @@ from typing import Any, NoReturn
 
 import click
 
-from syncagent import __version__
+from syncagent import __version__, entities
 from syncagent.errors import ConfigError, JournalError, JournalLocked, SyncAgentError
 
-PUSH_ENTITIES = ["products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events"]
+PUSH_ENTITIES = list(entities.PUSHABLE)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -396,7 +396,7 @@ def replay_product(ctx: click.Context, code: str, channel: str | None) -> None:
 @main.command()
 @click.option("--channel", required=True)
 @click.option("--entity", required=True, type=click.Choice(
-    ["products", "prices", "stock", "customers", "payment-methods", "groups", "sellers"]))
+    list(entities.CATALOGUE)))
 @click.option("--show", default=20, show_default=True, help="How many differing keys of each kind to print.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

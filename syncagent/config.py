@@ -24,11 +24,11 @@ from typing import Any
 
 import yaml
 
+from syncagent import entities
 from syncagent.errors import ConfigError
 from syncagent.model import ALL_FLOWS
 
-DIRECTIONS = ("push", "pull", "both")
-DEFAULT_DIRECTIONS: dict[str, str] = {"orders": "pull", "customers": "both"}  # every other flow: push
+DIRECTIONS = entities.DIRECTIONS
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 DEFAULT_EVERY = 900.0  # 15m
@@ -842,7 +842,7 @@ def _flow(reader: _Reader, item: _Value, name: str, key: str, inherited: _Inheri
     return FlowConfig(
         name=name, every=section.get("every", "duration", inherited.every),
         enabled=section.get("enabled", "bool", inherited.enabled),
-        direction=section.get("direction", "str", DEFAULT_DIRECTIONS.get(name, "push"), choices=DIRECTIONS),
+        direction=section.get("direction", "str", entities.default_direction(name), choices=DIRECTIONS),
         batch_size=section.get("batch_size", "batch", inherited.batch_size), options=MappingProxyType(options),
     )
 

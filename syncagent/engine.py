@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from syncagent import failpoints
+from syncagent import entities, failpoints
 from syncagent.connectors.base import Connector, Outgoing, PushResult
 from syncagent.errors import AmbiguousError, AuthError, ChannelError, MappingError, TransientError
 from syncagent.journal import Journal, OrderRow, QuarantineRow, missing_references
@@ -53,12 +53,11 @@ from syncagent.model import (
 
 log = logging.getLogger("syncagent.engine")
 
-DEFAULT_DIRECTIONS = {"orders": "pull", "customers": "both"}
 PARKED_PATIENCE = 3600.0  # a parked order waits this long for its customer before quarantine
 MAX_SETTLE_WAIT = 5.0
 SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh  # seconds the orders step may wait at its end to retry lost answers
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
-CATALOGUE_PUSH = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
+CATALOGUE_PUSH = entities.CATALOGUE
 SEND_AHEAD = 2  # pages of a push sent at once: the channel works on one while the agent hands over the other
 RELEASE_EVERY = 600.0  # a quarantined order whose missing reference cannot be checked is retried this often
 RELEASE_BATCH = 50  # quarantined orders looked at per orders step for a reference that appeared
@@ -198,7 +197,7 @@ class Engine:
         return r
 
     def _dispatch(self, ctx: _Ctx, flow: str, full: bool, direction: str | None) -> None:
-        direction = direction or ctx.setup.directions.get(flow) or DEFAULT_DIRECTIONS.get(flow, "push")
+        direction = direction or ctx.setup.directions.get(flow) or entities.default_direction(flow)
         if flow == "orders":
             self._orders(ctx)
         elif flow == "order-events":
@@ -247,7 +246,7 @@ class Engine:
         # A pass over the whole feed (first sync, --full) notes the digest of each page it records whole;
         # a later pass skips a page whose bytes it meets again, under the same mapping context (code,
         # channel config, SKU map): same bytes, same records, same payloads, already recorded.
-        stable = transform is None and entity in ctx.conn.capabilities.stable
+        stable = transform is None and entity in entities.STABLE and entity in ctx.conn.capabilities.stable
         context = self._page_context(ctx, entity) if stable else ""
         known_pages = self.journal.page_digests(ctx.name, entity, context) if stable else {}
         if known_pages:

@@ -18,12 +18,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from syncagent import entities
 from syncagent.engine import Engine
 from syncagent.errors import ChannelError
 from syncagent.journal import rows_in
 from syncagent.model import StockBalance, StockLevel
 
-ENTITIES = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers")
+ENTITIES = entities.CATALOGUE
 
 
 @dataclass

@@ -31,6 +31,7 @@ from types import FrameType
 
 import schedule
 
+from syncagent import entities
 from syncagent.agent import Agent, Step
 from syncagent.config import Config, load_config
 from syncagent.engine import StepResult
@@ -38,7 +39,7 @@ from syncagent.errors import ConfigError, SyncAgentError
 
 log = logging.getLogger("syncagent.scheduler")
 
-INTAKE_FLOWS = frozenset({"orders", "order-events"})  # worth interrupting a catalogue push of the same channel
+INTAKE_FLOWS = entities.INTAKE  # worth interrupting a catalogue push of the same channel
 MIN_INTERVAL = 0.1  # seconds; the config accepts fractions, a busy loop it must not become
 StepKey = tuple[str, str]
 
