@@ -62,8 +62,8 @@ def cap_malloc_arenas(arenas: int = 2) -> None:
 
 def build_connector(cfg: ChannelConfig | BackofficeConfig, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow) -> Connector:
-    cls = registry.load(cfg.type)
-    return cls.from_config(cfg, sleep=sleep, clock=clock)  # type: ignore[attr-defined, no-any-return]
+    cls: type[Connector] = registry.load(cfg.type)
+    return cls.from_config(cfg, sleep=sleep, clock=clock)
 
 
 def channel_setup(cfg: ChannelConfig, connector: Connector, settle_seconds: float = 0.0) -> ChannelSetup:

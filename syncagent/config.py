@@ -862,7 +862,7 @@ def _can_list(type_name: str) -> bool:
     from syncagent.connectors import registry
 
     try:
-        return hasattr(registry.load(type_name), "listing")
+        return "products" in registry.load(type_name).capabilities.listing
     except ConfigError:
         return True  # an unloadable type is reported on its own
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from syncagent.config import Config, load_config
+from syncagent.connectors.base import Connector
 from syncagent.errors import AuthError, ConfigError, PermanentError, SyncAgentError, TransientError
 from syncagent.http import HttpClient
 from syncagent.journal import SCHEMA_VERSION, missing_references
@@ -63,10 +64,9 @@ def _config_fix(problem: Any) -> str:
 
 
 # -- endpoints ----------------------------------------------------------------------------------
-def _clients(connector: Any) -> list[HttpClient]:
-    """The connector's HTTP clients (one `client`, or several `_clients` for multi-API systems)."""
-    found = [getattr(connector, "client", None), *getattr(connector, "_clients", ())]
-    return [c for c in found if isinstance(c, HttpClient)]
+def _clients(connector: Connector) -> list[HttpClient]:
+    """The connector's HTTP clients (several for multi-API systems), as its contract declares them."""
+    return list(connector.http_clients())
 
 
 def server_date(client: HttpClient) -> tuple[datetime, datetime] | None:

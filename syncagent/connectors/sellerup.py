@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from syncagent.connectors.base import Capabilities, Listed, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import BaseConnector, Capabilities, Listed, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import (
     body_of,
     chunks,
@@ -61,7 +61,7 @@ DOCUMENT = re.compile(r"[0-9]{11}|[0-9]{14}")
 ACCEPTED = ("created", "updated", "unchanged")
 
 
-class SellerUpConnector:
+class SellerUpConnector(BaseConnector):
     """Writes the catalogue to the tablets and reads the orders and customers taken on them."""
 
     type_name: ClassVar[str] = "sellerup"
@@ -73,6 +73,7 @@ class SellerUpConnector:
         pull=frozenset({"orders", "channel-customers"}),
         max_batch=MAX_BATCH, importable_statuses=("approved",), cancelled_statuses=("cancelled",),
         stable=frozenset({"products", "groups", "payment-methods", "sellers", "customers"}),
+        listing=frozenset(COLLECTIONS),
     )
 
     def __init__(self, name: str, base_url: str, options: Mapping[str, Any], http: HttpSettings, *,
@@ -99,6 +100,9 @@ class SellerUpConnector:
 
     def close(self) -> None:
         self.client.close()
+
+    def http_clients(self) -> Sequence[HttpClient]:
+        return (self.client,)
 
     # -- feeds -----------------------------------------------------------------------------------
     def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from syncagent.connectors.base import Connector
 from syncagent.engine.core import EngineCore, _Ctx
 from syncagent.model import (
     BadRecord,
@@ -54,9 +55,7 @@ class CatalogueFlows(EngineCore):
         A channel that holds stock per warehouse of its own declares `stock_locations()`
         ({its warehouse: back office warehouses}); it gets one level per (code, its warehouse).
         """
-        locations: dict[str, tuple[str, ...]] = dict(getattr(ctx.conn, "stock_locations", dict)())
-        groups = {loc: tuple(whs) for loc, whs in locations.items()} if len(locations) > 1 else {None: ()}
-        warehouses = tuple(dict.fromkeys([*ctx.setup.warehouses, *(w for whs in groups.values() for w in whs)]))
+        groups, warehouses = stock_groups(ctx.conn, ctx.setup.warehouses)
         safety = ctx.setup.safety_stock
 
         def transform(records: list[Any]) -> tuple[list[Any], Callable[[], None]]:
@@ -66,16 +65,37 @@ class CatalogueFlows(EngineCore):
             merged = self.journal.balances(ctx.name, codes)
             for r in rows:
                 merged[(r.code, r.warehouse)] = (r.available, r.reserved)
-            # one pass over the balances: per (code, location) total, instead of a scan of them all per code
-            feeding = [(location, frozenset(sources or ctx.setup.warehouses)) for location, sources in groups.items()]
-            totals: dict[tuple[str, str | None], int] = {}
-            for (c, w), (a, res) in merged.items():
-                for location, whs in feeding:
-                    if w in whs:
-                        totals[(c, location)] = totals.get((c, location), 0) + a - res
-            levels: list[Any] = [StockLevel(code, max(0, totals.get((code, location), 0) - safety), location)
-                                 for code in codes for location in groups]
+            levels: list[Any] = stock_levels(merged, codes, groups, ctx.setup.warehouses, safety)
             updates = [(r.code, r.warehouse, r.available, r.reserved) for r in rows]
             return levels + others, lambda: self.journal.set_balances(ctx.name, updates)
 
         self._push_feed(ctx, "stock", full, filters={"warehouses": list(warehouses)}, transform=transform)
+
+
+Groups = dict[str | None, tuple[str, ...]]
+
+
+def stock_groups(sink: Connector, warehouses: tuple[str, ...]) -> tuple[Groups, tuple[str, ...]]:
+    """The sink's stock locations ({its location: back office warehouses}; {None: ()} for one level per
+    code, the sum of the channel's `warehouses`) and every warehouse to read."""
+    locations: dict[str, tuple[str, ...]] = dict(sink.stock_locations())
+    groups: Groups = {loc: tuple(whs) for loc, whs in locations.items()} if len(locations) > 1 else {None: ()}
+    every = tuple(dict.fromkeys([*warehouses, *(w for whs in groups.values() for w in whs)]))
+    return groups, every
+
+
+def stock_levels(balances: Mapping[tuple[str, str], tuple[int, int]], codes: Iterable[str], groups: Groups,
+                 warehouses: tuple[str, ...], safety: int) -> list[StockLevel]:
+    """One level per (code, location): the sum of its warehouses' available − reserved − safety, never < 0.
+
+    `balances`: (code, warehouse) → (available, reserved). Used by the stock push and by reconcile.
+    """
+    # one pass over the balances: per (code, location) total, instead of a scan of them all per code
+    feeding = [(location, frozenset(sources or warehouses)) for location, sources in groups.items()]
+    totals: dict[tuple[str, str | None], int] = {}
+    for (c, w), (a, res) in balances.items():
+        for location, whs in feeding:
+            if w in whs:
+                totals[(c, location)] = totals.get((c, location), 0) + a - res
+    return [StockLevel(code, max(0, totals.get((code, location), 0) - safety), location)
+            for code in codes for location in groups]

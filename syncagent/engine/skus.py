@@ -83,13 +83,12 @@ class SkuMapping(EngineCore):
         """
         if self.journal.cursor(ctx.name, ADOPT_CURSOR) is not None:
             return
-        listing = getattr(ctx.conn, "listing", None)
-        if listing is None:
+        if "products" not in ctx.conn.capabilities.listing:
             raise ChannelError(f"{ctx.name}: adopt: a {ctx.conn.type_name} channel cannot list its products; "
                                "import a DE/PARA CSV with `syncagent mapping import` instead", code="bad_config")
         skus: set[str] = set()
         by_barcode: dict[str, str] = {}
-        for page in listing("products"):
+        for page in ctx.conn.listing("products"):
             for item in page:
                 skus.add(item.key)
                 if item.barcode:

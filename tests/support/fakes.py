@@ -13,14 +13,14 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from syncagent.connectors.base import Capabilities, Outgoing, PushResult
+from syncagent.connectors.base import BaseConnector, Capabilities, Outgoing, PushResult
 from syncagent.errors import MappingError, TransientError
 from syncagent.model import Page, Product, money_str
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-class FakeBackoffice:
+class FakeBackoffice(BaseConnector):
     capabilities = Capabilities(max_batch=1000)
     name = "backoffice"
 
@@ -82,7 +82,7 @@ class FakeBackoffice:
         pass
 
 
-class FakeChannel:
+class FakeChannel(BaseConnector):
     capabilities = Capabilities(max_batch=2, importable_statuses=("approved",), cancelled_statuses=("cancelled",))
     name = "loja"
 
