@@ -55,6 +55,8 @@ from syncagent.model import (
 
 COLLECTIONS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers")
 POSTS = ("order-acks", "order-events", "customer-links")
+# collections read whole as a feed where the config makes the app a flow's source (it has no change feed)
+LISTED_FEEDS = ("products",)
 MAX_BATCH = 500  # the contract's cap on a batch upsert and on a feed page
 NFE_KEY = re.compile(r"[0-9]{44}")
 DOCUMENT = re.compile(r"[0-9]{11}|[0-9]{14}")
@@ -70,7 +72,7 @@ class SellerUpConnector(BaseConnector):
     }
     capabilities: ClassVar[Capabilities] = Capabilities(
         push=frozenset({*COLLECTIONS, *POSTS}),
-        pull=frozenset({"orders", "channel-customers"}),
+        pull=frozenset({"orders", "channel-customers", *LISTED_FEEDS}),
         max_batch=MAX_BATCH, importable_statuses=("approved",), cancelled_statuses=("cancelled",),
         stable=frozenset({"products", "groups", "payment-methods", "sellers", "customers"}),
         listing=frozenset(COLLECTIONS),
@@ -106,7 +108,16 @@ class SellerUpConnector(BaseConnector):
 
     # -- feeds -----------------------------------------------------------------------------------
     def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
-        """Follow a seq feed after `cursor`; each page's cursor is the highest seq it held."""
+        """Follow a seq feed after `cursor`; each page's cursor is the highest seq it held.
+
+        A catalogue collection (where the app is the source) has no change feed: it is listed
+        whole every time, and its pages carry no cursor (the engine sends only what differs).
+        """
+        if entity in LISTED_FEEDS:
+            parse_listed = LISTED_PARSERS[entity]
+            for items in self._list_pages(entity):
+                yield Page(parse_items(items, parse_listed, "key"), None)
+            return
         feeds = {"orders": ("/v1/orders", parse_order), "channel-customers": ("/v1/tablet-customers", parse_customer)}
         if entity not in feeds:
             raise ValueError(f"{self.name} has no {entity} feed")
@@ -205,6 +216,13 @@ class SellerUpConnector(BaseConnector):
         """What the app holds now (GET /v1/{collection}, keyset by key), page by page."""
         if entity not in COLLECTIONS:
             raise ValueError(f"{self.name} lists only {', '.join(COLLECTIONS)}, not {entity}")
+        for items in self._list_pages(entity):
+            items = [i for i in items if isinstance(i, dict) and isinstance(i.get("key"), str)]
+            yield [Listed(i["key"], i, i.get("barcode") if isinstance(i.get("barcode"), str) else None)
+                   for i in items]
+
+    def _list_pages(self, entity: str) -> Iterator[list[Any]]:
+        """The raw items of GET /v1/{collection}, page by page (keyset by key)."""
         after: str | None = None
         while True:
             what = f"GET /v1/{entity}"
@@ -215,9 +233,7 @@ class SellerUpConnector(BaseConnector):
             if resp.status != 200:
                 raise refused(self.client, what, resp)
             body = body_of(self.client, what, resp)
-            items = [i for i in body["items"] if isinstance(i, dict) and isinstance(i.get("key"), str)]
-            yield [Listed(i["key"], i, i.get("barcode") if isinstance(i.get("barcode"), str) else None)
-                   for i in items]
+            yield list(body["items"])
             nxt = body.get("next_after_key")
             if not isinstance(nxt, str) or not nxt or nxt == after:
                 return
@@ -271,6 +287,16 @@ def _required(value: Any, name: str) -> str:
     if value is None or not str(value).strip():
         raise MappingError("missing_field", f"{name} is required")
     return str(value)
+
+
+def product_in(item: dict[str, Any]) -> Product:
+    """A product as the app holds it (GET /v1/products), where the app is the catalogue's source."""
+    return Product(code=need(item, "key"), name=need(item, "name"), active=need(item, "active", bool),
+                   barcode=opt(item, "barcode"), brand=opt(item, "brand"), group_code=opt(item, "group_key"),
+                   unit=opt(item, "unit") or "UN")
+
+
+LISTED_PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {"products": product_in}
 
 
 def product_out(p: Product, clock: Callable[[], datetime]) -> dict[str, Any]:

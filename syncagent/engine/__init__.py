@@ -48,7 +48,7 @@ class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, O
             raise ChannelError(f"--dry-run applies to the catalogue flows ({', '.join(CATALOGUE_PUSH)}), not {flow}")
         ctx = _Ctx(self.channels[channel], StepResult(channel, flow), plan_only=True, dry_run=True)
         try:
-            self._dispatch(ctx, flow, full, "push")
+            self._dispatch(ctx, flow, full, "push" if flow == "customers" else None)
         except ChannelError as exc:
             ctx.result.status, ctx.result.error = "failed", str(exc)
         ctx.result.details["would_send"] = len(ctx.plan)
@@ -79,7 +79,9 @@ class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, O
 
     def _dispatch(self, ctx: _Ctx, flow: str, full: bool, direction: str | None) -> None:
         direction = direction or ctx.setup.directions.get(flow) or entities.default_direction(flow)
-        if flow == "orders":
+        if flow in CATALOGUE_PUSH and flow != "customers" and direction == entities.PULL:
+            self._push_from_channel(ctx, flow, full)  # the config made the channel this flow's source
+        elif flow == "orders":
             self._orders(ctx)
         elif flow == "order-events":
             self._order_events(ctx)

@@ -85,6 +85,10 @@ class _Ctx:
     sku_mapped: bool | None = None  # does this channel have a DE/PARA map (asked once per step)
     dry_run: bool = False  # push --dry-run: not even the journal changes
     operator: bool = False  # an operator action (retry, replay): it may reopen an order in any state
+    # a flow turned around by the config (source: channel, sink: backoffice): the channel is read and the
+    # back office written; None: the default, the back office read and the channel written
+    flow_source: Connector | None = None
+    flow_sink: Connector | None = None
 
     @property
     def name(self) -> str:
@@ -93,6 +97,15 @@ class _Ctx:
     @property
     def conn(self) -> Connector:
         return self.setup.connector
+
+    @property
+    def sink(self) -> Connector:
+        """Where a push step writes: the channel, or the back office for a flow turned around."""
+        return self.flow_sink or self.setup.connector
+
+    @property
+    def reversed(self) -> bool:
+        return self.flow_sink is not None
 
 
 class EngineCore:
@@ -118,6 +131,10 @@ class EngineCore:
         self.backoffice = backoffice
         self.channels = dict(channels)
         self.clock = clock
+
+    def _source(self, ctx: _Ctx) -> Connector:
+        """Where a push step reads: the back office, or the channel for a flow turned around."""
+        return ctx.flow_source or self.backoffice
 
     def _progress(self, ctx: _Ctx) -> None:
         if self.on_page is not None:

@@ -47,16 +47,25 @@ class PushPipeline(EngineCore):
         with self.journal.replayable():
             self._push_feed_pages(ctx, entity, full, filters, transform, cursor_key)
 
+    def _push_from_channel(self, ctx: _Ctx, entity: str, full: bool) -> None:
+        """A flow the config turned around (source: channel, sink: backoffice): the same pipeline, ends swapped.
+
+        The channel's records (under its SKUs, renamed back through the DE/PARA map) are mapped by
+        the back office's connector, diffed against what was last written there, and written.
+        """
+        ctx.flow_source, ctx.flow_sink = ctx.conn, self.backoffice
+        self._push_feed(ctx, entity, full, cursor_key=f"{entity}-from-channel")
+
     def _push_feed_pages(
         self, ctx: _Ctx, entity: str, full: bool, filters: Mapping[str, Any] | None,
         transform: Callable[[list[Any]], tuple[list[Any], Callable[[], None] | None]] | None,
         cursor_key: str | None,
     ) -> None:
         cursor_key = cursor_key or entity
-        if entity in SKU_ENTITIES and not ctx.plan_only:
+        if entity in SKU_ENTITIES and not ctx.plan_only and not ctx.reversed:
             self._release_unmapped(ctx, entity)
         cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
-        stable = transform is None and entity in entities.STABLE and entity in ctx.conn.capabilities.stable
+        stable = transform is None and entity in entities.STABLE and entity in ctx.sink.capabilities.stable
         skip = PageSkipper(self.journal, ctx, entity, cursor_key, cursor, full=full, stable=stable,
                            save=lambda to: self._save_cursor(ctx, cursor_key, to))
         filters = skip.filters(filters)
@@ -74,7 +83,7 @@ class PushPipeline(EngineCore):
         sender: SendAhead[_PageWork] = SendAhead(SEND_AHEAD, lambda work: self._send_page(ctx, entity, work), record)
         try:
             # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
-            with contextlib.closing(read_ahead(self.backoffice.pull(entity, cursor, filters),
+            with contextlib.closing(read_ahead(self._source(ctx).pull(entity, cursor, filters),
                                                more=lambda page: page.cursor is not None)) as pages:
                 for page in pages:
                     records = page.records
@@ -167,7 +176,9 @@ class PushPipeline(EngineCore):
     def _map_page(self, ctx: _Ctx, entity: str, records: Iterable[Any]) -> _PageWork:
         """Map and fingerprint one page: no journal, no network."""
         work = _PageWork()
-        if entity in SKU_ENTITIES:
+        if entity in SKU_ENTITIES and ctx.reversed:
+            records = self._backoffice_codes(ctx, records)
+        elif entity in SKU_ENTITIES:
             records, work.renames = self._channel_skus(ctx, entity, records)
         for record in records:
             if isinstance(record, BadRecord):
@@ -175,7 +186,7 @@ class PushPipeline(EngineCore):
                 work.bad.append((key, record.code, record.reason, _src(record.raw), fingerprint(record.raw)))
                 continue
             try:
-                out = ctx.conn.prepare(entity, record)
+                out = ctx.sink.prepare(entity, record)
             except MappingError as exc:
                 raw = _describe(record)
                 work.bad.append((record.key, exc.code, exc.reason, _src(raw), fingerprint(raw)))
@@ -212,13 +223,13 @@ class PushPipeline(EngineCore):
 
     def _send_page(self, ctx: _Ctx, entity: str, work: _PageWork) -> _PageWork:
         """Send what changed, in batches. Network only (no journal, no counters): it may run in a sender thread."""
-        batch_size = max(1, min(ctx.setup.batch_size.get(entity, 200), ctx.conn.capabilities.max_batch))
+        batch_size = max(1, min(ctx.setup.batch_size.get(entity, 200), ctx.sink.capabilities.max_batch))
         changed, accepted, rejected = work.changed, work.accepted, work.rejected
         try:
             for start in range(0, len(changed), batch_size):
                 batch = changed[start : start + batch_size]
                 failpoints.hit("push.before_send")
-                results = ctx.conn.push(entity, [o for o, _ in batch])
+                results = ctx.sink.push(entity, [o for o, _ in batch])
                 failpoints.hit("push.after_send")
                 by_key = {r.key: r for r in results}
                 for out, fp in batch:

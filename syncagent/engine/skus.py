@@ -123,3 +123,11 @@ class SkuMapping(EngineCore):
         if not codes:
             return order
         return replace(order, items=tuple(replace(i, code=codes.get(i.code, i.code)) for i in order.items))
+
+    def _backoffice_codes(self, ctx: _Ctx, records: Iterable[Any]) -> list[Any]:
+        """Records read from a channel (its SKUs) renamed to the back office codes of its DE/PARA map."""
+        records = list(records)
+        if not self._has_sku_map(ctx):
+            return records
+        codes = self.journal.backoffice_codes(ctx.name, [r.code for r in records if not isinstance(r, BadRecord)])
+        return [r if isinstance(r, BadRecord) or r.code not in codes else renamed(r, codes[r.code]) for r in records]
