@@ -201,12 +201,12 @@ class OperatorActions(EngineCore):
             self._send_event(ctx, out.key, str(out.meta.get("order_id", "")), type_, EVENT_ORDER.get(type_, 0), out)
         elif entity == "order-cancels":
             (res,) = self.backoffice.push(entity, [out])
-            self._settle(ctx, entity, out, res, source_fp, record=False)
+            self._record_resend(ctx, entity, out, res, source_fp, record=False)
         else:
             (res,) = ctx.conn.push(entity, [out])
-            self._settle(ctx, entity, out, res, source_fp, record=True)
+            self._record_resend(ctx, entity, out, res, source_fp, record=True)
 
-    def _settle(self, ctx: _Ctx, entity: str, out: Outgoing, res: PushResult, source_fp: str | None,
+    def _record_resend(self, ctx: _Ctx, entity: str, out: Outgoing, res: PushResult, source_fp: str | None,
                 *, record: bool) -> None:
         with self.journal.transaction():
             if res.ok:

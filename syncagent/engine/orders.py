@@ -32,8 +32,8 @@ from syncagent.journal import OrderRow
 from syncagent.model import BackOfficeOrder, BadRecord, Order, order_from_dict
 
 PARKED_PATIENCE = 3600.0  # a parked order waits this long for its customer before quarantine
-MAX_SETTLE_WAIT = 5.0
-SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh  # seconds the orders step may wait at its end to retry lost answers
+MAX_SETTLE_WAIT = 5.0  # seconds the orders step may wait at its end to retry lost answers
+SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 
 
