@@ -180,13 +180,14 @@ class PushPipeline(EngineCore):
             records = self._backoffice_codes(ctx, records)
         elif entity in SKU_ENTITIES:
             records, work.renames = self._channel_skus(ctx, entity, records)
+        prepare = ctx.sink.prepare  # looked up once a page, not once a record
         for record in records:
             if isinstance(record, BadRecord):
                 key = _bad_key(record)
                 work.bad.append((key, record.code, record.reason, _src(record.raw), fingerprint(record.raw)))
                 continue
             try:
-                out = ctx.sink.prepare(entity, record)
+                out = prepare(entity, record)
             except MappingError as exc:
                 raw = _describe(record)
                 work.bad.append((record.key, exc.code, exc.reason, _src(raw), fingerprint(raw)))
