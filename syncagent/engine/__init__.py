@@ -23,6 +23,8 @@ One module per concern, each a mixin of `Engine` over the state of `core.EngineC
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from syncagent import entities
 from syncagent.connectors.base import PushResult
 from syncagent.engine.actions import OperatorActions
@@ -81,25 +83,36 @@ class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, O
         direction = direction or ctx.setup.directions.get(flow) or entities.default_direction(flow)
         if flow in CATALOGUE_PUSH and flow != "customers" and direction == entities.PULL:
             self._push_from_channel(ctx, flow, full)  # the config made the channel this flow's source
-        elif flow == "orders":
-            self._orders(ctx)
-        elif flow == "order-events":
-            self._order_events(ctx)
-        elif flow == "stock":
-            self._stock(ctx, full)
-        elif flow == "prices":
-            self._prices(ctx, full)
-        elif flow == "customers":
-            if direction in ("pull", "both"):
-                self._pull_customers(ctx, may_stop=True)
-            if direction in ("push", "both"):
-                self._push_feed(ctx, "customers", full)
-        elif flow in CATALOGUE_PUSH:
-            if flow == "products" and ctx.setup.adopt and not ctx.dry_run:
-                self._adopt(ctx)  # reads the channel, writes only the local map: a shadow channel adopts too
-            self._push_feed(ctx, flow, full)
-        else:
+            return
+        run = self._flow_handlers().get(flow)
+        if run is None:
             raise ChannelError(f"unknown flow {flow!r}")
+        run(ctx, full, direction)
 
+    def _flow_handlers(self) -> dict[str, Callable[[_Ctx, bool, str], None]]:
+        """One handler per flow (the ones the config may schedule: `entities.FLOWS`)."""
+        return {
+            "orders": lambda ctx, full, direction: self._orders(ctx),
+            "order-events": lambda ctx, full, direction: self._order_events(ctx),
+            "stock": lambda ctx, full, direction: self._stock(ctx, full),
+            "prices": lambda ctx, full, direction: self._prices(ctx, full),
+            "customers": self._customers,
+            "products": self._products,
+            **{name: self._reference_table for name in ("groups", "payment-methods", "sellers")},
+        }
+
+    def _customers(self, ctx: _Ctx, full: bool, direction: str) -> None:
+        if direction in ("pull", "both"):
+            self._pull_customers(ctx, may_stop=True)
+        if direction in ("push", "both"):
+            self._push_feed(ctx, "customers", full)
+
+    def _products(self, ctx: _Ctx, full: bool, direction: str) -> None:
+        if ctx.setup.adopt and not ctx.dry_run:
+            self._adopt(ctx)  # reads the channel, writes only the local map: a shadow channel adopts too
+        self._push_feed(ctx, "products", full)
+
+    def _reference_table(self, ctx: _Ctx, full: bool, direction: str) -> None:
+        self._push_feed(ctx, ctx.result.flow, full)
 
 __all__ = ["ChannelSetup", "Engine", "PlannedWrite", "PushResult", "StepResult"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
 
@@ -46,3 +48,15 @@ def test_no_connector_calls_an_entity_stable_that_depends_on_more_than_the_recor
     assert caps is not None
     assert caps.stable <= entities.STABLE  # prices follow the clock, stock sums several records
     assert caps.push | caps.pull <= set(entities.ENTITIES)  # every entity a connector names is defined
+
+
+def test_the_engine_has_one_handler_for_every_flow_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    from syncagent.engine import ChannelSetup, Engine
+    from syncagent.journal import Journal
+    from tests.support.fakes import FakeBackoffice, FakeChannel
+
+    with Journal(tmp_path / "j.db") as journal:
+        engine = Engine(journal, FakeBackoffice(), {"loja": ChannelSetup("loja", FakeChannel())})
+        assert set(engine._flow_handlers()) == set(entities.FLOWS)
+        result = engine.run_step("loja", "tickets")
+        assert (result.status, result.error) == ("failed", "unknown flow 'tickets'")
