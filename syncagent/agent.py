@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,9 +18,9 @@ from typing import TYPE_CHECKING
 from syncagent.config import BackofficeConfig, ChannelConfig, Config
 from syncagent.connectors import registry
 from syncagent.connectors.base import Connector
-from syncagent.engine import ChannelSetup, Engine, StepResult
-from syncagent.errors import ConfigError
-from syncagent.journal import Journal
+from syncagent.engine import BACKOFFICE_REFUSED, ChannelSetup, Engine, StepResult
+from syncagent.errors import ConfigError, JournalError, JournalFull
+from syncagent.journal import Journal, journal_failure
 from syncagent.model import ALL_FLOWS, utcnow
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncagent.agent")
 
+# catalogue flows whose feed is read from a cursor: a pass over all of it reads as much as the last one did
+WHOLE_FEED_FLOWS = frozenset({"groups", "payment-methods", "sellers", "products", "prices", "stock"})
 # when several steps are due, these go first (an order waiting costs more than a stale price)
 FLOW_PRIORITY = {name: i for i, name in enumerate(ALL_FLOWS)}
 
@@ -101,6 +105,8 @@ class Agent:
             raise
         self.engine = Engine(self.journal, self.backoffice, setups, clock=clock)
         self.alerter = self._alerter(config)
+        self._whole_pass: tuple[str, str] | None = None  # the step in progress, when it reads its whole feed
+        self.stop_requested: Callable[[], bool] = lambda: False  # the command line's Ctrl-C: start no more steps
 
     def _connect(self, config: Config) -> tuple[Connector, dict[str, ChannelSetup]]:
         """The back office and one setup per enabled channel; nothing is left open on failure."""
@@ -127,7 +133,7 @@ class Agent:
             return None
         from syncagent.alerts import Alerter
 
-        return Alerter(config.alerts, self.journal, clock=self._clock)
+        return Alerter(config.alerts, self.journal, clock=self._clock, secrets=config.secrets)
 
     def reload(self, config: Config) -> None:
         """Swap in a new config (SIGHUP) between steps: new connectors and engine, same journal and lock.
@@ -154,8 +160,14 @@ class Agent:
 
     def alert(self, results: list[StepResult]) -> None:
         """After a cycle: one e-mail per new problem, one per recovery (see syncagent.alerts)."""
-        if self.alerter is not None:
+        if self.alerter is None:
+            return
+        try:
             self.alerter.evaluate(results)
+        except JournalError:
+            raise  # the journal itself is gone or full: that stops the agent, with its own message
+        except Exception as exc:  # noqa: BLE001 - a failing alert never stops the sync it reports on
+            log.error("alerts could not be evaluated: %s: %s", type(exc).__name__, exc)
 
     def steps(self, *, channel: str | None = None, flows: Iterable[str] | None = None) -> list[Step]:
         """Enabled steps, in run order: by flow priority, then channel order in the file."""
@@ -173,20 +185,64 @@ class Agent:
 
     def run_steps(self, steps: Iterable[Step], *, full: bool = False, direction: str | None = None,
                   should_stop: Callable[[], bool] = lambda: False) -> list[StepResult]:
+        """Run steps in order; a step of a channel (or of any channel, for the back office) whose
+        credentials were rejected earlier in the cycle is skipped."""
         results: list[StepResult] = []
         auth_failed: set[str] = set()
+        backoffice_refused = False
         for step in steps:
-            if should_stop():
+            if should_stop() or self.stop_requested():
                 break
-            if step.channel in auth_failed:
+            if step.channel in auth_failed or backoffice_refused:
+                whose = "the back office's" if backoffice_refused else f"{step.channel}'s"
                 results.append(StepResult(step.channel, step.flow, status="skipped",
-                                          error="credentials rejected earlier in this cycle"))
+                                          error=f"{whose} credentials were rejected earlier in this cycle"))
+                log.info("%s/%s: skipped: %s", step.channel, step.flow, results[-1].error)
                 continue
-            result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
+            started = time.monotonic()
+            try:
+                self._note_whole_pass(step, full)
+                result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
+            except (sqlite3.Error, OSError) as exc:  # the journal, not the network: the network's are ChannelErrors
+                failure = journal_failure(exc, self.journal.path)
+                if failure is None:
+                    raise
+                results.append(StepResult(step.channel, step.flow, status="failed", error=str(failure)))
+                if isinstance(failure, JournalFull):
+                    failure.results = results  # the summary so far: what each finished step did
+                raise failure from None
+            log_step(result, time.monotonic() - started)
             if result.status == "auth_failed":
                 auth_failed.add(step.channel)
+            backoffice_refused = backoffice_refused or (result.error or "").startswith(BACKOFFICE_REFUSED)
             results.append(result)
         return results
+
+    def _note_whole_pass(self, step: Step, full: bool) -> None:
+        """Remember whether this step reads its whole feed (--full, or no cursor yet): its length is then known."""
+        whole = step.flow in WHOLE_FEED_FLOWS and (full or self.journal.cursor(step.channel, step.flow) is None)
+        self._whole_pass = (step.channel, step.flow) if whole else None
+
+    def expected_reads(self, channel: str, flow: str) -> int | None:
+        """How many records the running step will read, where that is known: a pass over the whole feed
+        reads what the largest earlier complete run read. None otherwise (a feed does not say its length)."""
+        if self._whole_pass != (channel, flow):
+            return None
+        return self.journal.most_read(channel, flow)
+
+    def order_id_by_number(self, channel: str, number: str) -> str | None:
+        """The channel's id of the order people know by `number` (the tablet's "T00002"), from its feed.
+
+        Asked only once the number is known not to be an id: a queue-like feed (VTEX) hides what it
+        hands out for a while, so it is not read twice for one order.
+        """
+        wanted = number.strip().casefold()
+        for page in self.engine.channels[channel].connector.pull("orders", None):
+            for record in page.records:
+                found = getattr(record, "number", None)
+                if found is not None and str(found).strip().casefold() == wanted:
+                    return str(record.remote_id)
+        return None
 
     def run_once(self) -> list[StepResult]:
         results = self.run_steps(self.steps())
@@ -212,6 +268,13 @@ class Agent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def log_step(r: StepResult, seconds: float) -> None:
+    """One info line per step, with its counts (a daemon at `level: info` shows what it does)."""
+    level = logging.INFO if r.status in ("ok", "quarantined", "interrupted") else logging.WARNING
+    log.log(level, "%s/%s: %s in %.1f s: read %d, sent %d, unchanged %d, quarantined %d%s", r.channel, r.flow,
+            r.status, seconds, r.read, r.sent, r.unchanged, r.quarantined, f" ({r.error})" if r.error else "")
 
 
 def exit_code(results: Iterable[StepResult]) -> int:

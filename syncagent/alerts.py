@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from functools import partial
 
 from syncagent.config import EmailAlerts
 from syncagent.engine import StepResult
+from syncagent.http import redact
 from syncagent.journal import Journal
 
 log = logging.getLogger("syncagent.alerts")
@@ -48,14 +51,23 @@ FIXES = {
 }
 
 
+RELAY_BACKOFF_MIN = timedelta(minutes=1)
+RELAY_BACKOFF_MAX = timedelta(minutes=15)
+
+
 class Alerter:
     def __init__(self, cfg: EmailAlerts, journal: Journal, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  quiet_period: timedelta = timedelta(hours=1),
-                 send: Callable[[EmailMessage], None] | None = None) -> None:
+                 send: Callable[[EmailMessage], None] | None = None, secrets: Iterable[str] = ()) -> None:
         self.cfg = cfg
+        self.secrets = tuple(secrets)
         self.journal = journal
         self.clock = clock
         self.quiet_period = quiet_period
+        # after the relay could not be reached, e-mails wait until then: the daemon evaluates alerts
+        # after every step, and a relay that drops packets would cost each step its 20 s timeout
+        self.relay_retry_at: datetime | None = None
+        self.relay_backoff = RELAY_BACKOFF_MIN
         self._send = send or self._smtp_send
         self.failing_cycles: dict[str, int] = {}
 
@@ -98,25 +110,24 @@ class Alerter:
 
     # -- deciding what to send -------------------------------------------------------------------
     def evaluate(self, results: Iterable[StepResult]) -> list[EmailMessage]:
-        """Compare the problems holding now with the journal's memory; send what is new."""
+        """Compare the problems holding now with the journal's memory; send what is new.
+
+        An e-mail counts as sent only once the SMTP server accepted it: its journal change is
+        committed after the send, so one that could not go (server down) is tried again next
+        cycle. A crash between the two sends it twice, which beats never.
+        """
         now = self.clock()
         current = {p.key: p for p in self.problems(results)}
-        sent: list[EmailMessage] = []
+        outbox: list[tuple[EmailMessage, Callable[[], None]]] = []  # (message, what to record once it went)
         known = self.journal.alerts()
         with self.journal.transaction():
             for key, problem in current.items():
                 row = known.get(key)
-                if row is None:
-                    self._upsert(key, "open", now, problem.subject, flaps=0)
-                    sent.append(self._message(problem.subject, problem.body))
-                elif row[1] == "closed":
-                    if row[3] and now - _parse(row[3]) < self.quiet_period:
-                        self._upsert(key, "open", None, problem.subject, flaps=row[4] + 1)  # back soon: flapping
-                    else:
-                        self._upsert(key, "open", now, problem.subject, flaps=0)
-                        sent.append(self._message(problem.subject, problem.body))
-                elif row[1] == "recovering":
-                    self._upsert(key, "open", None, problem.subject, flaps=row[4] + 1)  # flapping: no e-mail
+                if row is None or (row[1] == "closed" and not (row[3] and now - _parse(row[3]) < self.quiet_period)):
+                    outbox.append((self._message(problem.subject, problem.body),
+                                   partial(self._upsert, key, "open", now, problem.subject, flaps=0)))
+                elif row[1] in ("closed", "recovering"):
+                    self._upsert(key, "open", None, problem.subject, flaps=row[4] + 1)  # back soon: flapping
             for key, row in known.items():
                 if key in current or row[1] == "closed":
                     continue
@@ -124,27 +135,54 @@ class Alerter:
                     # a flapping problem must stay quiet a while first
                     self.journal.resolve_alert(key, "recovering", _iso(now))
                 elif row[1] == "open" or (row[1] == "recovering" and now - _parse(row[3]) >= self.quiet_period):
-                    self.journal.resolve_alert(key, "closed", _iso(now))
                     flaps = f" (it came and went {row[4]} more times meanwhile)" if row[4] else ""
-                    sent.append(self._message(f"[syncagent] recovered: {row[5].removeprefix('[syncagent] ')}",
-                                              f"This problem has cleared{flaps}:\n\n{row[5]}\n"))
-        for message in sent:
+                    outbox.append((self._message(f"[syncagent] recovered: {row[5].removeprefix('[syncagent] ')}",
+                                                 f"This problem has cleared{flaps}:\n\n{row[5]}\n"),
+                                   partial(self._close, key, now)))
+        return self._deliver(outbox)
+
+    def _deliver(self, outbox: list[tuple[EmailMessage, Callable[[], None]]]) -> list[EmailMessage]:
+        """Send each message and record it once accepted; the rest wait for a later cycle."""
+        sent: list[EmailMessage] = []
+        now = self.clock()
+        if not outbox or (self.relay_retry_at is not None and now < self.relay_retry_at):
+            return sent
+        for message, record in outbox:
             try:
                 self._send(message)
-            except (OSError, smtplib.SMTPException) as exc:
-                log.error("could not send the alert e-mail %r: %s", message["Subject"], exc)
+            except Exception as exc:  # noqa: BLE001 - an alert that cannot go must never stop the agent
+                unreachable = isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPResponseException)
+                if unreachable:  # no server to talk to: the others would fail alike
+                    self.relay_retry_at = now + self.relay_backoff
+                    self.relay_backoff = min(self.relay_backoff * 2, RELAY_BACKOFF_MAX)
+                log.error("could not send the alert e-mail %r: %s; %d alert e-mail(s) wait and are tried again %s",
+                          message["Subject"], redact(f"{type(exc).__name__}: {exc}", self.secrets),
+                          len(outbox) - len(sent) if unreachable else 1,
+                          f"after {_iso(self.relay_retry_at)}" if unreachable and self.relay_retry_at
+                          else "next cycle")
+                if unreachable:
+                    break
+                continue
+            self.relay_retry_at, self.relay_backoff = None, RELAY_BACKOFF_MIN
+            with self.journal.transaction():
+                record()
+            sent.append(message)
         return sent
+
+    def _close(self, key: str, now: datetime) -> None:
+        self.journal.resolve_alert(key, "closed", _iso(now))
 
     def _upsert(self, key: str, state: str, opened: datetime | None, subject: str, *, flaps: int) -> None:
         self.journal.set_alert(key, state, _iso(opened) if opened else None, subject, flaps=flaps)
 
     # -- sending ---------------------------------------------------------------------------------
     def _message(self, subject: str, body: str) -> EmailMessage:
+        """The e-mail; the subject made one safe line (an order id may hold CR/LF), secrets masked."""
         message = EmailMessage()
-        message["Subject"] = subject
+        message["Subject"] = header_value(redact(subject, self.secrets))
         message["From"] = self.cfg.from_addr
         message["To"] = ", ".join(self.cfg.to)
-        message.set_content(body + "\n-- \nsyncagent\n")
+        message.set_content(redact(body, self.secrets) + "\n-- \nsyncagent\n")
         return message
 
     def _smtp_send(self, message: EmailMessage) -> None:
@@ -152,8 +190,22 @@ class Alerter:
             if self.cfg.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if self.cfg.username:
+                if not self.cfg.starttls and not self.cfg.allow_plaintext_login:  # the loader refuses it too
+                    raise smtplib.SMTPException("refusing to send the SMTP password without TLS "
+                                                "(starttls: false; see allow_plaintext_login)")
                 smtp.login(self.cfg.username, self.cfg.password or "")
             smtp.send_message(message)
+
+
+def header_value(text: str, limit: int = 200) -> str:
+    """One line fit for a mail header: control and line-separator characters become spaces.
+
+    The values come from servers (order ids, error messages); a CR/LF in one would otherwise make
+    the header refused (the whole alert lost) or, worse, add a header of the server's choosing.
+    """
+    clean = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+    clean = " ".join(clean.split())
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 def _iso(moment: datetime) -> str:

@@ -1,20 +1,33 @@
 """The command line: parse, call the library, render. Nothing else lives here.
 
 Exit codes (a user contract, DESIGN §3): 0 ok; 1 some records quarantined or a channel failed
-(the rest ran); 2 bad config or usage; 3 another instance holds the journal lock.
+(the rest ran); 2 bad config or usage; 3 another instance holds the journal lock; 130 stopped by
+Ctrl-C (what was done is recorded and summed up).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any, NoReturn
 
 import click
 
 from syncagent import __version__, entities
-from syncagent.errors import ConfigError, JournalError, JournalLocked, SyncAgentError
+from syncagent.errors import (
+    ChannelError,
+    ConfigError,
+    JournalError,
+    JournalFull,
+    JournalLocked,
+    SyncAgentError,
+)
 
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it (128 + SIGINT)
 PUSH_ENTITIES = list(entities.PUSHABLE)
 
 
@@ -40,23 +53,136 @@ def _load(ctx: click.Context) -> Any:
     return config
 
 
+# what to do instead when a command that writes finds the daemon holding the journal
+BESIDE_THE_DAEMON = {
+    "run": "the daemon already runs every flow on its interval; to run a cycle now, restart it "
+           "(`systemctl restart syncagent`: it runs every step at start)",
+    "push": "the daemon pushes this flow on its interval; to push now, stop it (`systemctl stop syncagent`), "
+            "push, start it again (`systemctl start syncagent`)",
+    "pull": "the daemon pulls on its interval; to pull now, stop it (`systemctl stop syncagent`), pull, start it "
+            "again",
+    "replay": "stop the daemon (`systemctl stop syncagent`), replay, start it again: two agents must never write "
+              "to the channels from one journal",
+    "retry": "the daemon retries a record by itself when its source changes; to retry now, stop it "
+             "(`systemctl stop syncagent`), retry, start it again",
+}
+READ_ONLY_BESIDE = "`status`, `doctor`, `reconcile`, `push --dry-run` and `quarantine list|show|drop` work beside it"
+
+
+def _locked(exc: JournalLocked) -> NoReturn:
+    """Exit 3, saying who holds the journal and how to do this with the daemon running."""
+    ctx = click.get_current_context(silent=True)
+    words = ctx.command_path.split()[1:] if ctx is not None else []  # "replay order", "quarantine retry"
+    advice = next((BESIDE_THE_DAEMON[w] for w in words if w in BESIDE_THE_DAEMON),
+                  "stop the daemon first (`systemctl stop syncagent`), then start it again")
+    _fail(f"{exc}\n{advice}; {READ_ONLY_BESIDE}", 3)
+
+
 def _agent(config: Any) -> Any:
     from syncagent.agent import Agent
 
     try:
         return Agent(config)
+    except JournalFull:
+        raise  # exit 1, as a disk filling up during a run
     except JournalLocked as exc:
-        _fail(str(exc), 3)
+        _locked(exc)
     except (JournalError, ConfigError) as exc:
         _fail(str(exc), 2)
+
+
+def _read_only_journal(config: Any) -> Any:
+    """The journal for commands that only read: no lock, and SQLite refuses any write (query_only), so they
+    run beside a daemon; with no journal yet, an empty one in memory (what a first run would see)."""
+    from syncagent.journal import Journal
+
+    if not config.journal.exists():
+        return Journal(":memory:", lock=False)
+    journal = Journal(config.journal, lock=False, readonly=True)
+    journal.refuse_writes()
+    return journal
+
+
+def _read_only_agent(config: Any) -> Any:
+    from syncagent.agent import Agent
+
+    try:
+        return Agent(config, journal=_read_only_journal(config))
+    except (JournalError, ConfigError) as exc:
+        _fail(str(exc), 2)
+
+
+@contextlib.contextmanager
+def _ctrl_c(agent: Any) -> Iterator[threading.Event]:
+    """Ctrl-C: the step stops after the page in hand (recorded), no other step starts, the run is recorded
+    as interrupted with its counts, the summary so far is printed, and the exit is 130.
+
+    The engine is never interrupted in the middle of a page (a KeyboardInterrupt there could record a
+    cursor apart from its page); a second Ctrl-C only arms a third, which stops the process at once,
+    as a kill would: the journal stays consistent and the page in hand is sent again by the next run.
+    """
+    pressed = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if pressed.is_set():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            click.echo("\nstill finishing the page in hand (bounded by the HTTP timeouts); Ctrl-C once more stops "
+                       "at once, as a kill: nothing recorded is lost, the page in hand is sent again next run",
+                       err=True)
+            return
+        pressed.set()
+        click.echo("\nCtrl-C: stopping after the page in hand, which is recorded", err=True)
+
+    cut_short = threading.Event()  # the engine stopped a step before its end because of it
+
+    def should_stop() -> bool:
+        if pressed.is_set():
+            cut_short.set()
+        return pressed.is_set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    agent.engine.should_stop = should_stop
+    agent.engine.interrupted = cut_short.is_set
+    agent.stop_requested = pressed.is_set  # no step starts after it
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_steps(agent: Any, work: Callable[[], list[Any]], *, as_json: bool, progress: bool = True) -> int:
+    """Run steps with the progress display; print the results (those so far after a Ctrl-C) and say the exit code."""
+    from syncagent.agent import exit_code
+    from syncagent.report import PushProgress, dumps, print_summary, results_json
+
+    with _ctrl_c(agent) as pressed:
+        if progress:
+            with PushProgress(expected=agent.expected_reads) as bar:
+                agent.engine.on_page = bar.update
+                results = work()
+        else:
+            results = work()
+        interrupted = pressed.is_set() or any(r.status == "interrupted" for r in results)
+    click.echo(dumps(results_json(results))) if as_json else print_summary(results)
+    if interrupted:
+        click.echo("interrupted (Ctrl-C): what the summary counts was sent and recorded; run the command again to "
+                   "go on from there (`syncagent status` shows the run as interrupted)", err=True)
+        return EXIT_INTERRUPTED
+    return exit_code(results)
 
 
 def _guard(fn: Callable[[], int]) -> NoReturn:
     """Run a command body and turn the library's errors into the documented exit codes."""
     try:
         code = fn()
+    except JournalFull as exc:  # exit 1: what was recorded is kept; the summary says what got done
+        if exc.results:
+            from syncagent.report import print_summary
+
+            print_summary(exc.results)
+        _fail(str(exc), 1)
     except JournalLocked as exc:
-        _fail(str(exc), 3)
+        _locked(exc)
     except (JournalError, ConfigError) as exc:
         _fail(str(exc), 2)
     except SyncAgentError as exc:
@@ -89,20 +215,11 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
     config = _load(ctx)
 
     def body() -> int:
-        from syncagent.agent import exit_code
-        from syncagent.report import PushProgress, dumps, print_summary, results_json
         from syncagent.scheduler import Daemon
 
         with _agent(config) as agent:
             if once:
-                with PushProgress() as progress:
-                    agent.engine.on_page = progress.update
-                    results = agent.run_once()
-                if as_json:
-                    click.echo(dumps(results_json(results)))
-                else:
-                    print_summary(results)
-                return exit_code(results)
+                return _run_steps(agent, agent.run_once, as_json=as_json)
             Daemon(agent).run()
             return 0
 
@@ -121,10 +238,9 @@ def push(ctx: click.Context, entity: str, channel: str | None, full: bool, dry_r
     config = _load(ctx)
 
     def body() -> int:
-        from syncagent.agent import exit_code
-        from syncagent.report import dumps, print_plan, print_summary, results_json
+        from syncagent.report import dumps, print_plan
 
-        with _agent(config) as agent:
+        with _read_only_agent(config) if dry_run else _agent(config) as agent:
             if dry_run:
                 from syncagent.reconcile import changed_fields
 
@@ -145,14 +261,9 @@ def push(ctx: click.Context, entity: str, channel: str | None, full: bool, dry_r
                 else:
                     print_plan(plans, changes)
                 return 1 if any(r.status == "failed" for r, _ in plans) else 0
-            from syncagent.report import PushProgress
-
-            with PushProgress() as progress:
-                agent.engine.on_page = progress.update
-                results = agent.run_entity(entity, channel=channel, full=full,
-                                           direction="push" if entity == "customers" else None)
-            click.echo(dumps(results_json(results))) if as_json else print_summary(results)
-            return exit_code(results)
+            return _run_steps(agent, lambda: agent.run_entity(
+                entity, channel=channel, full=full, direction="push" if entity == "customers" else None),
+                as_json=as_json)
 
     _guard(body)
 
@@ -167,13 +278,10 @@ def pull(ctx: click.Context, entity: str, channel: str | None, as_json: bool) ->
     config = _load(ctx)
 
     def body() -> int:
-        from syncagent.agent import exit_code
-        from syncagent.report import dumps, print_summary, results_json
-
         with _agent(config) as agent:
-            results = agent.run_entity(entity, channel=channel, direction="pull" if entity == "customers" else None)
-            click.echo(dumps(results_json(results))) if as_json else print_summary(results)
-            return exit_code(results)
+            return _run_steps(agent, lambda: agent.run_entity(
+                entity, channel=channel, direction="pull" if entity == "customers" else None),
+                as_json=as_json, progress=False)
 
     _guard(body)
 
@@ -186,12 +294,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     config = _load(ctx)
 
     def body() -> int:
-        from syncagent.journal import Journal
-        from syncagent.report import dumps, make_console, status_data, status_table
+        from syncagent.report import dumps, print_status, status_data
 
         if not config.journal.exists():
             _fail(f"no journal at {config.journal} yet: run `syncagent run --once` first", 1)
-        journal = Journal(config.journal, lock=False, readonly=True)
+        journal = _read_only_journal(config)
         try:
             data = status_data(config, journal)
         finally:
@@ -199,9 +306,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             click.echo(dumps(data))
         else:
-            make_console().print(status_table(data))
-            click.echo(f"quarantined records: {data['quarantined_total']}")
+            print_status(data)
         failing = any(c["auth_state"] == "auth_failed" for c in data["channels"])
+        failing = failing or data["backoffice"]["auth_state"] == "auth_failed"
         return 1 if failing or data["quarantined_total"] else 0
 
     _guard(body)
@@ -323,7 +430,7 @@ def mapping_list(ctx: click.Context, channel: str, as_json: bool) -> None:
     def body() -> int:
         from rich.table import Table
 
-        from syncagent.report import dumps, make_console
+        from syncagent.report import dumps, make_console, when
 
         with _map_journal(config) as journal:
             rows = list(journal.sku_map(channel))
@@ -334,7 +441,7 @@ def mapping_list(ctx: click.Context, channel: str, as_json: bool) -> None:
         for column in ("code", "channel SKU", "source", "updated"):
             table.add_column(column)
         for code, sku, source, updated in rows:
-            table.add_row(code, sku, source, updated[:19])
+            table.add_row(code, sku, source, when(updated))
         make_console().print(table)
         return 0
 
@@ -351,7 +458,10 @@ def replay() -> None:
 @click.option("--channel", required=True, help="The channel the order came from.")
 @click.pass_context
 def replay_order(ctx: click.Context, order_id: str, channel: str) -> None:
-    """Look the order up in the back office; create it once if missing; acknowledge it on the channel."""
+    """Look the order up in the back office; create it once if missing; acknowledge it on the channel.
+
+    ORDER_ID is the channel's id or the order number people see on the channel (the tablet's T00002).
+    """
     config = _load(ctx)
     _known_channel(config, channel)
 
@@ -359,9 +469,20 @@ def replay_order(ctx: click.Context, order_id: str, channel: str) -> None:
         with _agent(config) as agent:
             if channel not in agent.engine.channels:
                 _fail(f"channel {channel!r} is not enabled in the config", 2)
-            message = agent.engine.replay_order(channel, order_id)
-            row = agent.journal.order(channel, order_id)
-        click.echo(f"{channel}/orders/{order_id}: {message}")
+            remote_id = order_id
+            try:
+                message = agent.engine.replay_order(channel, order_id)
+            except ChannelError:
+                if agent.journal.order(channel, order_id) is not None:
+                    raise
+                found = agent.order_id_by_number(channel, order_id)  # not an id: the number people see?
+                if found is None:
+                    raise
+                remote_id = found
+                click.echo(f"{channel}: order number {order_id} is the order {remote_id}")
+                message = agent.engine.replay_order(channel, remote_id)
+            row = agent.journal.order(channel, remote_id)
+        click.echo(f"{channel}/orders/{remote_id}: {message}")
         return 0 if row is not None and row.state in ("acknowledged", "created", "cancelled") else 1
 
     _guard(body)
@@ -406,13 +527,10 @@ def reconcile(ctx: click.Context, channel: str, entity: str, show: int, as_json:
     _known_channel(config, channel)
 
     def body() -> int:
-        from syncagent.agent import Agent
-        from syncagent.journal import Journal
         from syncagent.reconcile import reconcile as compare
         from syncagent.report import dumps, print_reconciliation
 
-        journal = Journal(config.journal if config.journal.exists() else ":memory:", lock=False)
-        with Agent(config, journal=journal) as agent:
+        with _read_only_agent(config) as agent:
             if channel not in agent.engine.channels:
                 _fail(f"channel {channel!r} is not enabled in the config", 2)
             result = compare(agent.engine, channel, entity, show=show)
@@ -447,7 +565,7 @@ def quarantine_list(ctx: click.Context, channel: str | None, show_all: bool, as_
     def body() -> int:
         from rich.table import Table
 
-        from syncagent.report import dumps, make_console
+        from syncagent.report import dumps, make_console, when
 
         with _open_journal(config, lock=False) as journal:
             rows = journal.quarantined(channel, state=None if show_all else "open")
@@ -458,8 +576,8 @@ def quarantine_list(ctx: click.Context, channel: str | None, show_all: bool, as_
         for column in ("id", "channel", "entity", "key", "state", "reason", "first seen", "attempts"):
             table.add_column(column)
         for r in rows:
-            table.add_row(str(r.id), r.channel, r.entity, r.key, r.state, f"{r.reason_code}: {r.reason}"[:100],
-                          r.first_seen[:19], str(r.attempts))
+            table.add_row(str(r.id), r.channel, r.entity, r.key, r.state, f"{r.reason_code}: {r.reason}",
+                          when(r.first_seen), str(r.attempts))
         make_console().print(table)
         return 0
 
@@ -541,7 +659,8 @@ def quarantine_drop(ctx: click.Context, row_ids: tuple[int, ...], reason: str, b
     config = _load(ctx)
 
     def body() -> int:
-        with _open_journal(config, lock=True) as journal:
+        # no agent lock, like `mapping import`: SQLite serialises the writes, so a drop works beside the daemon
+        with _open_journal(config, lock=False) as journal:
             for row_id in row_ids:
                 row = _one(journal, row_id)
                 with journal.transaction():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
@@ -49,6 +50,9 @@ STR_TAG = "tag:yaml.org,2002:str"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 # after ${VAR} expansion a plain scalar may become one of these (`smtp_port: ${SMTP_PORT:-587}`)
 RETYPED_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"}
+# values the file may hold once aliases and merge keys are expanded: a real config has a few
+# thousand; a "billion laughs" file of a few hundred bytes expands to billions and would eat memory
+MAX_EXPANDED_VALUES = 100_000
 
 
 def _empty() -> Mapping[str, Any]:
@@ -71,6 +75,7 @@ class HttpOptions:
     rate_limit: RateLimit | None = None
     ca_bundle: str | None = None
     verify_tls: bool = True
+    total_timeout: float | None = None  # one attempt in all; None: connect_timeout + 2 x read_timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,7 @@ class EmailAlerts:
     password: str | None = None
     failing_cycles: int = 3
     order_late_minutes: int = 15
+    allow_plaintext_login: bool = False  # log in without STARTTLS: the password crosses the network readable
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +362,21 @@ def _shape(item: _Value) -> str:
     return f"a hidden value ({kind})"
 
 
+_CONTROL_NAMES = {"\r": "a carriage return (\\r)", "\n": "a line feed (\\n)", "\t": "a tab (\\t)",
+                  "\0": "a NUL byte"}
+
+
+def _controls(text: str) -> str:
+    """Which control characters `text` holds, and where, said without showing the text."""
+    found = sorted({c for c in text if unicodedata.category(c) == "Cc"})
+    if not found:
+        return ""
+    names = ", ".join(_CONTROL_NAMES.get(c, f"the control character U+{ord(c):04X}") for c in found)
+    body = text.rstrip("".join(found))
+    at_end = body != text and not any(unicodedata.category(c) == "Cc" for c in body)
+    return names + (" at its end" if at_end else "")
+
+
 # -- typed getters ------------------------------------------------------------------------------
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -432,7 +453,7 @@ def _check_name(item: _Value) -> tuple[bool, Any]:
 
 
 def _is_address(text: str | None) -> bool:
-    if not text:
+    if not text or _controls(text):  # a CR/LF would be refused by the mail library (or add a header)
         return False
     address = parseaddr(text)[1]
     local, _, domain = address.partition("@")
@@ -517,6 +538,12 @@ class _Section:
             return default
         if secret and converted not in (None, ""):
             self.reader.secrets.append(str(converted))
+            controls = _controls(str(converted))
+            if controls:
+                self.reader.problem(item.line, key, "a secret without control characters (an environment file "
+                                    "saved with CRLF line ends gives each value a trailing \\r: save it with LF "
+                                    "line ends)", f"a hidden value holding {controls}")
+                return default
             if not item.from_env:
                 self.reader.problem(item.line, key, "a ${VAR} reference (put secrets in the environment: ${VAR})",
                                     "a literal secret in the file")
@@ -546,9 +573,9 @@ class _Section:
 TOP_KEYS = frozenset({"journal", "log", "alerts", "backoffice", "defaults", "channels"})
 LOG_KEYS = frozenset({"level", "format", "file"})
 EMAIL_KEYS = frozenset({"smtp_host", "smtp_port", "starttls", "username", "password", "from", "to",
-                        "failing_cycles", "order_late_minutes"})
+                        "failing_cycles", "order_late_minutes", "allow_plaintext_login"})
 HTTP_FIELDS = (("connect_timeout", "positive"), ("read_timeout", "positive"), ("max_attempts", "positive_int"),
-               ("ca_bundle", "path"), ("verify_tls", "bool"))
+               ("ca_bundle", "path"), ("verify_tls", "bool"), ("total_timeout", "positive"))
 HTTP_KEYS = frozenset({*(name for name, _ in HTTP_FIELDS), "rate_limit"})
 RATE_KEYS = frozenset({"per_second", "burst"})
 DEFAULT_KEYS = frozenset({"every", "batch_size", "enabled", "safety_stock", "http", "rate_limit"})
@@ -600,19 +627,72 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     refs = _Refs(text)
     try:
         node = yaml.compose(refs.text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigProblems([Problem(file, 0, "(syntax)", "mappings and lists nested a few levels deep",
+                                      "nesting too deep to read")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 0
         what = str(getattr(exc, "problem", None) or str(exc).splitlines()[0])
         what = refs.restore(what.removeprefix("but found ").removeprefix("found "))
         raise ConfigProblems([Problem(file, line, "(syntax)", "valid YAML", f"a syntax error: {what}")]) from None
+    if node is not None:
+        _check_expansion(file, node, MAX_EXPANDED_VALUES)
     reader = _Reader(file, env, path.resolve().parent, refs)
-    root = reader.convert(node, "") if node is not None else _Value({}, 1)
+    try:
+        root = reader.convert(node, "") if node is not None else _Value({}, 1)
+    except RecursionError:
+        raise ConfigProblems([Problem(file, 0, "(syntax)", "mappings and lists nested a few levels deep",
+                                      "nesting too deep to read")]) from None
     config = _build(reader, path, root)
     if reader.problems:
         raise ConfigProblems(sorted(reader.problems, key=lambda p: p.line))
     assert config is not None
     return config
+
+
+def _check_expansion(file: str, root: yaml.Node, budget: int) -> None:
+    """Refuse a file whose aliases expand past `budget` values, or an alias inside its own anchor.
+
+    Aliases stay allowed (anchors and `<<` merges are a documented convenience): composing keeps
+    one node per anchor, so sizes are counted once per node, without expanding anything. The
+    walk is iterative: nesting depth costs no recursion.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()  # the nodes on the path being walked: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            active.discard(id(node))
+            size = 1 + sum(sizes[id(child)] for child in children)
+            if size > budget:
+                raise ConfigProblems([Problem(
+                    file, node.start_mark.line + 1, "(aliases)",
+                    f"at most {budget} values once aliases (*name) and merges (<<) are expanded",
+                    "more: aliases that repeat aliases (a YAML alias bomb?)")])
+            sizes[id(node)] = size
+            continue
+        if id(node) in sizes:
+            continue
+        active.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in active:
+                raise ConfigProblems([Problem(file, child.start_mark.line + 1, "(aliases)",
+                                              "an alias to an anchor defined before it", "an alias inside its own "
+                                              "anchor (it would never end)")])
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _build(reader: _Reader, path: Path, root: _Value) -> Config | None:
@@ -680,7 +760,7 @@ def _alerts(section: _Section | None) -> EmailAlerts | None:
     if email is None:
         return None
     email.unknown(EMAIL_KEYS)
-    return EmailAlerts(
+    alerts = EmailAlerts(
         smtp_host=email.get("smtp_host", "str", "", required=True),
         from_addr=email.get("from", "email", "", required=True),
         to=email.get("to", "list[email]", (), required=True),
@@ -690,7 +770,13 @@ def _alerts(section: _Section | None) -> EmailAlerts | None:
         password=email.get("password", "str", secret=True) or None,
         failing_cycles=email.get("failing_cycles", "positive_int", 3),
         order_late_minutes=email.get("order_late_minutes", "positive_int", 15),
+        allow_plaintext_login=email.get("allow_plaintext_login", "bool", False),
     )
+    if alerts.username and not alerts.starttls and not alerts.allow_plaintext_login:
+        email.reader.problem(email.line_of("starttls"), _join(email.key, "starttls"),
+                             "true when a username is given (or allow_plaintext_login: true, to send the password "
+                             "unencrypted on purpose)", "false: the SMTP password would cross the network in clear")
+    return alerts
 
 
 def _http(reader: _Reader, owner: _Section, base: HttpOptions) -> HttpOptions:
@@ -927,16 +1013,15 @@ def describe(config: Config) -> str:
     def http(options: HttpOptions) -> str:
         rate = (f", {options.rate_limit.per_second:g} req/s burst {options.rate_limit.burst}"
                 if options.rate_limit else "")
-        tls = "" if options.verify_tls else ", TLS NOT VERIFIED"
-        ca = f", CA {options.ca_bundle}" if options.ca_bundle else ""
         return (f"timeouts {options.connect_timeout:g}s/{options.read_timeout:g}s, "
-                f"{options.max_attempts} attempts{rate}{tls}{ca}")
+                f"{options.max_attempts} attempts{rate}{tls_wording(options)}")
 
     alerts = config.alerts
+    plain = " (LOGIN WITHOUT TLS: allow_plaintext_login)" if alerts and alerts.username and not alerts.starttls else ""
     lines = [
         f"config:  {config.path}", f"journal: {config.journal}",
         f"log:     {config.log.level}, {config.log.format}" + (f", {config.log.file}" if config.log.file else ""),
-        f"alerts:  {'e-mail to ' + ', '.join(alerts.to) + ' via ' + alerts.smtp_host if alerts else 'off'}",
+        f"alerts:  {'e-mail to ' + ', '.join(alerts.to) + ' via ' + alerts.smtp_host + plain if alerts else 'off'}",
         f"backoffice: {config.backoffice.type} at {config.backoffice.base_url}",
         f"    options: {show(config.backoffice.options) or '-'}",
         f"    http: {http(config.backoffice.http)}",
@@ -957,10 +1042,16 @@ def describe(config: Config) -> str:
                            for k, v in flow.options.items())
             lines.append(f"    {flow.name:<16} every {_human(flow.every):>5}  {flow.direction:<4}  "
                          f"batch {flow.batch_size}{opts}{off}")
-    text = "\n".join(lines)
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")  # a secret inside another value (a URL) is hidden too
-    return text
+    from syncagent.http import redact
+
+    return redact("\n".join(lines), secrets)  # a secret inside another value (a URL) is hidden too
+
+
+def tls_wording(options: HttpOptions) -> str:
+    """How certificates are checked, as it is: a `ca_bundle` is used even when `verify_tls` is false."""
+    if options.ca_bundle:
+        return f", TLS verified against the CA bundle {options.ca_bundle}"
+    return "" if options.verify_tls else ", TLS NOT VERIFIED"
 
 
 def _human(seconds: float) -> str:

@@ -26,6 +26,8 @@ from syncagent.http import HttpClient
 from syncagent.journal import (
     SCHEMA_VERSION,
     integrity_problems,
+    is_corrupt,
+    journal_failure,
     missing_references,
     open_quarantine,
     open_readonly,
@@ -69,6 +71,25 @@ def _config_fix(problem: Any) -> str:
         return "edit the file at that line (docs/configuration.md), then `syncagent check-config`"
     return ("give the config file with -c FILE or $SYNCAGENT_CONFIG (or create ./syncagent.yaml from "
             "config.example.yaml), readable by this user")
+
+
+def check_transport(config: Config) -> list[Finding]:
+    """Settings that expose credentials on the wire: unverified TLS, an SMTP login without TLS."""
+    findings: list[Finding] = []
+    for name, cfg in config.endpoints():
+        if not cfg.http.verify_tls and not cfg.http.ca_bundle:
+            findings.append(Finding(f"tls:{name}", WARN, "TLS certificates are NOT verified (verify_tls: false): "
+                                    f"anyone between this machine and {cfg.base_url} can read the credentials",
+                                    "remove `verify_tls: false`; for a server with a private CA give its CA "
+                                    "file as `ca_bundle`"))
+    alerts = config.alerts
+    if alerts is not None and alerts.username and not alerts.starttls:
+        findings.append(Finding("tls:alerts", WARN, f"the SMTP password goes to {alerts.smtp_host} unencrypted "
+                                "(starttls: false, allow_plaintext_login: true)",
+                                "use a relay that offers STARTTLS and set `starttls: true`"))
+    if not findings:
+        findings.append(Finding("tls", OK, "every endpoint verifies TLS certificates"))
+    return findings
 
 
 # -- endpoints ----------------------------------------------------------------------------------
@@ -210,6 +231,8 @@ def check_journal(config: Config) -> tuple[sqlite3.Connection | None, list[Findi
                               "it is created by the first run: `syncagent run --once`")]
     findings: list[Finding] = []
     holder = lock_holder(Path(str(path) + ".lock"))
+    if holder is None:  # the agent locks the journal itself too: a deleted .lock file hides nothing
+        holder = lock_holder(path)
     if holder is None:
         findings.append(Finding("journal:lock", OK, "not locked: no syncagent runs on this journal now"))
     else:
@@ -221,6 +244,16 @@ def check_journal(config: Config) -> tuple[sqlite3.Connection | None, list[Findi
         conn = open_readonly(path)
         problems = integrity_problems(conn)
     except sqlite3.DatabaseError as exc:
+        failure = journal_failure(exc, path, write=False)
+        if failure is not None:  # a missing permission: the journal is healthy, never advise discarding it
+            findings.append(Finding("journal:access", FAIL, str(failure),
+                                    "grant the permission named above (or run syncagent as the journal's owner); "
+                                    "keep the journal: it is not damaged"))
+            return None, findings
+        if not is_corrupt(exc):
+            findings.append(Finding("journal:integrity", FAIL, f"{path} cannot be opened now ({exc})",
+                                    "it is not known to be damaged: keep it, fix the cause and run doctor again"))
+            return None, findings
         findings.append(Finding("journal:integrity", FAIL, f"{path} is not a usable SQLite database ({exc})",
                                 "restore it from a backup (docs/operations.md); or move it aside to start anew "
                                 "(every record is sent once more)"))
@@ -314,7 +347,8 @@ def _age(stamp: str | None, now: datetime) -> str:
 # -- all of it ----------------------------------------------------------------------------------
 def diagnose(config: Config, *, now: Callable[[], datetime] = utcnow, online: bool = True) -> list[Finding]:
     """Every check after the config: endpoints and clocks, the journal, references, backlog."""
-    findings = check_endpoints(config, now=now) if online else []
+    findings = check_transport(config)
+    findings += check_endpoints(config, now=now) if online else []
     conn, journal = check_journal(config)
     findings += journal
     if conn is not None:

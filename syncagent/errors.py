@@ -2,8 +2,10 @@
 
     SyncAgentError
     ├── ConfigError            bad config or usage: fix the file, exit 2
-    ├── JournalError           the journal cannot be used (corrupt, newer schema): exit 2
-    │   └── JournalLocked      another agent holds the journal: exit 3
+    ├── JournalError           the journal cannot be used (corrupt, newer schema, no permission): exit 2
+    │   ├── JournalLocked      another agent holds the journal: exit 3
+    │   ├── JournalGone        the journal was removed or replaced under the running agent: exit 2
+    │   └── JournalFull        the disk is full: exit 1 (what was recorded is kept; the rest waits)
     ├── ChannelError           one channel/step failed; the others go on: exit 1
     │   ├── TransientError     retry later (timeouts, 5xx, 429, dropped connection)
     │   │   └── AmbiguousError the request may have been applied (lost answer after a POST)
@@ -14,6 +16,8 @@
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SyncAgentError(Exception):
@@ -32,6 +36,24 @@ class JournalError(SyncAgentError):
 
 class JournalLocked(JournalError):
     exit_code = 3
+
+
+class JournalGone(JournalError):
+    """The journal file was removed or replaced while open: what is written goes nowhere anyone reads.
+
+    Exit 2, not 3: it is not another agent's lock (cron's "already running, fine"), and a restart
+    would not fix it by itself (the systemd unit does not restart on 2): a person must look.
+    """
+
+
+class JournalFull(JournalError):
+    """No space left for the journal: the run stops; `results` are the steps it finished (its summary)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, results: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.results: list[Any] = results or []
 
 
 class ChannelError(SyncAgentError):

@@ -9,26 +9,38 @@
 * 401: one single-flight credential refresh and one repeat, then `AuthError`;
 * a per-client token bucket (``rate_per_second``), a response size cap, no redirects when
   authenticated;
+* an overall deadline per attempt (``total_timeout``): the read timeout bounds each wait for a
+  byte, so a server dripping one byte a second would hold a request for ever; a watchdog thread
+  cuts the connection of a request past its deadline, and of every request a few seconds after
+  `stop_requests()` (SIGTERM), so the daemon stops in seconds whatever a server does;
 * every exception message and log line scrubbed of secrets; request headers and bodies are never
   quoted, and a response body only as a short excerpt with anything token-like masked.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import email.utils
+import functools
 import json as jsonlib
 import logging
+import os
 import random
 import re
+import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 import requests
 import tenacity
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
@@ -55,17 +67,223 @@ class HttpSettings:
     max_response_bytes: int = 64 * 1024 * 1024
     verify_tls: bool = True
     ca_bundle: str | None = None  # a PEM CA bundle used instead of the system store
+    total_timeout: float | None = None  # one attempt, connect to last byte; None: connect + 2 x read
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one attempt may take in all: time to connect, to the first byte, and as long again for the rest."""
+        if self.total_timeout is not None:
+            return self.total_timeout
+        return self.connect_timeout + 2 * self.read_timeout
+
+
+STOP_GRACE = 3.0  # seconds a request in flight may still take once the agent is asked to stop
+
+
+class _Flight:
+    """One attempt on the wire: its deadline and the connection it uses, which the watchdog may cut."""
+
+    __slots__ = ("deadline", "conn", "cut")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.conn: Any = None
+        self.cut: str | None = None  # why it was cut: "deadline" or "stop"
+
+
+class _Watchdog:
+    """Cuts the connection of an attempt past its deadline, or past the grace after a stop.
+
+    A socket timeout only bounds each wait for a byte; shutting the socket down from another
+    thread ends whatever read the request is blocked in (headers or body, plain or TLS). One
+    daemon thread for the process, started with the first request; it looks every 0.2 s while
+    requests are in flight and sleeps otherwise. `stop()` is safe from a signal handler: it only
+    sets values.
+    """
+
+    TICK = 0.2
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.lock = threading.Condition(threading.RLock())
+        self.flights: set[_Flight] = set()
+        self.thread: threading.Thread | None = None
+        self.stop_at: float | None = None
+        self.stopping = threading.Event()
+
+    def begin(self, seconds: float) -> _Flight:
+        flight = _Flight(self.clock() + seconds)
+        with self.lock:
+            self.flights.add(flight)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._watch, name="syncagent-http-watchdog", daemon=True)
+                self.thread.start()
+            self.lock.notify()
+        return flight
+
+    def attach(self, flight: _Flight, conn: Any) -> None:
+        """The connection `flight` sends on (a pooled one may serve many flights, one at a time)."""
+        with self.lock:
+            flight.conn = conn
+            conn.syncagent_flight = flight
+
+    def end(self, flight: _Flight) -> None:
+        with self.lock:
+            self.flights.discard(flight)
+            if flight.conn is not None and getattr(flight.conn, "syncagent_flight", None) is flight:
+                flight.conn.syncagent_flight = None
+
+    def stop(self, grace: float) -> None:
+        """Every attempt in flight, and every later one, ends at the latest `grace` seconds from now."""
+        if self.stop_at is None:
+            self.stop_at = self.clock() + grace
+        self.stopping.set()
+
+    def resume(self) -> None:
+        self.stop_at = None
+        self.stopping.clear()
+
+    def sleep(self, seconds: float) -> None:
+        """A backoff pause that a stop ends at once."""
+        self.stopping.wait(seconds)
+
+    def _watch(self) -> None:
+        while True:
+            with self.lock:
+                while not self.flights:
+                    self.lock.wait()
+                now, stop_at = self.clock(), self.stop_at
+                for flight in list(self.flights):
+                    if flight.cut is None and stop_at is not None and now >= stop_at:
+                        self._cut(flight, "stop")
+                    elif flight.cut is None and now >= flight.deadline:
+                        self._cut(flight, "deadline")
+                    elif flight.cut is not None:
+                        self._cut(flight, flight.cut)  # a connection made after the cut (a retry inside urllib3)
+            time.sleep(self.TICK)
+
+    @staticmethod
+    def _cut(flight: _Flight, why: str) -> None:
+        flight.cut = why
+        socket_conn = flight.conn  # urllib3's HTTP connection (not a connector)
+        sock = getattr(socket_conn, "sock", None) if socket_conn is not None else None
+        if sock is None or getattr(socket_conn, "syncagent_flight", None) is not flight:
+            return  # not connected yet (connect_timeout bounds that), or the connection serves another request
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the blocked read returns at once
+        except OSError:
+            pass  # already closed
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()  # the flight of the request this thread is sending, for the connection to find
+
+
+def _after_fork() -> None:
+    """A forked child starts with a watchdog of its own: the parent's thread and lock state do not come along."""
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def stop_requests(grace: float = STOP_GRACE) -> None:
+    """The agent is stopping: requests in flight get `grace` seconds more, then are cut; none is retried."""
+    _WATCHDOG.stop(grace)
+
+
+def _pause(seconds: float) -> None:
+    _WATCHDOG.sleep(seconds)
+
+
+def resume_requests() -> None:
+    """Undo `stop_requests` (the daemon returned; a test runs another)."""
+    _WATCHDOG.resume()
+
+
+class _WatchedConnection:
+    """Tells the watchdog which connection the current thread's attempt goes out on."""
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        flight = getattr(_CURRENT, "flight", None)
+        if flight is not None:
+            _WATCHDOG.attach(flight, self)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, with connections the watchdog can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret (4 characters or more) in `text` with ***.
+    """Replace every secret (4 characters or more), in every form it may be quoted in, with ***.
 
     Shorter values are skipped: masking "ab" everywhere would garble messages and hide nothing.
     Longest first, so a secret that contains another is masked whole.
     """
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "***")
+    return mask(text, masks(secrets))
+
+
+def mask(text: str, forms: Iterable[str]) -> str:
+    """`text` with each of `forms` (from `masks`, longest first) replaced by ***."""
+    for form in forms:
+        if form in text:
+            text = text.replace(form, "***")
     return text
+
+
+def masks(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Every form of every secret worth masking, longest first."""
+    forms = {form for secret in secrets if secret and len(secret) >= 4 for form in secret_forms(secret)}
+    return tuple(sorted(forms, key=lambda f: (-len(f), f)))
+
+
+@functools.lru_cache(maxsize=512)
+def secret_forms(secret: str) -> frozenset[str]:
+    """The ways a library or a server may quote `secret` in a message.
+
+    Raw; escaped as Python (``repr``, of the text and of its bytes) and JSON write it (a trailing
+    CR/LF becomes ``\\r\\n``); percent-encoded as in a URL or a form body; base64 as in a Basic
+    ``Authorization`` header. Base64 of ``user:secret`` depends on where the secret starts: for
+    each of the three alignments the characters made of the secret's bits alone are masked, so at
+    most a few bits at its edges can show.
+    """
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = {
+        secret, repr(secret)[1:-1], repr(secret + "'\"")[1:-4], repr(raw)[2:-1],
+        secret.encode("unicode_escape").decode("ascii"),
+        jsonlib.dumps(secret)[1:-1], jsonlib.dumps(secret, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret, safe=""), urllib.parse.quote(secret),
+    }
+    forms.add(base64.b64encode(raw).decode("ascii"))
+    for pad in range(3):
+        encoded = base64.b64encode(b"\0" * pad + raw).decode("ascii")
+        first, end = -(-8 * pad // 6), 8 * (pad + len(raw)) // 6  # characters made of the secret's bits only
+        core = encoded[first:end]
+        if len(core) >= 6:  # shorter runs would mask unrelated base64 here and there
+            forms.update((core, core.replace("+", "-").replace("/", "_")))
+    return frozenset(f for f in forms if len(f) >= 4)
 
 
 # runs of characters tokens are made of: long ones, or shorter ones holding a digit, are masked in
@@ -106,14 +324,14 @@ class HttpResponse:
         try:
             return fastjson.loads(self.content) if self.content else None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise TransientError(f"{where}: the answer is not valid JSON ({type(exc).__name__} at "
-                                 f"{getattr(exc, 'pos', '?')} of {len(self.content)} bytes: "
+            at = f"{type(exc).__name__} at {exc.pos}" if hasattr(exc, "pos") else str(exc)
+            raise TransientError(f"{where}: the answer is not valid JSON ({at} of {len(self.content)} bytes: "
                                  f"{excerpt(self.content, self.secrets)!r})",
                                  status=self.status, code="bad_response") from None
 
     def _error(self) -> dict[str, Any]:
-        try:
-            body = jsonlib.loads(self.content)
+        try:  # fastjson: a hostile error body (nested 10^5 deep, say) is no envelope, not a crash
+            body = fastjson.loads(self.content)
         except (ValueError, UnicodeDecodeError):
             return {}
         error = body.get("error") if isinstance(body, dict) else None
@@ -216,9 +434,13 @@ class OAuthClientCredentials:
                                  status=resp.status, code=resp.error_code(), target=name)
         # the body holds a token nobody knows yet: never quote it, even as an excerpt
         try:
-            body = jsonlib.loads(resp.content)
+            body = fastjson.loads(resp.content)
         except (ValueError, UnicodeDecodeError):
             body = None
+        problem = fastjson.problem_of(body)
+        if problem is not None:  # e.g. access_token given twice: which one is meant? (the text is not quoted)
+            raise TransientError(f"{name}: token endpoint {self.token_path} gave an unusable answer ({problem[0]})",
+                                 status=resp.status, code="bad_response", target=name)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise TransientError(f"{name}: token endpoint {self.token_path} gave no access_token",
@@ -270,7 +492,7 @@ def make_session(settings: HttpSettings) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     session.verify = settings.ca_bundle or settings.verify_tls
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    adapter = _Adapter(pool_connections=4, pool_maxsize=16, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = f"syncagent/{__version__}"
@@ -317,7 +539,7 @@ class HttpClient:
         self.name = name or self.base_url
         self.auth = auth
         self._secrets = tuple(secrets)
-        self._sleep = sleep if sleep is not None else time.sleep
+        self._sleep = sleep if sleep is not None else _pause  # a stop ends a backoff pause
         self.clock = clock
         self.session = session or make_session(self.settings)
         self.stats: dict[str, int] = {"requests": 0, "attempts": 0, "retries": 0, "refreshes": 0,
@@ -360,7 +582,8 @@ class HttpClient:
         call = _Call(method, path, params, json, data, idempotent, authenticated)
         self._count("requests")
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(max(1, self.settings.max_attempts)),
+            # once the agent is stopping, a failed attempt is not tried again
+            stop=tenacity.stop_after_attempt(max(1, self.settings.max_attempts)) | _stopping,
             wait=self._wait,
             retry=tenacity.retry_if_exception_type(_Retry),
             sleep=self._sleep,
@@ -437,33 +660,74 @@ class HttpClient:
         # (a token request's client secret) to another host
         follow = not call.authenticated and call.method in ("GET", "HEAD")
         where = f"{self.name}: {call.method} {call.path}"
-        try:
-            raw = self.session.request(
-                call.method, url, params=call.params, data=body, headers=headers,
-                stream=True, timeout=(s.connect_timeout, s.read_timeout), allow_redirects=follow,
-            )
+        started, answer = time.perf_counter(), "no answer"
+        with self._watched(call) as flight:
             try:
-                content = self._read_capped(raw, call)
+                raw = self.session.request(
+                    call.method, url, params=call.params, data=body, headers=headers,
+                    stream=True, timeout=(s.connect_timeout, s.read_timeout), allow_redirects=follow,
+                )
+                answer = str(raw.status_code)
+                try:
+                    content = self._read_capped(raw, call)
+                finally:
+                    _WATCHDOG.end(flight)  # before the connection goes back to the pool
+                    raw.close()
+                if flight.cut:  # a body that ends with the connection looks whole once cut: it is not
+                    self._cut(call, flight)
+            except requests.exceptions.ConnectTimeout as exc:
+                raise _Retry(f"connect timeout ({_short(exc, self.redact)})") from None
+            except requests.exceptions.SSLError as exc:
+                if _cert_rejected(exc):  # a bad certificate does not heal within one request
+                    raise TransientError(f"{where}: TLS certificate verification failed ({_short(exc, self.redact)})",
+                                         code="tls_verify_failed") from None
+                self._lost(call, f"TLS error ({_short(exc, self.redact)})", exc)
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                self._lost(call, f"connection failed ({_short(exc, self.redact)})", exc)
+            except requests.exceptions.Timeout as exc:  # ReadTimeout: sent, no answer
+                if call.idempotent:
+                    raise _Retry(f"read timeout ({_short(exc, self.redact)})") from None
+                raise AmbiguousError(f"{where}: no answer within {s.read_timeout} s; the request may have"
+                                     " been applied") from None
+            except requests.exceptions.RequestException as exc:  # bad URL and the like: retrying will not help
+                raise TransientError(f"{where}: {_short(exc, self.redact)}") from None
             finally:
-                raw.close()
-        except requests.exceptions.ConnectTimeout as exc:
-            raise _Retry(f"connect timeout ({_short(exc)})") from None
-        except requests.exceptions.SSLError as exc:
-            if _cert_rejected(exc):  # a bad certificate does not heal within one request
-                raise TransientError(f"{where}: TLS certificate verification failed ({_short(exc)})",
-                                     code="tls_verify_failed") from None
-            self._lost(call, f"TLS error ({_short(exc)})", exc)
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as exc:
-            self._lost(call, f"connection failed ({_short(exc)})", exc)
-        except requests.exceptions.Timeout as exc:  # ReadTimeout: sent, no answer
-            if call.idempotent:
-                raise _Retry(f"read timeout ({_short(exc)})") from None
-            raise AmbiguousError(f"{where}: no answer within {s.read_timeout} s; the request may have"
-                                 " been applied") from None
-        except requests.exceptions.RequestException as exc:  # bad URL and the like: retrying will not help
-            raise TransientError(f"{where}: {_short(exc)}") from None
+                if log.isEnabledFor(logging.DEBUG):
+                    self._log_request(call, started, answer)
         return HttpResponse(raw.status_code, raw.headers, content, url, self.secrets)
+
+    @contextlib.contextmanager
+    def _watched(self, call: _Call) -> Iterator[_Flight]:
+        """One attempt under the watchdog: whatever error a cut connection gave becomes the cut's own."""
+        flight = _WATCHDOG.begin(self.settings.deadline)
+        _CURRENT.flight = flight
+        try:
+            yield flight
+        except (_Retry, ChannelError):
+            if flight.cut:
+                self._cut(call, flight)
+            raise
+        finally:
+            _CURRENT.flight = None
+            _WATCHDOG.end(flight)
+
+    def _cut(self, call: _Call, flight: _Flight) -> NoReturn:
+        """An attempt the watchdog ended: not retried (the server would drip again, or we are stopping)."""
+        if flight.cut == "stop":
+            cause = "cut short: the agent is stopping"
+        else:
+            cause = f"no whole answer within the {self.settings.deadline:g} s deadline (http total_timeout)"
+        if call.idempotent:
+            raise TransientError(f"{self.name}: {call.method} {call.path}: {cause}", code="deadline") from None
+        raise AmbiguousError(f"{self.name}: {call.method} {call.path}: {cause}; the request may have been applied",
+                             code="deadline") from None
+
+    def _log_request(self, call: _Call, started: float, answer: str) -> None:
+        """Debug: method, path, status, milliseconds. Never the query string, headers or bodies (secrets)."""
+        path = call.path.split("?", 1)[0]
+        log.debug(self.redact(f"{self.name}: {call.method} {path} -> {answer} in "
+                              f"{(time.perf_counter() - started) * 1000:.0f} ms (attempt {call.attempts})"))
 
     def _lost(self, call: _Call, cause: str, exc: BaseException) -> NoReturn:
         """A connection failure: retry if the server saw nothing or repeating is safe, else ambiguous."""
@@ -511,6 +775,10 @@ class HttpClient:
         log.warning(self.redact(f"{self.name}: {call.method} {call.path} attempt {retry_state.attempt_number}/"
                                 f"{max(1, self.settings.max_attempts)} failed ({cause}); retrying in {wait:.1f} s"),
                     extra={"target": self.name})
+
+
+def _stopping(retry_state: tenacity.RetryCallState) -> bool:
+    return _WATCHDOG.stopping.is_set()
 
 
 def _retry_after(resp: HttpResponse) -> float | None:
@@ -561,6 +829,28 @@ def _cert_rejected(exc: BaseException) -> bool:
             or "CERTIFICATE_VERIFY_FAILED" in repr(exc))
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    return text if len(text) < 200 else text[:200] + "…"
+_HOST_PORT = re.compile(r"host='([^']{1,255})', port=(\d{1,5})")
+
+
+def _short(exc: BaseException, clean: Callable[[str], str] = str) -> str:
+    """The cause in a few words, whole: "Connection refused at 127.0.0.1:8080", not a wrapper's repr.
+
+    requests wraps the socket's error three times over ("HTTPConnectionPool(host=…): Max retries
+    exceeded with url: … (Caused by NewConnectionError(…" ): the operator wants its last words.
+    `clean` (redaction) runs before any cut, so no secret is half shown.
+    """
+    text = clean(str(exc))
+    root = next((e for e in _chain(exc) if isinstance(e, OSError) and getattr(e, "strerror", None)
+                 and type(e).__module__ in ("builtins", "socket", "ssl")), None)
+    where = _HOST_PORT.search(text)
+    if root is not None:
+        text = clean(str(root.strerror))
+    elif "(Caused by " in text:
+        text = text.split("(Caused by ", 1)[1].rstrip(")").split(": ", 1)[-1]
+    elif text.startswith(("HTTPConnectionPool(", "HTTPSConnectionPool(")):
+        text = text.split("): ", 1)[-1]
+    else:
+        where = None
+    if where:
+        text += f" at {where.group(1)}:{where.group(2)}"
+    return text if len(text) < 500 else text[:500] + "…"

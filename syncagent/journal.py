@@ -14,11 +14,14 @@ Nothing stored here is a secret.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import pwd
 import re
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from syncagent import failpoints
-from syncagent.errors import JournalError, JournalLocked
+from syncagent.errors import JournalError, JournalFull, JournalGone, JournalLocked
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -96,8 +99,107 @@ MIGRATIONS: list[tuple[str, str]] = [
             PRIMARY KEY (channel, entity, digest)) WITHOUT ROWID;
         """,
     ),
+    (
+        "fingerprint of each order event as last handed to the channel",
+        """
+        ALTER TABLE events ADD COLUMN fingerprint TEXT;
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def create_private(path: Path) -> None:
+    """Create `path` empty and 0600 if it does not exist, whatever the umask: it holds order payloads.
+
+    SQLite gives the -wal and -shm files it creates beside a database the database's own mode, so
+    they are private too. An existing file keeps the mode its owner gave it.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except (FileExistsError, FileNotFoundError):  # no folder: the caller's own open says so
+        return
+    try:
+        os.fchmod(fd, 0o600)  # a umask such as 0o277 would have taken the owner's write bit
+    finally:
+        os.close(fd)
+
+
+SQLITE_FULL = 13
+SQLITE_CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is bad
+SQLITE_ACCESS_CODES = frozenset({3, 8, 14})  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None  # the primary code of an extended one
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """Only these errors justify telling an operator the journal file is damaged."""
+    return _sqlite_code(exc) in SQLITE_CORRUPT_CODES
+
+
+def journal_failure(exc: BaseException, path: Path, *, write: bool = True) -> JournalError | None:
+    """What an OS or SQLite error on the journal means for the operator, or None if it is neither
+    a full disk nor a missing permission (the caller then handles it as before)."""
+    if isinstance(exc, JournalError) or str(path) == ":memory:":
+        return None
+    code = _sqlite_code(exc)
+    if code == SQLITE_FULL or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return JournalFull(
+            f"disk full: the journal {path} cannot grow ({exc}); free space in {path.parent}, then run again: "
+            "what was recorded is kept and the rest is done then")
+    if isinstance(exc, PermissionError) or code in SQLITE_ACCESS_CODES or (
+            isinstance(exc, OSError) and exc.errno == errno.EROFS):
+        problem = access_problem(path, write=write)
+        if problem is not None:
+            return JournalError(problem)
+    return None
+
+
+def _who(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _mode(path: Path) -> str:
+    info = path.stat()
+    return f"{stat.filemode(info.st_mode)}, owner {_who(info.st_uid)}"
+
+
+def access_problem(path: Path, *, write: bool = True) -> str | None:
+    """The permission this user lacks to use the journal at `path`, said so it can be granted; None if none.
+
+    The folder must be writable even to read: in WAL mode SQLite keeps `-wal` and `-shm` files
+    beside the journal. A journal that cannot be opened for want of a permission is healthy:
+    the message says so, so that nobody deletes it as "corrupt".
+    """
+    user = f"{_who(os.geteuid())}"
+    keep = "The journal is not damaged: do not delete or move it."
+    folder = path.parent
+    if not folder.exists():
+        parent = next((p for p in folder.parents if p.exists()), Path("/"))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return (f"the journal folder {folder} does not exist and this user ({user}) may not create it: no write "
+                    f"permission on {parent} ({_mode(parent)}); create it for {user}, or set `journal:` to a "
+                    "folder this user can write")
+        return None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (f"this user ({user}) has no write permission on the journal folder {folder} ({_mode(folder)}): "
+                f"SQLite creates {path.name}-wal and {path.name}-shm there{'' if write else ', even to read'}. "
+                f"{keep} Give {user} write permission on {folder} (`chown {user} {folder}` or `chmod u+w "
+                f"{folder}`; a read-only mount: remount it read-write), or run syncagent as its owner")
+    wanted = os.R_OK | (os.W_OK if write else 0)
+    for name in ("", "-wal", "-shm", ".lock") if write else ("", "-wal", "-shm"):
+        file = Path(f"{path}{name}")
+        if file.exists() and not os.access(file, wanted if name != "-shm" else os.R_OK | os.W_OK):
+            need = "read and write" if write or name == "-shm" else "read"
+            return (f"this user ({user}) has no {need} permission on {file} ({_mode(file)}). {keep} "
+                    f"Give {user} that permission (`chown {user} {file}`), or run syncagent as its owner")
+    return None
 
 
 def now_iso() -> str:
@@ -156,50 +258,117 @@ class Journal:
 
     def __init__(self, path: str | Path, *, lock: bool = True, readonly: bool = False) -> None:
         self.path = Path(path)
-        self._lock_fd: int | None = None
+        self._lock_fds: list[int] = []
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._depth = 0
-        if lock:
-            self._take_lock()
+        self._write = not readonly
         try:
+            if lock:
+                self._take_lock()
             self.conn = self._open()
-        except Exception:
-            self._release_lock()
-            raise
-        if not readonly:
-            self._migrate()
+            self._identity = self._same_file()
+            if not readonly:
+                self._migrate()
+        except BaseException as exc:
+            self.close()
+            failure = journal_failure(exc, self.path, write=not readonly)
+            if failure is None:
+                raise
+            raise failure from None
+
+    def refuse_writes(self) -> None:
+        """SQLite refuses any write on this connection from now on (query_only): for commands that only read."""
+        self.conn.execute("PRAGMA query_only=ON")
 
     # -- opening ------------------------------------------------------------------------------
     def _take_lock(self) -> None:
+        """Lock the journal file itself, then the .lock file beside it (its pid is for `doctor`).
+
+        The journal's own lock is the one that counts: deleting the .lock file cannot let a second
+        agent in. (SQLite's byte-range locks on the same file are of another kind on Linux and do
+        not interfere.) The .lock file is locked too, so an older syncagent, which knows only it,
+        is kept out as well.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         lock_path = str(self.path) + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock_fds = [os.open(self.path, os.O_RDONLY)]
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock_fds.append(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600))
+            for fd in self._lock_fds:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            self._release_lock()
             raise JournalLocked(
                 f"another syncagent holds the journal {self.path} (lock {lock_path}); "
                 "stop it first, or give this agent its own journal"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        except BaseException:
+            self._release_lock()
+            raise
+        os.ftruncate(self._lock_fds[1], 0)
+        os.write(self._lock_fds[1], str(os.getpid()).encode())
 
     def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Called after the connection is closed: closing a descriptor of the journal file drops this
+        process's SQLite locks on it too."""
+        for fd in self._lock_fds:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        self._lock_fds = []
+
+    def _same_file(self) -> tuple[int, int] | None:
+        """(device, inode) of the journal; with the lock held, the file locked must be the file opened."""
+        if str(self.path) == ":memory:":
+            return None
+        found = os.stat(self.path)
+        if self._lock_fds:
+            locked = os.fstat(self._lock_fds[0])
+            if (locked.st_dev, locked.st_ino) != (found.st_dev, found.st_ino):
+                raise JournalGone(f"the journal {self.path} was replaced while syncagent was opening it; "
+                                  "start it again once nothing else writes that path")
+        return found.st_dev, found.st_ino
+
+    def check_still_there(self) -> None:
+        """Stop when the journal was removed or replaced under this agent (checked before each write).
+
+        Otherwise the agent would go on recording in a file nobody will read, while another agent
+        could start on a new file at the same path and send everything a second time.
+        """
+        if self._identity is None:
+            return
+        who = f"this syncagent (pid {os.getpid()})"
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            raise JournalGone(
+                f"the journal {self.path} was removed while {who} was using it; stopping, so that no work is "
+                "recorded where nobody will read it. Restore it from a backup and start syncagent again (with a "
+                "new, empty journal every record is sent once more)") from None
+        if (found.st_dev, found.st_ino) != self._identity:
+            raise JournalGone(
+                f"the journal {self.path} was replaced by another file while {who} was using it; stopping, so "
+                "that two journals are not mixed. Find out what replaced it, then start syncagent again") from None
 
     def _open(self) -> sqlite3.Connection:
+        if str(self.path) != ":memory:":
+            create_private(self.path)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
-            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
         except sqlite3.DatabaseError as exc:
+            conn.close()
+            failure = journal_failure(exc, self.path, write=self._write)
+            if failure is not None:
+                raise failure from None
+            if not is_corrupt(exc):  # locked, an I/O error...: nothing says the file is bad
+                raise JournalError(f"the journal {self.path} cannot be opened now ({exc}); it is not known to be "
+                                   "damaged: keep it, fix the cause and run again") from None
             raise JournalError(
                 f"the journal {self.path} is not a usable SQLite database ({exc}); "
                 "restore it from a backup or move it aside to start a new one (every record will be re-sent once)"
@@ -244,8 +413,10 @@ class Journal:
         return [row[0] for row in self.conn.execute("PRAGMA integrity_check")]
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.conn.close()
+        conn = getattr(self, "conn", None)  # None when opening failed half way
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
         self._release_lock()
 
     def __enter__(self) -> Journal:
@@ -281,6 +452,7 @@ class Journal:
             finally:
                 self._depth -= 1
             return
+        self.check_still_there()
         self.conn.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
@@ -458,17 +630,24 @@ class Journal:
         return dict(rows_in(self.conn, "SELECT event_id, state FROM events WHERE channel = ? AND event_id IN ({})",
                             (channel,), event_ids))
 
+    def event_marks(self, channel: str, event_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """event_id → (state, fingerprint of the event as last handed to the channel; None if unknown)."""
+        return {e: (state, fp) for e, state, fp in rows_in(
+            self.conn, "SELECT event_id, state, fingerprint FROM events WHERE channel = ? AND event_id IN ({})",
+            (channel,), event_ids)}
+
     def set_event(
         self, channel: str, event_id: str, order_id: str, type_: str, rank: int, state: str,
-        payload: dict[str, Any] | None = None, reason: str | None = None,
+        payload: dict[str, Any] | None = None, reason: str | None = None, fingerprint: str | None = None,
     ) -> None:
         self.conn.execute(
-            "INSERT INTO events (channel, event_id, order_id, type, rank, state, payload, reason, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, event_id) DO UPDATE SET"
+            "INSERT INTO events (channel, event_id, order_id, type, rank, state, payload, reason, updated_at,"
+            " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, event_id) DO UPDATE SET"
             " state = excluded.state, payload = coalesce(excluded.payload, events.payload),"
-            " reason = excluded.reason, updated_at = excluded.updated_at",
+            " reason = excluded.reason, updated_at = excluded.updated_at,"
+            " fingerprint = coalesce(excluded.fingerprint, events.fingerprint)",
             (channel, event_id, order_id, type_, rank, state, json.dumps(payload, default=str) if payload else None, reason,
-             now_iso()),
+             now_iso(), fingerprint),
         )
 
     def pending_events(self, channel: str) -> list[tuple[str, str, str, int, dict[str, Any]]]:
@@ -497,6 +676,12 @@ class Journal:
         rows = rows_in(self.conn, "SELECT code, warehouse, available, reserved FROM stock_balances"
                                   " WHERE channel = ? AND code IN ({})", (channel,), codes)
         return {(code, warehouse): (available, reserved) for code, warehouse, available, reserved in rows}
+
+    def balance_codes(self, channel: str, after: str, limit: int) -> list[str]:
+        """The codes with a balance, in code order after `after`: a walk over all of them, page by page."""
+        rows = self.conn.execute("SELECT DISTINCT code FROM stock_balances WHERE channel = ? AND code > ?"
+                                 " ORDER BY code LIMIT ?", (channel, after, limit))
+        return [r[0] for r in rows]
 
     # -- price boundaries ---------------------------------------------------------------------
     def set_price_boundaries(self, channel: str, rows: Iterable[tuple[str, str | None, str]]) -> None:
@@ -534,7 +719,10 @@ class Journal:
             " source_fingerprint = excluded.source_fingerprint, last_seen = excluded.last_seen,"
             " first_seen = CASE WHEN quarantine.state = 'open' THEN quarantine.first_seen ELSE excluded.first_seen END,"
             " attempts = CASE WHEN quarantine.state = 'open' THEN quarantine.attempts + 1 ELSE 1 END,"
-            " closed_by = NULL, close_reason = NULL",
+            " closed_by = NULL, close_reason = NULL"
+            # a record dropped by an operator stays dropped until it changes at its source
+            " WHERE NOT (quarantine.state = 'dropped' AND excluded.source_fingerprint IS NOT NULL"
+            " AND quarantine.source_fingerprint IS excluded.source_fingerprint)",
             (channel, entity, _text(key), _text(reason_code), _text(reason[:2000]), _dump(payload), source_fingerprint,
              stamp, stamp),
         )
@@ -545,18 +733,32 @@ class Journal:
             "SELECT 1 FROM quarantine WHERE state = 'open' AND channel = ? AND entity = ? LIMIT 1", (channel, entity)
         ).fetchone() is not None
 
+    def has_held_quarantine(self, channel: str, entity: str) -> bool:
+        """Any open or dropped row of (channel, entity): the records a push must not send again unchanged."""
+        return self.conn.execute(
+            "SELECT 1 FROM quarantine WHERE state IN ('open', 'dropped') AND channel = ? AND entity = ? LIMIT 1",
+            (channel, entity)).fetchone() is not None
+
+    def held_quarantine(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """key → (state, source fingerprint) of the open and dropped rows among `keys` (one query per 900)."""
+        rows = rows_in(self.conn, "SELECT key, state, source_fingerprint FROM quarantine WHERE channel = ?"
+                                  " AND entity = ? AND state IN ('open', 'dropped') AND key IN ({})",
+                       (channel, entity), keys)
+        return {key: (state, fp) for key, state, fp in rows}
+
     def quarantine_fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """Source fingerprints of the open rows among `keys`: an unchanged rejected record is not sent again."""
         rows = rows_in(self.conn, "SELECT key, source_fingerprint FROM quarantine WHERE channel = ? AND entity = ?"
                                   " AND state = 'open' AND key IN ({})", (channel, entity), keys)
         return {key: fp for key, fp in rows if fp}
 
-    def release(self, channel: str, entity: str, keys: Iterable[str], by: str = "syncagent") -> None:
-        """Close open quarantine rows for keys that have now been applied."""
+    def release(self, channel: str, entity: str, keys: Iterable[str], by: str = "syncagent",
+                why: str = "applied") -> None:
+        """Close open quarantine rows for keys that have now been applied (or are `why` else)."""
         self.conn.executemany(
-            "UPDATE quarantine SET state = 'released', closed_by = ?, close_reason = 'applied', last_seen = ?"
+            "UPDATE quarantine SET state = 'released', closed_by = ?, close_reason = ?, last_seen = ?"
             " WHERE channel = ? AND entity = ? AND key = ? AND state = 'open'",
-            [(by, now_iso(), channel, entity, key) for key in keys],
+            [(by, why, now_iso(), channel, entity, key) for key in keys],
         )
 
     def drop_quarantine(self, channel: str, entity: str, key: str, by: str, why: str) -> bool:
@@ -672,6 +874,7 @@ class Journal:
 
     # -- runs and channel state ---------------------------------------------------------------
     def start_run(self, channel: str, flow: str) -> int:
+        self.check_still_there()  # each step starts here: a daemon notices between its steps too
         cur = self.conn.execute(
             "INSERT INTO runs (channel, flow, started_at) VALUES (?, ?, ?)", (channel, flow, now_iso())
         )
@@ -686,6 +889,13 @@ class Journal:
             " error = ? WHERE id = ?",
             (now_iso(), result, read, sent, unchanged, quarantined, error, run_id),
         )
+
+    def most_read(self, channel: str, flow: str) -> int | None:
+        """The most records one complete run of the step read (None: no such run yet)."""
+        row = self.conn.execute(
+            "SELECT max(read) FROM runs WHERE channel = ? AND flow = ? AND result IN ('ok', 'quarantined')",
+            (channel, flow)).fetchone()
+        return int(row[0]) if row and row[0] else None
 
     def last_runs(self) -> list[RunRow]:
         rows = self.conn.execute(

@@ -7,23 +7,29 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from syncagent.config import LogConfig
+from syncagent.http import mask, masks
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces every known secret in the rendered message with ***."""
+    """Replaces every known secret, in every form it may be quoted in (escaped, percent-encoded,
+    base64), in the rendered message and its traceback with ***."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.secrets = tuple(secrets)
+        self.forms = masks(self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        if self.forms:
+            record.msg, record.args = mask(record.getMessage(), self.forms), None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = mask(record.exc_text, self.forms)
+                record.exc_info = None  # rendered (and masked) once: formatters use exc_text
         return True
 
 
@@ -66,6 +72,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # already rendered and masked by RedactingFilter
+            entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -81,6 +89,9 @@ def setup_logging(cfg: LogConfig, secrets: Iterable[str], *, verbose: bool = Fal
     )
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if cfg.file:
+        from syncagent.journal import create_private
+
+        create_private(Path(cfg.file))  # log lines quote order ids, customers, causes: not for every user
         handlers.append(logging.FileHandler(cfg.file, encoding="utf-8"))
     redactor = RedactingFilter(secrets)
     limiter = RateLimitFilter()

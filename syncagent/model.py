@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -69,9 +70,22 @@ def parse_time(value: Any, field_name: str, *, required: bool = False) -> dateti
 
 
 def time_str(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC, carrying the instant exactly: the microseconds are written when there are any.
+
+    A whole second keeps its short form ("...:46Z"), so payloads (and their fingerprints) of
+    whole-second times are those earlier versions sent; "...:46.701941Z" is never cut to ":46Z".
+    """
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def time_key(moment: datetime | None) -> str | None:
+    """A fixed-width UTC text whose string order is the order of the instants (journal comparisons)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def utcnow() -> datetime:
@@ -382,6 +396,26 @@ class Page:
     records: list[Any]
     cursor: str | None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# what people type between the digits of a CPF/CNPJ: dots, dashes (a phone keyboard's too), slashes, spaces
+_DOCUMENT_PUNCTUATION = re.compile(r"[.\-\u2010-\u2015\u2212/\s]+")
+
+
+def normalize_document(text: str) -> str:
+    """A CPF/CNPJ as people type it (`436.555.472-77`, `12.345.678/0001-95`) reduced to its digits.
+
+    Only punctuation is dropped: a letter or any other character stays, so validation refuses the
+    document with its reason instead of binding it to some other number.
+    """
+    if text.isdigit() and text.isascii():
+        return text
+    return _DOCUMENT_PUNCTUATION.sub("", text)
+
+
+def is_document(text: str) -> bool:
+    """A normalised CPF (11) or CNPJ (14) of ASCII digits with valid check digits."""
+    return text.isascii() and len(text) in (11, 14) and valid_document(text)
 
 
 def valid_cpf(digits: str) -> bool:

@@ -6,28 +6,42 @@ The JSON shapes are documented in docs/cli.md; change them only with that page a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from syncagent.config import Config
-from syncagent.engine import StepResult
+from syncagent.engine import BACKOFFICE_STATE, StepResult
 from syncagent.journal import Journal
 
 STATUS_SCHEMA_VERSION = 1
 
 
-def summary_table(results: Iterable[StepResult], title: str = "sync summary") -> Table:
-    table = Table(title=title)
+def summary_table(results: Iterable[StepResult], title: str = "sync summary", *, compact: bool = False) -> Table:
+    """One row per step; the causes of failures are printed whole under it (`print_causes`).
+
+    `compact` (a terminal under 100 columns): no box, one space between columns, so that an
+    80-column terminal shows every name and number whole.
+    """
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False) if compact else Table(title=title)
     for column in ("channel", "flow", "read", "sent", "unchanged", "quarantined", "result"):
-        table.add_column(column, justify="right" if column in ("read", "sent", "unchanged", "quarantined") else "left")
+        table.add_column(column, justify="right" if column in ("read", "sent", "unchanged", "quarantined") else "left",
+                         no_wrap=column != "result")
     for r in results:
-        result = r.status if not r.error else f"{r.status}: {r.error[:80]}"
-        table.add_row(r.channel, r.flow, str(r.read), str(r.sent), str(r.unchanged), str(r.quarantined), result)
+        table.add_row(r.channel, r.flow, str(r.read), str(r.sent), str(r.unchanged), str(r.quarantined),
+                      r.status + (" (see below)" if r.error else ""))
     return table
+
+
+def print_causes(console: Console, causes: Iterable[tuple[str, str]]) -> None:
+    """Each cause whole, on its own lines, first: a table cell would cut it off or fold it into a column."""
+    for where, cause in causes:
+        console.print(f"{where}: {cause}", highlight=False, markup=False, overflow="fold")
 
 
 def results_json(results: Iterable[StepResult]) -> list[dict[str, Any]]:
@@ -39,20 +53,50 @@ def results_json(results: Iterable[StepResult]) -> list[dict[str, Any]]:
 
 
 def make_console() -> Console:
-    """A terminal gets its own width; a pipe or a log file gets room for the whole table."""
+    """A terminal gets its own width (or $COLUMNS); a pipe or a log file gets room for the whole table."""
     console = Console()
-    return console if console.is_terminal else Console(width=160)
+    if console.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+        return console
+    return Console(width=160)
+
+
+def when(stamp: str | None) -> str:
+    """A journal time (UTC) in this machine's zone, the zone written out: "2026-12-04 13:58:16 -03"."""
+    if not stamp:
+        return "never"
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    if moment.tzinfo is None:  # the journal writes UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def print_summary(results: list[StepResult], console: Console | None = None) -> None:
     console = console or make_console()
-    console.print(summary_table(results))
+    console.print(summary_table(results, compact=console.width < 100))
+    print_causes(console, _grouped_causes(results))
     totals = {k: sum(getattr(r, k) for r in results) for k in ("read", "sent", "unchanged", "quarantined")}
     failed = [r for r in results if r.status in ("failed", "auth_failed", "skipped")]
+    interrupted = sum(1 for r in results if r.status == "interrupted")
     console.print(
         f"{len(results)} steps: read {totals['read']}, sent {totals['sent']}, unchanged {totals['unchanged']},"
         f" quarantined {totals['quarantined']}, failed {len(failed)}"
+        + (f", interrupted {interrupted}" if interrupted else ""), highlight=False
     )
+
+
+def _grouped_causes(results: Iterable[StepResult]) -> list[tuple[str, str]]:
+    """Each failed step's cause whole; the steps of a channel skipped for one reason share one line."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for r in results:
+        if r.error:
+            groups.setdefault((r.channel, r.status, r.error), []).append(r.flow)
+    return [(f"{channel}/{', '.join(flows)} {status}", error) for (channel, status, error), flows in groups.items()]
+
+
+CREDENTIALS = {"ok": "accepted", "auth_failed": "REJECTED (see below)", "unknown": "not tried yet"}
 
 
 def _age_seconds(stamp: str | None, now: datetime) -> float | None:
@@ -94,7 +138,7 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
                 },
                 "cursor_age_seconds": _age_seconds(journal.cursor_updated_at(channel.name, cursor_key), now),
                 "backlog": backlog.get(flow.name, 0),
-                "behind": run is not None and run.result in ("failed", "auth_failed"),
+                "behind": run is not None and run.result in ("failed", "auth_failed", "interrupted"),
                 "quarantined": sum(quarantine.get((channel.name, e), 0) for e in entities),
             })
         waiting = journal.orders_in_state(channel.name, ("pending", "creating", "created", "quarantined"))
@@ -107,32 +151,96 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
             "oldest_waiting_order_age_seconds": _age_seconds(oldest, now),
             "flows": flows,
         })
+    bo_state, bo_message = states.get(BACKOFFICE_STATE, ("unknown", None))
     return {
         "schema": STATUS_SCHEMA_VERSION,
         "generated_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "journal": str(config.journal),
+        "backoffice": {"type": config.backoffice.type, "auth_state": bo_state, "auth_message": bo_message},
         "quarantined_total": sum(quarantine.values()),
         "channels": channels,
     }
 
 
-def status_table(data: dict[str, Any]) -> Table:
-    table = Table(title=f"syncagent status ({data['journal']})")
-    for column in ("channel", "flow", "state", "last run", "result", "read", "sent", "unchanged", "quarantined",
-                   "backlog", "cursor age"):
-        table.add_column(column)
+def status_tables(data: dict[str, Any], now: datetime | None = None) -> list[Table]:
+    """One narrow table per channel (fits 80 columns); its credential state in the title, the causes go under."""
+    now = now or datetime.now(UTC)
+    tables = []
     for channel in data["channels"]:
+        state = channel["auth_state"]
+        table = Table(title=f"{channel['name']} ({channel['type']}): credentials {CREDENTIALS.get(state, state)}"
+                      if channel["enabled"]
+                      else f"{channel['name']} ({channel['type']}): disabled",
+                      box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False,
+                      title_justify="left")
+        widest = max((len(f["flow"]) for f in channel["flows"]), default=4)
+        table.add_column("flow", no_wrap=True, min_width=widest)
+        for column in ("last\nrun", "result", "read", "sent", "unch.", "quar.", "backlog", "cursor\nage"):
+            table.add_column(column, justify="left" if column in ("last\nrun", "result") else "right",
+                             no_wrap=column not in ("backlog",))
         for flow in channel["flows"]:
             run = flow["last_run"] or {}
-            state = "disabled" if not flow["enabled"] else channel["auth_state"]
             age = flow["cursor_age_seconds"]
+            result = "disabled" if not flow["enabled"] else str(run.get("result") or "-")
+            if run.get("started_at") and not run.get("finished_at"):
+                result = "running"  # or stopped by a kill or a crash: it never recorded its end
             table.add_row(
-                channel["name"], flow["flow"], state, (run.get("finished_at") or "never")[:19],
-                str(run.get("result") or "-"), str(run.get("read", "-")), str(run.get("sent", "-")),
-                str(run.get("unchanged", "-")), str(flow["quarantined"]),
-                str(flow["backlog"]) + (" (behind)" if flow["behind"] else ""), "-" if age is None else f"{age:.0f}s",
+                flow["flow"], _ago(run.get("finished_at") or run.get("started_at"), now), result,
+                str(run.get("read", "-")), str(run.get("sent", "-")), str(run.get("unchanged", "-")),
+                str(flow["quarantined"]), str(flow["backlog"]) + (" behind" if flow["behind"] else ""),
+                "-" if age is None else _duration(age),
             )
-    return table
+        tables.append(table)
+    return tables
+
+
+def _ago(stamp: str | None, now: datetime) -> str:
+    """How long ago, zone-free ("3m ago"); the moments themselves are written with their zone elsewhere."""
+    seconds = _age_seconds(stamp, now)
+    return "never" if seconds is None else f"{_duration(max(0.0, seconds))} ago"
+
+
+def status_notes(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the table has no room for, whole: credential states and the cause of each failed last run."""
+    notes: list[tuple[str, str]] = []
+    backoffice = data.get("backoffice") or {}
+    if backoffice.get("auth_state") == "auth_failed":
+        notes.append(("back office", str(backoffice.get("auth_message") or "credentials rejected")))
+    for channel in data["channels"]:
+        if channel["auth_state"] == "auth_failed":
+            notes.append((f"{channel['name']}: credentials rejected", str(channel["auth_message"] or "")))
+        for flow in channel["flows"]:
+            run = flow["last_run"] or {}
+            if run.get("started_at") and not run.get("finished_at"):
+                notes.append((f"{channel['name']}/{flow['flow']} running", f"started at {when(run['started_at'])} "
+                              "and not finished: still running, or the agent was killed (its next run goes on)"))
+            if run.get("error"):
+                notes.append((f"{channel['name']}/{flow['flow']} {run.get('result')} at {when(run.get('finished_at'))}",
+                              str(run["error"])))
+    return notes
+
+
+def print_status(data: dict[str, Any], console: Console | None = None, now: datetime | None = None) -> None:
+    console = console or make_console()
+    generated = data["generated_at"]
+    console.print(f"syncagent status at {when(generated)}, journal {data['journal']}", highlight=False,
+                  markup=False, overflow="fold")
+    backoffice = data.get("backoffice") or {}
+    state = str(backoffice.get("auth_state"))
+    console.print(f"back office ({backoffice.get('type')}): credentials {CREDENTIALS.get(state, state)}",
+                  highlight=False, markup=False)
+    for table in status_tables(data, now or datetime.fromisoformat(generated.replace("Z", "+00:00"))):
+        console.print(table)
+    print_causes(console, status_notes(data))
+    console.print(f"quarantined records: {data['quarantined_total']}", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    """A cursor age people read at a glance: 42s, 17m, 5h, 3d."""
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 def dumps(data: Any) -> str:
@@ -181,29 +289,39 @@ def print_reconciliation(result: Any, console: Console | None = None) -> None:
 class PushProgress:
     """Progress of long steps: a live rich bar on a terminal, a plain line every few seconds elsewhere.
 
-    Fed by `Engine.on_page` after each recorded page. A feed does not say how long it is, so the
-    bar counts records read and sent rather than showing a percentage.
+    Fed by `Engine.on_page` after each recorded page. A feed does not say how long it is; where the
+    caller knows how many records a step will read (`expected`, e.g. a pass over a whole feed read
+    whole before), the bar shows that total and the time left, else it counts records read and sent.
     """
 
     def __init__(self, console: Console | None = None, *, every: float = 5.0,
-                 clock: Any = None) -> None:
+                 clock: Any = None, expected: Callable[[str, str], int | None] | None = None) -> None:
         import time
 
         self.console = console or Console(stderr=True)
         self.every = every
         self.clock = clock or time.monotonic
+        self.expected = expected or (lambda channel, flow: None)
         self.live = self.console.is_terminal
         self._last = 0.0
         self._tasks: dict[tuple[str, str], Any] = {}
+        self._steps: dict[tuple[str, str], tuple[float, int | None]] = {}  # when it began, the total if known
         self._bar: Any = None
 
     def __enter__(self) -> PushProgress:
         if self.live:
-            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=self.console,
-                                 transient=False)
+                                 TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=self.console, transient=False)
             self._bar.__enter__()
         return self
 
@@ -211,15 +329,31 @@ class PushProgress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
+    def _total(self, key: tuple[str, str], read: int) -> int | None:
+        """The step's total, learnt at its first page; never below what was read (an estimate may be short)."""
+        if key not in self._steps:
+            self._steps[key] = (self.clock(), self.expected(*key))
+        total = self._steps[key][1]
+        return None if total is None else max(total, read)
+
     def update(self, result: StepResult) -> None:
-        counts = f"read {result.read}, sent {result.sent}, unchanged {result.unchanged}"
         key = (result.channel, result.flow)
+        total = self._total(key, result.read)
+        counts = f"read {result.read}" + (f" of ~{total}" if total is not None else "") + \
+            f", sent {result.sent}, unchanged {result.unchanged}"
         if self._bar is not None:
             if key not in self._tasks:
-                self._tasks[key] = self._bar.add_task(f"{result.channel}/{result.flow}", total=None, counts=counts)
-            self._bar.update(self._tasks[key], counts=counts, completed=result.read)
+                self._tasks[key] = self._bar.add_task(f"{result.channel}/{result.flow}", total=total, counts=counts)
+            self._bar.update(self._tasks[key], counts=counts, completed=result.read, total=total)
             return
         now = self.clock()
         if now - self._last >= self.every:
             self._last = now
-            self.console.print(f"{result.channel}/{result.flow}: {counts}", highlight=False)
+            left = self._eta(key, result.read, total, now)
+            self.console.print(f"{result.channel}/{result.flow}: {counts}{left}", highlight=False)
+
+    def _eta(self, key: tuple[str, str], read: int, total: int | None, now: float) -> str:
+        began = self._steps[key][0]
+        if total is None or read <= 0 or now <= began:
+            return ""
+        return f", about {(now - began) * (total - read) / read:.0f} s left"

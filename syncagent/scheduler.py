@@ -13,7 +13,7 @@ Built on `schedule`: one job per step. Rules, in the order the loop applies them
   one slow channel delays the others by one page at most. The interrupted step is queued to
   run again right after the due steps, not a whole interval later; its cursor kept its place.
 * SIGTERM/SIGINT: the step in progress stops after the page in hand (recorded), then the loop
-  returns (exit 0).
+  returns (exit 0). A request still in flight STOP_GRACE seconds later is cut (syncagent.http).
 * SIGHUP: the config file is read again between steps. Valid: connectors and steps are
   rebuilt (intervals, enabled flags, channels added or removed) on the same journal and lock.
   Invalid: each problem is logged with file:line:key and the old config goes on running.
@@ -31,10 +31,10 @@ from types import FrameType
 
 import schedule
 
-from syncagent import entities
+from syncagent import entities, http
 from syncagent.agent import Agent, Step
 from syncagent.config import Config, load_config
-from syncagent.engine import StepResult
+from syncagent.engine import MAX_SETTLE_WAIT, StepResult
 from syncagent.errors import ConfigError, SyncAgentError
 
 log = logging.getLogger("syncagent.scheduler")
@@ -61,6 +61,7 @@ class Daemon:
         self.config_path = Path(config_path) if config_path is not None else Path(agent.config.path)
         self.load = load
         self.stopping = False
+        self.running = False  # inside run(): a stop then also cuts the requests in flight
         self.reload_requested = False
         self.current: Step | None = None  # the step in progress, if any
         # steps that gave way to others, with when: each runs again right after the steps due by then
@@ -77,6 +78,7 @@ class Daemon:
     def _attach(self) -> None:
         """Hook our stop test into the engine (again after a reload: the agent may have a new engine)."""
         self.agent.engine.should_stop = self.should_stop
+        self.agent.engine.settle_wait_limit = MAX_SETTLE_WAIT  # a lost answer left unsettled waits for the next cycle
 
     def _build(self, steps: Iterable[Step], *, due_now: bool) -> None:
         """One job per step. Kept steps keep their timing; new or changed ones are due now."""
@@ -100,6 +102,10 @@ class Daemon:
         if not self.stopping:
             log.info("stop requested; finishing the page in progress")
         self.stopping = True
+        # a request in flight gets a few seconds to finish, then is cut: a server dripping its answer
+        # one byte a second cannot hold the stop back (process-wide, so only while this loop runs)
+        if self.running:
+            http.stop_requests()
 
     def request_reload(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         """SIGHUP: only a flag; the file is read between steps, never in the middle of one."""
@@ -186,6 +192,7 @@ class Daemon:
         handlers = {signal.SIGTERM: self.request_stop, signal.SIGINT: self.request_stop,
                     signal.SIGHUP: self.request_reload}
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        self.running = True
         try:
             log.info("syncagent daemon started: %d steps", len(self.jobs))
             cycles = 0
@@ -203,6 +210,8 @@ class Daemon:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self.running = False
+            http.resume_requests()
 
     # -- reload ---------------------------------------------------------------------------------
     def reload(self) -> bool:

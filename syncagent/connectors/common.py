@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from syncagent import fastjson
 from syncagent.config import HttpOptions
 from syncagent.errors import ChannelError, MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse, HttpSettings
@@ -23,7 +24,7 @@ def http_settings(opts: HttpOptions) -> HttpSettings:
     return HttpSettings(
         connect_timeout=opts.connect_timeout, read_timeout=opts.read_timeout, max_attempts=opts.max_attempts,
         rate_per_second=rate.per_second if rate else None, rate_burst=rate.burst if rate else 1,
-        verify_tls=opts.verify_tls, ca_bundle=opts.ca_bundle,
+        verify_tls=opts.verify_tls, ca_bundle=opts.ca_bundle, total_timeout=opts.total_timeout,
     )
 
 
@@ -80,6 +81,9 @@ def body_of(client: HttpClient, what: str, resp: HttpResponse, key: str = "items
         raise TransientError(client.redact(str(exc)), status=exc.status, code=exc.code) from None
     if not isinstance(body, dict) or not isinstance(body.get(key), list):
         raise TransientError(f"{client.name}: {what}: the answer is not an object with a {key!r} list",
+                             status=resp.status, code="bad_response")
+    if isinstance(body, fastjson.Suspect) and body.own:  # e.g. "items" twice: which list is the page?
+        raise TransientError(client.redact(f"{client.name}: {what}: the page is unusable: {body.problem[1]}"),
                              status=resp.status, code="bad_response")
     return body
 
@@ -162,6 +166,9 @@ def parse_items(items: Sequence[Any], parse: Callable[[dict[str, Any]], Any], ke
     for item in items:
         if not isinstance(item, dict):
             records.append(BadRecord("?", "bad_type", f"expected an object, found {type(item).__name__}", item))
+            continue
+        if isinstance(item, fastjson.Suspect):  # a key twice, a number too long, nesting too deep
+            records.append(BadRecord(_clean(_key_text(key_of, item)), *item.problem, item))
             continue
         if check_text and _has_surrogates(item):
             records.append(BadRecord(_clean(_key_text(key_of, item)), "invalid_text",

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import orjson
+
 from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import (
     KeyOf,
@@ -48,6 +50,7 @@ from syncagent.model import (
     Shipment,
     StockBalance,
     money_str,
+    normalize_document,
     parse_money,
     parse_time,
     time_str,
@@ -57,6 +60,32 @@ from syncagent.model import (
 FEEDS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events")
 WRITES = ("orders", "customers", "order-cancels", "products")
 MAX_PAGE = 1000  # the contract's `limit` maximum
+SAME_PAGES = 3  # pages in a row with the same items under new cursors: the feed is not moving on
+
+
+class SamePages:
+    """Stops a feed that hands out a new cursor with every page but the same items (it would never end).
+
+    A keyset feed cannot give the same items on consecutive pages: each page starts after the last.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.last: bytes | None = None
+        self.count = 0
+
+    def see(self, items: list[Any], next_cursor: str) -> None:
+        try:
+            content = orjson.dumps(items)  # ~0.1 ms a page
+        except TypeError:  # what orjson will not write (a marked too-long number): not comparable, not a loop
+            self.last, self.count = None, 0
+            return
+        self.count = self.count + 1 if content == self.last else 1
+        self.last = content
+        if self.count >= SAME_PAGES:
+            raise TransientError(f"{self.what}: the feed does not move on: {self.count} pages in a row held the same "
+                                 f"{len(items)} items under new cursors (the last {next_cursor[:40]!r}); that page is "
+                                 "not taken", code="cursor_loop")
 
 
 class GestaoLojasConnector(BaseConnector):
@@ -112,6 +141,7 @@ class GestaoLojasConnector(BaseConnector):
             raise ValueError(f"{self.name} has no {entity} feed")
         parse, key_of = PARSERS[entity]
         filters = filters or {}
+        repeats = SamePages(f"{self.name}: GET /{entity}")
         while True:
             params: list[tuple[str, Any]] = []
             if cursor:
@@ -141,6 +171,8 @@ class GestaoLojasConnector(BaseConnector):
             next_cursor = body.get("next_cursor")
             if next_cursor is not None and not isinstance(next_cursor, str):
                 raise TransientError(f"{self.name}: {what}: next_cursor is not a string", code="bad_response")
+            if next_cursor:
+                repeats.see(body["items"], next_cursor)
             # the last page is read again every cycle (a null cursor keeps the previous one): a last page
             # the engine says it has recorded as it is (filters["known_tail_digest"]) is not parsed again
             extra: dict[str, Any] = {"digest": digest, "items": len(body["items"])}
@@ -249,11 +281,12 @@ class GestaoLojasConnector(BaseConnector):
             return {"number": str(items[0]["number"]), "status": items[0].get("status")}
         if entity == "customers":
             what = "GET /customers (lookup)"
-            resp = self.client.get("/customers", params={"document": keys["document"], "limit": 1})
+            document = normalize_document(keys["document"])  # the contract: "exact CPF/CNPJ lookup (digits only)"
+            resp = self.client.get("/customers", params={"document": document, "limit": 1})
             if resp.status != 200:
                 raise refused(self.client, what, resp)
             records = parse_items(body_of(self.client, what, resp)["items"], parse_customer, "code")
-            found = [r for r in records if isinstance(r, Customer) and r.document == keys["document"]]
+            found = [r for r in records if isinstance(r, Customer) and r.document == document]
             return found[0] if found else None
         if entity == "products":
             what = "GET /products/{code} (lookup)"
@@ -313,14 +346,26 @@ def parse_price(item: dict[str, Any]) -> Price:
             and list_price is not None and (price_list is None or type(price_list) is str)):
         promo_price = get("promo_price")
         # the same checks in the same order as the full path, which would pass every one before these
-        return Price(
+        return _not_negative(Price(
             code=code, list_price=parse_money(list_price, "list_price"),
             promo_price=None if promo_price is None else parse_money(promo_price, "promo_price"),
             promo_start=parse_time(get("promo_start"), "promo_start"),
             promo_end=parse_time(get("promo_end"), "promo_end"),
             price_list=price_list or "default",
-        )
+        ))
     return _parse_price_checked(item)
+
+
+def _not_negative(price: Price) -> Price:
+    """A negative price is a mistake at the source, never something to put on sale: the record is refused."""
+    if price.list_price >= 0 and (price.promo_price is None or price.promo_price >= 0) and not price.scheduled:
+        return price  # the common case, without building the list below
+    amounts = [("list_price", price.list_price), ("promo_price", price.promo_price)]
+    amounts += [(f"scheduled[{i}].list_price", s.list_price) for i, s in enumerate(price.scheduled)]
+    for label, amount in amounts:
+        if amount is not None and amount < 0:
+            raise MappingError("negative_price", f"{label}: {amount} is negative")
+    return price
 
 
 def _parse_price_checked(item: dict[str, Any]) -> Price:
@@ -330,14 +375,14 @@ def _parse_price_checked(item: dict[str, Any]) -> Price:
             raise MappingError("bad_type", f"scheduled[{i}]: expected an object")
         scheduled.append(ScheduledPrice(need_money(entry, "list_price", f"scheduled[{i}].list_price"),
                                         need_time(entry, "starts_at", f"scheduled[{i}].starts_at")))
-    return Price(
+    return _not_negative(Price(
         code=need(item, "sku"), list_price=need_money(item, "list_price"),
         promo_price=opt_money(item, "promo_price"),
         promo_start=parse_time(item.get("promo_start"), "promo_start"),
         promo_end=parse_time(item.get("promo_end"), "promo_end"),
         scheduled=tuple(sorted(scheduled, key=lambda s: s.starts_at)),
         price_list=opt(item, "price_list") or "default",
-    )
+    ))
 
 
 MAX_QUANTITY = 10**12  # beyond any real stock, and within what SQLite stores as an integer
@@ -349,7 +394,7 @@ def parse_stock(item: dict[str, Any]) -> StockBalance:
     if (type(available) is int and (reserved is None or type(reserved) is int) and type(code) is str
             and type(warehouse) is str and code.strip() and warehouse.strip()):
         reserved = reserved or 0
-        if abs(available) <= MAX_QUANTITY and abs(reserved) <= MAX_QUANTITY:
+        if abs(available) <= MAX_QUANTITY and 0 <= reserved <= MAX_QUANTITY:
             return StockBalance(code, warehouse, available, reserved)
     return _parse_stock_checked(item)
 
@@ -358,6 +403,10 @@ def _parse_stock_checked(item: dict[str, Any]) -> StockBalance:
     available, reserved = need(item, "available", int), opt(item, "reserved", int) or 0
     if abs(available) > MAX_QUANTITY or abs(reserved) > MAX_QUANTITY:
         raise MappingError("bad_quantity", f"available {available} / reserved {reserved} is not a stock quantity")
+    # a negative balance is real (a warehouse sold more than it had: the contract allows it) and lowers the sum,
+    # which is never sent below 0; a negative reservation would add stock nobody has: refused
+    if reserved < 0:
+        raise MappingError("negative_quantity", f"reserved {reserved}: a reservation is never negative")
     return StockBalance(need(item, "sku"), need(item, "warehouse"), available, reserved)
 
 
@@ -367,15 +416,15 @@ def parse_customer(item: dict[str, Any]) -> Customer:
     phone, birth_date, registration = get("phone"), get("birth_date"), get("state_registration")
     if (type(document) is str and type(name) is str and document.strip() and name.strip()
             and {type(code), type(email), type(phone), type(birth_date), type(registration)} <= _TEXT_OR_NONE):
-        return Customer(document=document, name=name, code=code, email=email, phone=phone, birth_date=birth_date,
-                        state_registration=registration, address=parse_address(get("address")))
+        return Customer(document=normalize_document(document), name=name, code=code, email=email, phone=phone,
+                        birth_date=birth_date, state_registration=registration, address=parse_address(get("address")))
     return _parse_customer_checked(item)
 
 
 def _parse_customer_checked(item: dict[str, Any]) -> Customer:
     return Customer(
-        document=need(item, "document"), name=need(item, "name"), code=opt(item, "code"), email=opt(item, "email"),
-        phone=opt(item, "phone"), birth_date=opt(item, "birth_date"),
+        document=normalize_document(need(item, "document")), name=need(item, "name"), code=opt(item, "code"),
+        email=opt(item, "email"), phone=opt(item, "phone"), birth_date=opt(item, "birth_date"),
         state_registration=opt(item, "state_registration"), address=parse_address(item.get("address")),
     )
 
@@ -493,8 +542,9 @@ def customer_out(customer: Customer) -> dict[str, Any]:
         raise MappingError("missing_field", "document: a customer needs a CPF/CNPJ")
     if not customer.name or not customer.name.strip():
         raise MappingError("missing_field", "name: a customer needs a name")
-    body: dict[str, Any] = {"document": customer.document, "name": customer.name, "email": customer.email,
-                            "phone": customer.phone}
+    # the contract's pattern is digits only: a document as people type it goes as its digits
+    body: dict[str, Any] = {"document": normalize_document(customer.document), "name": customer.name,
+                            "email": customer.email, "phone": customer.phone}
     if customer.birth_date is not None:
         body["birth_date"] = customer.birth_date
     if customer.state_registration is not None:

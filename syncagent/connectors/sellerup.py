@@ -43,10 +43,11 @@ from syncagent.model import (
     Product,
     Seller,
     StockLevel,
+    is_document,
     money_str,
+    normalize_document,
     parse_time,
     time_str,
-    valid_document,
 )
 
 COLLECTIONS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers")
@@ -55,7 +56,6 @@ POSTS = ("order-acks", "order-events", "customer-links")
 LISTED_FEEDS = ("products",)
 MAX_BATCH = 500  # the contract's cap on a batch upsert and on a feed page
 NFE_KEY = re.compile(r"[0-9]{44}")
-DOCUMENT = re.compile(r"[0-9]{11}|[0-9]{14}")
 ACCEPTED = ("created", "updated", "unchanged")
 
 
@@ -229,7 +229,7 @@ def stock_out(s: StockLevel, clock: Callable[[], datetime]) -> dict[str, Any]:
 def customer_push_out(c: Customer, clock: Callable[[], datetime]) -> dict[str, Any]:
     """A back office customer; one without a code has not been created there yet and cannot go."""
     address = c.address
-    return {"key": _required(c.code, "code"), "document": _required(c.document, "document"),
+    return {"key": _required(c.code, "code"), "document": normalize_document(_required(c.document, "document")),
             "name": _required(c.name, "name"), "email": c.email, "phone": c.phone,
             "city": address.city if address else None, "state": address.state if address else None}
 
@@ -286,8 +286,12 @@ def parse_order(item: dict[str, Any]) -> Order:
         quantity = need(entry, "quantity", int)
         if quantity < 1 or quantity > 1_000_000:
             raise MappingError("bad_quantity", f"items[{i}].quantity: {quantity} is not a quantity")
-        items.append(OrderItem(need(entry, "key"), quantity, need_money(entry, "unit_price", f"items[{i}].unit_price"),
-                               opt_money(entry, "discount", f"items[{i}].discount") or Decimal("0.00")))
+        unit_price = need_money(entry, "unit_price", f"items[{i}].unit_price")
+        discount = opt_money(entry, "discount", f"items[{i}].discount") or Decimal("0.00")
+        if unit_price < 0 or discount < 0:  # never passed on to the back office as a sale
+            raise MappingError("negative_price", f"items[{i}]: unit_price {unit_price} / discount {discount} "
+                                                 "is negative")
+        items.append(OrderItem(need(entry, "key"), quantity, unit_price, discount))
     payments = []
     for i, entry in enumerate(opt(item, "payments", list) or []):
         if not isinstance(entry, dict):
@@ -308,10 +312,14 @@ def parse_order(item: dict[str, Any]) -> Order:
 
 
 def parse_customer(item: dict[str, Any]) -> ChannelCustomer:
-    """A TabletCustomer; its CPF/CNPJ is the natural key, so a bad one cannot be bound and is quarantined."""
-    document = need(item, "document")
-    if not (DOCUMENT.fullmatch(document) and valid_document(document)):
-        raise MappingError("invalid_document", f"document {document[:20]!r} is not a valid CPF/CNPJ")
+    """A TabletCustomer; its CPF/CNPJ is the natural key, so a bad one cannot be bound and is quarantined.
+
+    The contract's document is a plain string, typed on a tablet: `436.555.472-77` is read as its digits.
+    """
+    typed = need(item, "document")
+    document = normalize_document(typed)
+    if not is_document(document):
+        raise MappingError("invalid_document", f"document {typed[:20]!r} is not a valid CPF/CNPJ")
     return ChannelCustomer(
         remote_id=need(item, "id"), document=document, name=need(item, "name"), linked_code=opt(item, "code"),
         email=opt(item, "email"), phone=opt(item, "phone"), address=parse_address(item.get("address")),

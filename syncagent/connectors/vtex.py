@@ -47,6 +47,7 @@ from syncagent.model import (
     Page,
     Price,
     Product,
+    normalize_document,
     parse_time,
     time_str,
     utcnow,
@@ -490,7 +491,7 @@ class VtexConnector(BaseConnector):
         sku_status, sku_id = self._upsert_sku(code, product_id, want_sku)
         if isinstance(sku_status, PushResult):
             return sku_status
-        if ean:
+        if ean or sku_status != "created":  # a barcode cleared in the back office leaves no EAN behind
             rejected = self._ensure_ean(code, sku_id, ean)
             if rejected is not None:
                 return rejected
@@ -540,14 +541,14 @@ class VtexConnector(BaseConnector):
             return _rejection(code, resp, self.catalog, what), sku_id
         return "updated", sku_id
 
-    def _ensure_ean(self, code: str, sku_id: int, ean: str) -> PushResult | None:
-        """The SKU's EAN is the product's barcode: add it, drop any other."""
+    def _ensure_ean(self, code: str, sku_id: int, ean: str | None) -> PushResult | None:
+        """The SKU's EAN is the product's barcode: add it, drop any other (all of them when it has none)."""
         path = f"/api/catalog/pvt/stockkeepingunit/{sku_id}/ean"
         resp = self.catalog.get(path)
         if resp.status != 200:
             raise _refused(self.catalog, f"GET {path}", resp)
         current = [str(e) for e in (_json(self.catalog, resp, "the EAN list") or [])]
-        if ean not in current:
+        if ean and ean not in current:
             added = self.catalog.post(f"{path}/{quote(ean, safe='')}", idempotent=True)
             if added.status != 200:
                 return _rejection(code, added, self.catalog, f"POST {path}/{ean}")
@@ -660,8 +661,18 @@ class VtexConnector(BaseConnector):
             return _rejection(out.key, resp, self.oms, f"POST {base}/cancel")
         if kind == "invoiced":
             body = invoice_body(out.payload, order)
-            if any(p.get("invoiceNumber") == body["invoiceNumber"] for p in _packages(order)):
+            same = next((p for p in _packages(order) if p.get("invoiceNumber") == body["invoiceNumber"]), None)
+            if same is not None and same.get("invoiceKey") not in (None, body["invoiceKey"]):
+                # InvoiceNotification: "Every time this endpoint is called using the same invoiceNumber, [...] you
+                # cannot change other information, only the receipt code": sending it would change nothing
+                return PushResult(out.key, "rejected", reason_code="not_correctable", reason=(
+                    f"VTEX keeps invoice {body['invoiceNumber']} with the NF-e key first sent (the same invoice "
+                    "number again changes only its receipt); correct the key in the VTEX admin, or issue the "
+                    "corrected NF-e under a new number"))
+            if same is not None:
                 return PushResult(out.key, "exists")
+            # a new number (first invoice, or a corrected NF-e re-issued under a new number, which VTEX adds as the
+            # order's latest invoice: tracking and delivery go on it)
             resp = self.oms.post(f"{base}/invoice", json=body, idempotent=True)  # same number: same invoice
             if resp.status == 200:
                 return PushResult(out.key, "created")
@@ -882,6 +893,8 @@ def parse_order(data: dict[str, Any], payment_map: Mapping[str, str] | None = No
             raise MappingError("bad_quantity", f"items[{i}].quantity: {quantity} is not a quantity")
         price = _money(need(entry, "price", int), f"items[{i}].price")
         selling = _money(entry.get("sellingPrice", entry["price"]), f"items[{i}].sellingPrice")
+        if price < 0 or selling < 0:  # never passed on to the back office as a sale
+            raise MappingError("negative_price", f"items[{i}]: price {price} / sellingPrice {selling} is negative")
         discount = max(Decimal("0.00"), (price - selling) * quantity).quantize(CENT)
         items.append(OrderItem(code, quantity, price, discount))
     totals = {t.get("id"): t.get("value") for t in opt(data, "totals", list) or [] if isinstance(t, dict)}
@@ -909,9 +922,11 @@ def parse_order(data: dict[str, Any], payment_map: Mapping[str, str] | None = No
 
 
 def _document(profile: Mapping[str, Any]) -> str | None:
+    """The buyer's CPF/CNPJ as typed at checkout, punctuation dropped (never other characters: the
+    engine refuses a document that is not valid rather than binding some other number)."""
     raw = profile.get("corporateDocument") if profile.get("isCorporate") else profile.get("document")
-    digits = "".join(ch for ch in str(raw or "") if ch.isdigit())
-    return digits or None
+    document = normalize_document(str(raw or "")) if isinstance(raw, (str, int)) else ""
+    return document or None
 
 
 def parse_customer(data: Mapping[str, Any]) -> ChannelCustomer | None:

@@ -32,12 +32,16 @@ from syncagent.engine.catalogue import CatalogueFlows
 from syncagent.engine.core import ChannelSetup, PlannedWrite, StepResult, _Ctx, log
 from syncagent.engine.customers import Customers
 from syncagent.engine.events import OrderEvents
-from syncagent.engine.orders import OrderIntake
+from syncagent.engine.orders import MAX_SETTLE_WAIT, OrderIntake
 from syncagent.engine.push import PushPipeline
 from syncagent.engine.skus import SkuMapping
 from syncagent.errors import AuthError, ChannelError
 
 CATALOGUE_PUSH = entities.CATALOGUE
+BACKOFFICE_STATE = "@backoffice"  # the back office's credential state, kept beside the channels' (no channel name has @)
+BACKOFFICE_REFUSED = "back office credentials rejected"
+READS_BACKOFFICE_FEED = frozenset({"groups", "payment-methods", "sellers", "products", "prices", "stock", "order-events"})
+INTERRUPTED = "interrupted by the operator (Ctrl-C); what was recorded stays, the next run goes on from there"
 
 
 class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, OrderEvents, OperatorActions):
@@ -61,18 +65,29 @@ class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, O
         setup = self.channels[channel]
         ctx = _Ctx(setup, StepResult(channel, flow), plan_only=setup.shadow)
         run_id = self.journal.start_run(channel, flow)
+        log.debug("%s/%s: step starts (%s)", channel, flow, "--full: the whole feed is read again" if full
+                  else "from the saved cursor")
         try:
             self._dispatch(ctx, flow, full, direction)
             if ctx.result.quarantined and ctx.result.status == "ok":
                 ctx.result.status = "quarantined"
+            if self.interrupted():
+                ctx.result.status, ctx.result.error = "interrupted", INTERRUPTED
             self.journal.set_channel_state(channel, "ok")
         except AuthError as exc:
-            ctx.result.status, ctx.result.error = "auth_failed", str(exc)
-            self.journal.set_channel_state(channel, "auth_failed", str(exc))
-            log.error("%s/%s: %s", channel, flow, exc, extra={"target": exc.target or channel})
+            if exc.target is not None and exc.target == self.backoffice.name:
+                # the back office refused *our* credentials: no channel is at fault
+                ctx.result.status, ctx.result.error = "failed", _backoffice_refusal(str(exc))
+                self.journal.set_channel_state(BACKOFFICE_STATE, "auth_failed", ctx.result.error)
+            else:
+                ctx.result.status, ctx.result.error = "auth_failed", str(exc)
+                self.journal.set_channel_state(channel, "auth_failed", str(exc))
+            log.error("%s/%s: %s", channel, flow, ctx.result.error, extra={"target": exc.target or channel})
         except ChannelError as exc:
             ctx.result.status, ctx.result.error = "failed", str(exc)
             log.error("%s/%s failed: %s", channel, flow, exc, extra={"target": exc.target or channel})
+        if flow in READS_BACKOFFICE_FEED and ctx.result.status in ("ok", "quarantined", "interrupted"):
+            self.journal.set_channel_state(BACKOFFICE_STATE, "ok")  # it read the back office: our credentials work
         r = ctx.result
         self.journal.finish_run(
             run_id, r.status, read=r.read, sent=r.sent, unchanged=r.unchanged, quarantined=r.quarantined, error=r.error
@@ -98,7 +113,7 @@ class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, O
             "prices": lambda ctx, full, direction: self._prices(ctx, full),
             "customers": self._customers,
             "products": self._products,
-            **{name: self._reference_table for name in ("groups", "payment-methods", "sellers")},
+            **{name: self._reference_table(name) for name in ("groups", "payment-methods", "sellers")},
         }
 
     def _customers(self, ctx: _Ctx, full: bool, direction: str) -> None:
@@ -112,7 +127,17 @@ class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, O
             self._adopt(ctx)  # reads the channel, writes only the local map: a shadow channel adopts too
         self._push_feed(ctx, "products", full)
 
-    def _reference_table(self, ctx: _Ctx, full: bool, direction: str) -> None:
-        self._push_feed(ctx, ctx.result.flow, full)
+    def _reference_table(self, flow: str) -> Callable[[_Ctx, bool, str], None]:
+        """A small table pushed as it is (named here, not by the step: a quarantine retry runs it too)."""
+        return lambda ctx, full, direction: self._push_feed(ctx, flow, full)
 
-__all__ = ["ChannelSetup", "Engine", "PlannedWrite", "PushResult", "StepResult"]
+
+
+def _backoffice_refusal(message: str) -> str:
+    """ "backoffice: credentials rejected by backoffice (/oauth/token): invalid_client: …", said once, cause whole."""
+    _, found, rest = message.partition(" credentials rejected")
+    return BACKOFFICE_REFUSED + (rest if found else f": {message}")
+
+
+__all__ = ["BACKOFFICE_REFUSED", "BACKOFFICE_STATE", "MAX_SETTLE_WAIT", "ChannelSetup", "Engine", "PlannedWrite",
+           "PushResult", "StepResult"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from syncagent import entities
 from syncagent.connectors.base import Outgoing, PushResult
 from syncagent.engine.core import EngineCore, StepResult, _Ctx, _out, _stamp, log
 from syncagent.engine.order_states import OrderState as S
@@ -32,11 +33,30 @@ class OperatorActions(EngineCore):
         if row is None:
             return False, "not in quarantine"
         ctx = ctx or _Ctx(self.channels[channel], StepResult(channel, f"retry:{entity}"))
+        if entity in entities.CATALOGUE or entity in ("channel-customers", "order-events"):
+            # the stored copy may be stale: the source feed is read on from its saved cursor first, so a
+            # record changed at its source goes as it is now; the stored copy is retried only if it is current
+            self._read_source_on(ctx, entity)
+            after = next(iter(self.journal.quarantined(channel, entity, key=key)), None)
+            if after is None:
+                return True, "applied (as it is now at its source)"
+            if (after.last_seen, after.attempts) != (row.last_seen, row.attempts):
+                return False, f"still refused as it is now at its source: {after.reason_code}: {after.reason}"
+            row = after
         reopening, ctx.operator = ctx.operator, True
         try:
             return self._retry(ctx, channel, entity, key, row)
         finally:
             ctx.operator = reopening
+
+    def _read_source_on(self, ctx: _Ctx, entity: str) -> None:
+        """Read the feed a quarantined record came from on from its saved cursor (what a step would do)."""
+        if entity in entities.CATALOGUE:
+            self._dispatch(ctx, entity, False, "push" if entity == "customers" else None)
+        elif entity == "order-events":
+            self._order_events(ctx)
+        else:
+            self._pull_customers(ctx)
 
     def _retry(self, ctx: _Ctx, channel: str, entity: str, key: str, row: QuarantineRow) -> tuple[bool, str]:
         payload = row.payload if isinstance(row.payload, dict) else {}
@@ -131,11 +151,11 @@ class OperatorActions(EngineCore):
         if ctx.setup.shadow:
             raise ChannelError(f"{channel} is a shadow channel: it sends nothing, so there is nothing to replay")
         row = self.journal.order(channel, order_id)
-        if row is not None and row.state == S.CREATING \
-                and self.wall() - _stamp(row.updated_at) < ctx.setup.settle_seconds:
-            raise TransientError(f"order {order_id}: a creation attempt may still be running in the back office; "
-                                 f"try again in {ctx.setup.settle_seconds:.0f} s")
         found = self.backoffice.lookup("orders", external_id=order_id, channel=channel)
+        if found is None and row is not None and row.state == S.CREATING \
+                and self.wall() - _stamp(row.updated_at) < ctx.setup.settle_seconds:
+            raise TransientError(f"order {order_id}: not in the back office yet, and a creation attempt may still be "
+                                 f"running there; try again in {ctx.setup.settle_seconds:.0f} s")
         if found is not None:
             number = str(found["number"])
             with self.journal.transaction():

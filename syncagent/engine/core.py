@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from syncagent.connectors.base import Connector, Outgoing
+from syncagent.errors import TransientError
 from syncagent.journal import Journal
 from syncagent.model import BadRecord, utcnow
 
@@ -24,7 +26,7 @@ log = logging.getLogger("syncagent.engine")
 
 @dataclass
 class StepResult:
-    """What one step did. status: ok | quarantined | failed | auth_failed | skipped."""
+    """What one step did. status: ok | quarantined | failed | auth_failed | skipped | interrupted."""
 
     channel: str
     flow: str
@@ -84,6 +86,7 @@ class _Ctx:
     last_error: str = ""
     sku_mapped: bool | None = None  # does this channel have a DE/PARA map (asked once per step)
     dry_run: bool = False  # push --dry-run: not even the journal changes
+    fed_to_end: bool = False  # the last push read its feed to the end (not stopped half way)
     operator: bool = False  # an operator action (retry, replay): it may reopen an order in any state
     # a flow turned around by the config (source: channel, sink: backoffice): the channel is read and the
     # back office written; None: the default, the back office read and the channel written
@@ -126,7 +129,13 @@ class EngineCore:
         # unless given, so a simulated clock ages them too (a test may pin `clock` and keep `wall` real)
         self.wall: Callable[[], float] = wall or (lambda: self.clock().timestamp())
         self.should_stop: Callable[[], bool] = lambda: False  # set by the daemon: stop after the page in hand
+        # how long the orders step may wait at its end for a lost answer's settle time: a cron cycle
+        # (`run --once`) waits it out (it is bounded by the configured timeouts); the daemon lowers it
+        # to MAX_SETTLE_WAIT and defers what is left to its next cycle
+        self.settle_wait_limit: float = math.inf
         self.on_page: Callable[[StepResult], None] | None = None  # progress display: called after each page
+        # set by the command line: the operator's Ctrl-C made should_stop end the step before its end
+        self.interrupted: Callable[[], bool] = lambda: False
         self.journal = journal
         self.backoffice = backoffice
         self.channels = dict(channels)
@@ -137,6 +146,9 @@ class EngineCore:
         return ctx.flow_source or self.backoffice
 
     def _progress(self, ctx: _Ctx) -> None:
+        r = ctx.result
+        log.debug("%s/%s: page done: so far read %d, sent %d, unchanged %d, quarantined %d", r.channel, r.flow,
+                  r.read, r.sent, r.unchanged, r.quarantined)
         if self.on_page is not None:
             self.on_page(ctx.result)
 
@@ -188,3 +200,33 @@ def _describe(record: Any) -> Any:
     if is_dataclass(record) and not isinstance(record, type):
         return asdict(record)
     return record
+
+
+class CursorTrail:
+    """The cursors one pass over a feed went through: a feed whose cursors come back round would never end.
+
+    A cursor met again (A → B → A) stops the step before its page is taken: the pages before it
+    are recorded, the cursor saved stays the last new one, and the next run meets the same circle
+    after a page or two instead of looping. A null cursor (the end for now) is never a repeat, nor
+    is a page that gives back the cursor it was read from (a feed's way to say "nothing after this";
+    the connector ends there), unless it does so again.
+    """
+
+    def __init__(self, what: str, start: str | None) -> None:
+        self.what = what
+        self.seen: set[str] = {start} if start else set()
+        self.last = start
+        self.stalled = False
+
+    def check(self, cursor: str | None) -> None:
+        if cursor is None:
+            return
+        if cursor == self.last and not self.stalled:
+            self.stalled = True
+            return
+        if cursor in self.seen:
+            raise TransientError(f"{self.what}: the feed's cursors go round in a circle: cursor {cursor[:40]!r} "
+                                 f"came back after {len(self.seen)} distinct cursors; that page is not taken",
+                                 code="cursor_loop")
+        self.seen.add(cursor)
+        self.last, self.stalled = cursor, False

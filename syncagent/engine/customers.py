@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from syncagent import failpoints
-from syncagent.engine.core import EngineCore, _bad_key, _Ctx, _describe, _src
+from syncagent.engine.core import CursorTrail, EngineCore, _bad_key, _Ctx, _describe, _src
 from syncagent.errors import MappingError
-from syncagent.model import BadRecord, ChannelCustomer, Customer, Order
+from syncagent.model import BadRecord, ChannelCustomer, Customer, Order, is_document, normalize_document
 
 
 class Customers(EngineCore):
@@ -16,7 +18,9 @@ class Customers(EngineCore):
         if ctx.plan_only:
             return  # binding may create back office customers: a shadow channel writes nothing
         cursor = self.journal.cursor(ctx.name, "customers-pull")
+        trail = CursorTrail(f"{ctx.name}/customers pull", cursor)
         for page in ctx.conn.pull("channel-customers", cursor):
+            trail.check(page.cursor)
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):
@@ -35,6 +39,11 @@ class Customers(EngineCore):
         if code is None:
             code = cc.linked_code
             if code is None:
+                cc = replace(cc, document=normalize_document(cc.document))  # as typed: 436.555.472-77
+                if not is_document(cc.document):  # whatever the connector let through: never bound, never created
+                    self._quarantine(ctx, "channel-customers", cc.remote_id, "invalid_document",
+                                     f"document {cc.document[:20]!r} is not a valid CPF/CNPJ", _src(_describe(cc)))
+                    return None
                 found = self.backoffice.lookup("customers", document=cc.document)
                 if found is not None:
                     code = found.code
@@ -59,6 +68,9 @@ class Customers(EngineCore):
             with self.journal.transaction():
                 self.journal.bind(ctx.name, "customers", cc.remote_id, code)
                 self.journal.release(ctx.name, "channel-customers", [cc.remote_id])
+        elif self.journal.has_open_quarantine(ctx.name, "channel-customers"):  # bound before it went bad
+            with self.journal.transaction():
+                self.journal.release(ctx.name, "channel-customers", [cc.remote_id], why="resolved: valid again")
         if cc.linked_code != code and not ctx.setup.shadow:
             link = ctx.conn.prepare("customer-links", {"remote_id": cc.remote_id, "code": code})
             (res,) = ctx.conn.push("customer-links", [link])

@@ -60,7 +60,7 @@ class SendAhead(Generic[W]):
         future, cursor, _ = self._inflight.popleft()
         try:
             self._record(future.result(), cursor, self.failed)
-        except ChannelError:
+        except BaseException:  # not only a send error: whatever stopped this page, no later page moves the cursor
             self.failed = True
             raise
         return True

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from syncagent import failpoints
-from syncagent.connectors.base import Outgoing
+from syncagent.connectors.base import Outgoing, PushResult
 from syncagent.engine import order_states
 from syncagent.engine.core import (
+    CursorTrail,
     EngineCore,
     PlannedWrite,
     _bad_key,
@@ -32,7 +33,7 @@ from syncagent.journal import OrderRow
 from syncagent.model import BackOfficeOrder, BadRecord, Order, order_from_dict
 
 PARKED_PATIENCE = 3600.0  # a parked order waits this long for its customer before quarantine
-MAX_SETTLE_WAIT = 5.0  # seconds the orders step may wait at its end to retry lost answers
+MAX_SETTLE_WAIT = 5.0  # seconds the daemon's orders step may wait at its end to re-POST lost answers
 SETTLE_ROUNDS = 3  # end-of-step retry rounds of the orders that failed or were too fresh
 MAX_FAILURES_IN_ROW = 5  # orders failing one after another: the server is down, stop the step
 
@@ -55,7 +56,9 @@ class OrderIntake(EngineCore):
         if not ctx.plan_only:
             self._release_waiting_orders(ctx)
         cursor = self.journal.cursor(ctx.name, "orders")
+        trail = CursorTrail(f"{ctx.name}/orders", cursor)
         for page in ctx.conn.pull("orders", cursor):
+            trail.check(page.cursor)
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):
@@ -73,20 +76,21 @@ class OrderIntake(EngineCore):
                 return  # what waits is in the journal, first in line at the next run
             ctx.parked = ctx.unsettled = 0
             self._wait_to_settle(ctx)
-            self._recover_orders(ctx)
+            self._recover_orders(ctx, look_up_fresh=False)  # what could not wait was looked up already
         waiting = self.journal.orders_in_state(ctx.name, IN_FLIGHT)
         if waiting:
             raise TransientError(f"{len(waiting)} order(s) wait in the journal for the next cycle "
                                  f"(a transient failure or an answer lost); last cause: {ctx.last_error or 'none'}")
 
     def _wait_to_settle(self, ctx: _Ctx) -> None:
-        """Wait (a few seconds at most) until the orders whose answer was lost may be looked up."""
-        if not 0 < ctx.setup.settle_seconds <= MAX_SETTLE_WAIT:
+        """Wait until the orders whose answer was lost may be posted again (never past `settle_wait_limit`)."""
+        settle = ctx.setup.settle_seconds
+        if not 0 < settle <= self.settle_wait_limit:
             return
         creating = self.journal.orders_in_state(ctx.name, (S.CREATING,))
         if creating:
             newest = max(_stamp(row.updated_at) for row in creating)
-            remaining = newest + ctx.setup.settle_seconds - self.wall()
+            remaining = min(newest + settle - self.wall(), settle)  # a clock stepped back never waits longer
             if remaining > 0:
                 self.sleep(remaining + 0.05)
 
@@ -141,6 +145,9 @@ class OrderIntake(EngineCore):
     def _process_order(self, ctx: _Ctx, order: Order) -> None:
         caps = ctx.conn.capabilities
         importable = ctx.setup.order_statuses or caps.importable_statuses
+        log.debug("%s/orders: %s (status %s): %s", ctx.name, order.remote_id, order.status,
+                  "cancel" if order.status in caps.cancelled_statuses else "import" if order.status in importable
+                  else "not importable yet, left on the channel")
         if order.status in caps.cancelled_statuses:
             self._cancel_order(ctx, order)
         elif order.status in importable:
@@ -151,21 +158,23 @@ class OrderIntake(EngineCore):
                 with self.journal.transaction():
                     self._set_order(ctx, order.remote_id, S.SEEN, version=order.version)
 
-    def _recover_orders(self, ctx: _Ctx) -> None:
+    def _recover_orders(self, ctx: _Ctx, *, look_up_fresh: bool = True) -> None:
         """Finish what a crash or a failure left half done.
 
-        An order left in `creating` is looked up only once its last POST is older than the
-        settle time: a POST whose answer was lost may still be running in the back office, and a
-        lookup that races it would post the order a second time.
+        An order left in `creating` is looked up at once; it is posted again only once its last
+        POST is older than the settle time: a POST whose answer was lost may still be running in
+        the back office, and a second POST racing it would create the order twice.
+        `look_up_fresh=False` (the end-of-step rounds): one not that old yet is not looked up again.
         """
         settled_before = self.wall() - ctx.setup.settle_seconds
         for row in self.journal.orders_in_state(ctx.name, IN_FLIGHT):
             if row.state == S.CREATING:
-                if _stamp(row.updated_at) > settled_before:
-                    ctx.unsettled += 1  # too fresh to look up: the end of the step waits for it
+                settled = _stamp(row.updated_at) <= settled_before
+                if not (settled or look_up_fresh):
+                    ctx.unsettled += 1  # the daemon did not wait for it: its next cycle looks it up
                     continue
-                work = lambda row=row: self._create_in_backoffice(ctx, row.order_id, row.payload or {},  # noqa: E731
-                                                                  retry=True)
+                work = lambda row=row, settled=settled: self._create_in_backoffice(  # noqa: E731
+                    ctx, row.order_id, row.payload or {}, retry=True, may_post=settled)
             elif row.state == S.CREATED:
                 work = lambda row=row: self._acknowledge(ctx, row.order_id, row.bo_number or "")  # noqa: E731
             else:
@@ -184,7 +193,7 @@ class OrderIntake(EngineCore):
                 self._acknowledge(ctx, order.remote_id, row.bo_number or "")
                 return
             if row.state == S.CREATING:
-                return  # settled by _recover_orders once its last POST is old enough
+                return  # settled by _recover_orders: looked up, posted again once its last POST is old enough
             if row.state == S.QUARANTINED and row.version == order.version and row.version:
                 return  # unchanged since it was quarantined: wait for a change or a manual retry
             if row.state == S.PENDING and _newer(row.version, order.version):
@@ -216,13 +225,17 @@ class OrderIntake(EngineCore):
         self._create_in_backoffice(ctx, order.remote_id, out.payload, source=source)
 
     def _create_in_backoffice(self, ctx: _Ctx, order_id: str, payload: dict[str, Any], *, retry: bool = False,
-                              source: Any = None) -> None:
+                              source: Any = None, may_post: bool = True) -> None:
         """Create once: look the order up first (POST /orders is not idempotent), then POST.
 
-        A lost answer (AmbiguousError) leaves the order in `creating`; it is settled later by the
-        same lookup, never by posting again at once.
+        A lost answer (AmbiguousError) is looked up at once: an order the back office committed
+        before the answer was lost is recorded now. Not found, it stays in `creating`, posted
+        again only once the settle time passed (`may_post`), never at once.
         """
         found = self.backoffice.lookup("orders", external_id=order_id, channel=ctx.name)
+        if found is None and not may_post:
+            ctx.unsettled += 1  # not there yet; its last POST may still be running: the end of the step waits
+            return
         if found is not None:
             number = str(found["number"])
         else:
@@ -233,8 +246,11 @@ class OrderIntake(EngineCore):
             try:
                 (res,) = self.backoffice.push("orders", [Outgoing(order_id, payload)])
             except AmbiguousError:
-                log.warning("%s: order %s: the back office answer was lost; it will be looked up", ctx.name, order_id)
-                raise
+                log.warning("%s: order %s: the back office answer was lost; looking it up", ctx.name, order_id)
+                found = self._look_up_lost(ctx, order_id)
+                if found is None:
+                    raise
+                res = PushResult(order_id, "created", remote_id=str(found["number"]))
             failpoints.hit("order.after_create")
             if not res.ok or res.remote_id is None:
                 with self.journal.transaction():
@@ -252,6 +268,15 @@ class OrderIntake(EngineCore):
             self._set_order(ctx, order_id, S.CREATED, bo_number=number)
             self.journal.release(ctx.name, "orders", [order_id])
         self._acknowledge(ctx, order_id, number)
+
+    def _look_up_lost(self, ctx: _Ctx, order_id: str) -> dict[str, Any] | None:
+        """The order whose POST answer was lost, if the back office has it already (None: not yet, or unknown)."""
+        try:
+            found = self.backoffice.lookup("orders", external_id=order_id, channel=ctx.name)
+        except ChannelError as exc:
+            log.warning("%s: order %s: the lookup after a lost answer failed too: %s", ctx.name, order_id, exc)
+            return None
+        return found if isinstance(found, dict) else None
 
     def _acknowledge(self, ctx: _Ctx, order_id: str, number: str) -> None:
         out = ctx.conn.prepare("order-acks", {"order_id": order_id, "backoffice_number": number})

@@ -16,6 +16,7 @@ from typing import Any
 from syncagent import entities, failpoints
 from syncagent.connectors.base import Outgoing
 from syncagent.engine.core import (
+    CursorTrail,
     EngineCore,
     PlannedWrite,
     StepResult,
@@ -62,6 +63,7 @@ class PushPipeline(EngineCore):
         cursor_key: str | None,
     ) -> None:
         cursor_key = cursor_key or entity
+        ctx.fed_to_end = False
         if entity in SKU_ENTITIES and not ctx.plan_only and not ctx.reversed:
             self._release_unmapped(ctx, entity)
         cursor = None if full else self.journal.cursor(ctx.name, cursor_key)
@@ -80,16 +82,19 @@ class PushPipeline(EngineCore):
             self._record_page(ctx, entity, work, None if failed else cursor_key, page_cursor)
             self._progress(ctx)
 
+        trail = CursorTrail(f"{ctx.name}/{entity}", cursor)
         sender: SendAhead[_PageWork] = SendAhead(SEND_AHEAD, lambda work: self._send_page(ctx, entity, work), record)
         try:
             # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
             with contextlib.closing(read_ahead(self._source(ctx).pull(entity, cursor, filters),
                                                more=lambda page: page.cursor is not None)) as pages:
                 for page in pages:
+                    trail.check(page.cursor)
                     records = page.records
                     ctx.result.read += len(records)
                     page_digest = skip.meet(page)
                     if skip.known(page):
+                        log.debug("%s/%s: page skipped: the same bytes were recorded whole before", ctx.name, entity)
                         sender.record_all()  # the pages before, if in flight
                         _count_unparsed(ctx, page)
                         skip.skipped_to = page.cursor
@@ -108,6 +113,8 @@ class PushPipeline(EngineCore):
                     skip.skipped_to = None
                     digest = skip.unchanged_tail(page)
                     if skip.is_tail(digest):
+                        log.debug("%s/%s: last page unchanged since it was recorded: nothing to send", ctx.name,
+                                  entity)
                         if sender.record_all() and self.should_stop():
                             return
                         if records:
@@ -149,6 +156,7 @@ class PushPipeline(EngineCore):
                         return  # the page is recorded; the rest waits for the next run
             sender.record_all()
             skip.save_skipped()
+            ctx.fed_to_end = True
             skip.finish()
         finally:
             # the step ends on an error: the pages already sent are still recorded, in order; after a page
@@ -208,9 +216,14 @@ class PushPipeline(EngineCore):
         # with nothing of this entity in quarantine (the usual case) there is nothing to hold back or to
         # release: one indexed LIMIT 1 query instead of a lookup of the page's keys and an UPDATE per record sent
         work.release = self.journal.has_open_quarantine(ctx.name, entity)
-        held = self.journal.quarantine_fingerprints(ctx.name, entity, keys + [b[0] for b in work.bad]) \
-            if work.release else {}
+        # open rows and rows an operator dropped: a record not changed since is neither sent nor quarantined again
+        marks = self.journal.held_quarantine(ctx.name, entity, keys + [b[0] for b in work.bad]) \
+            if work.release or self.journal.has_held_quarantine(ctx.name, entity) else {}
+        held = {key: fp for key, (_, fp) in marks.items() if fp}
         work.changed = [(o, fp) for _, o, fp in prepared.values() if known.get(o.key) != fp and held.get(o.key) != fp]
+        # valid again at its source with what the channel already holds: nothing to send, the open row is resolved
+        work.resolved = [key for key, (_, _, fp) in prepared.items()
+                         if known.get(key) == fp and marks.get(key, ("",))[0] == "open" and held.get(key) != fp]
         work.sending = {o.key: fp for o, fp in work.changed}
         work.clean = not work.bad and not held
         work.bad = [b for b in work.bad if held.get(b[0]) != b[4]]
@@ -259,6 +272,8 @@ class PushPipeline(EngineCore):
                 self.journal.release(ctx.name, entity, [a[0] for a in accepted])
                 if work.renames:  # a record waiting for its SKU was quarantined under its back office code
                     self.journal.release(ctx.name, entity, [work.renames[a[0]] for a in accepted if a[0] in work.renames])
+                self.journal.release(ctx.name, entity, work.resolved,
+                                     why="resolved: valid again at its source, and the channel already holds it")
             for key, code, reason, payload, fp in bad + rejected:
                 self.journal.quarantine(ctx.name, entity, key, code, reason, payload, fp)
                 log.warning("%s/%s: quarantined %s: %s: %s", ctx.name, entity, key, code, reason)
@@ -298,6 +313,7 @@ class _PageWork:
     rejected: list[tuple[str, str, str, Any, str]] = field(default_factory=list)
     error: ChannelError | None = None
     release: bool = True  # whether the keys accepted may have open quarantine rows to close
+    resolved: list[str] = field(default_factory=list)  # open rows whose record is valid again and already held
     renames: dict[str, str] = field(default_factory=dict)  # channel SKU → back office code (DE/PARA)
     clean: bool = False  # no bad record and nothing held in quarantine: the page may be recorded whole
     # (digest, mapping context, items, next cursor) to note once the page is recorded whole

@@ -707,6 +707,7 @@ class GestaoLojasSim(SimApp):
         r("GET", "/_admin/orders", self.admin_orders)
         r("GET", "/_admin/orders/{number}", self.admin_order)
         r("POST", "/_admin/orders/{number}/events", self.admin_add_event)
+        r("PATCH", "/_admin/events/{id}", self.admin_correct_event)
         r("GET", "/_admin/counts", self.admin_counts)
 
     def dispatch(self, req: Request) -> Response:
@@ -1282,6 +1283,28 @@ class GestaoLojasSim(SimApp):
                 self._set_status(order, kind)
                 event = self._add_event(order, kind, body)
         return Response(201, event)
+
+    def admin_correct_event(self, req: Request) -> Response:
+        """A correction of an event already issued (an NF-e re-issued, a tracking code fixed):
+        {"invoice": {...}} or {"shipment": {...}} merged into it; the event, same id, moves to the end of the feed."""
+        event_id = param(req, "id")
+        body = self._admin_body(req, EVENT[1:], patch=True)
+        for name, fields in (("invoice", INVOICE), ("shipment", SHIPMENT)):
+            details = check(body.get(name) or {}, fields, where=name, strict=False)
+            if details:
+                raise invalid(details, "admin body", 400)
+        row = self.db.execute("SELECT data FROM events WHERE id = ?", (event_id,)).fetchone()
+        if row is None:
+            raise HttpError(404, "not_found", f"no event {safe(event_id, 40)}")
+        event = json.loads(row[0])
+        for name in ("invoice", "shipment"):
+            if body.get(name):
+                event[name] = (event.get(name) or {}) | body[name]
+        event |= {k: v for k, v in body.items() if k in ("occurred_at", "delivered_at")}
+        with self._tx():
+            seq = int(self.db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])
+            self.db.execute("UPDATE events SET seq = ?, data = ? WHERE id = ?", (seq, ENCODE(event), event_id))
+        return Response(200, event)
 
     def admin_counts(self, req: Request) -> Response:
         """Rows per feed (by feed name) and of orders, warehouses and live tokens; the seeding time."""

@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from syncagent.model import valid_cnpj, valid_cpf, valid_ean
+from syncagent.model import normalize_document, valid_cnpj, valid_cpf, valid_ean
 from syncagent.simulators import seeddata
 from syncagent.simulators.common import (
     HttpError,
@@ -53,6 +53,8 @@ ORDER_STATUSES = ("draft", "approved", "cancelled")
 EVENT_NEEDS: dict[str, tuple[str, ...]] = {
     "invoiced": (), "shipped": ("invoiced",), "delivered": ("invoiced", "shipped"), "cancelled": (),
 }
+# the data of an event that the back office may correct once it is recorded (NF-e re-issued, tracking fixed)
+CORRECTABLE = ("invoice_key", "invoice_number", "tracking_code", "carrier")
 CENT = Decimal("0.01")
 NOTES = ["Entregar no período da tarde", "Cliente retira na loja", "Embrulhar para presente",
          "Confirmar numeração antes de enviar", "Ligar antes da entrega"]
@@ -156,8 +158,10 @@ def check_value(kind: str, value: Any) -> tuple[str, str] | None:
         return "invalid_date_time", f'must be an RFC 3339 date-time like "2026-01-05T09:00:00Z", got {value[:40]!r}'
     if kind == "ean" and not valid_barcode(value):
         return "invalid_barcode", f"must be a valid EAN-8, EAN-13 or GTIN-14, got {value[:40]!r}"
-    if kind == "document" and not valid_document(value):
-        return "invalid_document", "must be a valid CPF (11 digits) or CNPJ (14 digits), digits only"
+    # the contract's Customer.document is a plain string: the app takes it as people type it
+    # (436.555.472-77), so only its digits are checked
+    if kind == "document" and not valid_document(normalize_document(value)):
+        return "invalid_document", "must be a valid CPF (11 digits) or CNPJ (14 digits)"
     return None
 
 
@@ -573,18 +577,24 @@ class SellerUpSim(SimApp):
         if problem is not None:
             field, code, message = problem
             raise HttpError(422, code if code == "invalid_invoice_key" else "validation_error", message, field=field)
-        have = [row[0] for row in self.db.execute(
-            "SELECT type FROM order_events WHERE order_id = ? ORDER BY id", (order["id"],))]
+        recorded = [(row[0], json.loads(row[1])) for row in self.db.execute(
+            "SELECT type, body FROM order_events WHERE order_id = ? ORDER BY id", (order["id"],))]
+        have = [t for t, _ in recorded]
         if kind in have:
-            raise HttpError(409, "already_recorded", f"the order already has a {kind} event")
-        if order.get("status") != "approved":
+            # the contract answers 204 "recorded" for an event and names no rule against its type again: the
+            # same event again is a repeat (409 already_recorded); with other NF-e or tracking data it is a
+            # correction, recorded as the latest of its type (what the seller sees)
+            latest = [b for t, b in recorded if t == kind][-1]
+            if all(latest.get(f) == body.get(f) for f in CORRECTABLE):
+                raise HttpError(409, "already_recorded", f"the order already has a {kind} event")
+        elif order.get("status") != "approved":
             raise HttpError(409, "not_approved", f"the order is {order.get('status')}, not approved")
-        if "cancelled" in have:
+        elif "cancelled" in have:
             raise HttpError(409, "out_of_order", f"the order was cancelled: no {kind} event after that")
-        if kind == "cancelled" and "delivered" in have:
+        elif kind == "cancelled" and "delivered" in have:
             raise HttpError(409, "out_of_order", "a delivered order cannot be cancelled")
         missing = [need for need in EVENT_NEEDS[kind] if need not in have]
-        if missing:
+        if missing and kind not in have:
             raise HttpError(409, "out_of_order", f"{kind} must come after {' and '.join(missing)}")
         with self._tx():
             self.db.execute("INSERT INTO order_events (order_id, type, body, received) VALUES (?, ?, ?, ?)",

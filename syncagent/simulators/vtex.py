@@ -797,12 +797,15 @@ class VtexSim(SimApp):
             raise _oms_error(409, f"Order {order['orderId']} is {order['status']} and cannot be invoiced")
         packages = order["packageAttachment"]["packages"]
         package = next((p for p in packages if p["invoiceNumber"] == body["invoiceNumber"]), None)
-        if package is None:
-            package = {"items": [], "courier": None, "invoiceNumber": body["invoiceNumber"], "invoiceValue": 0,
-                       "invoiceUrl": None, "issuanceDate": "", "trackingNumber": None, "invoiceKey": None,
-                       "trackingUrl": None, "embeddedInvoice": "", "type": body["type"], "courierStatus": None,
-                       "cfop": None, "restitutions": {}, "volumes": 1, "EnableInferItems": None}
-            packages.append(package)
+        if package is not None:
+            # "Every time this endpoint is called using the same invoiceNumber, a new receipt code is generated
+            # [...] you cannot change other information, only the receipt code" (InvoiceNotification)
+            return Response(200, self._receipt(order["orderId"]))
+        package = {"items": [], "courier": None, "invoiceNumber": body["invoiceNumber"], "invoiceValue": 0,
+                   "invoiceUrl": None, "issuanceDate": "", "trackingNumber": None, "invoiceKey": None,
+                   "trackingUrl": None, "embeddedInvoice": "", "type": body["type"], "courierStatus": None,
+                   "cfop": None, "restitutions": {}, "volumes": 1, "EnableInferItems": None}
+        packages.append(package)
         index = {i["id"]: n for n, i in enumerate(order["items"])}
         package.update({
             "items": [{"itemIndex": index.get(i["id"], 0), "quantity": i["quantity"], "price": i["price"],

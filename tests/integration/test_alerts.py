@@ -120,3 +120,67 @@ def test_mail_goes_over_starttls_with_login(sims: Sims, tmp_path: Path, monkeypa
     assert logins and all(ok for _, ok in logins)
     assert box.subjects() == ["[syncagent] loja-centro: credentials rejected"]
     assert "senha-smtp-123" not in (tmp_path / "journal.db").read_bytes().decode("latin-1")
+
+
+def test_an_alert_raised_while_the_relay_is_down_goes_once_it_answers(tmp_path: Path,
+                                                                      inbox: tuple[Inbox, int]) -> None:
+    """A real smtplib against a closed port, then against a real server: the alert is not lost."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from syncagent.alerts import Alerter
+    from syncagent.config import EmailAlerts
+    from syncagent.engine import StepResult
+    from syncagent.journal import Journal
+
+    box, port = inbox
+    with socket.socket() as probe:  # a port nothing listens on: the relay is down
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    cfg = EmailAlerts(smtp_host="127.0.0.1", smtp_port=closed, starttls=False, from_addr="a@loja.example",
+                      to=("ti@loja.example",))
+    down = [StepResult("loja", "orders", status="auth_failed", error="loja: credentials rejected: key_revoked")]
+    now = {"t": datetime(2026, 11, 23, 8, 0, tzinfo=UTC)}
+    with Journal(tmp_path / "j.db") as journal:
+        alerter = Alerter(cfg, journal, clock=lambda: now["t"])
+        assert alerter.evaluate(down) == []
+        alerter.cfg = replace(cfg, smtp_port=port)  # the relay is back
+        now["t"] += timedelta(minutes=2)  # past the wait after a relay that did not answer
+        assert len(alerter.evaluate(down)) == 1
+        assert alerter.evaluate(down) == []
+    assert box.subjects() == ["[syncagent] loja: credentials rejected"]
+
+
+def test_the_smtp_password_is_never_sent_without_tls(tmp_path: Path) -> None:
+    """A relay that offers AUTH in clear: syncagent does not log in (the loader refuses the config too)."""
+    from datetime import UTC, datetime
+
+    from aiosmtpd.smtp import AuthResult
+
+    from syncagent.alerts import Alerter
+    from syncagent.config import EmailAlerts
+    from syncagent.engine import StepResult
+    from syncagent.journal import Journal
+
+    logins: list[Any] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        logins.append(data)
+        return AuthResult(success=True)
+
+    box = Inbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(box, hostname="127.0.0.1", port=port, auth_require_tls=False, authenticator=authenticator)
+    controller.start()
+    try:
+        cfg = EmailAlerts(smtp_host="127.0.0.1", smtp_port=port, starttls=False, username="alertas",
+                          password="senha-smtp-123", from_addr="a@loja.example", to=("ti@loja.example",))
+        down = [StepResult("loja", "orders", status="auth_failed", error="loja: credentials rejected")]
+        with Journal(tmp_path / "j.db") as journal:
+            alerter = Alerter(cfg, journal, clock=lambda: datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+            assert alerter.evaluate(down) == []
+    finally:
+        controller.stop()
+    assert logins == [] and box.messages == []

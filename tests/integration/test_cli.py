@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
 
 from syncagent.simulators import seeddata
@@ -215,3 +217,121 @@ def test_shadow_channel_computes_everything_and_sends_nothing(sims: Sims, tmp_pa
     live = json.loads(cli(config, "run", "--once", "--json").stdout)
     by_flow = {s["flow"]: s for s in live}
     assert by_flow["products"]["sent"] == 60 and by_flow["orders"]["sent"] > 0  # nothing was skipped
+
+
+def test_a_crlf_environment_file_is_refused_and_no_form_of_the_secret_shows(sims: Sims, tmp_path: Path) -> None:
+    """An env file saved with CRLF: every value ends in \\r. Refused at load, with file:line:key, nothing leaked."""
+    config = write_config(tmp_path, sims, flows=["groups"])
+    crlf = {"SELLERUP_KEY": CANARY_KEY + "\r", "GL_CLIENT_SECRET": CANARY_SECRET + "\r\n"}
+    secret_line = next(n for n, line in enumerate(config.read_text().splitlines(), 1) if "${SELLERUP_KEY}" in line)
+    for args in (("check-config",), ("run", "--once"), ("doctor", "--json", "--offline")):
+        proc = cli(config, *args, env=crlf)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        shown = proc.stdout + proc.stderr
+        assert f"{config}:{secret_line}: channels[0].api_key" in shown and "carriage return" in shown, shown
+        assert CANARY_KEY not in shown and CANARY_SECRET not in shown
+    assert not (tmp_path / "journal.db").exists()
+
+
+def test_daemon_keeps_the_journal_when_its_lock_file_goes_and_stops_when_the_journal_goes(
+        sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims, flows=["groups"])
+    config.write_text(config.read_text().replace("groups: {every: 1m}", "groups: {every: 1s}"))
+    journal = tmp_path / "journal.db"
+    daemon = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "syncagent", "-c", str(config), "run"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "journal.db.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        (tmp_path / "journal.db.lock").unlink()  # a tidy-up script, a careless `rm *.lock`
+        second = cli(config, "run", "--once")
+        assert second.returncode == 3 and "another syncagent" in second.stderr, second.stderr
+        for side in tmp_path.glob("journal.db*"):
+            side.unlink()
+        code = daemon.wait(timeout=30)  # the groups step runs every second: the next one notices
+        err = daemon.stderr.read() if daemon.stderr else ""
+        assert code == 2, err
+        assert f"the journal {journal} was removed" in err and "Traceback" not in err
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=10)
+
+
+def test_a_full_disk_says_so_with_the_path_exits_1_and_prints_the_summary_so_far(
+        sims: Sims, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLITE_FULL without a mount: the journal may not grow past its size once the products step starts."""
+    from click.testing import CliRunner
+
+    from syncagent.cli import main
+    from syncagent.engine import Engine
+
+    config = write_config(tmp_path, sims, flows=["groups", "products"])
+    original = Engine.run_step
+
+    def disk_fills_up(self: Engine, channel: str, flow: str, **kw: Any) -> Any:
+        if flow == "products":
+            pages = self.journal.conn.execute("PRAGMA page_count").fetchone()[0]
+            self.journal.conn.execute(f"PRAGMA max_page_count = {pages}")
+        return original(self, channel, flow, **kw)
+
+    monkeypatch.setattr(Engine, "run_step", disk_fills_up)
+    result = CliRunner().invoke(main, ["-c", str(config), "run", "--once"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert f"disk full: the journal {tmp_path / 'journal.db'} cannot grow" in result.output
+    assert "Traceback" not in result.output and "OperationalError" not in result.output.split("(")[0]
+    assert "loja-centro" in result.output and "groups" in result.output and "2 steps:" in result.output
+    status = cli(config, "status", "--json")  # what was recorded before is kept
+    assert status.returncode in (0, 1), status.stderr
+    runs = {s["flow"]: s for c in json.loads(status.stdout)["channels"] for s in c["flows"]}
+    assert runs["groups"]["last_run"]["result"] == "ok", runs
+
+
+def _as_a_plain_user() -> None:
+    """In the child, before exec: root loses the power to ignore permission bits (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH leave its bounding set), so a read-only folder is read-only to it, as to anyone."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_journal_in_a_read_only_folder_is_named_with_the_permission_never_called_corrupt(
+        sims: Sims, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = write_config(tmp_path, sims, flows=["groups"])
+    config.write_text(config.read_text().replace(f"journal: {tmp_path / 'journal.db'}",
+                                                 f"journal: {state / 'journal.db'}"))
+    assert cli(config, "run", "--once").returncode == 0
+    before = (state / "journal.db").read_bytes()
+    state.chmod(0o555)  # the operator ran the first sync as another user, or a read-only mount
+    try:
+        outputs = {}
+        for args in (("run", "--once"), ("status", "--json"), ("doctor", "--json", "--offline")):
+            proc = subprocess.run(  # noqa: S603
+                [sys.executable, "-m", "syncagent", "-c", str(config), *args], cwd=ROOT, capture_output=True,
+                text=True, timeout=60, preexec_fn=_as_a_plain_user if os.geteuid() == 0 else None,  # noqa: PLW1509
+            )
+            outputs[args[0]] = proc
+    finally:
+        state.chmod(0o755)
+    for name in ("run", "status"):
+        proc = outputs[name]
+        assert proc.returncode == 2, (name, proc.stdout, proc.stderr)
+        assert f"no write permission on the journal folder {state}" in proc.stderr, proc.stderr
+        assert "dr-xr-xr-x" in proc.stderr and "not damaged" in proc.stderr
+    doctor = json.loads(outputs["doctor"].stdout)
+    (access,) = [f for f in doctor["findings"] if f["check"] == "journal:access"]
+    assert access["status"] == "fail" and f"journal folder {state}" in access["message"], access
+    for proc in outputs.values():
+        text = proc.stdout + proc.stderr
+        assert "Traceback" not in text and "move it aside" not in text and "not a usable" not in text, text
+        assert "restore it from a backup" not in text
+    assert (state / "journal.db").read_bytes() == before  # the healthy journal is untouched

@@ -173,3 +173,18 @@ def test_doctor_groups_every_kind_of_missing_reference(tmp_path: Path) -> None:
     assert backlog["loja-centro/orders"].startswith("loja-centro/orders: 3 open, oldest 0 min")
     assert set(backlog) == {"loja-centro/orders", "loja-centro/products", "vtex-sp/orders", "vtex-sp/products"}
     conn.close()
+
+
+def test_doctor_warns_when_tls_is_not_verified_and_not_when_a_ca_bundle_is(tmp_path: Path) -> None:
+    base = (f"journal: {tmp_path / 'journal.db'}\nbackoffice:\n  type: gestao-lojas\n"
+            "  base_url: https://retaguarda.example.com\n  client_id: x\n"
+            "  client_secret: ${DOCTOR_SECRET:-not-a-real-one}\n  http: {HTTP}\nchannels: []\n")
+    config = tmp_path / "syncagent.yaml"
+    config.write_text(base.replace("{HTTP}", "{verify_tls: false}"))
+    code, data = doctor(config, "--offline")
+    (tls,) = by_check(data)["tls:backoffice"]
+    assert tls["status"] == "warn" and "NOT verified" in tls["message"] and "ca_bundle" in tls["fix"]
+    assert code == 0  # a warning, as the other ones: the agent runs
+    config.write_text(base.replace("{HTTP}", "{verify_tls: false, ca_bundle: ./ca.pem}"))
+    _, data = doctor(config, "--offline")
+    assert "tls:backoffice" not in by_check(data) and by_check(data)["tls"][0]["status"] == "ok"

@@ -52,13 +52,16 @@ def test_revoked_key_stops_that_channel_only_with_a_clear_status(sims: Sims, tmp
     sims.su.admin("POST", "/_admin/keys/restore")
 
 
-def test_back_office_rejecting_credentials_is_auth_failed_without_a_loop(sims: Sims, tmp_path: Path) -> None:
+def test_back_office_rejecting_credentials_fails_the_step_without_a_loop(sims: Sims, tmp_path: Path) -> None:
     config = write_config(tmp_path, sims, flows=["products"])
     sims.bo.admin("POST", "/_admin/config", json={"client_secret": "rotated-elsewhere"})
     mark = sims.bo.last_request_id()
     with Agent(load_config(config), sleep=no_wait) as agent:
         (result,) = agent.run_once()
-    assert result.status == "auth_failed" and "credentials rejected" in (result.error or "")
+        states = agent.journal.channel_states()
+    # the back office's failure, not the channel's: the channel is not marked auth_failed for it
+    assert result.status == "failed" and "back office credentials rejected" in (result.error or "")
+    assert states.get("loja-centro", ("unknown",))[0] != "auth_failed"
     assert [r["path"] for r in sims.bo.requests_log(mark)] == ["/oauth/token"]
 
 

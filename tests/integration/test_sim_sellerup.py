@@ -149,6 +149,13 @@ def test_batch_upsert_created_then_unchanged_then_updated(su: Client) -> None:
     assert held["P000002"]["name"] == "Camiseta renomeada" and len(held) == 3
 
 
+def test_a_document_as_people_type_it_is_taken_as_the_contract_allows(su: Client) -> None:
+    """The contract's Customer.document is a plain string: a formatted valid CPF/CNPJ is not refused."""
+    batch = [{"key": "C000002", "document": "529.982.247-25", "name": "Ana"},
+             {"key": "C000003", "document": "11.222.333/0001-81", "name": "Loja"}]
+    assert statuses(su.call("PUT", "/v1/customers", json={"items": batch})) == ["created"] * 2
+
+
 BAD_ITEMS = [
     ("products", {"key": "P000002", "name": "Boné", "active": True, "barcode": "7891234567890"}, "barcode",
      "invalid_barcode"),
@@ -169,7 +176,7 @@ BAD_ITEMS = [
     ("stock", {"key": "P000002", "available": True}, "available", "invalid_type"),
     ("stock", {"key": "P000002", "available": 2.5}, "available", "invalid_type"),
     ("customers", {"key": "C000002", "document": "12345678900", "name": "Ana"}, "document", "invalid_document"),
-    ("customers", {"key": "C000002", "document": "529.982.247-25", "name": "Ana"}, "document",
+    ("customers", {"key": "C000002", "document": "529.982.247-24", "name": "Ana"}, "document",
      "invalid_document"),
     ("customers", {"key": "C000002", "document": "52998224725", "name": "Ana", "email": 3}, "email",
      "invalid_type"),
@@ -373,6 +380,23 @@ def test_events_out_of_order_or_repeated_are_409(su: Client) -> None:
     # cancelled is allowed before delivery, and nothing follows it
     assert post_event(su, order_id, "cancelled").status_code == 204
     assert error_of(post_event(su, order_id, "shipped"))["code"] == "out_of_order"
+
+
+def test_an_event_again_with_other_data_is_a_correction_the_same_again_is_409(su: Client) -> None:
+    order_id = approved_id(su)
+    for kind in ("invoiced", "shipped"):
+        assert post_event(su, order_id, kind).status_code == 204
+    # after shipping, the NF-e is re-issued and the tracking code fixed: each recorded as a correction
+    fixed_key = nfe_key("3526010123456700019055001000099999" + "123456789")
+    assert post_event(su, order_id, "invoiced", invoice_key=fixed_key, invoice_number="99999").status_code == 204
+    assert post_event(su, order_id, "shipped", tracking_code="QB123456785BR").status_code == 204
+    resp = post_event(su, order_id, "shipped", tracking_code="QB123456785BR")
+    assert resp.status_code == 409 and error_of(resp)["code"] == "already_recorded"
+    resp = post_event(su, order_id, "invoiced", invoice_key="1" * 44, invoice_number="99999")
+    assert resp.status_code == 422 and error_of(resp)["code"] == "invalid_invoice_key"  # still checked
+    held = su.admin("GET", f"/_admin/orders/{order_id}")["events"]
+    assert [(e["type"], e.get("invoice_number") or e.get("tracking_code")) for e in held] == [
+        ("invoiced", "12345"), ("shipped", "BR123456789BR"), ("invoiced", "99999"), ("shipped", "QB123456785BR")]
 
 
 def test_event_bodies_are_checked_and_only_approved_orders_take_events(su: Client) -> None:

@@ -3,7 +3,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from syncagent.agent import Agent
 from syncagent.alerts import Alerter
 from syncagent.config import EmailAlerts
 from syncagent.engine import StepResult
@@ -64,3 +68,66 @@ def test_a_channel_failing_n_cycles_in_a_row_and_a_late_order(tmp_path: Path) ->
         with journal.transaction():
             journal.set_order("loja", "o-77", "acknowledged", bo_number="100123")
         assert cycle([StepResult("loja", "orders")]) == ["[syncagent] recovered: loja: order o-77 not in the back office"]
+
+
+def _late_order(journal: Journal, order_id: str) -> None:
+    with journal.transaction():
+        journal.set_order("loja", order_id, "pending", reason="backoffice: POST /orders answered 503")
+
+
+def test_a_cr_lf_in_an_order_id_makes_one_safe_subject_line(tmp_path: Path) -> None:
+    cfg = EmailAlerts(smtp_host="127.0.0.1", from_addr="a@b.c", to=("ti@b.c",), order_late_minutes=15)
+    sent: list[EmailMessage] = []
+    with Journal(tmp_path / "j.db") as journal:
+        _late_order(journal, "o-9\r\nBcc: all@evil.example\r\n")
+        later = datetime.now(UTC) + timedelta(minutes=20)
+        alerter = Alerter(cfg, journal, clock=lambda: later, send=sent.append)
+        assert len(alerter.evaluate([StepResult("loja", "orders")])) == 1
+    subject = str(sent[0]["Subject"])
+    assert subject == "[syncagent] loja: order o-9 Bcc: all@evil.example not in the back office"
+    headers = sent[0].as_bytes().split(b"\n\n", 1)[0]
+    assert sent[0]["Bcc"] is None and b"\nBcc:" not in headers
+
+
+def test_a_failing_alert_never_stops_the_agent(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def evaluate(self, results: object) -> None:
+            raise ValueError("Header values may not contain linefeed or carriage return characters")
+
+    Agent.alert(SimpleNamespace(alerter=Broken()), [])  # type: ignore[arg-type]
+    assert "alerts could not be evaluated: ValueError" in caplog.text
+
+
+def test_an_alert_raised_while_smtp_is_down_is_sent_once_it_is_back(tmp_path: Path) -> None:
+    now = {"t": datetime(2026, 11, 23, 8, 0, tzinfo=UTC)}
+    inbox: list[EmailMessage] = []
+    smtp_up = {"up": False}
+
+    def send(message: EmailMessage) -> None:
+        if not smtp_up["up"]:
+            raise ConnectionRefusedError(111, "Connection refused")
+        inbox.append(message)
+
+    cfg = EmailAlerts(smtp_host="127.0.0.1", from_addr="a@b.c", to=("ti@b.c",))
+    down = [StepResult("loja", "orders", status="auth_failed", error="loja: credentials rejected: key_revoked")]
+    tries: list[datetime] = []
+
+    def cycle(results: list[StepResult], minutes: float = 2) -> list[str]:
+        now["t"] += timedelta(minutes=minutes)
+        return [str(m["Subject"]) for m in alerter.evaluate(results)]
+
+    with Journal(tmp_path / "j.db") as journal:
+        alerter = Alerter(cfg, journal, clock=lambda: now["t"], send=lambda m: (tries.append(now["t"]), send(m)))
+        assert cycle(down) == []  # the server is down: nothing went
+        assert cycle(down, minutes=0.5) == [] and len(tries) == 1  # not tried again at once: a step costs no timeout
+        assert cycle(down) == [] and len(tries) == 2  # tried again a minute on, still down: waits 2 minutes now
+        smtp_up["up"] = True
+        assert cycle(down, minutes=1) == [] and len(tries) == 2
+        assert cycle(down, minutes=1.5) == ["[syncagent] loja: credentials rejected"]
+        assert cycle(down) == []  # sent once, not again
+        smtp_up["up"] = False
+        assert cycle([StepResult("loja", "orders")]) == []  # the recovery waits too
+        smtp_up["up"] = True
+        assert cycle([StepResult("loja", "orders")]) == ["[syncagent] recovered: loja: credentials rejected"]
+    assert [str(m["Subject"]) for m in inbox] == ["[syncagent] loja: credentials rejected",
+                                                 "[syncagent] recovered: loja: credentials rejected"]

@@ -584,3 +584,123 @@ def test_adopt_needs_a_channel_that_can_list(tmp_path: Path, monkeypatch: pytest
     (problem,) = problems(tmp_path, text)
     assert (problem.key, problem.line) == ("channels[0].adopt", line_of(text, "adopt: true"))
     assert "mapping import" in problem.expected
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_an_smtp_login_without_tls_is_refused_unless_allowed(tmp_path: Path) -> None:
+    alerts = ("alerts:\n  email: {smtp_host: smtp.example.com, starttls: false, username: alertas,\n"
+              "          password: ${SMTP_PW}, from: syncagent@example.com, to: [ti@example.com]}\n")
+    env = {**ENV, "SMTP_PW": "mail-secret"}
+    (found,) = problems(tmp_path, alerts + GOOD, env=env)
+    assert (found.line, found.key) == (2, "alerts.email.starttls")
+    assert "allow_plaintext_login" in found.expected and "in clear" in found.found
+    allowed = load(tmp_path, alerts.replace("starttls: false,", "starttls: false, allow_plaintext_login: true,")
+                   + GOOD, env=env)
+    assert allowed.alerts is not None and allowed.alerts.allow_plaintext_login
+    assert "LOGIN WITHOUT TLS" in describe(allowed)
+    anonymous = load(tmp_path, alerts.replace(" username: alertas,\n         ", "") + GOOD, env=env)
+    assert anonymous.alerts is not None and anonymous.alerts.username is None  # no password to protect
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_check_config_says_how_tls_is_verified(tmp_path: Path) -> None:
+    bundled = load(tmp_path, GOOD.replace("http: {connect_timeout: 1}",
+                                          "http: {connect_timeout: 1, verify_tls: false, ca_bundle: ./ca.pem}"))
+    lines = [line for line in describe(bundled).splitlines() if "http:" in line]
+    assert "TLS NOT VERIFIED" not in "\n".join(lines)
+    assert f"TLS verified against the CA bundle {tmp_path / 'ca.pem'}" in lines[-1]
+    off = load(tmp_path, GOOD.replace("http: {connect_timeout: 1}", "http: {connect_timeout: 1, verify_tls: false}"))
+    assert "TLS NOT VERIFIED" in describe(off).splitlines()[-1 - len(off.channel("loja-b").flows)]
+
+
+def _laughs(levels: int = 9) -> str:
+    lines = ["x-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"x-{cur}: &{cur} [{', '.join([f'*{prev}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def _merges(levels: int = 9) -> str:
+    lines = ["x-a: &a {" + ", ".join(f"k{i}: {i}" for i in range(9)) + "}"]
+    for i in range(1, levels):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"x-{cur}: &{cur} {{<<: [{', '.join([f'*{prev}'] * 9)}]}}")
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE_YAML = {  # name → (file text, what the one problem says)
+    "alias bomb": (_laughs() + GOOD, "alias bomb"),
+    "merge bomb": (_merges() + GOOD, "alias bomb"),
+    "alias in its own anchor": ("x-a: &a [1, *a]\n" + GOOD, "inside its own anchor"),
+    "deep nesting": ("x-deep: " + "[" * 3000 + "]" * 3000 + "\n" + GOOD, "nesting too deep"),
+}
+
+_HOSTILE_RUNNER = """
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # without the fix: MemoryError, not a full machine
+from syncagent.config import ConfigProblems, load_config
+from syncagent.scheduler import Daemon
+from tests.unit.test_scheduler import FakeAgent
+env = json.loads(sys.argv[1])
+found = {}
+for path in sys.argv[2:]:
+    start = time.monotonic()
+    try:
+        load_config(path, env=env)
+        found[path] = [time.monotonic() - start, "loaded"]
+    except ConfigProblems as exc:
+        found[path] = [time.monotonic() - start, [str(p) for p in exc.problems]]
+daemon = Daemon(FakeAgent([]), config_path=sys.argv[2])  # SIGHUP with the bomb swapped in
+start = time.monotonic()
+found["reload"] = [time.monotonic() - start if not daemon.reload() else -1, daemon.reloads]
+print(json.dumps(found))
+"""
+
+
+def test_hostile_yaml_is_refused_at_once_also_on_reload(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    paths = []
+    for index, (text, _) in enumerate(HOSTILE_YAML.values()):
+        paths.append(tmp_path / f"hostile{index}.yaml")
+        paths[-1].write_text(text)
+    proc = subprocess.run(  # noqa: S603 - a child with capped memory: the bug would eat the machine's
+        [sys.executable, "-c", _HOSTILE_RUNNER, json.dumps(ENV), *map(str, paths)], cwd=ROOT,
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout)
+    for path, (name, (_, says)) in zip(paths, HOSTILE_YAML.items(), strict=True):
+        elapsed, problems = found[str(path)]
+        assert isinstance(problems, list) and len(problems) == 1 and says in problems[0], (name, problems)
+        assert problems[0].startswith(f"{path}:"), problems
+        assert name == "deep nesting" or elapsed < 1.0, (name, elapsed)  # parsing 6000 brackets takes its time
+    elapsed, reloads = found["reload"]
+    assert reloads == 0 and 0 <= elapsed < 1.0
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_aliases_within_the_budget_still_work(tmp_path: Path) -> None:
+    config = load(tmp_path, _laughs(4) + GOOD)  # 9^3 values: a big file, not a bomb
+    assert config.channel("loja-a").options["api_key"] == "key-a-value"
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_a_secret_with_control_characters_is_refused_without_showing_it(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD, env={**ENV, "KEY_A": "key-a-value\r\n", "GL_SECRET": "s3cret\tvalue"})
+    assert [(p.line, p.key) for p in found] == [(line_of(GOOD, "${GL_SECRET}"), "backoffice.client_secret"),
+                                                (line_of(GOOD, "${KEY_A}"), "channels[0].api_key")]
+    assert "a tab" in found[0].found and "carriage return (\\r) at its end" in found[1].found
+    assert "LF line ends" in found[1].expected
+    text = "\n".join(map(str, found))
+    assert "key-a-value" not in text and "s3cret" not in text
+
+
+@pytest.mark.usefixtures("fake_registry")
+def test_an_alert_address_with_a_line_break_is_refused(tmp_path: Path) -> None:
+    alerts = "alerts:\n  email: {smtp_host: smtp.example.com, from: ${FROM}, to: [ti@example.com]}\n"
+    (found,) = problems(tmp_path, alerts + GOOD, env={**ENV, "FROM": "syncagent@example.com\r"})
+    assert (found.line, found.key) == (2, "alerts.email.from")

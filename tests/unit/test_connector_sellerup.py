@@ -16,7 +16,7 @@ import responses
 
 from syncagent.config import ChannelConfig, HttpOptions
 from syncagent.connectors.base import Outgoing
-from syncagent.connectors.sellerup import SellerUpConnector
+from syncagent.connectors.sellerup import SellerUpConnector, customer_push_out, parse_customer
 from syncagent.errors import AuthError, MappingError, PermanentError, SyncAgentError, TransientError
 from syncagent.http import HttpSettings
 from syncagent.model import (
@@ -313,14 +313,16 @@ def test_invalid_orders_become_bad_records(su: SellerUpConnector) -> None:
            tablet_order(2, items=[{"key": "P1", "quantity": 0, "unit_price": "10.00"}]),
            tablet_order(3, items=[{"key": "P1", "quantity": 1.5, "unit_price": "10.00"}]),
            tablet_order(4, total="19,00"),
-           tablet_order(5, id=None)]
+           tablet_order(5, id=None),
+           tablet_order(6, items=[{"key": "P1", "quantity": 1, "unit_price": "-10.00"}]),
+           tablet_order(7, items=[{"key": "P1", "quantity": 1, "unit_price": "10.00", "discount": "-5.00"}])]
     responses.get(f"{SU}/v1/orders", json={"items": bad})
     (only,) = list(connector(page_size=10).pull("orders", None))
     assert all(isinstance(r, BadRecord) for r in only.records)
     assert [(r.key, r.code) for r in only.records] == [
         ("o1", "missing_field"), ("o2", "bad_quantity"), ("o3", "bad_type"), ("o4", "bad_money"),
-        ("seq:5", "missing_field")]
-    assert only.cursor == "5"
+        ("seq:5", "missing_field"), ("o6", "negative_price"), ("o7", "negative_price")]
+    assert only.cursor == "7"
 
 
 @responses.activate
@@ -335,9 +337,26 @@ def test_channel_customers_feed_and_invalid_documents(su: SellerUpConnector) -> 
     assert first.records[0] == ChannelCustomer("tc1", "52998224725", "Ana", None, "a@example.com", None,
                                                Address(street="Rua A", city="Recife", state="PE"), "3")
     assert (first.records[1].key, first.records[1].code) == ("tc2", "invalid_document")
-    assert (second.records[0].key, second.records[0].code) == ("tc3", "invalid_document")
+    assert second.records[0].document == "52998224725"  # as typed on the tablet: its digits are the document
     assert [p.cursor for p in (first, second)] == ["4", "6"]
     assert [query(c)["after"] for c in responses.calls] == [["2"], ["4"]]
+
+
+@pytest.mark.parametrize(("typed", "document"), [
+    ("436.555.472-77", "43655547277"), (" 436 555 472 77 ", "43655547277"), ("436.555.472\u201177", "43655547277"),
+    ("11.222.333/0001-81", "11222333000181"), ("11222333000181", "11222333000181")])
+def test_documents_as_people_type_them_are_read_as_their_digits(typed: str, document: str) -> None:
+    customer = parse_customer({"id": "tc", "seq": 1, "document": typed, "name": "Ana"})
+    assert customer.document == document
+    out = customer_push_out(Customer(document=typed, name="Ana", code="C1"), lambda: datetime.now(UTC))
+    assert out["document"] == document
+
+
+@pytest.mark.parametrize("typed", ["436.555.472-78", "436a55547277", "4365554727", "٤٣٦٥٥٥٤٧٢٧٧"])
+def test_a_document_with_other_characters_or_bad_digits_is_still_refused(typed: str) -> None:
+    with pytest.raises(MappingError) as caught:
+        parse_customer({"id": "tc", "seq": 1, "document": typed, "name": "Ana"})
+    assert caught.value.code == "invalid_document" and repr(typed[:20]) in caught.value.reason
 
 
 def test_lookup_has_nothing_to_find(su: SellerUpConnector) -> None:
@@ -390,3 +409,12 @@ def test_the_api_key_never_appears_in_an_exception_or_a_log(su: SellerUpConnecto
     assert texts and all(KEY not in t for t in texts), [t for t in texts if KEY in t]
     assert any("***" in t for t in texts)
     assert issubclass(PermanentError, SyncAgentError)
+
+
+def test_times_keep_the_sub_second_the_back_office_gave() -> None:
+    end = datetime.fromisoformat("2026-12-09T14:36:46.701941+00:00")
+    price = Price("P1", Decimal("100.00"), Decimal("80.00"), NOW - timedelta(days=1), end)
+    assert connector().prepare("prices", price).payload["promo_until"] == "2026-12-09T14:36:46.701941Z"
+    local = datetime.fromisoformat("2026-11-23T09:00:00.5-03:00")  # another zone: the same instant, in UTC
+    out = connector().prepare("order-events", OrderEvent("e1", "100001", "loja-centro", "o1", "delivered", local))
+    assert out.payload["occurred_at"] == "2026-11-23T12:00:00.500000Z"

@@ -93,7 +93,7 @@ def test_from_config_takes_the_order_statuses_of_the_orders_flow() -> None:
     flow = SimpleNamespace(options={"statuses": ("ready-for-handling", "payment-approved")})
     cfg = SimpleNamespace(name="v", base_url=BASE, options={"account": "loja", "app_key": KEY, "app_token": TOKEN},
                           http=SimpleNamespace(connect_timeout=1.0, read_timeout=1.0, max_attempts=1,
-                                               rate_limit=None, verify_tls=True, ca_bundle=None),
+                                               rate_limit=None, verify_tls=True, ca_bundle=None, total_timeout=None),
                           flow=lambda name: flow if name == "orders" else None)
     assert VtexConnector.from_config(cfg).importable == ("ready-for-handling", "payment-approved")
 
@@ -312,6 +312,9 @@ def test_parse_order_turns_cents_into_money_and_maps_payments() -> None:
             {"paymentSystem": "9", "paymentSystemName": "Crypto", "group": "x", "value": 1}]}]}))
     with pytest.raises(MappingError, match="refId"):
         parse_order(vtex_order("v1-01", items=[{"id": "1", "quantity": 1, "price": 1}]))
+    with pytest.raises(MappingError, match="negative") as caught:
+        parse_order(vtex_order("v1-01", items=[{"id": "1", "refId": "P1", "quantity": 1, "price": -100}]))
+    assert caught.value.code == "negative_price"
 
 
 def feed_item(order_id: str, handle: str, event: str | None = None) -> dict[str, Any]:
@@ -439,3 +442,31 @@ def test_buyers_asked_for_during_the_first_page_include_those_of_later_lots() ->
     gets = [call.request.url for call in responses.calls if "/api/oms/pvt/orders/" in call.request.url]
     assert len(gets) == 2  # an order read ahead is not read again
     assert not [call for call in responses.calls if call.request.method == "POST"]  # both still wait
+
+
+def test_the_buyer_document_is_read_as_typed_punctuation_dropped_never_other_characters() -> None:
+    from syncagent.connectors.vtex import parse_customer as vtex_customer
+
+    def buyer(profile: dict[str, object]) -> str | None:
+        found = vtex_customer({"clientProfileData": profile, "lastChange": "1"})
+        return found.document if found is not None else None
+
+    assert buyer({"document": "436.555.472-77", "firstName": "Ana"}) == "43655547277"
+    assert buyer({"isCorporate": True, "corporateDocument": "11.222.333/0001-81", "corporateName": "Loja"}) \
+        == "11222333000181"
+    assert buyer({"document": "CPF 436.555.472-77"}) == "CPF43655547277"  # kept: the engine refuses it, by name
+
+
+def test_times_keep_the_sub_second_the_back_office_gave_where_vtex_takes_it() -> None:
+    start = datetime.fromisoformat("2026-11-22T10:00:00.25-03:00")
+    end = datetime.fromisoformat("2026-12-09T14:36:46.701941+00:00")
+    price = Price("P1", Decimal("100.00"), Decimal("80.00"), start, end)
+    (fixed,) = conn().prepare("prices", price).payload["fixedPrices"]
+    assert fixed["dateRange"] == {"from": "2026-11-22T13:00:00.250000Z", "to": "2026-12-09T14:36:46.701941Z"}
+    key = "3" * 44
+    invoiced = event_out(event("invoiced", invoice=Invoice(key, "77", "1", end, Decimal("10.50"))))
+    shipped = event_out(event("shipped", shipment=Shipment("Correios", "BR1", None, end)))
+    assert invoiced.payload["issuanceDate"] == shipped.payload["dispatchedDate"] == "2026-12-09T14:36:46.701941Z"
+    # the tracking update takes `yyyy-mm-dd hh:mm` only (docs/connectors/vtex.md): the minute, in UTC
+    delivered = event_out(event("delivered", delivered_at=end))
+    assert delivered.payload["deliveredDate"] == "2026-12-09 14:36"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal
@@ -20,6 +20,7 @@ from syncagent.model import (
     Order,
     OrderEvent,
     OrderItem,
+    Page,
     Price,
     Product,
     StockBalance,
@@ -254,3 +255,150 @@ def test_a_catalogue_push_commits_without_fsync_and_orders_with_it(parts: Any, m
     assert {v for n, v in seen if n == "record_sent"} == {1}  # NORMAL: a page lost to a power cut goes again
     assert {v for n, v in seen if n == "set_order"} == {2}  # FULL: every order state survives a power cut
     assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_price_boundary_inside_a_second_is_due_at_its_exact_instant(tmp_path: Path) -> None:
+    """A promotion ending at .701941 s is re-sent once that instant passed, not at the whole second before."""
+    end = NOW + timedelta(hours=2, microseconds=701941)
+    clock = {"now": NOW}
+    journal = Journal(tmp_path / "j.db")
+    bo, ch = FakeBackoffice(), FakeChannel(clock=lambda: clock["now"])
+    engine = Engine(journal, bo, {"loja": ChannelSetup("loja", ch)}, clock=lambda: clock["now"])  # type: ignore[arg-type]
+    bo.feeds["prices"] = [Price("P1", Decimal("100.00"), Decimal("80.00"), NOW - timedelta(days=1), end)]
+    engine.run_step("loja", "prices")
+    for at, promo in ((end - timedelta(microseconds=200000), ["80.00"]), (end + timedelta(microseconds=98000),
+                                                                            ["80.00", None])):
+        clock["now"] = at
+        engine.run_step("loja", "prices")
+        assert [o.payload["promo"] for _, b in ch.pushed for o in b] == promo
+    assert journal.due_prices("loja", "9999") == []  # nothing left waiting once the promotion is over
+    journal.close()
+
+
+def settling_engine(tmp_path: Path, settle: float) -> tuple[Engine, FakeBackoffice, FakeChannel, Journal, list[float]]:
+    """An engine whose wall clock moves only by its own sleeps (recorded), with the default settle time."""
+    journal = Journal(tmp_path / "j.db")
+    bo, ch = FakeBackoffice(), FakeChannel()
+    skew = {"s": 0.0}
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        skew["s"] += seconds
+
+    setup = ChannelSetup("loja", ch, settle_seconds=settle)  # type: ignore[arg-type]
+    engine = Engine(journal, bo, {"loja": setup}, clock=lambda: NOW, sleep=sleep,  # type: ignore[arg-type]
+                    wall=lambda: time.time() + skew["s"])
+    return engine, bo, ch, journal, slept
+
+
+def test_a_lost_answer_is_looked_up_at_once_not_after_the_settle_time(tmp_path: Path) -> None:
+    engine, bo, ch, journal, slept = settling_engine(tmp_path, settle=35.0)
+    ch.orders = [order("o1"), order("o2")]
+    bo.fail_next_post, bo.commit_then_fail = AmbiguousError("answer lost"), True  # o1 committed, answer lost
+    result = engine.run_step("loja", "orders")
+    assert result.status == "ok" and slept == []  # found by the lookup right away: nothing waits
+    assert [p["external_id"] for p in bo.posts] == ["o1", "o2"] and sorted(sent_keys(ch, "order-acks")) == ["o1", "o2"]
+    assert journal.order("loja", "o1").state == "acknowledged"  # type: ignore[union-attr]
+    journal.close()
+
+
+def test_a_cron_cycle_waits_out_the_settle_time_before_posting_again(tmp_path: Path) -> None:
+    engine, bo, ch, journal, slept = settling_engine(tmp_path, settle=35.0)
+    ch.orders = [order("o1")]
+    bo.fail_next_post = AmbiguousError("answer lost")  # nothing committed: the lookup misses it
+    result = engine.run_step("loja", "orders")
+    assert result.status == "ok" and [p["external_id"] for p in bo.posts] == ["o1"]
+    assert len(slept) == 1 and 34 < slept[0] <= 35.1  # one wait, the settle time and no more, then one POST
+    assert journal.order("loja", "o1").state == "acknowledged"  # type: ignore[union-attr]
+    journal.close()
+
+
+def test_the_daemon_defers_a_lost_answer_to_its_next_cycle(tmp_path: Path) -> None:
+    engine, bo, ch, journal, slept = settling_engine(tmp_path, settle=35.0)
+    engine.settle_wait_limit = 5.0
+    ch.orders = [order("o1")]
+    bo.fail_next_post = AmbiguousError("answer lost")
+    first = engine.run_step("loja", "orders")
+    assert first.status == "failed" and slept == [] and bo.posts == []  # not posted again inside the settle time
+    assert journal.order("loja", "o1").state == "creating"  # type: ignore[union-attr]
+    engine.sleep(36.0)  # the next cycle, later than the settle time
+    second = engine.run_step("loja", "orders")
+    assert second.status == "ok" and [p["external_id"] for p in bo.posts] == ["o1"]
+    journal.close()
+
+
+def test_first_stock_sync_sends_no_partial_sum_even_across_runs(parts: Any) -> None:
+    """Rows of a code on different pages (or in one warehouse only): held back until the sum is whole."""
+    engine, bo, ch, journal = parts  # warehouses CD01 + LJ01, safety stock 1, pages of 2 rows
+    bo.feeds["stock"] = [StockBalance("A", "CD01", 10, 0), StockBalance("B", "CD01", 4, 0),
+                         StockBalance("B", "LJ01", 2, 0), StockBalance("C", "CD01", 7, 0),
+                         StockBalance("A", "LJ01", 0, 6), StockBalance("D", "LJ01", 3, 0)]
+    asked = {"n": 0}
+
+    def stop_after_two_pages() -> bool:
+        asked["n"] += 1
+        return asked["n"] == 2
+
+    engine.should_stop = stop_after_two_pages  # the first run ends half way through the feed
+    engine.run_step("loja", "stock")
+    assert [(o.key, o.payload["available"]) for _, b in ch.pushed for o in b] == [("B", 5)]
+    engine.should_stop = lambda: False
+    engine.run_step("loja", "stock")
+    levels = [(o.key, o.payload["available"]) for _, b in ch.pushed for o in b]
+    assert sorted(levels) == [("A", 3), ("B", 5), ("C", 6), ("D", 2)]  # each once, each its whole sum
+    engine.run_step("loja", "stock")
+    assert len([o for _, b in ch.pushed for o in b]) == 4  # the pass is over: nothing held, nothing re-sent
+
+
+@pytest.mark.parametrize("held_max", [0, 50_000])
+def test_stock_held_back_in_one_run_is_sent_at_the_end_of_the_feed(parts: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                  held_max: int) -> None:
+    """The codes held back are remembered (or, past the limit, every code is looked at again at the end)."""
+    monkeypatch.setattr("syncagent.engine.catalogue.STOCK_HELD_MAX", held_max)
+    engine, bo, ch, journal = parts
+    bo.feeds["stock"] = [StockBalance("A", "CD01", 10, 0), StockBalance("B", "CD01", 4, 0),
+                         StockBalance("B", "LJ01", 2, 0), StockBalance("A", "LJ01", 0, 6),
+                         StockBalance("C", "CD01", 7, 0)]
+    engine.run_step("loja", "stock")
+    assert [(o.key, o.payload["available"]) for _, b in ch.pushed for o in b] == [("B", 5), ("A", 3), ("C", 6)]
+
+
+# -- feeds whose cursors go round in a circle --------------------------------------------------------
+def circling(records: list[Any], cursors: list[str], pulls: list[str | None]) -> Any:
+    """A pull whose pages carry `cursors` in turn, for ever (bounded at 50 pages so a test cannot hang)."""
+    def pull(entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
+        for n in range(50):
+            pulls.append(cursor)
+            cursor = cursors[n % len(cursors)]
+            yield Page([records[n % len(records)]], cursor)
+        yield Page([], None)
+    return pull
+
+
+@pytest.mark.parametrize("flow", ["products", "orders", "order-events"])
+def test_a_feed_whose_cursors_come_back_round_fails_the_step_with_its_cursor_kept(
+        parts: Any, flow: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, bo, ch, journal = parts
+    pulls: list[str | None] = []
+    records = {"products": products("a", "b", "c"), "orders": [order("o1"), order("o2"), order("o3")],
+               "order-events": [OrderEvent(f"e{i}", f"9{i}", "loja", f"o{i}", "invoiced", NOW) for i in range(3)]}[flow]
+    source = ch if flow == "orders" else bo
+    cursor_key = flow
+    journal.save_cursor("loja", cursor_key, "A")
+    monkeypatch.setattr(source, "pull", circling(records, ["B", "C", "A"], pulls))
+    result = engine.run_step("loja", flow)
+    assert result.status == "failed" and "go round in a circle" in (result.error or "") and "'A'" in result.error
+    assert len(pulls) <= 4  # stopped at the first cursor met again, not at the 50th page
+    assert journal.cursor("loja", cursor_key) == "C"  # the pages before were taken, the circling one not
+
+
+def test_a_page_giving_back_its_own_cursor_ends_the_feed_once_but_not_for_ever(
+        parts: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, bo, ch, journal = parts
+    journal.save_cursor("loja", "products", "A")
+    pulls: list[str | None] = []
+    monkeypatch.setattr(bo, "pull", circling(products("a"), ["A"], pulls))
+    result = engine.run_step("loja", "products")
+    assert result.status == "failed" and "go round in a circle" in (result.error or "") and len(pulls) <= 3
+    assert journal.cursor("loja", "products") == "A"

@@ -81,3 +81,60 @@ def test_a_request_body_refuses_what_json_cannot_say() -> None:
     assert json.loads(fastjson.dumps({"name": "Café", "n": [1, 2]})) == {"name": "Café", "n": [1, 2]}
     with pytest.raises(TypeError):
         fastjson.dumps({"price": Decimal("1.00")})
+
+
+# -- hostile bodies: too deep, too long a number, a key twice ---------------------------------------
+def nest(depth: int, inner: bytes = b"1") -> bytes:
+    return b'{"a":' * depth + inner + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [1_100, 100_000])
+def test_a_body_nested_past_the_parsers_reach_is_a_value_error_not_a_recursion_error(depth: int) -> None:
+    with pytest.raises(ValueError, match="nested too deep"):
+        fastjson.loads(b'{"items": [' + nest(depth) + b"]}")
+
+
+def test_a_record_nested_deeper_than_the_agent_writes_is_marked_and_cut_and_its_neighbours_are_not() -> None:
+    body = b'{"items": [{"code": "P1", "x": ' + nest(400) + b'}, {"code": "P2"}], "next_cursor": null}'
+    value = fastjson.loads(body)
+    bad, good = value["items"]
+    assert fastjson.problem_of(bad)[0] == "too_deep" and fastjson.problem_of(good) is None
+    assert not value.own and fastjson.canonical(value)  # cut, so it can be written (quarantine, fingerprint)
+
+
+def test_an_integer_past_the_conversion_limit_marks_its_record_only() -> None:
+    value = fastjson.loads(b'{"items": [{"code": "P1", "n": [-' + b"9" * 5000 + b']}, {"code": "P2", "n": 7}]}')
+    bad, good = value["items"]
+    code, reason = fastjson.problem_of(bad)
+    assert code == "number_too_long" and "5000 digits" in reason and good == {"code": "P2", "n": 7}
+
+
+wire_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=4), wire_values, min_size=1, max_size=5), st.data())
+def test_a_key_given_twice_anywhere_is_found_and_bodies_without_one_read_as_the_stdlib_reads_them(
+        record: dict[str, Any], data: st.DataObject) -> None:
+    plain = json.dumps({"items": [record, {"k": 1}]}, separators=data.draw(st.sampled_from([(",", ":"), (", ", ": ")])),
+                       ensure_ascii=data.draw(st.booleans())).encode()
+    assert fastjson.problem_of(fastjson.loads(plain)) is None and fastjson.loads(plain) == json.loads(plain)
+    key = data.draw(st.sampled_from(sorted(record)))
+    twice = json.dumps({"items": [{"k": 1}, record]})[:-3].encode() + b", " + json.dumps(key).encode() + b": 0}]}"
+    good, bad = fastjson.loads(twice)["items"]
+    assert fastjson.problem_of(bad)[0] == "duplicate_key" and fastjson.problem_of(good) is None
+
+
+def test_a_colon_escaped_in_a_string_cannot_hide_a_key_given_twice() -> None:
+    body = b'{"items": [{"code": "P1", "note": "a\\u003ab", "code": "P2"}]}'
+    assert fastjson.problem_of(fastjson.loads(body)["items"][0])[0] == "duplicate_key"
+
+
+def test_the_page_objects_own_duplicate_is_told_apart_from_one_in_a_record() -> None:
+    own = fastjson.loads(b'{"items": [{"a": 1}], "items": []}')
+    inner = fastjson.loads(b'{"items": [{"a": 1, "a": 2}]}')
+    assert own.own and fastjson.problem_of(own)[0] == "duplicate_key"
+    assert not inner.own and inner["items"][0].own

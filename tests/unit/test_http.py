@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import logging
 import socket
 import ssl
@@ -683,3 +684,79 @@ def test_tls_is_verified_and_a_private_ca_bundle_is_trusted(tls_server: tuple[st
     assert untrusted.last_attempts == 1 and sleeps == []  # a bad certificate does not heal in seconds
     ok = HttpClient(url, HttpSettings(ca_bundle=str(ca_file)), sleep=sleeps).get("/")
     assert ok.status == 200 and ok.json() == {"tls": True}
+
+
+ODD_SECRET = 'sk-live-Ãé"q\\/+ x&=%41\r\n'  # quotes, backslash, non-ASCII, URL-special characters, CR/LF
+
+
+def _visible(text: str, secret: str) -> list[str]:
+    """The 6-character pieces of `secret` (raw) that `text` still shows."""
+    return [secret[i:i + 6] for i in range(len(secret) - 5) if secret[i:i + 6] in text]
+
+
+def test_every_encoded_form_of_a_secret_is_masked() -> None:
+    import base64
+    import json
+    import urllib.parse
+
+    quoted = {
+        "repr": repr({"key": ODD_SECRET}), "bytes repr": repr(ODD_SECRET.encode()),
+        "json": json.dumps({"key": ODD_SECRET}), "json utf-8": json.dumps({"key": ODD_SECRET}, ensure_ascii=False),
+        "unicode escape": ODD_SECRET.encode("unicode_escape").decode(),
+        "form body": urllib.parse.urlencode({"client_secret": ODD_SECRET}),
+        "url": "https://h/x?k=" + urllib.parse.quote(ODD_SECRET, safe=""),
+        "path": "https://h/" + urllib.parse.quote(ODD_SECRET),
+    }
+    for name, text in quoted.items():
+        masked = redact(f"server said: {text}", [ODD_SECRET])
+        assert "***" in masked, (name, masked)
+        for form in (ODD_SECRET, repr(ODD_SECRET)[1:-1], json.dumps(ODD_SECRET)[1:-1],
+                     urllib.parse.quote_plus(ODD_SECRET), urllib.parse.quote(ODD_SECRET, safe="")):
+            assert not _visible(masked, form), (name, masked)
+    for user in ("a", "ab", "abc", "loja-centro"):  # Basic auth: the secret starts at any base64 alignment
+        token = base64.b64encode(f"{user}:{ODD_SECRET}".encode()).decode()
+        masked = redact(f"Authorization: Basic {token}", [ODD_SECRET])
+        prefix = len(base64.b64encode(f"{user}:".encode()).decode().rstrip("="))
+        assert "***" in masked and len(masked.replace("***", "")) <= len("Authorization: Basic ") + prefix + 3, masked
+
+
+def test_a_secret_with_cr_lf_is_not_quoted_escaped_by_the_http_library(sleeps: Sleeps) -> None:
+    """requests refuses the header and quotes it escaped ('…\\r\\n'): the message must not carry it."""
+    c = HttpClient(f"http://127.0.0.1:{closed_port()}", HttpSettings(max_attempts=1), name="api",
+                   auth=ApiKeyAuth("X-Api-Key", "sk-live-0123456789abcdef\r\n"), sleep=sleeps)
+    with pytest.raises(TransientError) as err:
+        c.get("/x")
+    assert "0123456789" not in str(err.value) and "***" in str(err.value), str(err.value)
+
+
+@responses.activate
+def test_a_server_echoing_the_form_encoded_client_secret_is_masked(sleeps: Sleeps) -> None:
+    import urllib.parse
+
+    def echo(request: Any) -> tuple[int, dict[str, str], str]:
+        return 401, {"Content-Type": "application/json"}, json.dumps(
+            {"error": {"code": "invalid_client", "message": f"bad request body: {request.body}"}})
+
+    responses.add_callback(responses.POST, f"{BASE}/oauth/token", callback=echo)
+    c = HttpClient(BASE, HttpSettings(), name="bo", sleep=sleeps)
+    c.auth = OAuthClientCredentials(c, "agent", "s3cr3t+/é&x=1")
+    with pytest.raises(AuthError) as err:
+        c.get("/a")
+    assert "invalid_client" in str(err.value) and "client_id=agent" in str(err.value)
+    assert urllib.parse.quote_plus("s3cr3t+/é&x=1") not in str(err.value) and "s3cr3t" not in str(err.value)
+
+
+def test_log_lines_and_their_tracebacks_are_masked_in_every_form(caplog: pytest.LogCaptureFixture) -> None:
+    from syncagent.logs import RedactingFilter
+
+    record = logging.LogRecord("syncagent.x", logging.ERROR, __file__, 1, "header %r refused", (ODD_SECRET,), None)
+    try:
+        raise ValueError(f"bad value {ODD_SECRET!r}")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    assert RedactingFilter([ODD_SECRET]).filter(record)
+    text = logging.Formatter().format(record)
+    assert "ValueError: bad value '***'" in text and "header '***' refused" in text
+    assert not _visible(text, repr(ODD_SECRET)[1:-1]) and not _visible(text, ODD_SECRET)

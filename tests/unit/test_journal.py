@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from syncagent.errors import JournalError, JournalLocked
+from syncagent.config import LogConfig
+from syncagent.errors import JournalError, JournalGone, JournalLocked
 from syncagent.journal import SCHEMA_VERSION, Journal
+from syncagent.logs import setup_logging
 
 
 def test_migrations_are_recorded_and_pragmas_set(tmp_path: Path) -> None:
@@ -127,3 +132,68 @@ def test_backlog_counts_what_the_journal_knows_is_waiting(tmp_path: Path) -> Non
         assert journal.backlog("loja", "2026-11-30T00:00:00Z") == {
             "prices": 1, "order-events": 1, "orders": 1, "products": 1}
         assert journal.backlog("outra", "2026-11-30T00:00:00Z") == {"prices": 0, "order-events": 0, "orders": 0}
+
+
+def test_journal_and_its_side_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with Journal(tmp_path / "j.db") as journal:
+            journal.record_sent("c", "products", [("P1", "fp", None)])
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    finally:
+        os.umask(old)
+    assert {"j.db", "j.db-wal", "j.db-shm"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o600), modes
+
+
+def test_log_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    root = logging.getLogger("syncagent")
+    saved = (list(root.handlers), root.level, root.propagate)
+    old = os.umask(0o022)
+    try:
+        setup_logging(LogConfig(file=str(tmp_path / "agent.log")), ())
+        logging.getLogger("syncagent.test").warning("order o-1 payload")
+    finally:
+        os.umask(old)
+        for handler in list(root.handlers):
+            handler.close()
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        root.propagate = saved[2]
+    assert "order o-1" in (tmp_path / "agent.log").read_text()
+    assert stat.S_IMODE((tmp_path / "agent.log").stat().st_mode) == 0o600
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_agent_in(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db"):
+        (tmp_path / "j.db.lock").unlink()
+        with pytest.raises(JournalLocked):
+            Journal(tmp_path / "j.db")
+    Journal(tmp_path / "j.db").close()
+
+
+def test_a_journal_removed_under_the_agent_stops_it_before_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        journal.start_run("c", "products")
+        for side in tmp_path.glob("j.db*"):
+            side.unlink()
+        with pytest.raises(JournalGone) as err, journal.transaction():
+            journal.record_sent("c", "products", [("P1", "fp", None)])
+        assert "was removed" in str(err.value) and str(path) in str(err.value) and err.value.exit_code == 2
+        with pytest.raises(JournalGone):
+            journal.start_run("c", "products")
+    assert not path.exists()
+
+
+def test_a_journal_replaced_under_the_agent_stops_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journal(tmp_path / "other.db").close()
+    with Journal(path) as journal:
+        os.replace(tmp_path / "other.db", path)
+        with pytest.raises(JournalGone) as err, journal.transaction():
+            journal.record_sent("c", "products", [("P1", "fp", None)])
+        assert "was replaced" in str(err.value)
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM sent").fetchone()[0] == 0

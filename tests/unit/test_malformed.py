@@ -134,6 +134,8 @@ def test_broken_records_are_quarantined_and_the_page_goes_on(data: st.DataObject
     ('{"items": [], "next_cursor": 42}', "application/json"),
     ("\xff\xfe not utf-8", "application/json"),
     ("", "application/json"),
+    ('{"items": [' + "[" * 100_000 + "]" * 100_000 + '], "next_cursor": null}', "application/json"),
+    ('{"items": [], "items": [{"code": "P1"}], "next_cursor": null}', "application/json"),
 ]), entity=ENTITY)
 @settings(max_examples=60)
 def test_unreadable_pages_fail_the_step_cleanly_and_keep_the_cursor(body: tuple[str, str], entity: str) -> None:

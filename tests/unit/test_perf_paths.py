@@ -170,9 +170,13 @@ def test_should_stop_ends_after_the_page_in_hand_and_stops_the_reader(step: Any)
     engine.backoffice = feed = _Feed(50)
     engine.should_stop = lambda: len(sink.sent) >= 2
     result = engine.run_step("loja", "products")
-    assert result.ok and sink.sent == ["P0", "P1"] and journal.cursor("loja", "products") == "2"
-    # read at most: the page recorded, the one mapped meanwhile, one in the slot and one being read
-    assert feed.closed.is_set() and len(feed.read) <= 5
+    # the stop is seen before the next page goes out; the page already in flight when it came (P2, if
+    # the channel had not finished P1 at the check: a matter of thread timing) is sent and recorded too
+    sent = len(sink.sent)
+    assert result.ok and 2 <= sent <= 3 and sink.sent == [f"P{k}" for k in range(sent)]
+    assert journal.cursor("loja", "products") == str(sent)
+    # read at most: the pages recorded, the one mapped meanwhile, one in the slot and one being read
+    assert feed.closed.is_set() and len(feed.read) <= sent + 3
     assert not [t for t in threading.enumerate() if t.name == "syncagent-read-ahead"]
 
 
