@@ -8,16 +8,18 @@ quarantined / cancelled) whose every transition is committed before the next net
 
 One module per concern, each a mixin of `Engine` over the state of `core.EngineCore`:
 
-  core.py          StepResult, ChannelSetup, the step context, the state all concerns share
+  core.py          StepResult, ChannelSetup, the step context, the state all concerns share;
+                   CursorTrail, which stops a feed whose cursors go round (every pull loop uses it)
   push.py          the push pipeline: read → map → diff → send → record, one transaction a page
   executor.py      its concurrency: the read-ahead helper thread and the pages sent ahead
   pages.py         page skipping: pages recorded whole and read again byte for byte are not mapped
   catalogue.py     prices in force (re-sent at their boundaries) and stock summed over warehouses
+                   (a sum is held back until every warehouse's rows were read to the feed's end)
   skus.py          SKU DE/PARA and adopting a channel's existing listings
   customers.py     binding a channel's customers to the back office's
   order_states.py  the order states and the one table of their transitions
-  orders.py        order intake: created once, then acknowledged
-  events.py        order events back to the channel, in order, once
+  orders.py        order intake: created once (a lost answer looked up at once), then acknowledged
+  events.py        order events back to the channel, in order, once per change (corrections)
   actions.py       operator actions: quarantine retry, replay; the self-releasing quarantine
 """
 
