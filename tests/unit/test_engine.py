@@ -17,6 +17,7 @@ from syncagent.errors import AmbiguousError
 from syncagent.journal import Journal
 from syncagent.model import (
     BadRecord,
+    Group,
     Order,
     OrderEvent,
     OrderItem,
@@ -402,3 +403,17 @@ def test_a_page_giving_back_its_own_cursor_ends_the_feed_once_but_not_for_ever(
     result = engine.run_step("loja", "products")
     assert result.status == "failed" and "go round in a circle" in (result.error or "") and len(pulls) <= 3
     assert journal.cursor("loja", "products") == "A"
+
+
+def test_retry_of_a_reference_table_record_reads_that_tables_feed(parts: Any) -> None:
+    """A quarantine retry runs the flow's handler under a step named `retry:groups`: it must still read `groups`."""
+    engine, bo, ch, journal = parts
+    bo.feeds["groups"] = [Group("G1", "Roupas", True)]
+    ch.reject = {"G1"}
+    assert engine.run_step("loja", "groups").quarantined == 1
+    ch.reject = set()
+    bo.feeds["groups"] = [Group("G1", "Roupas e acessórios", True)]  # fixed at its source meanwhile
+    applied, message = engine.retry("loja", "groups", "G1")
+    assert (applied, message) == (True, "applied (as it is now at its source)")
+    assert [o.payload["name"] for e, b in ch.pushed if e == "groups" for o in b] == ["Roupas", "Roupas e acessórios"]
+    assert journal.cursor("loja", "retry:groups") is None and not journal.quarantined("loja", "groups")
