@@ -14,7 +14,7 @@ The floor makes its calls one after the other: it waits for the back office's pa
 channel's answer to its PUT, and does its own work in between. The agent does more work per
 record (a model object, the mapping, a fingerprint, the journal) and hides it behind the servers:
 
-- **A pipeline of pages** (`syncagent/engine.py` `Engine._push_feed`): one helper thread reads and
+- **A pipeline of pages** (`syncagent/engine/push.py` `PushPipeline._push_feed`, threads in `engine/executor.py`): one helper thread reads and
   parses page k+3 while the step's thread maps, fingerprints and diffs page k+2, and two sender
   threads have pages k and k+1 at the channel (`SEND_AHEAD`), so the channel always has the next
   batch waiting. Only the step's thread writes the journal, one transaction per page, in feed
@@ -58,7 +58,7 @@ cut short, a changed SKU map, config or version), which it maps again as it must
 
 {CPU}"""),
     "cycle": ("No-change cycle above 50 ms", """\
-Done: `Engine._stock.transform` sums each code's warehouses in one pass (it was
+Done: `CatalogueFlows._stock` (`engine/catalogue.py` `stock_levels`) sums each code's warehouses in one pass (it was
 O(codes × balances) per page, ~21 ms per cycle); the text check is made once per page; the last
 page of each feed, read again every cycle because the contract ends a feed with a null cursor,
 is skipped when the sha256 of its body equals the digest kept with the cursor when it was last
@@ -88,7 +88,7 @@ commits per order (`creating` before the POST, `created` before the ack, `acknow
 3,000 fsyncs for 1,000 orders. An experiment with `PRAGMA synchronous=OFF` on the journal cut an
 intake of 300 orders from 3.05 s to 2.12 s: the fsyncs are about 30 % of the agent's time.
 
-Fix, `syncagent/engine.py`: keep the two commits the guarantees need and drop the third —
+Fix, `syncagent/engine/push.py`: keep the two commits the guarantees need and drop the third —
 `_acknowledge` records `acknowledged` inside the next transaction the step opens (the next order's
 `creating`, or the page's cursor transaction) instead of its own: if the process dies first the
 order stays `created` and recovery acknowledges it again, which the channel accepts (an ack is

@@ -66,8 +66,8 @@ def cap_malloc_arenas(arenas: int = 2) -> None:
 
 def build_connector(cfg: ChannelConfig | BackofficeConfig, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow) -> Connector:
-    cls = registry.load(cfg.type)
-    return cls.from_config(cfg, sleep=sleep, clock=clock)  # type: ignore[attr-defined, no-any-return]
+    cls: type[Connector] = registry.load(cfg.type)
+    return cls.from_config(cfg, sleep=sleep, clock=clock)
 
 
 def channel_setup(cfg: ChannelConfig, connector: Connector, settle_seconds: float = 0.0) -> ChannelSetup:
@@ -228,10 +228,7 @@ class Agent:
         reads what the largest earlier complete run read. None otherwise (a feed does not say its length)."""
         if self._whole_pass != (channel, flow):
             return None
-        row = self.journal.conn.execute(
-            "SELECT max(read) FROM runs WHERE channel = ? AND flow = ? AND result IN ('ok', 'quarantined')",
-            (channel, flow)).fetchone()
-        return int(row[0]) if row and row[0] else None
+        return self.journal.most_read(channel, flow)
 
     def order_id_by_number(self, channel: str, number: str) -> str | None:
         """The channel's id of the order people know by `number` (the tablet's "T00002"), from its feed.

@@ -100,10 +100,7 @@ class Alerter:
                 f"{count} {entity} record(s) of {channel} could not be applied and wait in quarantine.\n\n"
                 f"{lines}\n\nHow to fix: {FIXES['quarantine']}\n"))
         cutoff = (self.clock() - timedelta(minutes=self.cfg.order_late_minutes)).isoformat()
-        for channel, order_id, state, reason in self.journal.conn.execute(
-            "SELECT channel, order_id, state, reason FROM orders WHERE state IN ('pending', 'creating', 'quarantined')"
-            " AND seen_at < ?", (cutoff.replace("+00:00", "Z"),)
-        ):
+        for channel, order_id, state, reason in self.journal.late_orders(cutoff.replace("+00:00", "Z")):
             found.append(Problem(
                 f"late-order:{channel}:{order_id}", f"[syncagent] {channel}: order {order_id} not in the back office",
                 f"The approved order {order_id} of {channel} is not in the back office after "
@@ -122,8 +119,7 @@ class Alerter:
         now = self.clock()
         current = {p.key: p for p in self.problems(results)}
         outbox: list[tuple[EmailMessage, Callable[[], None]]] = []  # (message, what to record once it went)
-        known = {row[0]: row for row in self.journal.conn.execute(
-            "SELECT key, state, opened_at, resolved_at, flaps, subject FROM alerts")}
+        known = self.journal.alerts()
         with self.journal.transaction():
             for key, problem in current.items():
                 row = known.get(key)
@@ -136,8 +132,8 @@ class Alerter:
                 if key in current or row[1] == "closed":
                     continue
                 if row[1] == "open" and row[4]:
-                    self.journal.conn.execute(  # a flapping problem must stay quiet a while first
-                        "UPDATE alerts SET state = 'recovering', resolved_at = ? WHERE key = ?", (_iso(now), key))
+                    # a flapping problem must stay quiet a while first
+                    self.journal.resolve_alert(key, "recovering", _iso(now))
                 elif row[1] == "open" or (row[1] == "recovering" and now - _parse(row[3]) >= self.quiet_period):
                     flaps = f" (it came and went {row[4]} more times meanwhile)" if row[4] else ""
                     outbox.append((self._message(f"[syncagent] recovered: {row[5].removeprefix('[syncagent] ')}",
@@ -174,17 +170,10 @@ class Alerter:
         return sent
 
     def _close(self, key: str, now: datetime) -> None:
-        self.journal.conn.execute("UPDATE alerts SET state = 'closed', resolved_at = ? WHERE key = ?",
-                                  (_iso(now), key))
+        self.journal.resolve_alert(key, "closed", _iso(now))
 
     def _upsert(self, key: str, state: str, opened: datetime | None, subject: str, *, flaps: int) -> None:
-        self.journal.conn.execute(
-            "INSERT INTO alerts (key, state, opened_at, resolved_at, flaps, subject) VALUES (?, ?, ?, NULL, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET state = excluded.state,"
-            " opened_at = coalesce(excluded.opened_at, alerts.opened_at),"
-            " flaps = excluded.flaps, subject = excluded.subject",
-            (key, state, _iso(opened) if opened else None, flaps, subject),
-        )
+        self.journal.set_alert(key, state, _iso(opened) if opened else None, subject, flaps=flaps)
 
     # -- sending ---------------------------------------------------------------------------------
     def _message(self, subject: str, body: str) -> EmailMessage:

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from syncagent import __version__
+from syncagent import __version__, entities
 from syncagent.errors import (
     ChannelError,
     ConfigError,
@@ -28,7 +28,7 @@ from syncagent.errors import (
 )
 
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it (128 + SIGINT)
-PUSH_ENTITIES = ["products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events"]
+PUSH_ENTITIES = list(entities.PUSHABLE)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -99,7 +99,7 @@ def _read_only_journal(config: Any) -> Any:
     if not config.journal.exists():
         return Journal(":memory:", lock=False)
     journal = Journal(config.journal, lock=False, readonly=True)
-    journal.conn.execute("PRAGMA query_only=ON")
+    journal.refuse_writes()
     return journal
 
 
@@ -517,7 +517,7 @@ def replay_product(ctx: click.Context, code: str, channel: str | None) -> None:
 @main.command()
 @click.option("--channel", required=True)
 @click.option("--entity", required=True, type=click.Choice(
-    ["products", "prices", "stock", "customers", "payment-methods", "groups", "sellers"]))
+    list(entities.CATALOGUE)))
 @click.option("--show", default=20, show_default=True, help="How many differing keys of each kind to print.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
+from syncagent import entities
 from syncagent.errors import ConfigError
 from syncagent.model import ALL_FLOWS
 
-DIRECTIONS = ("push", "pull", "both")
-DEFAULT_DIRECTIONS: dict[str, str] = {"orders": "pull", "customers": "both"}  # every other flow: push
+DIRECTIONS = entities.DIRECTIONS
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 DEFAULT_EVERY = 900.0  # 15m
@@ -583,7 +583,9 @@ BACKOFFICE_KEYS = frozenset({"type", "base_url", "http", "rate_limit"})
 CHANNEL_KEYS = frozenset({"name", "type", "enabled", "base_url", "warehouses", "order_warehouse", "safety_stock",
                           "shadow", "flows", "every", "batch_size", "http", "rate_limit", "sku_mapping", "adopt"})
 SKU_MAPPING_MODES = ("optional", "required")
-FLOW_KEYS = frozenset({"every", "enabled", "direction", "batch_size"})
+FLOW_KEYS = frozenset({"every", "enabled", "direction", "batch_size", "source", "sink"})
+# the two ends of a channel's flow, as `source:` and `sink:` name them
+ENDS = ("backoffice", "channel")
 FLOW_OPTIONS: dict[str, dict[str, str]] = {  # per-flow extra keys → FlowConfig.options
     "orders": {"statuses": "list[str]"},  # the channel's order statuses that are imported
 }
@@ -725,7 +727,7 @@ def _build(reader: _Reader, path: Path, root: _Value) -> Config | None:
                 reader.problem(item.line, section.key, "a channel mapping (name, type, base_url, flows, ...)", "nothing")
             if not isinstance(item.value, dict):
                 continue
-            channel = _channel(reader, section, inherited)
+            channel = _channel(reader, section, inherited, backoffice)
             if channel.name in names:
                 reader.problem(section.line_of("name"), f"{section.key}.name", "a unique channel name",
                                f"{channel.name!r} again (first on line {names[channel.name]})")
@@ -860,7 +862,8 @@ def _backoffice(reader: _Reader, top: _Section, http: HttpOptions) -> Backoffice
     )
 
 
-def _channel(reader: _Reader, section: _Section, inherited: _Inherited) -> ChannelConfig:
+def _channel(reader: _Reader, section: _Section, inherited: _Inherited,
+             backoffice: BackofficeConfig | None = None) -> ChannelConfig:
     key = section.key
     name = section.get("name", "name", "", required=True)
     type_name = section.get("type", "str", "", required=True)
@@ -891,6 +894,9 @@ def _channel(reader: _Reader, section: _Section, inherited: _Inherited) -> Chann
                 continue
             if capabilities is not None:
                 _check_capability(reader, capabilities, flow, type_name, f"{key}.flows.{flow_name}", flow_item.line)
+            if backoffice is not None and flow.direction == "pull" and flow.name in entities.CATALOGUE \
+                    and flow.name != "customers":
+                _check_hub(reader, backoffice.type, flow, f"{key}.flows.{flow_name}", flow_item.line)
             flows.append(flow)
     listed = {f.name for f in flows}
     if "orders" in listed and not order_warehouse:
@@ -928,9 +934,43 @@ def _flow(reader: _Reader, item: _Value, name: str, key: str, inherited: _Inheri
     return FlowConfig(
         name=name, every=section.get("every", "duration", inherited.every),
         enabled=section.get("enabled", "bool", inherited.enabled),
-        direction=section.get("direction", "str", DEFAULT_DIRECTIONS.get(name, "push"), choices=DIRECTIONS),
+        direction=_direction(section, name, key),
         batch_size=section.get("batch_size", "batch", inherited.batch_size), options=MappingProxyType(options),
     )
+
+
+def _direction(section: _Section, name: str, key: str) -> str:
+    """The flow's direction: `direction:`, or what `source:` and `sink:` say (they must agree with it).
+
+    `source: channel` (or `sink: backoffice`) turns a catalogue flow around: the channel is read
+    and the back office written, as where a shop is the catalogue's master.
+    """
+    given = section.get("direction", "str", None, choices=DIRECTIONS)
+    source = section.get("source", "str", None, choices=ENDS)
+    sink = section.get("sink", "str", None, choices=ENDS)
+    if source is None and sink is None:
+        return given or entities.default_direction(name)
+    if source is not None and source == sink:
+        section.reader.problem(section.line_of("sink"), f"{key}.sink", "the other end of the flow than its source",
+                               f"{sink!r}, the same as source")
+        return given or entities.default_direction(name)
+    from_backoffice = source == "backoffice" if source is not None else sink == "channel"
+    implied = entities.PUSH if from_backoffice else entities.PULL
+    if given is not None and given != implied:
+        where = "source" if source is not None else "sink"
+        section.reader.problem(section.line_of(where), f"{key}.{where}",
+                               f"a {where} that agrees with direction: {given} (or no direction)",
+                               f"{source if where == 'source' else sink!r}, which means direction: {implied}")
+        return given
+    return implied
+
+
+def _check_hub(reader: _Reader, type_name: str, flow: FlowConfig, key: str, line: int) -> None:
+    """A flow turned around writes to the back office: its connector must take that entity."""
+    caps = _capabilities(type_name)
+    if caps is not None and flow.name not in caps.push:
+        reader.problem(line, key, f"a flow the back office ({type_name}) can receive",
+                       f"{flow.name} from the channel ({type_name} cannot take {flow.name})")
 
 
 def _capabilities(type_name: str) -> Any:
@@ -948,7 +988,7 @@ def _can_list(type_name: str) -> bool:
     from syncagent.connectors import registry
 
     try:
-        return hasattr(registry.load(type_name), "listing")
+        return "products" in registry.load(type_name).capabilities.listing
     except ConfigError:
         return True  # an unloadable type is reported on its own
 

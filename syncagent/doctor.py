@@ -20,9 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from syncagent.config import Config, load_config
+from syncagent.connectors.base import Connector
 from syncagent.errors import AuthError, ConfigError, PermanentError, SyncAgentError, TransientError
 from syncagent.http import HttpClient
-from syncagent.journal import SCHEMA_VERSION, is_corrupt, journal_failure, missing_references
+from syncagent.journal import (
+    SCHEMA_VERSION,
+    integrity_problems,
+    is_corrupt,
+    journal_failure,
+    missing_references,
+    open_quarantine,
+    open_readonly,
+    quarantine_backlog,
+    schema_version_of,
+)
 from syncagent.model import utcnow
 
 MAX_SKEW = 60.0  # seconds; promotions, cursors and "order late" alerts all compare clocks
@@ -82,10 +93,9 @@ def check_transport(config: Config) -> list[Finding]:
 
 
 # -- endpoints ----------------------------------------------------------------------------------
-def _clients(connector: Any) -> list[HttpClient]:
-    """The connector's HTTP clients (one `client`, or several `_clients` for multi-API systems)."""
-    found = [getattr(connector, "client", None), *getattr(connector, "_clients", ())]
-    return [c for c in found if isinstance(c, HttpClient)]
+def _clients(connector: Connector) -> list[HttpClient]:
+    """The connector's HTTP clients (several for multi-API systems), as its contract declares them."""
+    return list(connector.http_clients())
 
 
 def server_date(client: HttpClient) -> tuple[datetime, datetime] | None:
@@ -213,12 +223,6 @@ def _pid_from_file(lock_path: Path) -> int | None:
     return None
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout=5000")
-    return conn
-
-
 def check_journal(config: Config) -> tuple[sqlite3.Connection | None, list[Finding]]:
     """Lock, integrity and schema version; returns a read-only connection for the later checks."""
     path = config.journal
@@ -237,8 +241,8 @@ def check_journal(config: Config) -> tuple[sqlite3.Connection | None, list[Findi
                                 f"fine if {who} is the syncagent service; otherwise stop it (`kill -TERM {holder}`)"
                                 if holder > 0 else "find it with `fuser` on the .lock file and stop it"))
     try:
-        conn = _open_readonly(path)
-        problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        conn = open_readonly(path)
+        problems = integrity_problems(conn)
     except sqlite3.DatabaseError as exc:
         failure = journal_failure(exc, path, write=False)
         if failure is not None:  # a missing permission: the journal is healthy, never advise discarding it
@@ -261,10 +265,7 @@ def check_journal(config: Config) -> tuple[sqlite3.Connection | None, list[Findi
         conn.close()
         return None, findings
     findings.append(Finding("journal:integrity", OK, f"{path}: integrity check ok"))
-    try:
-        version = int(conn.execute("SELECT max(version) FROM migrations").fetchone()[0] or 0)
-    except sqlite3.OperationalError:
-        version = 0
+    version = schema_version_of(conn)
     if version > SCHEMA_VERSION:
         findings.append(Finding("journal:schema", FAIL, f"schema version {version} is newer than this syncagent's "
                                 f"({SCHEMA_VERSION})", "upgrade syncagent, or restore a journal of this version"))
@@ -286,8 +287,7 @@ _REFERENCE_FIX = {
 
 def check_references(conn: sqlite3.Connection) -> list[Finding]:
     """Open quarantine rows waiting for a product, payment method, customer… grouped per missing thing."""
-    rows = conn.execute("SELECT channel, entity, key, reason_code, reason FROM quarantine WHERE state = 'open'"
-                        " ORDER BY channel, entity, key").fetchall()
+    rows = open_quarantine(conn)
     groups: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     for channel, entity, key, code, reason in rows:
         for ref in missing_references(code or "", reason or ""):
@@ -315,8 +315,7 @@ def check_references(conn: sqlite3.Connection) -> list[Finding]:
 
 def check_backlog(conn: sqlite3.Connection, *, now: Callable[[], datetime] = utcnow) -> list[Finding]:
     """Open quarantine rows per channel and entity, with the age of the oldest."""
-    rows = conn.execute("SELECT channel, entity, count(*), min(first_seen) FROM quarantine WHERE state = 'open'"
-                        " GROUP BY channel, entity ORDER BY channel, entity").fetchall()
+    rows = quarantine_backlog(conn)
     if not rows:
         return [Finding("quarantine", OK, "no open quarantined record")]
     findings = []

@@ -165,9 +165,9 @@ class _Watchdog:
     @staticmethod
     def _cut(flight: _Flight, why: str) -> None:
         flight.cut = why
-        conn = flight.conn
-        sock = getattr(conn, "sock", None) if conn is not None else None
-        if sock is None or getattr(conn, "syncagent_flight", None) is not flight:
+        socket_conn = flight.conn  # urllib3's HTTP connection (not a connector)
+        sock = getattr(socket_conn, "sock", None) if socket_conn is not None else None
+        if sock is None or getattr(socket_conn, "syncagent_flight", None) is not flight:
             return  # not connected yet (connect_timeout bounds that), or the connection serves another request
         try:
             socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the blocked read returns at once

@@ -28,8 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from syncagent import failpoints
 from syncagent.errors import JournalError, JournalFull, JournalGone, JournalLocked
 
@@ -269,7 +267,6 @@ class Journal:
                 self._take_lock()
             self.conn = self._open()
             self._identity = self._same_file()
-            self.db = sqlite_utils.Database(self.conn)
             if not readonly:
                 self._migrate()
         except BaseException as exc:
@@ -278,6 +275,10 @@ class Journal:
             if failure is None:
                 raise
             raise failure from None
+
+    def refuse_writes(self) -> None:
+        """SQLite refuses any write on this connection from now on (query_only): for commands that only read."""
+        self.conn.execute("PRAGMA query_only=ON")
 
     # -- opening ------------------------------------------------------------------------------
     def _take_lock(self) -> None:
@@ -658,12 +659,6 @@ class Journal:
         ).fetchall()
         return [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
-    def delivered_ranks(self, channel: str, order_id: str) -> set[str]:
-        rows = self.conn.execute(
-            "SELECT type FROM events WHERE channel = ? AND order_id = ? AND state = 'delivered'", (channel, order_id)
-        )
-        return {r[0] for r in rows}
-
     # -- stock --------------------------------------------------------------------------------
     def set_balances(self, channel: str, rows: Iterable[tuple[str, str, int, int]]) -> None:
         """rows: (code, warehouse, available, reserved)."""
@@ -851,6 +846,32 @@ class Journal:
             found[entity] = found.get(entity, 0) + int(count)
         return found
 
+    # -- alerts: what was e-mailed, so each problem is told once and its recovery once ------------
+    def late_orders(self, seen_before: str) -> list[tuple[str, str, str, str | None]]:
+        """(channel, order id, state, reason) of orders not in the back office yet, first seen before the time."""
+        return self.conn.execute(
+            "SELECT channel, order_id, state, reason FROM orders WHERE state IN ('pending', 'creating', 'quarantined')"
+            " AND seen_at < ?", (seen_before,)).fetchall()
+
+    def alerts(self) -> dict[str, tuple[str, str, str | None, str | None, int, str]]:
+        """key → (key, state, opened_at, resolved_at, flaps, subject)."""
+        return {row[0]: row for row in self.conn.execute(
+            "SELECT key, state, opened_at, resolved_at, flaps, subject FROM alerts")}
+
+    def set_alert(self, key: str, state: str, opened_at: str | None, subject: str, *, flaps: int) -> None:
+        """Upsert one alert; opened_at None keeps the stored one."""
+        self.conn.execute(
+            "INSERT INTO alerts (key, state, opened_at, resolved_at, flaps, subject) VALUES (?, ?, ?, NULL, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET state = excluded.state,"
+            " opened_at = coalesce(excluded.opened_at, alerts.opened_at),"
+            " flaps = excluded.flaps, subject = excluded.subject",
+            (key, state, opened_at, flaps, subject),
+        )
+
+    def resolve_alert(self, key: str, state: str, resolved_at: str) -> None:
+        """An alert whose problem cleared: `recovering` (it flapped; wait) or `closed`."""
+        self.conn.execute("UPDATE alerts SET state = ?, resolved_at = ? WHERE key = ?", (state, resolved_at, key))
+
     # -- runs and channel state ---------------------------------------------------------------
     def start_run(self, channel: str, flow: str) -> int:
         self.check_still_there()  # each step starts here: a daemon notices between its steps too
@@ -868,6 +889,13 @@ class Journal:
             " error = ? WHERE id = ?",
             (now_iso(), result, read, sent, unchanged, quarantined, error, run_id),
         )
+
+    def most_read(self, channel: str, flow: str) -> int | None:
+        """The most records one complete run of the step read (None: no such run yet)."""
+        row = self.conn.execute(
+            "SELECT max(read) FROM runs WHERE channel = ? AND flow = ? AND result IN ('ok', 'quarantined')",
+            (channel, flow)).fetchone()
+        return int(row[0]) if row and row[0] else None
 
     def last_runs(self) -> list[RunRow]:
         rows = self.conn.execute(
@@ -897,6 +925,39 @@ _UNKNOWN = re.compile(r"unknown ([a-z][a-z ]{1,30}?) '([^']{1,80})'")
 # "customer 123 is not known in the back office" (the engine's missing_reference)
 _NOT_KNOWN = re.compile(r"\b(customer|product|seller|payment method) (\S{1,80}) is not known")
 _QUOTED = re.compile(r"'([^']{1,80})'")
+
+
+# -- read-only views for `doctor`, on a connection of its own (the journal may be locked or damaged) -----
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection that takes no lock and runs no migration (it waits 5 s for a writer)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    """SQLite's integrity check: ["ok"] when the file is sound."""
+    return [row[0] for row in conn.execute("PRAGMA integrity_check")]
+
+
+def schema_version_of(conn: sqlite3.Connection) -> int:
+    """The journal's recorded schema version (0: none recorded)."""
+    try:
+        return int(conn.execute("SELECT max(version) FROM migrations").fetchone()[0] or 0)
+    except sqlite3.OperationalError:
+        return 0
+
+
+def open_quarantine(conn: sqlite3.Connection) -> list[tuple[str, str, str, str | None, str | None]]:
+    """(channel, entity, key, reason code, reason) of every open quarantine row."""
+    return conn.execute("SELECT channel, entity, key, reason_code, reason FROM quarantine WHERE state = 'open'"
+                        " ORDER BY channel, entity, key").fetchall()
+
+
+def quarantine_backlog(conn: sqlite3.Connection) -> list[tuple[str, str, int, str | None]]:
+    """(channel, entity, open rows, oldest first_seen) per channel and entity."""
+    return conn.execute("SELECT channel, entity, count(*), min(first_seen) FROM quarantine WHERE state = 'open'"
+                        " GROUP BY channel, entity ORDER BY channel, entity").fetchall()
 
 
 def missing_references(code: str, reason: str) -> set[tuple[str, str]]:

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from syncagent import entities
 from syncagent.model import Price, Product, StockLevel, price_from_json, price_to_json
 
-SKU_ENTITIES = ("products", "prices", "stock")
+SKU_ENTITIES = entities.SKU_KEYED
 CODE_HEADERS = ("code", "backoffice_code", "de")
 SKU_HEADERS = ("channel_sku", "sku", "para")
 MAX_SKU = 100

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from syncagent import fastjson
+from syncagent import entities, fastjson
 from syncagent.errors import MappingError
 
-# Entities (flows) the engine knows. Order of this tuple is the default run order.
-CATALOGUE_ENTITIES = ("groups", "payment-methods", "sellers", "products", "prices", "stock", "customers")
-ALL_FLOWS = ("orders", "order-events", *CATALOGUE_ENTITIES)
+# Entities (flows) the engine knows, as `syncagent.entities` defines them; order is the default run order.
+CATALOGUE_ENTITIES = entities.CATALOGUE
+ALL_FLOWS = entities.FLOWS
 
 CENT = Decimal("0.01")
 

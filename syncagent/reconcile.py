@@ -18,12 +18,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from syncagent import entities
+from syncagent.connectors.base import Connector
 from syncagent.engine import Engine
+from syncagent.engine.catalogue import stock_groups, stock_levels
 from syncagent.errors import ChannelError
 from syncagent.journal import rows_in
-from syncagent.model import StockBalance, StockLevel
+from syncagent.model import StockBalance
 
-ENTITIES = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers")
+ENTITIES = entities.CATALOGUE
 
 
 @dataclass
@@ -54,8 +57,7 @@ def reconcile(engine: Engine, channel: str, entity: str, *, show: int = 20) -> R
     if entity not in ENTITIES:
         raise ChannelError(f"reconcile compares the catalogue ({', '.join(ENTITIES)}), not {entity}")
     setup = engine.channels[channel]
-    listing = getattr(setup.connector, "listing", None)
-    if listing is None:
+    if entity not in setup.connector.capabilities.listing:
         raise ChannelError(f"a {setup.connector.type_name} channel cannot list what it holds; reconcile needs that")
     result = Reconciliation(channel, entity)
     with tempfile.TemporaryDirectory(prefix="syncagent-reconcile-") as tmp:
@@ -68,7 +70,7 @@ def reconcile(engine: Engine, channel: str, entity: str, *, show: int = 20) -> R
                 db.executemany("INSERT OR REPLACE INTO expected (key, payload) VALUES (?, ?)",
                                [(out.key, json.dumps(out.payload, default=str)) for out in prepared])
             result.backoffice = db.execute("SELECT count(*) FROM expected").fetchone()[0]
-            for items in listing(entity):
+            for items in setup.connector.listing(entity):
                 result.on_channel += len(items)
                 _compare_page(db, items, result, show)
             result.counts["missing"] = db.execute("SELECT count(*) FROM expected WHERE seen = 0").fetchone()[0]
@@ -121,31 +123,29 @@ def _expected_pages(engine: Engine, channel: str, entity: str) -> Iterator[list[
             yield page.records
         return
     setup = engine.channels[channel]
-    rows: dict[tuple[str, str], int] = {}  # a row that changed while paging comes again: the last one counts
-    for page in engine.backoffice.pull("stock", None, {"warehouses": list(setup.warehouses)}):
+    groups, warehouses = stock_groups(setup.connector, setup.warehouses)  # as the stock push sums them
+    rows: dict[tuple[str, str], tuple[int, int]] = {}  # a row that changed while paging comes again: the last counts
+    for page in engine.backoffice.pull("stock", None, {"warehouses": list(warehouses)}):
         for record in page.records:
-            if isinstance(record, StockBalance) and record.warehouse in setup.warehouses:
-                rows[(record.code, record.warehouse)] = record.available - record.reserved
-    totals: dict[str, int] = {}
-    for (code, _), amount in rows.items():
-        totals[code] = totals.get(code, 0) + amount
-    levels = [StockLevel(code, max(0, total - setup.safety_stock)) for code, total in totals.items()]
+            if isinstance(record, StockBalance) and record.warehouse in warehouses:
+                rows[(record.code, record.warehouse)] = (record.available, record.reserved)
+    codes = list(dict.fromkeys(code for code, _ in rows))
+    levels = stock_levels(rows, codes, groups, setup.warehouses, setup.safety_stock)
     for start in range(0, len(levels), 1000):
         yield levels[start : start + 1000]
 
 
-def changed_fields(connector: Any, entity: str, plan: list[Any]) -> dict[str, list[str]]:
+def changed_fields(connector: Connector, entity: str, plan: list[Any]) -> dict[str, list[str]]:
     """For `push --dry-run`: which fields each planned update changes, from the channel's listing.
 
     Empty when the channel cannot list what it holds (the dry run then shows the payload only).
     The listing is read only until every planned update has been found.
     """
-    listing = getattr(connector, "listing", None)
     wanted = {w.key: w.payload for w in plan if w.action == "update"}
-    if listing is None or not wanted or entity not in ENTITIES:
+    if entity not in connector.capabilities.listing or not wanted or entity not in ENTITIES:
         return {}
     found: dict[str, list[str]] = {}
-    for items in listing(entity):
+    for items in connector.listing(entity):
         for item in items:
             payload = wanted.get(item.key)
             if payload is not None:

@@ -31,7 +31,7 @@ from types import FrameType
 
 import schedule
 
-from syncagent import http
+from syncagent import entities, http
 from syncagent.agent import Agent, Step
 from syncagent.config import Config, load_config
 from syncagent.engine import MAX_SETTLE_WAIT, StepResult
@@ -39,7 +39,7 @@ from syncagent.errors import ConfigError, SyncAgentError
 
 log = logging.getLogger("syncagent.scheduler")
 
-INTAKE_FLOWS = frozenset({"orders", "order-events"})  # worth interrupting a catalogue push of the same channel
+INTAKE_FLOWS = entities.INTAKE  # worth interrupting a catalogue push of the same channel
 MIN_INTERVAL = 0.1  # seconds; the config accepts fractions, a busy loop it must not become
 StepKey = tuple[str, str]
 

@@ -10,8 +10,18 @@ The engine speaks only in entity names and the dataclasses of `syncagent.model`:
   a failure of the whole call raises a `ChannelError`;
 * ``lookup(entity, **keys)`` finds one remote record (an order by external id, a customer by
   document) so the engine can resolve ambiguity before writing again;
-* optionally ``listing(entity)`` yields pages of what the channel holds now (`Listed`), for
-  ``reconcile`` and for adopting a channel's existing listings.
+* ``listing(entity)`` yields pages of what the system holds now (`Listed`), for ``reconcile``
+  and for adopting a channel's existing listings, for the entities in ``capabilities.listing``;
+* ``stock_locations()`` names the system's own stock locations and the back office warehouses
+  summed into each (empty: one level per product, the sum of the channel's warehouses);
+* ``http_clients()`` are its HTTP clients, for ``doctor`` (clock skew, reachability);
+* ``from_config(cfg, sleep=, clock=)`` builds it from its config section, whose type-specific
+  keys are declared in ``options`` (an `OptionSpec` each) and validated by the config loader.
+
+Everything the engine, the agent, ``doctor`` and ``reconcile`` use of a connector is declared
+here: nothing probes a connector for an attribute. `BaseConnector` gives the optional parts a
+default (nothing to list, no stock locations, nothing to look up), so a connector writes only
+what it supports and declares it in its `Capabilities`.
 
 Entities beyond the catalogue are plain names too: ``orders`` (create in the back office),
 ``order-acks`` (tell the channel its order was imported), ``order-events`` (fulfilment news),
@@ -21,11 +31,16 @@ office code its customer became), ``channel-customers`` (customers registered on
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from syncagent.errors import ChannelError
 from syncagent.model import Page
+
+if TYPE_CHECKING:
+    from syncagent.http import HttpClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +56,8 @@ class Capabilities:
     # entities whose payload `prepare` builds from the record and the channel's config alone (not the
     # clock, not remote state): a feed page read again byte for byte need not be mapped again
     stable: frozenset[str] = frozenset()
+    # entities whose records `listing` can show as the system holds them now (reconcile, adopt)
+    listing: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,16 +97,17 @@ class Listed:
     barcode: str | None = None
 
 
-class Listing(Protocol):
-    """Optional: a connector that can list what the channel holds declares ``listing``."""
-
-    def listing(self, entity: str) -> Iterator[list[Listed]]: ...
-
-
 class Connector(Protocol):
+    """The whole contract of a system: what the engine, the agent, doctor and reconcile call."""
+
     type_name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    options: ClassVar[Mapping[str, OptionSpec]]
     name: str
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
+                    clock: Callable[[], datetime] = ...) -> Connector: ...
 
     def check(self) -> None: ...
 
@@ -101,7 +119,42 @@ class Connector(Protocol):
 
     def lookup(self, entity: str, **keys: str) -> Any | None: ...
 
+    def listing(self, entity: str) -> Iterator[list[Listed]]: ...
+
+    def stock_locations(self) -> Mapping[str, tuple[str, ...]]: ...
+
+    def http_clients(self) -> Sequence[HttpClient]: ...
+
     def close(self) -> None: ...
+
+
+class BaseConnector:
+    """The defaults of the contract's optional parts; a connector overrides what it supports.
+
+    A connector that overrides `listing` declares the entities in `Capabilities.listing`.
+    """
+
+    type_name: ClassVar[str] = ""
+    options: ClassVar[Mapping[str, OptionSpec]] = {}
+    name: str = ""
+
+    def lookup(self, entity: str, **keys: str) -> Any | None:
+        """Nothing to look up before writing again (writes to this system are idempotent)."""
+        return None
+
+    def listing(self, entity: str) -> Iterator[list[Listed]]:
+        raise ChannelError(f"{self.name}: a {self.type_name} system cannot list its {entity}", code="bad_config")
+
+    def stock_locations(self) -> Mapping[str, tuple[str, ...]]:
+        """No locations of its own: one stock level per product, the sum of the channel's warehouses."""
+        return {}
+
+    def http_clients(self) -> Sequence[HttpClient]:
+        return ()
+
+    def close(self) -> None:
+        for client in self.http_clients():
+            client.close()
 
 
 @dataclass(frozen=True, slots=True)

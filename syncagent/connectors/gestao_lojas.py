@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import orjson
 
-from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import (
     KeyOf,
     body_of,
@@ -58,7 +58,7 @@ from syncagent.model import (
 )
 
 FEEDS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events")
-WRITES = ("orders", "customers", "order-cancels")
+WRITES = ("orders", "customers", "order-cancels", "products")
 MAX_PAGE = 1000  # the contract's `limit` maximum
 SAME_PAGES = 3  # pages in a row with the same items under new cursors: the feed is not moving on
 
@@ -88,7 +88,7 @@ class SamePages:
                                  "not taken", code="cursor_loop")
 
 
-class GestaoLojasConnector:
+class GestaoLojasConnector(BaseConnector):
     """Reads the back office's change feeds and creates orders and customers in it."""
 
     type_name: ClassVar[str] = "gestao-lojas"
@@ -98,6 +98,7 @@ class GestaoLojasConnector:
     }
     capabilities: ClassVar[Capabilities] = Capabilities(
         pull=frozenset(FEEDS), push=frozenset(WRITES), max_batch=1000,
+        stable=frozenset({"products"}),  # a product written here is built from the record alone
     )
 
     def __init__(self, name: str, base_url: str, options: Mapping[str, Any], http: HttpSettings, *,
@@ -129,6 +130,9 @@ class GestaoLojasConnector:
     def close(self) -> None:
         self.client.close()
         self.auth.client.close()
+
+    def http_clients(self) -> Sequence[HttpClient]:
+        return (self.client,)
 
     # -- feeds -----------------------------------------------------------------------------------
     def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
@@ -186,39 +190,59 @@ class GestaoLojasConnector:
     # -- writes ----------------------------------------------------------------------------------
     def prepare(self, entity: str, record: Any) -> Outgoing:
         """Map one model record to the back office's wire form; MappingError if it cannot take it."""
-        if entity == "orders":
-            return Outgoing(record.order.remote_id, order_in(record))
-        if entity == "customers":
-            return Outgoing(record.document, customer_out(record))
-        if entity == "order-cancels":
-            number = str(record.get("number") or "").strip()
-            if not number:
-                raise MappingError("missing_field", "number: the back office order number is required")
-            return Outgoing(number, {"reason": str(record.get("reason") or "cancelled on the channel")})
-        raise ValueError(f"{self.name} cannot take {entity}")
+        mapper = PREPARERS.get(entity)
+        if mapper is None:
+            raise ValueError(f"{self.name} cannot take {entity}")
+        return mapper(record)
 
     def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
-        """One POST per record (the back office has no batch writes); one result per record."""
-        if entity not in WRITES:
+        """One request per record (the back office has no batch writes); one result per record."""
+        writers = {"orders": self._push_order, "customers": self._push_customer, "order-cancels": self._push_cancel,
+                   "products": self._push_product}
+        write = writers.get(entity)
+        if write is None:
             raise ValueError(f"{self.name} cannot take {entity}")
-        return [self._push_one(entity, out) for out in batch]
+        return [write(out) for out in batch]
 
-    def _push_one(self, entity: str, out: Outgoing) -> PushResult:
-        if entity == "orders":
-            # not idempotent: a lost answer raises AmbiguousError and the engine looks the order up
-            resp = self.client.post("/orders", json=out.payload, idempotent=False)
-            if resp.status == 201:
-                return PushResult(out.key, "created", remote_id=self._created_id(resp, "number", "POST /orders"))
+    def _push_order(self, out: Outgoing) -> PushResult:
+        # not idempotent: a lost answer raises AmbiguousError and the engine looks the order up
+        resp = self.client.post("/orders", json=out.payload, idempotent=False)
+        if resp.status == 201:
+            return PushResult(out.key, "created", remote_id=self._created_id(resp, "number", "POST /orders"))
+        return self._rejected(out.key, resp)
+
+    def _push_customer(self, out: Outgoing) -> PushResult:
+        # safe to repeat: a second create of the same document answers 409 with the existing code
+        resp = self.client.post("/customers", json=out.payload, idempotent=True)
+        if resp.status == 201:
+            return PushResult(out.key, "created", remote_id=self._created_id(resp, "code", "POST /customers"))
+        existing = resp.error_field("existing_code") if resp.status == 409 else None
+        if existing:
+            return PushResult(out.key, "exists", remote_id=str(existing))
+        return self._rejected(out.key, resp)
+
+    def _push_product(self, out: Outgoing) -> PushResult:
+        """Where a channel is the catalogue's source: PUT the product, POST it when the back office lacks it.
+
+        Both are safe to repeat: a PUT writes the same body again, a POST whose answer was lost
+        answers 409 the second time and the PUT that follows writes it.
+        """
+        path = f"/products/{quote(out.key, safe='')}"
+        resp = self.client.put(path, json=out.payload, idempotent=True)
+        if resp.status == 200:
+            return PushResult(out.key, "updated", remote_id=out.key)
+        if resp.status != 404:
             return self._rejected(out.key, resp)
-        if entity == "customers":
-            # safe to repeat: a second create of the same document answers 409 with the existing code
-            resp = self.client.post("/customers", json=out.payload, idempotent=True)
-            if resp.status == 201:
-                return PushResult(out.key, "created", remote_id=self._created_id(resp, "code", "POST /customers"))
-            existing = resp.error_field("existing_code") if resp.status == 409 else None
-            if existing:
-                return PushResult(out.key, "exists", remote_id=str(existing))
-            return self._rejected(out.key, resp)
+        resp = self.client.post("/products", json=out.payload, idempotent=True)
+        if resp.status == 201:
+            return PushResult(out.key, "created", remote_id=out.key)
+        if resp.status == 409:  # created meanwhile (a lost answer): write this version over it
+            resp = self.client.put(path, json=out.payload, idempotent=True)
+            if resp.status == 200:
+                return PushResult(out.key, "updated", remote_id=out.key)
+        return self._rejected(out.key, resp)
+
+    def _push_cancel(self, out: Outgoing) -> PushResult:
         # order-cancels: cancelling twice is harmless, so retries are allowed
         resp = self.client.post(f"/orders/{quote(out.key, safe='')}/cancel", json=out.payload, idempotent=True)
         if resp.status == 200:
@@ -482,6 +506,34 @@ def order_in(record: BackOfficeOrder) -> dict[str, Any]:
     if order.created_at is not None:  # the contract's created_at is not nullable: absent when unknown
         body["created_at"] = time_str(order.created_at)
     return body
+
+
+def product_in(product: Product) -> dict[str, Any]:
+    """A Product to create or update (a channel is the catalogue's source): every contract field, no extras."""
+    if not product.code.strip() or len(product.code) > 30:
+        raise MappingError("bad_value", f"code: {product.code[:40]!r} is not a back office code (1 to 30 characters)")
+    if not product.name.strip():
+        raise MappingError("missing_field", "description: the product's name is required")
+    return {"code": product.code, "description": product.name[:120], "barcode": product.barcode,
+            "brand": product.brand, "group_code": product.group_code, "unit": product.unit or "UN",
+            "ncm": product.ncm, "weight_kg": product.weight_kg, "height_cm": product.height_cm,
+            "width_cm": product.width_cm, "length_cm": product.length_cm, "active": product.active}
+
+
+def _order_cancel(record: Mapping[str, Any]) -> Outgoing:
+    number = str(record.get("number") or "").strip()
+    if not number:
+        raise MappingError("missing_field", "number: the back office order number is required")
+    return Outgoing(number, {"reason": str(record.get("reason") or "cancelled on the channel")})
+
+
+# one mapper per entity the back office takes: model record → (key, wire payload)
+PREPARERS: dict[str, Callable[[Any], Outgoing]] = {
+    "orders": lambda record: Outgoing(record.order.remote_id, order_in(record)),
+    "customers": lambda record: Outgoing(record.document, customer_out(record)),
+    "order-cancels": _order_cancel,
+    "products": lambda record: Outgoing(record.code, product_in(record)),
+}
 
 
 def customer_out(customer: Customer) -> dict[str, Any]:

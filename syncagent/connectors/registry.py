@@ -7,9 +7,8 @@ by) a connector the file does not use.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
-from syncagent.connectors.base import Capabilities, OptionSpec
+from syncagent.connectors.base import Capabilities, Connector, OptionSpec
 from syncagent.errors import ConfigError
 
 CONNECTORS: dict[str, str] = {
@@ -19,14 +18,15 @@ CONNECTORS: dict[str, str] = {
 }
 
 
-def load(type_name: str) -> Any:
+def load(type_name: str) -> type[Connector]:
     """The connector class of `type_name`; any failure to find or import it is a ConfigError."""
     try:
         module_name, _, class_name = CONNECTORS[type_name].partition(":")
     except KeyError:
         raise ConfigError(f"unknown connector type {type_name!r} (known: {', '.join(sorted(CONNECTORS))})") from None
     try:
-        return getattr(importlib.import_module(module_name), class_name)
+        cls: type[Connector] = getattr(importlib.import_module(module_name), class_name)
+        return cls
     except (ImportError, AttributeError, SyntaxError) as exc:
         raise ConfigError(f"connector type {type_name!r} cannot be loaded from {CONNECTORS[type_name]}: "
                           f"{exc}") from exc
@@ -36,11 +36,11 @@ def option_schema(type_name: str) -> dict[str, OptionSpec] | None:
     """The type-specific config keys of a connector; None when the type is unknown."""
     if type_name not in CONNECTORS:
         return None
-    return dict(getattr(load(type_name), "options", {}))
+    return dict(load(type_name).options)
 
 
 def capabilities(type_name: str) -> Capabilities | None:
     """What a connector type can push and pull; None when the type is unknown."""
     if type_name not in CONNECTORS:
         return None
-    return load(type_name).capabilities  # type: ignore[no-any-return]
+    return load(type_name).capabilities

@@ -9,29 +9,27 @@ may come again; the engine's journal makes that harmless. A revoked key answers 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from syncagent.connectors.base import Capabilities, Listed, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import (
     body_of,
     chunks,
     error_text,
-    http_settings,
     need,
     need_money,
     opt,
     opt_money,
     parse_address,
-    parse_items,
     reason,
     refused,
 )
+from syncagent.connectors.rest import AfterSeq, AuthKind, Feed, Keyset, RestConnector, StaticKey
 from syncagent.errors import MappingError, PermanentError
-from syncagent.http import ApiKeyAuth, HttpClient, HttpSettings
 from syncagent.model import (
     ChannelCustomer,
     Customer,
@@ -40,7 +38,6 @@ from syncagent.model import (
     OrderEvent,
     OrderItem,
     OrderPayment,
-    Page,
     PaymentMethod,
     Price,
     Product,
@@ -51,17 +48,18 @@ from syncagent.model import (
     normalize_document,
     parse_time,
     time_str,
-    utcnow,
 )
 
 COLLECTIONS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers")
 POSTS = ("order-acks", "order-events", "customer-links")
+# collections read whole as a feed where the config makes the app a flow's source (it has no change feed)
+LISTED_FEEDS = ("products",)
 MAX_BATCH = 500  # the contract's cap on a batch upsert and on a feed page
 NFE_KEY = re.compile(r"[0-9]{44}")
 ACCEPTED = ("created", "updated", "unchanged")
 
 
-class SellerUpConnector:
+class SellerUpConnector(RestConnector):
     """Writes the catalogue to the tablets and reads the orders and customers taken on them."""
 
     type_name: ClassVar[str] = "sellerup"
@@ -70,62 +68,16 @@ class SellerUpConnector:
     }
     capabilities: ClassVar[Capabilities] = Capabilities(
         push=frozenset({*COLLECTIONS, *POSTS}),
-        pull=frozenset({"orders", "channel-customers"}),
+        pull=frozenset({"orders", "channel-customers", *LISTED_FEEDS}),
         max_batch=MAX_BATCH, importable_statuses=("approved",), cancelled_statuses=("cancelled",),
         stable=frozenset({"products", "groups", "payment-methods", "sellers", "customers"}),
+        listing=frozenset(COLLECTIONS),
     )
-
-    def __init__(self, name: str, base_url: str, options: Mapping[str, Any], http: HttpSettings, *,
-                 sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
-                 page_size: int = 500) -> None:
-        self.name = name
-        self.clock = clock
-        self.page_size = max(1, min(page_size, MAX_BATCH))
-        key = str(options["api_key"])
-        self.secrets: tuple[str, ...] = (key,)
-        self.client = HttpClient(base_url, http, name=name, auth=ApiKeyAuth("X-Api-Key", key),
-                                 secrets=self.secrets, sleep=sleep)
-
-    @classmethod
-    def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> SellerUpConnector:
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock)
-
-    def check(self) -> None:
-        """The key is accepted and the app reachable: the cheapest authenticated call there is."""
-        resp = self.client.get("/v1/orders", params={"limit": 1})
-        if resp.status != 200:
-            raise refused(self.client, "GET /v1/orders", resp)
-
-    def close(self) -> None:
-        self.client.close()
-
-    # -- feeds -----------------------------------------------------------------------------------
-    def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
-        """Follow a seq feed after `cursor`; each page's cursor is the highest seq it held."""
-        feeds = {"orders": ("/v1/orders", parse_order), "channel-customers": ("/v1/tablet-customers", parse_customer)}
-        if entity not in feeds:
-            raise ValueError(f"{self.name} has no {entity} feed")
-        path, parse = feeds[entity]
-        try:
-            after = int(cursor or 0)
-        except ValueError:
-            raise PermanentError(f"{self.name}: {entity} cursor {str(cursor)[:40]!r} is not a seq number",
-                                 code="bad_cursor") from None
-        while True:
-            what = f"GET {path}"
-            resp = self.client.get(path, params={"after": after, "limit": self.page_size})
-            if resp.status != 200:
-                raise refused(self.client, what, resp)
-            items = body_of(self.client, what, resp)["items"]
-            seqs = [s for s in (_seq(i) for i in items) if s is not None]
-            last = max(seqs, default=after)
-            moved = last > after
-            yield Page(parse_items(items, parse, _feed_key), str(last) if moved else None)
-            # a short page is the end for now; a page that does not move the cursor would loop forever
-            if len(items) < self.page_size or not moved:
-                return
-            after = last
+    auth: ClassVar[AuthKind] = StaticKey("X-Api-Key", "api_key")
+    check_path: ClassVar[str] = "/v1/orders"
+    max_page: ClassVar[int] = MAX_BATCH
+    lists: ClassVar[Mapping[str, Feed]] = {entity: Feed("/v1/{entity}", Keyset(), limit=1000) for entity in COLLECTIONS}
+    feeds: ClassVar[Mapping[str, Feed]] = {}  # declared at the end of the module, once its parsers exist
 
     # -- writes ----------------------------------------------------------------------------------
     def prepare(self, entity: str, record: Any) -> Outgoing:
@@ -197,28 +149,6 @@ class SellerUpConnector:
         code = "not_found" if resp.status == 404 else resp.error_code() or f"http_{resp.status}"
         return PushResult(out.key, "rejected", reason_code=code, reason=reason(resp, self.client))
 
-    def listing(self, entity: str) -> Iterator[list[Listed]]:
-        """What the app holds now (GET /v1/{collection}, keyset by key), page by page."""
-        if entity not in COLLECTIONS:
-            raise ValueError(f"{self.name} lists only {', '.join(COLLECTIONS)}, not {entity}")
-        after: str | None = None
-        while True:
-            what = f"GET /v1/{entity}"
-            params: dict[str, Any] = {"limit": 1000}
-            if after is not None:
-                params["after_key"] = after
-            resp = self.client.get(f"/v1/{entity}", params=params)
-            if resp.status != 200:
-                raise refused(self.client, what, resp)
-            body = body_of(self.client, what, resp)
-            items = [i for i in body["items"] if isinstance(i, dict) and isinstance(i.get("key"), str)]
-            yield [Listed(i["key"], i, i.get("barcode") if isinstance(i.get("barcode"), str) else None)
-                   for i in items]
-            nxt = body.get("next_after_key")
-            if not isinstance(nxt, str) or not nxt or nxt == after:
-                return
-            after = nxt
-
     def lookup(self, entity: str, **keys: str) -> Any:
         """Seller Up has nothing the engine needs to look up before writing again."""
         return None
@@ -267,6 +197,16 @@ def _required(value: Any, name: str) -> str:
     if value is None or not str(value).strip():
         raise MappingError("missing_field", f"{name} is required")
     return str(value)
+
+
+def product_in(item: dict[str, Any]) -> Product:
+    """A product as the app holds it (GET /v1/products), where the app is the catalogue's source."""
+    return Product(code=need(item, "key"), name=need(item, "name"), active=need(item, "active", bool),
+                   barcode=opt(item, "barcode"), brand=opt(item, "brand"), group_code=opt(item, "group_key"),
+                   unit=opt(item, "unit") or "UN")
+
+
+LISTED_PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {"products": product_in}
 
 
 def product_out(p: Product, clock: Callable[[], datetime]) -> dict[str, Any]:
@@ -385,3 +325,12 @@ def parse_customer(item: dict[str, Any]) -> ChannelCustomer:
         email=opt(item, "email"), phone=opt(item, "phone"), address=parse_address(item.get("address")),
         version=str(need(item, "seq", int)),
     )
+
+
+# orders and tablet customers: seq feeds; the catalogue: listings keyset by key, read whole as a feed where
+# the config makes the app a flow's source (it has no change feed)
+SellerUpConnector.feeds = {
+    "orders": Feed("/v1/orders", AfterSeq(), parse_order, _feed_key),
+    "channel-customers": Feed("/v1/tablet-customers", AfterSeq(), parse_customer, _feed_key),
+    **{entity: Feed(f"/v1/{entity}", Keyset(), parse, "key", limit=1000) for entity, parse in LISTED_PARSERS.items()},
+}

@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import http_settings, need, opt, parse_items
 from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse, HttpSettings
@@ -120,7 +120,7 @@ def api_roots(account: str, environment: str, base_url: str | None,
     return roots
 
 
-class VtexConnector:
+class VtexConnector(BaseConnector):
     """Writes catalogue, prices and stock to a VTEX store and reads its orders from the Feed v3."""
 
     type_name: ClassVar[str] = "vtex"
@@ -220,6 +220,9 @@ class VtexConnector:
     def close(self) -> None:
         for client in self._clients:
             client.close()
+
+    def http_clients(self) -> Sequence[HttpClient]:
+        return tuple(self._clients)
 
     def stock_locations(self) -> dict[str, tuple[str, ...]]:
         """VTEX warehouse -> back office warehouses whose stock it gets (for per-warehouse sums)."""

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from syncagent import engine as engine_module
 from syncagent.agent import Agent
 from syncagent.config import load_config
 from syncagent.connectors import gestao_lojas
+from syncagent.engine import pages as engine_module
 from syncagent.journal import Journal
 from tests.integration.harness import Sims, cli, items_written, start, write_config
 

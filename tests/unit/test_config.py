@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -577,7 +578,8 @@ def test_sku_mapping_and_adopt(tmp_path: Path) -> None:
 def test_adopt_needs_a_channel_that_can_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from syncagent.connectors.sellerup import SellerUpConnector
 
-    monkeypatch.delattr(SellerUpConnector, "listing")
+    caps = SellerUpConnector.capabilities
+    monkeypatch.setattr(SellerUpConnector, "capabilities", replace(caps, listing=caps.listing - {"products"}))
     text = GOOD.replace("    order_warehouse: CD01\n", "    order_warehouse: CD01\n    adopt: true\n")
     (problem,) = problems(tmp_path, text)
     assert (problem.key, problem.line) == ("channels[0].adopt", line_of(text, "adopt: true"))

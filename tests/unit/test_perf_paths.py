@@ -14,6 +14,7 @@ from syncagent.connectors.base import Capabilities, Outgoing, PushResult
 from syncagent.connectors.common import parse_items
 from syncagent.connectors.gestao_lojas import parse_product
 from syncagent.engine import ChannelSetup, Engine
+from syncagent.engine.executor import read_ahead
 from syncagent.errors import MappingError, TransientError
 from syncagent.journal import Journal
 from syncagent.model import BadRecord, Page, Product
@@ -159,7 +160,7 @@ def test_the_read_error_keeps_its_type() -> None:
 
     got = []
     with pytest.raises(KeyError, match="boom"):
-        for item in Engine._read_ahead(source()):
+        for item in read_ahead(source()):
             got.append(item)
     assert got == [1]
 
@@ -191,7 +192,7 @@ def test_closing_the_read_ahead_early_closes_the_source_in_time() -> None:
         finally:
             closed.set()
 
-    pages = Engine._read_ahead(source())
+    pages = read_ahead(source())
     assert next(pages) == 0
     pages.close()
     assert closed.is_set() and len(reads) <= 3
@@ -305,10 +306,10 @@ def test_a_first_item_said_to_be_the_last_starts_no_reader_and_still_yields_the_
             closed.set()
 
     before = threading.active_count()
-    pages = Engine._read_ahead(source(), more=lambda item: item != 1)
+    pages = read_ahead(source(), more=lambda item: item != 1)
     assert next(pages) == 1 and threading.active_count() == before
     assert list(pages) == [2] and closed.is_set()
-    early = Engine._read_ahead(source(), more=lambda item: False)
+    early = read_ahead(source(), more=lambda item: False)
     assert next(early) == 1
     closed.clear()
     early.close()
