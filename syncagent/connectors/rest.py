@@ -36,6 +36,13 @@ class AuthKind(Protocol):
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider: ...
 
 
+def _header_auth(header: str, value: str, secrets: tuple[str, ...]) -> AuthProvider:
+    """A fixed header on every request, masked in every form the options give (raw, base64)."""
+    auth = ApiKeyAuth(header, value)
+    auth.secrets = (*auth.secrets, *secrets)
+    return auth
+
+
 @dataclass(frozen=True, slots=True)
 class StaticKey:
     """A fixed key in a header (``X-Api-Key: …``, ``Authorization: Token …``); a 401 is final."""
@@ -48,9 +55,7 @@ class StaticKey:
         return (str(options[self.option]),)
 
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
-        auth = ApiKeyAuth(self.header, self.prefix + str(options[self.option]))
-        auth.secrets = (*auth.secrets, *self.secrets(options))
-        return auth
+        return _header_auth(self.header, self.prefix + str(options[self.option]), self.secrets(options))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +73,7 @@ class Basic:
         return (str(options[self.password_option]), self._encoded(options))
 
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
-        auth = ApiKeyAuth("Authorization", "Basic " + self._encoded(options))
-        auth.secrets = (*auth.secrets, *self.secrets(options))
-        return auth
+        return _header_auth("Authorization", "Basic " + self._encoded(options), self.secrets(options))
 
 
 @dataclass(frozen=True, slots=True)

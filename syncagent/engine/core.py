@@ -11,7 +11,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from syncagent.connectors.base import Connector, Outgoing
 from syncagent.errors import TransientError
 from syncagent.journal import Journal
-from syncagent.model import BadRecord, utcnow
+from syncagent.model import BadRecord, Page, utcnow
 
 log = logging.getLogger("syncagent.engine")
 
@@ -230,3 +230,9 @@ class CursorTrail:
                                  code="cursor_loop")
         self.seen.add(cursor)
         self.last, self.stalled = cursor, False
+
+    def follow(self, pages: Iterable[Page]) -> Iterator[Page]:
+        """The pages of one pass, each checked before the caller takes it."""
+        for page in pages:
+            self.check(page.cursor)
+            yield page

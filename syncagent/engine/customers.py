@@ -19,8 +19,7 @@ class Customers(EngineCore):
             return  # binding may create back office customers: a shadow channel writes nothing
         cursor = self.journal.cursor(ctx.name, "customers-pull")
         trail = CursorTrail(f"{ctx.name}/customers pull", cursor)
-        for page in ctx.conn.pull("channel-customers", cursor):
-            trail.check(page.cursor)
+        for page in trail.follow(ctx.conn.pull("channel-customers", cursor)):
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):

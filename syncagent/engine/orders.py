@@ -57,8 +57,7 @@ class OrderIntake(EngineCore):
             self._release_waiting_orders(ctx)
         cursor = self.journal.cursor(ctx.name, "orders")
         trail = CursorTrail(f"{ctx.name}/orders", cursor)
-        for page in ctx.conn.pull("orders", cursor):
-            trail.check(page.cursor)
+        for page in trail.follow(ctx.conn.pull("orders", cursor)):
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):

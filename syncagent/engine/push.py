@@ -88,8 +88,7 @@ class PushPipeline(EngineCore):
             # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
             with contextlib.closing(read_ahead(self._source(ctx).pull(entity, cursor, filters),
                                                more=lambda page: page.cursor is not None)) as pages:
-                for page in pages:
-                    trail.check(page.cursor)
+                for page in trail.follow(pages):
                     records = page.records
                     ctx.result.read += len(records)
                     page_digest = skip.meet(page)
