@@ -98,17 +98,23 @@ def test_pull_orders_and_customers(sims: Sims, tmp_path: Path) -> None:
     assert len(sims.bo.admin("GET", "/_admin/orders")["items"]) == step["sent"]
 
 
-def test_second_agent_on_the_same_journal_exits_3(sims: Sims, tmp_path: Path) -> None:
-    config = write_config(tmp_path, sims)
+def _start_daemon(config: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    """`syncagent run` in a child, returned once it holds the journal lock (30 s at most)."""
     daemon = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "syncagent", "-c", str(config), "run"], cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "journal.db.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return daemon
+
+
+def test_second_agent_on_the_same_journal_exits_3(sims: Sims, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sims)
+    daemon = _start_daemon(config, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "journal.db.lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
         second = cli(config, "run", "--once")
         assert second.returncode == 3, second.stderr
         assert "another syncagent" in second.stderr
@@ -238,15 +244,8 @@ def test_daemon_keeps_the_journal_when_its_lock_file_goes_and_stops_when_the_jou
     config = write_config(tmp_path, sims, flows=["groups"])
     config.write_text(config.read_text().replace("groups: {every: 1m}", "groups: {every: 1s}"))
     journal = tmp_path / "journal.db"
-    daemon = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "syncagent", "-c", str(config), "run"], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    daemon = _start_daemon(config, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "journal.db.lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
         (tmp_path / "journal.db.lock").unlink()  # a tidy-up script, a careless `rm *.lock`
         second = cli(config, "run", "--once")
         assert second.returncode == 3 and "another syncagent" in second.stderr, second.stderr
