@@ -38,6 +38,11 @@ class Entity:
 ENTITIES: dict[str, Entity] = {e.name: e for e in (
     Entity("orders", "(channel, channel order id)", PULL),
     Entity("order-events", "(order, event id)"),
+    # customer service: tickets opened on the channel come in; the back office's answers go back to them only
+    Entity("tickets", "(channel, ticket kind, channel ticket id)", PULL),
+    Entity("ticket-answers", "(ticket, back office event id)"),
+    # delivery statuses of the channel's shipments, read from their carrier (or the channel) into the back office
+    Entity("deliveries", "(tracking code, status, time)", PULL),
     Entity("groups", "group code", catalogue=True, stable=True),
     Entity("payment-methods", "payment method code", catalogue=True, stable=True),
     Entity("sellers", "seller code", catalogue=True, stable=True),
@@ -49,6 +54,9 @@ ENTITIES: dict[str, Entity] = {e.name: e for e in (
     Entity("customer-links", "channel customer id", flow=False),
     Entity("order-acks", "channel order id", flow=False),
     Entity("order-cancels", "channel order id", PULL, flow=False),
+    Entity("ticket-messages", "(ticket, channel message id)", PULL, flow=False),
+    Entity("ticket-events", "back office ticket event id", flow=False),  # the back office's feed of answers
+    Entity("tracking", "tracking code", PULL, flow=False),  # what a carrier (or a shipping channel) says of one
 )}
 
 FLOWS: tuple[str, ...] = tuple(e.name for e in ENTITIES.values() if e.flow)

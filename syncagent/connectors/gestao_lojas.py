@@ -31,6 +31,7 @@ from syncagent.connectors.common import (
     reason,
     refused,
 )
+from syncagent.connectors.gestao_lojas_sac import SAC_PREPARERS, SacWrites, parse_ticket_event
 from syncagent.errors import AmbiguousError, MappingError, TransientError
 from syncagent.http import HttpClient, HttpResponse, HttpSettings, OAuthClientCredentials
 from syncagent.model import (
@@ -57,8 +58,9 @@ from syncagent.model import (
     utcnow,
 )
 
-FEEDS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events")
-WRITES = ("orders", "customers", "order-cancels", "products")
+FEEDS = ("products", "prices", "stock", "customers", "payment-methods", "groups", "sellers", "order-events",
+         "ticket-events")
+WRITES = ("orders", "customers", "order-cancels", "products", "tickets", "ticket-messages", "deliveries")
 MAX_PAGE = 1000  # the contract's `limit` maximum
 SAME_PAGES = 3  # pages in a row with the same items under new cursors: the feed is not moving on
 
@@ -113,6 +115,7 @@ class GestaoLojasConnector(BaseConnector):
         token_client = HttpClient(base_url, http, name=name, secrets=self.secrets, sleep=sleep)
         self.auth = OAuthClientCredentials(token_client, str(options["client_id"]), secret)
         self.client = HttpClient(base_url, http, name=name, auth=self.auth, secrets=self.secrets, sleep=sleep)
+        self.sac = SacWrites(self.client, name)
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
@@ -198,7 +201,8 @@ class GestaoLojasConnector(BaseConnector):
     def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
         """One request per record (the back office has no batch writes); one result per record."""
         writers = {"orders": self._push_order, "customers": self._push_customer, "order-cancels": self._push_cancel,
-                   "products": self._push_product}
+                   "products": self._push_product, "tickets": self.sac.ticket, "ticket-messages": self.sac.message,
+                   "deliveries": self.sac.delivery}
         write = writers.get(entity)
         if write is None:
             raise ValueError(f"{self.name} cannot take {entity}")
@@ -267,7 +271,10 @@ class GestaoLojasConnector(BaseConnector):
                           reason=reason(resp, self.client))
 
     def lookup(self, entity: str, **keys: str) -> Any:
-        """An order by (external_id, channel) as {"number", "status"}; a customer by document."""
+        """An order by (external_id, channel) as {"number", "status"}; a customer by document; a ticket by
+        (channel, external_id) as {"id", "messages"}."""
+        if entity == "tickets":
+            return self.sac.find_ticket(keys["channel"], keys["external_id"])
         if entity == "orders":
             what = "GET /orders (lookup)"
             resp = self.client.get("/orders", params={"external_id": keys["external_id"], "channel": keys["channel"]})
@@ -472,6 +479,7 @@ PARSERS: dict[str, tuple[Callable[[dict[str, Any]], Any], str | KeyOf]] = {
     "customers": (parse_customer, lambda i: i.get("code") or i.get("document")),
     "payment-methods": (parse_payment_method, "code"), "groups": (parse_group, "code"),
     "sellers": (parse_seller, "code"), "order-events": (parse_event, "id"),
+    "ticket-events": (parse_ticket_event, "id"),
 }
 
 
@@ -533,6 +541,7 @@ PREPARERS: dict[str, Callable[[Any], Outgoing]] = {
     "customers": lambda record: Outgoing(record.document, customer_out(record)),
     "order-cancels": _order_cancel,
     "products": lambda record: Outgoing(record.code, product_in(record)),
+    **SAC_PREPARERS,
 }
 
 

@@ -56,6 +56,7 @@ from syncagent.simulators.common import (
     json_type,
     valid_date_time,
 )
+from syncagent.simulators.gestao_lojas_sac import SacRoutes
 
 SCHEMA_VERSION = "2"
 DEFAULT_LIMIT, MAX_LIMIT = 200, 1000
@@ -197,7 +198,13 @@ SCHEDULED: tuple[Field, ...] = (("list_price", "money", True, False), ("starts_a
 JSON_TYPES: dict[str, tuple[type, ...]] = {"bool": (bool,), "int": (int,), "quantity": (int,), "positive": (int,),
                                            "list": (list,), "object": (dict,), "address": (dict,)}
 TYPE_NAMES = {bool: "a boolean", int: "an integer", list: "an array", dict: "an object", str: "a string"}
-ENUMS = {"payment-type": PAYMENT_TYPES, "event-type": tuple(EVENT_AFTER)}
+ENUMS = {"payment-type": PAYMENT_TYPES, "event-type": tuple(EVENT_AFTER),
+         # contract 1.1 (openapi.yaml L584, L601, L605, L647, L652)
+         "author": ("customer", "seller", "marketplace"), "ticket-kind": ("question", "message", "claim", "ticket"),
+         "ticket-status": ("open", "waiting_seller", "waiting_customer", "closed"),
+         "delivery-status": ("posted", "in_transit", "out_for_delivery", "delivered", "delivery_failed", "returned",
+                             "exception"),
+         "delivery-source": ("carrier", "channel")}
 
 
 # -- values ----------------------------------------------------------------------------------------
@@ -527,8 +534,9 @@ def made(seed: int, products: int, customers: int, stamp: str, hour: datetime, w
 
 
 # -- the simulator ---------------------------------------------------------------------------------
-class GestaoLojasSim(SimApp):
-    """The back office: catalogue, customers and stock it serves as feeds; orders it receives."""
+class GestaoLojasSim(SacRoutes, SimApp):
+    """The back office: catalogue, customers and stock it serves as feeds; orders it receives; tickets and
+    delivery updates (contract 1.1, in `gestao_lojas_sac`)."""
 
     system = "gestao-lojas"
 
@@ -709,6 +717,7 @@ class GestaoLojasSim(SimApp):
         r("POST", "/_admin/orders/{number}/events", self.admin_add_event)
         r("PATCH", "/_admin/events/{id}", self.admin_correct_event)
         r("GET", "/_admin/counts", self.admin_counts)
+        self._sac_routes()
 
     def dispatch(self, req: Request) -> Response:
         """The token is checked before routing: without one, even a wrong path answers 401."""
