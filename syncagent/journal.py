@@ -30,6 +30,8 @@ from typing import Any
 
 from syncagent import failpoints
 from syncagent.errors import JournalError, JournalFull, JournalGone, JournalLocked
+from syncagent.journal_sac import MIGRATION as SAC_MIGRATION
+from syncagent.journal_sac import SacJournal
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -105,6 +107,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE events ADD COLUMN fingerprint TEXT;
         """,
     ),
+    SAC_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -253,7 +256,7 @@ class RunRow:
     error: str | None
 
 
-class Journal:
+class Journal(SacJournal):
     """One open journal. Not thread-safe: the agent drives it from one thread."""
 
     def __init__(self, path: str | Path, *, lock: bool = True, readonly: bool = False) -> None:
@@ -844,6 +847,7 @@ class Journal:
                    " AND reason_code = 'unmapped_sku' GROUP BY entity", (channel,))
         for entity, count in rows:
             found[entity] = found.get(entity, 0) + int(count)
+        found.update({flow: n for flow, n in self.sac_backlog(channel, now).items() if n})
         return found
 
     # -- alerts: what was e-mailed, so each problem is told once and its recovery once ------------

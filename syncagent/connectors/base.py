@@ -26,7 +26,13 @@ what it supports and declares it in its `Capabilities`.
 Entities beyond the catalogue are plain names too: ``orders`` (create in the back office),
 ``order-acks`` (tell the channel its order was imported), ``order-events`` (fulfilment news),
 ``order-cancels`` (cancel in the back office), ``customer-links`` (tell the channel which back
-office code its customer became), ``channel-customers`` (customers registered on the channel).
+office code its customer became), ``channel-customers`` (customers registered on the channel),
+``tickets`` (customer-service conversations read from a channel, `model_sac.Ticket`),
+``ticket-answers`` (the back office's answers sent to a channel; ``lookup("ticket-answers",
+ticket=, body=, status=)`` answers {"found": bool} when the channel can tell whether it holds one
+already, None when it cannot), ``tracking`` (``pull("tracking", None, {"shipments": [ShipmentRef]})``
+yields `model_sac.Tracking` per code: a carrier, or a channel for the carriers in
+``owned_tracking``).
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ class Capabilities:
     stable: frozenset[str] = frozenset()
     # entities whose records `listing` can show as the system holds them now (reconcile, adopt)
     listing: frozenset[str] = frozenset()
+    # carrier names (case-folded) whose tracking this channel owns (its own logistics): the `deliveries`
+    # flow reads their statuses from the channel (`pull("tracking", ...)`), never from a carrier
+    owned_tracking: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,10 @@ One module per concern, each a mixin of `Engine` over the state of `core.EngineC
   orders.py        order intake: created once (a lost answer looked up at once), then acknowledged
   events.py        order events back to the channel, in order, once per change (corrections)
   actions.py       operator actions: quarantine retry, replay; the self-releasing quarantine
+  tickets.py       customer-service tickets in once, messages once; answers back once, in order, only to
+                   tickets downloaded from that channel
+  deliveries.py    shipments announced in order-events tracked at their carrier (or channel) to a final
+                   status, each status written once
 """
 
 from __future__ import annotations
@@ -33,20 +37,24 @@ from syncagent.engine.actions import OperatorActions
 from syncagent.engine.catalogue import CatalogueFlows
 from syncagent.engine.core import ChannelSetup, PlannedWrite, StepResult, _Ctx, log
 from syncagent.engine.customers import Customers
+from syncagent.engine.deliveries import CarrierSetup, DeliveryFlows
 from syncagent.engine.events import OrderEvents
 from syncagent.engine.orders import MAX_SETTLE_WAIT, OrderIntake
 from syncagent.engine.push import PushPipeline
 from syncagent.engine.skus import SkuMapping
+from syncagent.engine.tickets import TicketFlows
 from syncagent.errors import AuthError, ChannelError
 
 CATALOGUE_PUSH = entities.CATALOGUE
 BACKOFFICE_STATE = "@backoffice"  # the back office's credential state, kept beside the channels' (no channel name has @)
 BACKOFFICE_REFUSED = "back office credentials rejected"
-READS_BACKOFFICE_FEED = frozenset({"groups", "payment-methods", "sellers", "products", "prices", "stock", "order-events"})
+READS_BACKOFFICE_FEED = frozenset({"groups", "payment-methods", "sellers", "products", "prices", "stock", "order-events",
+                                   "ticket-answers", "deliveries"})
 INTERRUPTED = "interrupted by the operator (Ctrl-C); what was recorded stays, the next run goes on from there"
 
 
-class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, OrderEvents, OperatorActions):
+class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, OrderEvents, TicketFlows, DeliveryFlows,
+             OperatorActions):
     """Runs steps; each concern lives in its own module (see the package docstring)."""
 
     # -- entry point ---------------------------------------------------------------------------
@@ -111,6 +119,9 @@ class Engine(PushPipeline, CatalogueFlows, SkuMapping, Customers, OrderIntake, O
         return {
             "orders": lambda ctx, full, direction: self._orders(ctx),
             "order-events": lambda ctx, full, direction: self._order_events(ctx),
+            "tickets": lambda ctx, full, direction: self._tickets(ctx),
+            "ticket-answers": lambda ctx, full, direction: self._ticket_answers(ctx),
+            "deliveries": lambda ctx, full, direction: self._deliveries(ctx),
             "stock": lambda ctx, full, direction: self._stock(ctx, full),
             "prices": lambda ctx, full, direction: self._prices(ctx, full),
             "customers": self._customers,
@@ -141,5 +152,5 @@ def _backoffice_refusal(message: str) -> str:
     return BACKOFFICE_REFUSED + (rest if found else f": {message}")
 
 
-__all__ = ["BACKOFFICE_REFUSED", "BACKOFFICE_STATE", "MAX_SETTLE_WAIT", "ChannelSetup", "Engine", "PlannedWrite",
+__all__ = ["BACKOFFICE_REFUSED", "BACKOFFICE_STATE", "MAX_SETTLE_WAIT", "CarrierSetup", "ChannelSetup", "Engine", "PlannedWrite",
            "PushResult", "StepResult"]

@@ -123,8 +123,11 @@ class EngineCore:
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         wall: Callable[[], float] | None = None,
+        carriers: Mapping[str, Any] | None = None,
     ) -> None:
         self.sleep = sleep
+        # carrier connectors by config name (`engine.deliveries.CarrierSetup`): who tracks which shipment
+        self.carriers: dict[str, Any] = dict(carriers or {})
         # ages of journal rows (stamped with the wall clock) are measured with `wall`; it follows `clock`
         # unless given, so a simulated clock ages them too (a test may pin `clock` and keep `wall` real)
         self.wall: Callable[[], float] = wall or (lambda: self.clock().timestamp())

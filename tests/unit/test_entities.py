@@ -15,10 +15,11 @@ from syncagent.model import ALL_FLOWS, CATALOGUE_ENTITIES
 
 
 def test_the_flows_and_their_default_directions_are_those_of_design_section_1() -> None:
-    assert entities.FLOWS == ("orders", "order-events", "groups", "payment-methods", "sellers", "products",
-                              "prices", "stock", "customers")
+    assert entities.FLOWS == ("orders", "order-events", "tickets", "ticket-answers", "deliveries", "groups",
+                              "payment-methods", "sellers", "products", "prices", "stock", "customers")
     directions = {name: entities.default_direction(name) for name in entities.FLOWS}
-    assert directions == {**{name: "push" for name in entities.FLOWS}, "orders": "pull", "customers": "both"}
+    assert directions == {**{name: "push" for name in entities.FLOWS}, "orders": "pull", "customers": "both",
+                          "tickets": "pull", "deliveries": "pull"}
     assert entities.default_direction("no-such-flow") == "push"
     assert DIRECTIONS == ("push", "pull", "both")
 
@@ -27,16 +28,17 @@ def test_every_module_reads_the_one_table() -> None:
     assert ALL_FLOWS == entities.FLOWS and CATALOGUE_ENTITIES == entities.CATALOGUE
     assert SKU_ENTITIES == entities.SKU_KEYED == ("products", "prices", "stock")
     assert reconcile.ENTITIES == entities.CATALOGUE
-    assert {"orders", "order-events"} == scheduler.INTAKE_FLOWS
+    assert {"orders", "order-events", "tickets", "ticket-answers", "deliveries"} == scheduler.INTAKE_FLOWS
     push = next(p for p in cli.push.params if p.name == "entity")
     assert isinstance(push.type, click.Choice)
-    assert set(push.type.choices) == set(entities.PUSHABLE) == set(entities.CATALOGUE) | {"order-events"}
+    assert set(push.type.choices) == set(entities.PUSHABLE) == set(entities.CATALOGUE) | {"order-events", "ticket-answers"}
     check = next(p for p in cli.reconcile.params if p.name == "entity")
     assert isinstance(check.type, click.Choice) and tuple(check.type.choices) == entities.CATALOGUE
 
 
 def test_messages_inside_a_flow_are_entities_but_not_flows() -> None:
-    for name in ("order-acks", "order-cancels", "customer-links", "channel-customers"):
+    for name in ("order-acks", "order-cancels", "customer-links", "channel-customers", "ticket-messages",
+                 "ticket-events", "tracking"):
         assert not entities.get(name).flow and name not in entities.FLOWS
     with pytest.raises(KeyError, match="unknown entity 'nope'"):
         entities.get("nope")
@@ -58,5 +60,5 @@ def test_the_engine_has_one_handler_for_every_flow_and_refuses_an_unknown_one(tm
     with Journal(tmp_path / "j.db") as journal:
         engine = Engine(journal, FakeBackoffice(), {"loja": ChannelSetup("loja", FakeChannel())})
         assert set(engine._flow_handlers()) == set(entities.FLOWS)
-        result = engine.run_step("loja", "tickets")
-        assert (result.status, result.error) == ("failed", "unknown flow 'tickets'")
+        result = engine.run_step("loja", "invoices")
+        assert (result.status, result.error) == ("failed", "unknown flow 'invoices'")
