@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from syncagent.config import BackofficeConfig, ChannelConfig, Config
+from syncagent.config import BackofficeConfig, CarrierConfig, ChannelConfig, Config
 from syncagent.connectors import registry
 from syncagent.connectors.base import Connector
-from syncagent.engine import BACKOFFICE_REFUSED, ChannelSetup, Engine, StepResult
+from syncagent.engine import BACKOFFICE_REFUSED, CarrierSetup, ChannelSetup, Engine, StepResult
 from syncagent.errors import ConfigError, JournalError, JournalFull
 from syncagent.journal import Journal, journal_failure
 from syncagent.model import ALL_FLOWS, utcnow
@@ -64,7 +64,7 @@ def cap_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
-def build_connector(cfg: ChannelConfig | BackofficeConfig, *, sleep: Callable[[float], None] | None = None,
+def build_connector(cfg: ChannelConfig | BackofficeConfig | CarrierConfig, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow) -> Connector:
     cls: type[Connector] = registry.load(cfg.type)
     return cls.from_config(cfg, sleep=sleep, clock=clock)
@@ -103,7 +103,13 @@ class Agent:
         except Exception:
             self.journal.close()
             raise
-        self.engine = Engine(self.journal, self.backoffice, setups, clock=clock)
+        try:
+            carriers = self._carriers(config)
+        except Exception:
+            _close_all(self.backoffice, setups, {})
+            self.journal.close()
+            raise
+        self.engine = Engine(self.journal, self.backoffice, setups, clock=clock, carriers=carriers)
         self.alerter = self._alerter(config)
         self._whole_pass: tuple[str, str] | None = None  # the step in progress, when it reads its whole feed
         self.stop_requested: Callable[[], bool] = lambda: False  # the command line's Ctrl-C: start no more steps
@@ -128,6 +134,20 @@ class Agent:
             raise
         return backoffice, setups
 
+    def _carriers(self, config: Config) -> dict[str, CarrierSetup]:
+        """One connector per configured carrier, shared by every channel's deliveries flow (one rate limit)."""
+        built: dict[str, CarrierSetup] = {}
+        try:
+            for cfg in config.carriers:
+                connector = build_connector(cfg, sleep=self._sleep, clock=self._clock)
+                built[cfg.name] = CarrierSetup(cfg.name, connector, frozenset(n.strip().casefold() for n in cfg.names),
+                                               silent_after=cfg.silent_after, poll_every=cfg.poll_every)
+        except Exception:
+            for setup in built.values():
+                setup.connector.close()
+            raise
+        return built
+
     def _alerter(self, config: Config) -> Alerter | None:
         if config.alerts is None:
             return None
@@ -145,8 +165,13 @@ class Agent:
             log.warning("the journal path changed to %s: it takes effect at the next restart; still using %s",
                         config.journal, self.journal.path)
         backoffice, setups = self._connect(config)
+        try:
+            carriers = self._carriers(config)
+        except Exception:
+            _close_all(backoffice, setups, {})
+            raise
         old_engine, old_backoffice = self.engine, self.backoffice
-        self.engine = Engine(self.journal, backoffice, setups, clock=self._clock)
+        self.engine = Engine(self.journal, backoffice, setups, clock=self._clock, carriers=carriers)
         self.engine.should_stop = old_engine.should_stop
         if config.alerts != self.config.alerts:
             alerter = self._alerter(config)
@@ -154,9 +179,7 @@ class Agent:
                 alerter.failing_cycles = self.alerter.failing_cycles  # "failing N cycles" counts on
             self.alerter = alerter
         self.backoffice, self.config = backoffice, config
-        for setup in old_engine.channels.values():
-            setup.connector.close()
-        old_backoffice.close()
+        _close_all(old_backoffice, old_engine.channels, old_engine.carriers)
 
     def alert(self, results: list[StepResult]) -> None:
         """After a cycle: one e-mail per new problem, one per recovery (see syncagent.alerts)."""
@@ -258,9 +281,7 @@ class Agent:
         return self.run_steps(steps, full=full, direction=direction)
 
     def close(self) -> None:
-        for setup in self.engine.channels.values():
-            setup.connector.close()
-        self.backoffice.close()
+        _close_all(self.backoffice, self.engine.channels, self.engine.carriers)
         self.journal.close()
 
     def __enter__(self) -> Agent:
@@ -268,6 +289,12 @@ class Agent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_all(backoffice: Connector, channels: dict[str, ChannelSetup], carriers: dict[str, CarrierSetup]) -> None:
+    for setup in (*channels.values(), *carriers.values()):
+        setup.connector.close()
+    backoffice.close()
 
 
 def log_step(r: StepResult, seconds: float) -> None:

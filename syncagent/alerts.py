@@ -1,7 +1,7 @@
 """E-mail alerts: one message per new problem, one when it recovers, no flood when it flaps.
 
 A *problem* has a stable key (``auth:loja-centro``, ``failing:loja-centro``,
-``quarantine:loja-centro``, ``late-order:loja-centro:<id>``). After each cycle the agent
+``quarantine:loja-centro``, ``late-order:loja-centro:<id>``, ``silent-shipment:loja-centro:<code>``). After each cycle the agent
 evaluates which problems hold now; the alerter compares with what the journal remembers:
 
 * a problem that starts → one e-mail saying what happened, the cause the server gave, how to fix;
@@ -26,6 +26,7 @@ from syncagent.config import EmailAlerts
 from syncagent.engine import StepResult
 from syncagent.http import redact
 from syncagent.journal import Journal
+from syncagent.model import time_key
 
 log = logging.getLogger("syncagent.alerts")
 
@@ -46,6 +47,9 @@ FIXES = {
                   "source (it is retried when it changes) or run `syncagent quarantine retry <id>`. An order "
                   "naming an unknown product or payment method, or a product with no mapped SKU, goes by itself "
                   "once the missing product, method or SKU exists (`syncagent mapping import` for SKUs).",
+    "silent-shipment": "The carrier has said nothing new of this shipment for longer than the carrier's "
+                       "silent_after (config, carriers:). Look the tracking code up on the carrier's site; if the "
+                       "parcel is lost, open a claim with the carrier. The alert clears by itself at the next news.",
     "late-order": "The order is approved on the channel but not in the back office. See `syncagent status` and "
                   "`syncagent quarantine list`; once the cause is fixed, `syncagent quarantine retry <id>`.",
 }
@@ -99,6 +103,13 @@ class Alerter:
                 f"quarantine:{channel}:{entity}", f"[syncagent] {channel}: {count} {entity} record(s) quarantined",
                 f"{count} {entity} record(s) of {channel} could not be applied and wait in quarantine.\n\n"
                 f"{lines}\n\nHow to fix: {FIXES['quarantine']}\n"))
+        for row in self.journal.silent_shipments(time_key(self.clock()) or ""):
+            found.append(Problem(
+                f"silent-shipment:{row.channel}:{row.tracking_code}",
+                f"[syncagent] {row.channel}: shipment {row.tracking_code} silent",
+                f"The shipment {row.tracking_code} ({row.carrier}) of order {row.order_number} on {row.channel} has "
+                f"had no news since before {row.silent_at} (last status: {row.last_status or 'none yet'}).\n\n"
+                f"How to fix: {FIXES['silent-shipment']}\n"))
         cutoff = (self.clock() - timedelta(minutes=self.cfg.order_late_minutes)).isoformat()
         for channel, order_id, state, reason in self.journal.late_orders(cutoff.replace("+00:00", "Z")):
             found.append(Problem(

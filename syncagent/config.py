@@ -36,6 +36,7 @@ DEFAULT_EVERY = 900.0  # 15m
 DEFAULT_BATCH = 200
 DEFAULT_FILE = "syncagent.yaml"
 DEFAULT_JOURNAL = "syncagent.db"
+DEFAULT_SILENT_AFTER = 7 * 86400.0  # a shipment with no news this long raises an alert
 
 NAME_RE = re.compile(r"^[a-z0-9-]+$")
 URL_RE = re.compile(r"^https?://[^\s/?#]+\S*$")
@@ -110,6 +111,21 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CarrierConfig:
+    """A carrier connector (`carriers:`): the carrier names of shipped events it tracks, and how often."""
+
+    name: str
+    type: str
+    base_url: str
+    names: tuple[str, ...]
+    silent_after: float = DEFAULT_SILENT_AFTER
+    poll_every: float = 0.0  # 0: every run of a channel's deliveries flow
+    http: HttpOptions = HttpOptions()
+    options: Mapping[str, Any] = field(default_factory=_empty)
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class BackofficeConfig:
     type: str
     base_url: str
@@ -148,10 +164,12 @@ class Config:
     backoffice: BackofficeConfig
     channels: tuple[ChannelConfig, ...]
     secrets: tuple[str, ...] = ()  # every value read from a secret key, for redaction
+    carriers: tuple[CarrierConfig, ...] = ()
 
-    def endpoints(self) -> list[tuple[str, BackofficeConfig | ChannelConfig]]:
-        """(name, config) of every system the agent talks to: the back office, then the enabled channels."""
-        return [("backoffice", self.backoffice)] + [(c.name, c) for c in self.channels if c.enabled]
+    def endpoints(self) -> list[tuple[str, BackofficeConfig | ChannelConfig | CarrierConfig]]:
+        """(name, config) of every system the agent talks to: the back office, the enabled channels, the carriers."""
+        return ([("backoffice", self.backoffice)] + [(c.name, c) for c in self.channels if c.enabled]
+                + [(c.name, c) for c in self.carriers])
 
     def channel(self, name: str) -> ChannelConfig:
         """The channel `name`; a ConfigError names the known ones (a CLI typo is a usage error)."""
@@ -570,7 +588,8 @@ class _Section:
 
 
 # -- the file -----------------------------------------------------------------------------------
-TOP_KEYS = frozenset({"journal", "log", "alerts", "backoffice", "defaults", "channels"})
+TOP_KEYS = frozenset({"journal", "log", "alerts", "backoffice", "defaults", "channels", "carriers"})
+CARRIER_KEYS = frozenset({"name", "type", "base_url", "names", "silent_after", "poll_every", "http", "rate_limit"})
 LOG_KEYS = frozenset({"level", "format", "file"})
 EMAIL_KEYS = frozenset({"smtp_host", "smtp_port", "starttls", "username", "password", "from", "to",
                         "failing_cycles", "order_late_minutes", "allow_plaintext_login"})
@@ -734,10 +753,62 @@ def _build(reader: _Reader, path: Path, root: _Value) -> Config | None:
             elif channel.name:
                 names[channel.name] = section.line_of("name")
             channels.append(channel)
+    carriers = _carriers(reader, top, inherited.http, set(names))
     if backoffice is None:
         return None
     return Config(path=path, journal=journal, log=log, alerts=alerts, backoffice=backoffice,
-                  channels=tuple(channels), secrets=tuple(dict.fromkeys(reader.secrets)))
+                  channels=tuple(channels), secrets=tuple(dict.fromkeys(reader.secrets)), carriers=carriers)
+
+
+def _carriers(reader: _Reader, top: _Section, http: HttpOptions, channel_names: set[str]) -> tuple[CarrierConfig, ...]:
+    """`carriers:` a list of carrier connectors, each with the carrier names (of shipped events) it tracks."""
+    items = top.raw("carriers")
+    if items is None or items.value is None:
+        return ()
+    if not isinstance(items.value, list):
+        reader.problem(items.line, "carriers", "a list of carriers (- name: correios, type: correios, names: [...])",
+                       _found(items))
+        return ()
+    carriers: list[CarrierConfig] = []
+    seen: dict[str, int] = {}
+    claimed: dict[str, str] = {}
+    for i, item in enumerate(items.value):
+        section = _Section(reader, item, f"carriers[{i}]", item.line, "a carrier mapping (name, type, base_url, names)")
+        if not isinstance(item.value, dict):
+            continue
+        name = section.get("name", "name", "", required=True)
+        type_name = section.get("type", "str", "", required=True)
+        schema = _schema(reader, section, type_name)
+        if schema is not None or not type_name:
+            section.unknown(CARRIER_KEYS | set(schema or {}))
+        caps = _capabilities(type_name) if schema is not None else None
+        if caps is not None and "tracking" not in caps.pull:
+            reader.problem(section.line_of("type"), f"{section.key}.type", "a carrier connector type (one that tracks "
+                           "shipments, like correios or jadlog)", f"{type_name!r}, which tracks no shipments")
+        if name in seen or name in channel_names:
+            first = f"first on line {seen[name]}" if name in seen else "a channel has it"
+            reader.problem(section.line_of("name"), f"{section.key}.name", "a name no other carrier or channel has",
+                           f"{name!r} again ({first})")
+        elif name:
+            seen[name] = section.line_of("name")
+        names = section.get("names", "list[str]", (), required=True)
+        for carrier in names:
+            folded = carrier.strip().casefold()
+            if not folded:
+                reader.problem(section.line_of("names"), f"{section.key}.names", "carrier names as the back office's "
+                               "shipped events write them", "an empty name")
+            elif folded in claimed:
+                reader.problem(section.line_of("names"), f"{section.key}.names", "each carrier name tracked by one "
+                               "carrier connector", f"{carrier!r}, also in the names of {claimed[folded]!r}")
+            else:
+                claimed[folded] = name
+        carriers.append(CarrierConfig(
+            name=name, type=type_name, base_url=section.get("base_url", "url", "", required=True), names=names,
+            silent_after=section.get("silent_after", "duration", DEFAULT_SILENT_AFTER),
+            poll_every=section.get("poll_every", "duration", 0.0), http=_http(reader, section, http),
+            options=_options(section, schema, enabled=True),
+        ))
+    return tuple(carriers)
 
 
 def _log(section: _Section | None, reader: _Reader) -> LogConfig:
@@ -994,6 +1065,15 @@ def _can_list(type_name: str) -> bool:
 
 
 def _check_capability(reader: _Reader, caps: Any, flow: FlowConfig, type_name: str, key: str, line: int) -> None:
+    from syncagent.connectors.sac_support import SAC_FLOWS, no_ticket_api
+
+    if flow.name == "deliveries":
+        return  # tracked by the carriers of `carriers:` (or the channel, for its own logistics): nothing to need
+    why = no_ticket_api(type_name)
+    if flow.name in SAC_FLOWS and why:
+        reader.problem(line, key, f"no {flow.name} flow on a {type_name} channel (customer service is not offered "
+                       f"for {type_name})", f"{flow.name}: {why}")
+        return
     for direction in ("push", "pull") if flow.direction == "both" else (flow.direction,):
         kind, entity = FLOW_NEEDS.get((flow.name, direction), (direction, flow.name))
         supported = caps.push if kind == "push" else caps.pull

@@ -92,6 +92,20 @@ def check_transport(config: Config) -> list[Finding]:
     return findings
 
 
+def check_sac(config: Config) -> list[Finding]:
+    """Channels whose type publishes no ticket API: said plainly, with why (nothing to fix in the config)."""
+    from syncagent.connectors.sac_support import no_ticket_api
+
+    findings: list[Finding] = []
+    for channel in config.channels:
+        why = no_ticket_api(channel.type) if channel.enabled else None
+        if why:
+            findings.append(Finding(f"sac:{channel.name}", OK, f"customer-service tickets are not offered for "
+                                    f"{channel.name} ({channel.type}): {why}",
+                                    "handle this channel's customer service in its own portal"))
+    return findings
+
+
 # -- endpoints ----------------------------------------------------------------------------------
 def _clients(connector: Connector) -> list[HttpClient]:
     """The connector's HTTP clients (several for multi-API systems), as its contract declares them."""
@@ -347,7 +361,7 @@ def _age(stamp: str | None, now: datetime) -> str:
 # -- all of it ----------------------------------------------------------------------------------
 def diagnose(config: Config, *, now: Callable[[], datetime] = utcnow, online: bool = True) -> list[Finding]:
     """Every check after the config: endpoints and clocks, the journal, references, backlog."""
-    findings = check_transport(config)
+    findings = check_transport(config) + check_sac(config)
     findings += check_endpoints(config, now=now) if online else []
     conn, journal = check_journal(config)
     findings += journal

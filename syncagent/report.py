@@ -143,8 +143,11 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
             })
         waiting = journal.orders_in_state(channel.name, ("pending", "creating", "created", "quarantined"))
         oldest = min((row.seen_at for row in waiting), default=None)
+        shipments = journal.shipment_counts(channel.name)
         channels.append({
             "name": channel.name, "type": channel.type, "enabled": channel.enabled,
+            "shipments": shipments,  # tracked by the deliveries flow: open, final, unknown_carrier, quarantined
+            "unknown_carriers": journal.unknown_carriers(channel.name) if shipments.get("unknown_carrier") else {},
             "auth_state": "disabled" if not channel.enabled else auth_state, "auth_message": auth_message,
             "orders": journal.order_counts(channel.name),
             "orders_waiting": len(waiting),
@@ -209,6 +212,10 @@ def status_notes(data: dict[str, Any]) -> list[tuple[str, str]]:
     for channel in data["channels"]:
         if channel["auth_state"] == "auth_failed":
             notes.append((f"{channel['name']}: credentials rejected", str(channel["auth_message"] or "")))
+        for carrier, count in (channel.get("unknown_carriers") or {}).items():
+            notes.append((f"{channel['name']}/deliveries: unknown carrier {carrier!r}",
+                          f"{count} shipment(s) are not tracked: no carrier connector lists {carrier!r} in its names "
+                          "(add it under carriers: in the config)"))
         for flow in channel["flows"]:
             run = flow["last_run"] or {}
             if run.get("started_at") and not run.get("finished_at"):

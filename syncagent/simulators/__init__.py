@@ -13,6 +13,8 @@ SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
     "sellerup": "syncagent.simulators.sellerup",
     "vtex": "syncagent.simulators.vtex",
+    "correios": "syncagent.simulators.correios",
+    "jadlog": "syncagent.simulators.jadlog",
 }
 
 

@@ -1,0 +1,113 @@
+"""Delivery tracking over real HTTP: shipments in order-events polled at Correios/Jadlog into the back office."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from syncagent.agent import Agent
+from syncagent.alerts import Alerter
+from syncagent.config import EmailAlerts, load_config
+from syncagent.report import status_data, status_notes
+from tests.integration.harness import Sims, write_config
+from tests.integration.sac_harness import (
+    CARRIER_ENV,
+    agent_requests,
+    carriers_yaml,
+    deliveries,
+    place_order,
+    s10,
+    ship,
+    start_carriers,
+)
+
+
+@pytest.fixture
+def setup(sims: Sims, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    for key, value in CARRIER_ENV.items():
+        monkeypatch.setenv(key, value)
+    correios, jadlog = start_carriers(tmp_path)
+    path = write_config(tmp_path, sims, flows=["deliveries"])
+    path.write_text(path.read_text() + carriers_yaml(correios, jadlog))
+    yield sims, correios, jadlog, path
+    correios.server.stop()
+    jadlog.server.stop()
+
+
+def run(path: Path) -> None:
+    with Agent(load_config(path)) as agent:
+        (result,) = agent.run_entity("deliveries")
+    assert result.status == "ok", result.error
+
+
+def test_a_correios_parcel_goes_posted_in_transit_delivered_each_once_then_polling_stops(setup) -> None:  # type: ignore[no-untyped-def]
+    sims, correios, _, path = setup
+    code = s10(12345678)
+    number = place_order(sims.bo, "loja-centro", "SU-1001")
+    ship(sims.bo, number, "Correios", code)
+    correios.admin("POST", f"/_admin/objects/{code}/events", json={"codigo": "PO", "tipo": "01",
+                                                                 "dtHrCriado": "2026-12-01T09:30:00"})
+    run(path)
+    (posted,) = deliveries(sims.bo, number)
+    assert (posted["status"], posted["source"], posted["carrier_event"]) == ("posted", "carrier", "PO/01")
+    assert posted["occurred_at"] == "2026-12-01T12:30:00Z"  # Brasília local time, given its zone
+    run(path)  # nothing new: nothing written again
+    assert len(deliveries(sims.bo, number)) == 1
+    correios.admin("POST", f"/_admin/objects/{code}/events", json={"codigo": "RO", "tipo": "1",
+                                                                 "dtHrCriado": "2026-12-02T08:00:00"})
+    run(path)
+    correios.admin("POST", f"/_admin/objects/{code}/events", json={"codigo": "BDE", "tipo": "01",
+                                                                 "dtHrCriado": "2026-12-03T15:10:00"})
+    run(path)
+    assert [d["status"] for d in deliveries(sims.bo, number)] == ["posted", "in_transit", "delivered"]
+    before = len(agent_requests(correios))
+    run(path)
+    assert len(agent_requests(correios)) == before  # final: the shipment is not polled any more
+    assert len(deliveries(sims.bo, number)) == 3
+
+
+def test_a_returned_parcel_ends_returned_not_delivered(setup) -> None:  # type: ignore[no-untyped-def]
+    sims, correios, jadlog, path = setup
+    code = s10(87654321, "QB")
+    number = place_order(sims.bo, "loja-centro", "SU-1002")
+    ship(sims.bo, number, "SEDEX", code)
+    for event in ({"codigo": "PO", "tipo": "01"}, {"codigo": "BDE", "tipo": "20"}, {"codigo": "BDR", "tipo": "23"}):
+        correios.admin("POST", f"/_admin/objects/{code}/events", json=event)
+    jadlog_number = place_order(sims.bo, "loja-centro", "SU-1003")
+    ship(sims.bo, jadlog_number, "Jadlog", "10000000000001")
+    for status in ("EMISSAO", "TRANSFERENCIA", "DEVOLVIDO"):
+        jadlog.admin("POST", "/_admin/shipments/10000000000001/events", json={"status": status})
+    run(path)
+    assert [d["status"] for d in deliveries(sims.bo, number)][-1] == "returned"
+    assert "delivered" not in [d["status"] for d in deliveries(sims.bo, number)]
+    assert [d["status"] for d in deliveries(sims.bo, jadlog_number)] == ["posted", "in_transit", "returned"]
+    with Agent(load_config(path)) as agent:
+        assert agent.journal.shipment_counts("loja-centro") == {"final": 2}
+
+
+def test_unknown_carrier_and_bad_code_are_said_not_silent_and_a_silent_shipment_alerts(setup) -> None:  # type: ignore[no-untyped-def]
+    sims, correios, _, path = setup
+    unknown = place_order(sims.bo, "loja-centro", "SU-1004")
+    ship(sims.bo, unknown, "Total Express", "TE0000000001")
+    typo = place_order(sims.bo, "loja-centro", "SU-1005")
+    ship(sims.bo, typo, "Correios", "AA123456784BR")  # wrong S10 check digit
+    quiet = place_order(sims.bo, "loja-centro", "SU-1006")
+    ship(sims.bo, quiet, "Correios", s10(11111111))
+    with Agent(load_config(path)) as agent:
+        (result,) = agent.run_entity("deliveries")
+        assert result.status == "quarantined" and result.quarantined == 1
+        data = status_data(agent.config, agent.journal)
+        (channel,) = data["channels"]
+        assert channel["unknown_carriers"] == {"Total Express": 1}
+        notes = dict(status_notes(data))
+        assert "loja-centro/deliveries: unknown carrier 'Total Express'" in notes
+        assert "AA123456784BR" not in json.dumps(correios.requests_log())  # never asked: it cannot exist
+        (row,) = agent.journal.quarantined("loja-centro", "deliveries")
+        assert row.reason_code == "bad_tracking_code" and "check digit" in row.reason
+        later = datetime.now(UTC) + timedelta(days=8)
+        alerter = Alerter(EmailAlerts("smtp.invalid", "a@b.c", ("d@e.f",)), agent.journal, clock=lambda: later)
+        keys = {p.key for p in alerter.problems([])}
+        assert f"silent-shipment:loja-centro:{s10(11111111)}" in keys
