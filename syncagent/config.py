@@ -778,7 +778,7 @@ def _carriers(reader: _Reader, top: _Section, http: HttpOptions, channel_names: 
             continue
         name = section.get("name", "name", "", required=True)
         type_name = section.get("type", "str", "", required=True)
-        schema = _schema(reader, section, type_name)
+        schema = _schema(reader, section, type_name, carrier=True)
         if schema is not None or not type_name:
             section.unknown(CARRIER_KEYS | set(schema or {}))
         caps = _capabilities(type_name) if schema is not None else None
@@ -881,23 +881,28 @@ def _http(reader: _Reader, owner: _Section, base: HttpOptions) -> HttpOptions:
     return replace(base, **values) if values else base
 
 
-def _schema(reader: _Reader, section: _Section, type_name: str | None) -> dict[str, Any] | None:
-    """The connector's option schema, or None (with a problem) when its type is unknown."""
+def _schema(reader: _Reader, section: _Section, type_name: str | None, *, carrier: bool = False
+            ) -> dict[str, Any] | None:
+    """The connector's option schema, or None (with a problem) when its type is unknown (or of the other kind:
+    a carrier connector where a channel is expected, or the reverse)."""
     if not type_name:
         return None
     from syncagent.connectors import registry
 
+    known = sorted(t for t in registry.CONNECTORS if (t in registry.CARRIER_TYPES) == carrier)
     try:
-        schema = registry.option_schema(type_name)
+        schema = registry.option_schema(type_name) if type_name in known else None
     except ConfigError as exc:
         reader.problem(section.line_of("type"), _join(section.key, "type"), "a connector type that can be loaded",
                        str(exc))
         return None
     if schema is None:
-        close = difflib.get_close_matches(type_name, sorted(registry.CONNECTORS), n=1)
+        close = difflib.get_close_matches(type_name, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if type_name in registry.CONNECTORS:
+            hint = " (a carrier connector: list it under carriers:)" if not carrier else " (a channel type)"
         reader.problem(section.line_of("type"), _join(section.key, "type"),
-                       "one of the types " + ", ".join(sorted(registry.CONNECTORS)), f"{type_name!r}{hint}")
+                       "one of the types " + ", ".join(known), f"{type_name!r}{hint}")
     return schema
 
 

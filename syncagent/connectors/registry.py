@@ -18,6 +18,8 @@ CONNECTORS: dict[str, str] = {
     "correios": "syncagent.connectors.correios:CorreiosConnector",
     "jadlog": "syncagent.connectors.jadlog:JadlogConnector",
 }
+# carrier connectors: configured under `carriers:` (tracking sources), never as a channel or the back office
+CARRIER_TYPES = frozenset({"correios", "jadlog"})
 
 
 def load(type_name: str) -> type[Connector]:
