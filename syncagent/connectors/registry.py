@@ -15,6 +15,8 @@ CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
+    "mercadolivre-sac": "syncagent.connectors.mercadolivre_sac:MercadoLivreSacConnector",
+    "skyhub-sac": "syncagent.connectors.skyhub_sac:SkyHubSacConnector",
     "correios": "syncagent.connectors.correios:CorreiosConnector",
     "jadlog": "syncagent.connectors.jadlog:JadlogConnector",
 }

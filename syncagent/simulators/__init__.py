@@ -13,6 +13,8 @@ SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
     "sellerup": "syncagent.simulators.sellerup",
     "vtex": "syncagent.simulators.vtex",
+    "mercadolivre-sac": "syncagent.simulators.mercadolivre_sac",
+    "skyhub-sac": "syncagent.simulators.skyhub_sac",
     "correios": "syncagent.simulators.correios",
     "jadlog": "syncagent.simulators.jadlog",
 }
