@@ -106,6 +106,7 @@ class ShipmentRef:
     tracking_code: str
     order_number: str
     order_id: str
+    last_status: str | None = None  # the last status written: a carrier may ask the whole history only on news
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ Reference: ../shared/contracts/carriers/API.md, "Correios: API Rastro". A token 
 postage card) is cached until its `expiraEm` and fetched again once on a 401. Tracking asks one
 code with `GET /srorastro/v1/objetos/{code}?resultado=T` (every event) or up to `batch_size`
 codes with `GET /srorastro/v1/objetos?codigosObjetos=A,B&resultado=U` (the last event of each, as
-the reference gives the batch call). An object code is checked by its UPU S10 check digit before
+the reference gives the batch call); an object whose last status is not the one last written is
+then read whole (`resultado=T`), so no status in between is skipped. An object code is checked by its UPU S10 check digit before
 any call: a code that cannot exist is quarantined, never polled. An event is the pair (codigo,
 tipo), the tipo compared as a number; its local time (no zone on the wire) is read in `timezone`.
 """
@@ -176,9 +177,17 @@ class CorreiosConnector(BaseConnector):
                for r in refs if (problem := code_problem(r.tracking_code)) is not None]
         if bad:
             yield Page(bad, None)
-        codes = [r.tracking_code for r in refs if code_problem(r.tracking_code) is None]
-        for start in range(0, len(codes), self.batch):
-            yield Page(self._track(codes[start:start + self.batch]), None)
+        good = [r for r in refs if code_problem(r.tracking_code) is None]
+        for start in range(0, len(good), self.batch):
+            chunk = good[start:start + self.batch]
+            found = self._track([r.tracking_code for r in chunk])
+            # the batch call gives the last event only: an object whose last status is news is read whole,
+            # so the statuses in between are written too (one call per object that moved, none for the rest)
+            last = {r.tracking_code: r.last_status for r in chunk}
+            if len(chunk) > 1:
+                found = [(self._track([t.key]) or [t])[0] if isinstance(t, Tracking) and t.events
+                         and t.events[-1].status != last.get(t.key) else t for t in found]
+            yield Page(found, None)
 
     def _track(self, codes: list[str]) -> list[Tracking | BadRecord]:
         if len(codes) == 1:  # API.md L39: every event of one object

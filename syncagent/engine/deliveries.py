@@ -140,7 +140,7 @@ class DeliveryFlows(EngineCore):
 
     @staticmethod
     def _ask(conn: Connector, rows: Sequence[ShipmentRow]) -> dict[str, Tracking | BadRecord]:
-        refs = [ShipmentRef(r.carrier, r.tracking_code, r.order_number, r.order_id) for r in rows]
+        refs = [ShipmentRef(r.carrier, r.tracking_code, r.order_number, r.order_id, r.last_status) for r in rows]
         found: dict[str, Tracking | BadRecord] = {}
         for page in conn.pull("tracking", None, {"shipments": refs}):
             for record in page.records:
