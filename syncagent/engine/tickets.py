@@ -20,9 +20,9 @@ the cursor passes the event, so the events after it wait and go in order.
 from __future__ import annotations
 
 from syncagent import failpoints
-from syncagent.connectors.base import PushResult
+from syncagent.connectors.base import Outgoing, PushResult
 from syncagent.engine.core import CursorTrail, EngineCore, _bad_key, _Ctx, _describe, _out, _src, _stamp, log
-from syncagent.errors import AmbiguousError, ChannelError, MappingError
+from syncagent.errors import AmbiguousError, ChannelError, MappingError, TransientError
 from syncagent.journal_sac import TicketRow
 from syncagent.model import BadRecord, time_key
 from syncagent.model_sac import BackOfficeTicket, Ticket, TicketAnswer
@@ -39,6 +39,7 @@ class TicketFlows(EngineCore):
 
     # -- tickets: channel → back office ----------------------------------------------------------------
     def _tickets(self, ctx: _Ctx) -> None:
+        self._recover_tickets(ctx)
         cursor = self.journal.cursor(ctx.name, "tickets")
         trail = CursorTrail(f"{ctx.name}/tickets", cursor)
         for page in trail.follow(ctx.conn.pull("tickets", cursor)):
@@ -52,18 +53,31 @@ class TicketFlows(EngineCore):
                 self._advance(ctx.name, "tickets", page.cursor)
             if self.should_stop():
                 return
+        waiting = self.journal.tickets_in_state(ctx.name, "creating")
+        if waiting:
+            raise TransientError(f"{len(waiting)} ticket(s) wait in the journal for the next run (an answer of the "
+                                 "back office was lost: each is looked up before it is posted again)")
+
+    def _recover_tickets(self, ctx: _Ctx) -> None:
+        """Tickets a crash or a lost answer left `creating`: looked up, posted again only once settled."""
+        if ctx.setup.shadow or ctx.plan_only:
+            return
+        for row in self.journal.tickets_in_state(ctx.name, "creating"):
+            self._finish_creating(ctx, row.ticket_key, row.payload or {}, row)
 
     def _bring_ticket(self, ctx: _Ctx, ticket: Ticket) -> None:
         row = self.journal.ticket(ctx.name, ticket.key)
+        if row is not None and row.state == "creating":
+            return  # in flight: `_recover_tickets` settles it (its messages follow once it is created)
         if row is not None and row.state == "created" and row.bo_id:
             self._append_messages(ctx, ticket, row.bo_id)
             return
-        bo_id = self._create_ticket(ctx, ticket, row)
+        bo_id = self._create_ticket(ctx, ticket)
         if bo_id is not None:
             self._append_messages(ctx, ticket, bo_id)
 
-    def _create_ticket(self, ctx: _Ctx, ticket: Ticket, row: TicketRow | None) -> str | None:
-        """The back office id of the ticket, created once; None when it was quarantined or must wait."""
+    def _create_ticket(self, ctx: _Ctx, ticket: Ticket) -> str | None:
+        """The back office id of a ticket seen for the first time (or again after quarantine); None: not there."""
         order_number = None
         if ticket.order_id:
             order = self.journal.order(ctx.name, ticket.order_id)
@@ -75,44 +89,46 @@ class TicketFlows(EngineCore):
             return None
         if ctx.setup.shadow or ctx.plan_only:
             return None
-        in_flight = row is not None and row.state == "creating"
-        if not in_flight:
-            with self.journal.transaction():
-                self.journal.set_ticket(ctx.name, ticket.key, "creating", payload=out.payload,
-                                        stamp=self._now_key())
-        found = self.backoffice.lookup("tickets", channel=ctx.name, external_id=ticket.key)
-        if found is None and in_flight and row is not None:
-            # a POST whose answer was lost may still be running in the back office: a second one waits
-            if self.wall() - _stamp(row.updated_at) < ctx.setup.settle_seconds:
-                log.info("%s/tickets: %s: its last POST may still be running; it is looked up again next run",
-                         ctx.name, ticket.key)
-                return None
-            with self.journal.transaction():  # the settle time counts from this attempt
-                self.journal.set_ticket(ctx.name, ticket.key, "creating", stamp=self._now_key())
-        if found is not None:
-            bo_id, known = str(found["id"]), [str(m) for m in found.get("messages") or ()]
-        else:
+        with self.journal.transaction():  # before the POST: a crash after it is looked up, never posted blind
+            self.journal.set_ticket(ctx.name, ticket.key, "creating", payload=out.payload, stamp=self._now_key())
+        return self._finish_creating(ctx, ticket.key, out.payload, None)
+
+    def _finish_creating(self, ctx: _Ctx, key: str, payload: dict[str, object], row: TicketRow | None) -> str | None:
+        """Create once: look the ticket up first (POST /tickets is not idempotent), then POST."""
+        found = self.backoffice.lookup("tickets", channel=ctx.name, external_id=key)
+        if found is None:
+            if row is not None:
+                # a POST whose answer was lost may still be running in the back office: a second one waits
+                if self.wall() - _stamp(row.updated_at) < ctx.setup.settle_seconds:
+                    ctx.unsettled += 1
+                    return None
+                with self.journal.transaction():  # the settle time counts from this attempt
+                    self.journal.set_ticket(ctx.name, key, "creating", stamp=self._now_key())
             failpoints.hit("ticket.before_create")
             try:
-                (res,) = self.backoffice.push("tickets", [out])
+                (res,) = self.backoffice.push("tickets", [Outgoing(key, dict(payload))])
             except AmbiguousError:
-                log.warning("%s/tickets: %s: the back office answer was lost; looking it up", ctx.name, ticket.key)
-                found = self.backoffice.lookup("tickets", channel=ctx.name, external_id=ticket.key)
+                log.warning("%s/tickets: %s: the back office answer was lost; looking it up", ctx.name, key)
+                found = self.backoffice.lookup("tickets", channel=ctx.name, external_id=key)
                 if found is None:
                     raise
-                res = PushResult(ticket.key, "created", remote_id=str(found["id"]))
+                res = PushResult(key, "created", remote_id=str(found["id"]))
             failpoints.hit("ticket.after_create")
             if not res.ok or not res.remote_id:
-                self._quarantine_ticket(ctx, ticket.key, res.reason_code or "rejected",
-                                        res.reason or "refused by the back office", _out(out))
+                self._quarantine_ticket(ctx, key, res.reason_code or "rejected", res.reason or
+                                        "refused by the back office", {"outgoing": payload})
                 return None
             bo_id = str(res.remote_id)
-            known = [str(m["external_id"]) for m in out.payload.get("messages") or ()]
+            messages = payload.get("messages")
+            known = [str(m["external_id"]) for m in messages if isinstance(m, dict)] if isinstance(messages, list) \
+                else []
             ctx.result.sent += 1
+        else:
+            bo_id, known = str(found["id"]), [str(m) for m in found.get("messages") or ()]
         with self.journal.transaction():
-            self.journal.set_ticket(ctx.name, ticket.key, "created", bo_id=bo_id, stamp=self._now_key())
-            self.journal.add_ticket_messages(ctx.name, ticket.key, known)
-            self.journal.release(ctx.name, "tickets", [ticket.key])
+            self.journal.set_ticket(ctx.name, key, "created", bo_id=bo_id, stamp=self._now_key())
+            self.journal.add_ticket_messages(ctx.name, key, known)
+            self.journal.release(ctx.name, "tickets", [key])
         return bo_id
 
     def _quarantine_ticket(self, ctx: _Ctx, key: str, code: str, reason: str, payload: object) -> None:
