@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from syncagent.agent import Agent
 from syncagent.config import load_config
 from tests.integration.harness import CANARY_ENV, CANARY_SECRET, Sim, assert_no_canary, start
+from tests.integration.sac_harness import bo_token
 
 ML_SECRET = "canary-ml-" + CANARY_SECRET[-10:]
 SH_KEY, SH_MANAGER = "canary-sh-" + CANARY_SECRET[-10:], "canary-shm-" + CANARY_SECRET[-10:]
@@ -148,6 +150,22 @@ def test_back_office_only_tickets_never_leave_and_a_banned_question_is_quarantin
     with Agent(load_config(sac.path)) as agent:
         (row,) = agent.journal.quarantined("ml", "ticket-answers")
     assert row.reason_code == "banned_question" and "banned" in row.reason
+
+
+def test_an_answer_to_a_ticket_the_agent_never_downloaded_from_the_channel_never_leaves(sac: Sac) -> None:
+    # a ticket that claims to come from the channel but that this agent never brought in (typed by hand,
+    # another integration): its answer is not sent, it is quarantined saying why
+    ticket = {"channel": "ml", "external_id": "question:333", "kind": "question", "subject": "manual",
+              "status": "open", "opened_at": "2026-12-01T10:00:00Z", "messages": []}
+    resp = requests.post(sac.bo.url + "/tickets", json=ticket, headers=bo_token(sac.bo), timeout=10)
+    assert resp.status_code == 201
+    sac.reply("question:333", "Olá")
+    (result,) = sac.run("ticket-answers", "ml")
+    assert result.status == "quarantined"
+    assert sac.ml.admin("GET", "/_admin/sent")["items"] == [] and sac.ml.writes() == []
+    with Agent(load_config(sac.path)) as agent:
+        (row,) = agent.journal.quarantined("ml", "ticket-answers")
+    assert row.reason_code == "not_from_channel"
 
 
 @pytest.mark.parametrize("reply_call", ["chats", "interactions"])
