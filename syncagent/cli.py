@@ -269,12 +269,13 @@ def push(ctx: click.Context, entity: str, channel: str | None, full: bool, dry_r
 
 
 @main.command()
-@click.option("--entity", required=True, type=click.Choice(["orders", "customers"]), help="The flow to pull now.")
+@click.option("--entity", required=True, type=click.Choice(["orders", "customers", "tickets", "deliveries"]),
+              help="The flow to pull now.")
 @click.option("--channel", help="Only this channel.")
 @click.option("--json", "as_json", is_flag=True, help="Print the step results as JSON.")
 @click.pass_context
 def pull(ctx: click.Context, entity: str, channel: str | None, as_json: bool) -> None:
-    """Pull orders or customers (channels → back office) now."""
+    """Pull orders, customers, tickets or delivery statuses (into the back office) now."""
     config = _load(ctx)
 
     def body() -> int:
