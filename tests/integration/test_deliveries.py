@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import pytest
 from syncagent.agent import Agent
 from syncagent.alerts import Alerter
 from syncagent.config import EmailAlerts, load_config
+from syncagent.connectors import registry
+from syncagent.connectors.sellerup import SellerUpConnector
+from syncagent.model import Page
+from syncagent.model_sac import Tracking, TrackingEvent
 from syncagent.report import status_data, status_notes
 from tests.integration.harness import Sims, write_config
 from tests.integration.sac_harness import (
@@ -23,6 +28,24 @@ from tests.integration.sac_harness import (
     ship,
     start_carriers,
 )
+
+
+class Me2Channel(SellerUpConnector):
+    """A channel that ships with its own logistics ("Mercado Envios"): the tracking is read from it."""
+
+    type_name = "me2-test"
+    capabilities = replace(SellerUpConnector.capabilities, owned_tracking=frozenset({"mercado envios"}),
+                           pull=SellerUpConnector.capabilities.pull | {"tracking"})
+    events: dict[str, list[TrackingEvent]] = {}
+    asked: list[str] = []
+
+    def pull(self, entity, cursor, filters=None):  # type: ignore[no-untyped-def, override]
+        if entity != "tracking":
+            return super().pull(entity, cursor, filters)
+        refs = (filters or {})["shipments"]
+        type(self).asked += [r.tracking_code for r in refs]
+        return iter([Page([Tracking(r.tracking_code, tuple(self.events.get(r.tracking_code, ()))) for r in refs],
+                          None)])
 
 
 @pytest.fixture
@@ -111,3 +134,20 @@ def test_unknown_carrier_and_bad_code_are_said_not_silent_and_a_silent_shipment_
         alerter = Alerter(EmailAlerts("smtp.invalid", "a@b.c", ("d@e.f",)), agent.journal, clock=lambda: later)
         keys = {p.key for p in alerter.problems([])}
         assert f"silent-shipment:loja-centro:{s10(11111111)}" in keys
+
+
+def test_marketplace_logistics_are_read_from_the_channel_never_a_carrier(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    sims, correios, _, path = setup
+    monkeypatch.setitem(registry.CONNECTORS, "me2-test", f"{__name__}:Me2Channel")
+    path.write_text(path.read_text().replace("type: sellerup", "type: me2-test"))
+    number = place_order(sims.bo, "loja-centro", "SU-2001")
+    ship(sims.bo, number, "Mercado Envios", "ME2-000123")
+    Me2Channel.events = {"ME2-000123": [TrackingEvent("posted", datetime(2026, 12, 1, 10, tzinfo=UTC))]}
+    run(path)
+    Me2Channel.events["ME2-000123"].append(TrackingEvent("delivered", datetime(2026, 12, 2, 10, tzinfo=UTC)))
+    run(path)
+    run(path)
+    assert [(d["status"], d["source"]) for d in deliveries(sims.bo, number)] == [("posted", "channel"),
+                                                                                ("delivered", "channel")]
+    assert Me2Channel.asked == ["ME2-000123", "ME2-000123"]  # asked until delivered, then no more
+    assert agent_requests(correios) == []
