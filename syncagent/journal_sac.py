@@ -118,6 +118,11 @@ class SacJournal:
             " reason = excluded.reason, updated_at = excluded.updated_at",
             (channel, event_id, key, state, reason, stamp))
 
+    def answer_ticket(self, channel: str, event_id: str) -> str | None:
+        row = self.conn.execute("SELECT ticket_key FROM ticket_answers WHERE channel = ? AND event_id = ?",
+                                (channel, event_id)).fetchone()
+        return str(row[0]) if row else None
+
     def answers_in_state(self, channel: str, state: str) -> list[tuple[str, str]]:
         """(event id, ticket key) of the answers in `state`, oldest first."""
         rows = self.conn.execute("SELECT event_id, ticket_key FROM ticket_answers WHERE channel = ? AND state = ?"

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from syncagent.model import parse_time
+
 TICKET_KINDS = ("question", "message", "claim", "ticket")
 TICKET_STATUSES = ("open", "waiting_seller", "waiting_customer", "closed")
 AUTHORS = ("customer", "seller", "marketplace")
@@ -145,3 +147,26 @@ class DeliveryUpdate:
     @property
     def key(self) -> str:
         return f"{self.tracking_code}|{self.event.status}|{self.event.occurred_at.isoformat()}"
+
+
+def _moment(value: Any, name: str) -> datetime:
+    moment = parse_time(value, name, required=True)
+    assert moment is not None
+    return moment
+
+
+def ticket_from_dict(data: dict[str, Any]) -> Ticket:
+    """A `Ticket` from its quarantined JSON view (times as text)."""
+    messages = tuple(TicketMessage(str(m["remote_id"]), str(m["author"]), str(m["body"]),
+                                   _moment(m["sent_at"], "sent_at"), m.get("author_name"))
+                     for m in data.get("messages") or ())
+    return Ticket(str(data["kind"]), str(data["remote_id"]), str(data["subject"]), str(data["status"]),
+                  _moment(data["opened_at"], "opened_at"), messages, data.get("order_id"), data.get("customer_name"),
+                  data.get("customer_email"), dict(data.get("context") or {}))
+
+
+def answer_from_dict(data: dict[str, Any]) -> TicketAnswer:
+    """A `TicketAnswer` from its quarantined JSON view."""
+    return TicketAnswer(str(data["id"]), str(data["ticket_id"]), str(data["channel"]), str(data["ticket_key"]),
+                        str(data["type"]), _moment(data["occurred_at"], "occurred_at"), data.get("body"),
+                        data.get("author_name"), data.get("status"))

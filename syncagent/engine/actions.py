@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from syncagent import entities
 from syncagent.connectors.base import Outgoing, PushResult
 from syncagent.engine.core import EngineCore, StepResult, _Ctx, _out, _stamp, log
@@ -25,6 +27,12 @@ WAITING_KINDS = frozenset({"product", "payment method", "customer", "seller", "g
 
 
 class OperatorActions(EngineCore):
+    def _resend_sac(self, ctx: _Ctx, entity: str, out: Outgoing) -> bool:
+        return False  # overridden by TicketFlows (before this class in the engine's bases)
+
+    def _retry_sac(self, ctx: _Ctx, entity: str, payload: dict[str, Any]) -> bool:
+        return False  # overridden by TicketFlows
+
     """`quarantine retry`, `replay order|product`, and the orders that leave quarantine on their own."""
 
     def retry(self, channel: str, entity: str, key: str, ctx: _Ctx | None = None) -> tuple[bool, str]:
@@ -60,6 +68,10 @@ class OperatorActions(EngineCore):
 
     def _retry(self, ctx: _Ctx, channel: str, entity: str, key: str, row: QuarantineRow) -> tuple[bool, str]:
         payload = row.payload if isinstance(row.payload, dict) else {}
+        if self._retry_sac(ctx, entity, payload):
+            still = next(iter(self.journal.quarantined(channel, entity, key=key)), None)
+            return (True, "applied") if still is None else (False, f"still refused: {still.reason_code}: "
+                                                                     f"{still.reason}")
         from_source = entity == "orders" and isinstance(payload.get("source"), dict)
         if entity in SKU_ENTITIES and (record := record_from_json(payload.get("source"))) is not None:
             self._push_records(ctx, entity, [record], None, None)
@@ -210,6 +222,8 @@ class OperatorActions(EngineCore):
         return "sent" + (f" as {out.key}" if out.key != product.code else "")
 
     def _resend(self, ctx: _Ctx, entity: str, out: Outgoing, source_fp: str | None) -> None:
+        if self._resend_sac(ctx, entity, out):  # tickets, their messages and answers, delivery statuses
+            return
         if entity == "orders":
             with self.journal.transaction():
                 self._set_order(ctx, out.key, S.CREATING, payload=out.payload)

@@ -19,13 +19,15 @@ the cursor passes the event, so the events after it wait and go in order.
 
 from __future__ import annotations
 
+from typing import Any
+
 from syncagent import failpoints
 from syncagent.connectors.base import Outgoing, PushResult
 from syncagent.engine.core import CursorTrail, EngineCore, _bad_key, _Ctx, _describe, _out, _src, _stamp, log
 from syncagent.errors import AmbiguousError, ChannelError, MappingError, TransientError
 from syncagent.journal_sac import TicketRow
 from syncagent.model import BadRecord, time_key
-from syncagent.model_sac import BackOfficeTicket, Ticket, TicketAnswer
+from syncagent.model_sac import BackOfficeTicket, Ticket, TicketAnswer, answer_from_dict, ticket_from_dict
 
 NOT_FROM_CHANNEL = "not_from_channel"
 IN_DOUBT = "in_doubt"
@@ -130,6 +132,54 @@ class TicketFlows(EngineCore):
             self.journal.add_ticket_messages(ctx.name, key, known)
             self.journal.release(ctx.name, "tickets", [key])
         return bo_id
+
+    def _resend_sac(self, ctx: _Ctx, entity: str, out: Outgoing) -> bool:
+        """`quarantine retry` of a record of these flows, by the same path as the flow (True: handled here)."""
+        if entity == "tickets":
+            with self.journal.transaction():
+                self.journal.set_ticket(ctx.name, out.key, "creating", payload=out.payload, stamp=self._now_key())
+            self._finish_creating(ctx, out.key, out.payload, None)
+        elif entity in ("ticket-messages", "deliveries"):  # idempotent writes to the back office
+            (res,) = self.backoffice.push(entity, [out])
+            with self.journal.transaction():
+                if res.ok:
+                    self.journal.release(ctx.name, entity, [out.key])
+                else:
+                    self.journal.quarantine(ctx.name, entity, out.key, res.reason_code or "rejected",
+                                            res.reason or "rejected", _out(out))
+        elif entity == "ticket-answers":
+            (res,) = ctx.conn.push(entity, [out])
+            with self.journal.transaction():
+                if res.ok:
+                    self.journal.set_answer(ctx.name, out.key, self._answer_ticket(ctx, out.key), "sent",
+                                            stamp=self._now_key())
+                    self.journal.release(ctx.name, entity, [out.key])
+                else:
+                    self.journal.quarantine(ctx.name, entity, out.key, res.reason_code or "rejected",
+                                            res.reason or "rejected", _out(out))
+        else:
+            return False
+        return True
+
+    def _retry_sac(self, ctx: _Ctx, entity: str, payload: dict[str, Any]) -> bool:
+        """`quarantine retry` of a ticket or an answer refused before it was sent (kept as its source)."""
+        source = payload.get("source")
+        if entity not in ("tickets", "ticket-answers") or not isinstance(source, dict) or "outgoing" in payload:
+            return False
+        try:
+            record = ticket_from_dict(source) if entity == "tickets" else answer_from_dict(source)
+        except (KeyError, TypeError, ValueError, MappingError):
+            return False
+        if isinstance(record, Ticket):
+            self._bring_ticket(ctx, record)
+        else:
+            with self.journal.transaction():  # the operator says: try it again (a setting fixed, a thread reopened)
+                self.journal.set_answer(ctx.name, record.id, record.ticket_key, "pending", stamp=self._now_key())
+            self._answer(ctx, record)
+        return True
+
+    def _answer_ticket(self, ctx: _Ctx, event_id: str) -> str:
+        return self.journal.answer_ticket(ctx.name, event_id) or ""
 
     def _quarantine_ticket(self, ctx: _Ctx, key: str, code: str, reason: str, payload: object) -> None:
         with self.journal.transaction():

@@ -220,3 +220,10 @@ def unset_reply_call(sac: Sac) -> None:
     with Agent(load_config(sac.path)) as agent:
         (row,) = agent.journal.quarantined("americanas", "ticket-answers")
     assert row.reason_code == "not_configured" and "reply_call" in row.reason
+    sac.path.write_text(sac.path.read_text().replace("reply_call: none", "reply_call: chats"))
+    with Agent(load_config(sac.path)) as agent:  # the operator confirmed the call: `quarantine retry`
+        assert agent.engine.retry("americanas", "ticket-answers", row.key) == (True, "applied")
+        assert agent.journal.quarantined("americanas", "ticket-answers") == []
+    (result,) = sac.run("ticket-answers", "americanas")
+    assert result.sent == 0
+    assert [s["content"] for s in sac.sh.admin("GET", "/_admin/sent")["items"]] == ["Olá!"]
