@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -40,6 +41,7 @@ from syncagent.model_sac import Ticket, TicketAnswer, TicketMessage, split_ticke
 MAX_ANSWER = 2000  # API.md: one tool's maximum for an answer [third party]
 PAGE = 50
 MAX_PAGES = 200  # a listing that never ends stops here (10,000 records a kind a run)
+DEFAULT_RATE = 8.0  # requests a second when the config sets no rate_limit: under ML's 500 a minute (API.md)
 
 
 def ml_reason(resp: HttpResponse) -> tuple[str, str]:
@@ -312,7 +314,10 @@ class MercadoLivreSacConnector(MercadoLivreSac, BaseConnector):
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow) -> MercadoLivreSacConnector:
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep)
+        settings = http_settings(cfg.http)
+        if settings.rate_per_second is None:  # ML: 500 requests a minute of each kind; one limit under both
+            settings = replace(settings, rate_per_second=DEFAULT_RATE, rate_burst=int(DEFAULT_RATE))
+        return cls(cfg.name, cfg.base_url, cfg.options, settings, sleep=sleep)
 
     def check(self) -> None:
         self._get("/messages/unread", {"role": "seller", "tag": "post_sale"})

@@ -227,3 +227,15 @@ def unset_reply_call(sac: Sac) -> None:
     (result,) = sac.run("ticket-answers", "americanas")
     assert result.sent == 0
     assert [s["content"] for s in sac.sh.admin("GET", "/_admin/sent")["items"]] == ["Olá!"]
+
+
+def test_a_lost_answer_of_the_back_office_is_looked_up_and_the_ticket_is_not_created_twice(sac: Sac) -> None:
+    sac.ml.admin("POST", "/_admin/questions", json={"id": 444, "text": "Entrega em Manaus?"})
+    sac.bo.admin("POST", "/_admin/faults", json={"commit_then_fail": {"POST /tickets": 1.0}, "only": "POST /tickets"})
+    (result,) = sac.run("tickets", "ml")
+    faults = sac.bo.admin("GET", "/_admin/faults")
+    sac.bo.admin("DELETE", "/_admin/faults")
+    assert sum(faults["counts"].values()) >= 1, faults  # the answer really was lost
+    assert result.status == "ok", result.error  # committed then lost: found by the lookup at once
+    sac.run("tickets", "ml")
+    assert [t["external_id"] for t in sac.tickets("ml")] == ["question:444"]
