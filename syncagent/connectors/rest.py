@@ -62,40 +62,6 @@ class StaticKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Headers:
-    """Several fixed headers on every request (an e-mail, a key, a platform key…); a 401 is final.
-
-    ``options`` maps each header to the config option holding its value; ``secret`` names the
-    options whose values are masked everywhere; ``fixed`` adds constant headers (``Accept``…).
-    """
-
-    options: tuple[tuple[str, str], ...]  # (header, option)
-    secret: tuple[str, ...] = ()
-    fixed: tuple[tuple[str, str], ...] = ()
-
-    def secrets(self, options: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(str(options[o]) for o in self.secret if options.get(o) not in (None, ""))
-
-    def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
-        values = {header: str(options[option]) for header, option in self.options}
-        return FixedHeaders({**dict(self.fixed), **values}, self.secrets(options))
-
-
-class FixedHeaders:
-    """The auth provider of `Headers`: the same headers on every call; nothing to refresh."""
-
-    def __init__(self, headers: Mapping[str, str], secrets: tuple[str, ...]) -> None:
-        self._headers = dict(headers)
-        self.secrets: tuple[str, ...] = secrets
-
-    def headers(self) -> dict[str, str]:
-        return self._headers
-
-    def refresh(self, stale: dict[str, str]) -> bool:
-        return False
-
-
-@dataclass(frozen=True, slots=True)
 class Basic:
     """HTTP Basic: user and password from two options."""
 

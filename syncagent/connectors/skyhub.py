@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import http_settings, parse_items
-from syncagent.connectors.rest import AuthKind, Feed, Headers, RestConnector
+from syncagent.connectors.rest import AuthKind, Feed, Headers, PageNumber, Queue, RestConnector
 from syncagent.connectors.skyhub_wire import (
     EVENT_TYPES,
     PROGRESS,
@@ -40,7 +39,7 @@ from syncagent.connectors.skyhub_wire import (
 )
 from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse, HttpSettings
-from syncagent.model import BadRecord, ChannelCustomer, Order, Page, utcnow
+from syncagent.model import ChannelCustomer, Order, Page, utcnow
 
 BASE_URL = "https://api.skyhub.com.br"  # API.md L13
 GENERAL_RATE = 9.0  # API.md L42-48: requests a second per endpoint + method
@@ -49,28 +48,6 @@ MAX_READS = 500  # queue reads of one pull: a queue refilling as fast as it is r
 CATALOGUE = ("products", "prices", "stock")
 MAPPERS: dict[str, Callable[[Any, Callable[[], datetime]], dict[str, Any]]] = {
     "products": product_out, "prices": price_out, "stock": stock_out}
-
-
-@dataclass(frozen=True, slots=True)
-class PageNumber:
-    """``?page=&per_page=`` listings answering ``{total, <items>}`` (API.md L17, L61): read whole."""
-
-    items: str = "products"
-
-    def pages(self, conn: RestConnector, feed: Feed, entity: str, cursor: str | None
-              ) -> Iterator[tuple[list[Any], str | None]]:
-        size = feed.limit or conn.page_size
-        for page in range(1, 100_000):
-            resp = conn.client.get(feed.path, params={"page": page, "per_page": size})
-            if resp.status != 200:
-                raise _refused(conn.client, f"GET {feed.path}", resp)
-            body = _json(conn.client, resp, f"GET {feed.path}")
-            items = body.get(self.items) if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise TransientError(f"{conn.name}: GET {feed.path}: no {self.items!r} list", code="bad_response")
-            yield items, None
-            if len(items) < size:
-                return
 
 
 class SkyHubConnector(RestConnector):
@@ -92,12 +69,17 @@ class SkyHubConnector(RestConnector):
         importable_statuses=("approved",), cancelled_statuses=("canceled",),
         stable=frozenset({"products"}), listing=frozenset({"products"}), order_queue=True,
     )
-    auth: ClassVar[AuthKind] = Headers(
-        (("X-User-Email", "email"), ("X-Api-Key", "api_key"), ("X-Accountmanager-Key", "account_manager_key")),
-        secret=("api_key", "account_manager_key"), fixed=(("Accept", "application/json"),))
+    auth: ClassVar[AuthKind] = Headers(  # API.md L14-15: three headers on every call
+        {"X-User-Email": "email", "X-Api-Key": "api_key", "X-Accountmanager-Key": "account_manager_key"},
+        fixed={"Accept": "application/json"})
     check_path: ClassVar[str] = "/products"
     max_page: ClassVar[int] = 100
-    lists: ClassVar[Mapping[str, Feed]] = {"products": Feed("/products", PageNumber(), key="sku", limit=100)}
+    # API.md L17, L61: page + per_page, the list under "products"; L99: one queued order per GET
+    lists: ClassVar[Mapping[str, Feed]] = {
+        "products": Feed("/products", PageNumber(size_param="per_page", items="products"), key="sku", limit=100)}
+    # API.md L100-101: what an empty queue answers is UNKNOWN: 204, 404 or an empty body are all "empty"
+    feeds: ClassVar[Mapping[str, Feed]] = {
+        "orders": Feed("/queues/orders", Queue(key="code", max_items=MAX_READS), key="code")}
 
     def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings, *,
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
@@ -144,26 +126,17 @@ class SkyHubConnector(RestConnector):
             return
         if entity != "orders":
             raise ValueError(f"{self.name} has no {entity} feed")
-        handed: set[str] = set()
-        for _ in range(MAX_READS):
-            data = self._read_queue()
-            if data is None:
-                return
-            code = data.get("code") if isinstance(data, dict) else None
-            if not isinstance(code, str) or not code.strip():
-                # an item with no code cannot be deleted: it would come first again, so the pull ends here
-                yield Page([BadRecord("?", "missing_field", "a queue item without its order code", data)], None)
-                return
-            if code in handed:
-                return  # the queue answers an order it already handed over: it waits there, the rest next time
-            handed.add(code)
-            (record,) = parse_items([data], self._parse, "code")
-            self._acked.discard(code)
-            yield Page([record], None)
+        feed = self.feeds["orders"]
+        for items, _ in feed.paging.pages(self, feed, entity, None):
+            records = parse_items(items, self._parse, feed.key)
+            codes = [str(i.get("code")) if isinstance(i, dict) else "" for i in items]
+            self._acked.difference_update(codes)
+            yield Page(records, None)
             # the engine recorded the page: an order it does not import leaves the queue now (API.md L106)
-            if code not in self._acked and isinstance(record, Order) and record.status not in self.importable \
-                    and not self.shadow:
-                self._delete(code)
+            for code, record in zip(codes, records, strict=True):
+                if code not in self._acked and isinstance(record, Order) and record.status not in self.importable \
+                        and not self.shadow:
+                    self._delete(code)
 
     def _parse(self, data: dict[str, Any]) -> Order:
         order = parse_order(data, self.payment_map)
@@ -171,20 +144,6 @@ class SkyHubConnector(RestConnector):
         if buyer is not None:
             self._buyers[buyer.remote_id] = buyer
         return order
-
-    def _read_queue(self) -> dict[str, Any] | None:
-        """GET /queues/orders (API.md L99); 204, 404 or an empty body is an empty queue (L100-101)."""
-        resp = self.client.get("/queues/orders")
-        if resp.status in (204, 404) or (resp.status == 200 and not resp.content.strip()):
-            return None
-        if resp.status != 200:
-            raise _refused(self.client, "GET /queues/orders", resp)
-        data = _json(self.client, resp, "GET /queues/orders")
-        if data in (None, {}, []):
-            return None
-        if not isinstance(data, dict):
-            raise TransientError(f"{self.name}: GET /queues/orders: the answer is not an order", code="bad_response")
-        return data
 
     def _delete(self, code: str) -> str:
         """DELETE /queues/orders/{code} (API.md L102); not in the queue (404) is done already (L186)."""
