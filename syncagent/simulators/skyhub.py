@@ -175,6 +175,8 @@ class SkyHubSim(SimApp):
                     raise fail(422, f"{name} is required")
         if "status" in fields and fields["status"] not in ("enabled", "disabled"):
             raise fail(422, "status must be enabled or disabled")  # API.md L66
+        if "brand" in fields and fields["brand"] not in seeddata.BRANDS:  # API.md L71: from the brand list
+            raise fail(422, f"brand {str(fields['brand'])[:40]!r} is not in the marketplace's brand list")
         for name in ("price", "promotional_price"):  # API.md L72: non-zero, non-null numbers
             if name in fields and (not _number(fields[name]) or fields[name] <= 0):
                 raise fail(422, f"{name} must be a number greater than zero")
