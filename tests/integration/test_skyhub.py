@@ -288,3 +288,27 @@ def test_hostile_queue_answers_become_quarantine_or_a_clear_error(sky: Sim) -> N
     records = [r for page in conn.pull("orders", None) for r in page.records]
     assert [(r.key, r.code) for r in records if not isinstance(r, Order)] == \
         [(huge, "bad_money"), (text, "bad_type"), (no_items, "missing_field")]
+
+
+def test_unpaid_then_paid_then_cancelled_each_from_the_queue(tmp_path: Path, env: None) -> None:
+    bo, sky = start_bo(tmp_path), start_sky(tmp_path)
+    try:
+        (order,) = sky.admin("POST", "/_admin/orders", json={"status": "book_product"})["items"]
+        code, path = order["code"], f"/_admin/orders/{order['code'].replace(' ', '%20')}/status"
+        config = write_config(tmp_path, bo, sky, ("orders",))
+        mine = lambda: [o for o in bo.admin("GET", "/_admin/orders")["items"]  # noqa: E731
+                        if o.get("external_id") == code]
+        run(config)  # NEW: consumed (API.md L106), not imported
+        assert mine() == [] and sky.admin("GET", "/_admin/queue")["items"] == []
+        sky.admin("POST", path, json={"status": "payment_received"})  # paid: queued again, imported
+        run(config)
+        (created,) = mine()
+        assert created["status"] != "cancelled" and sky.admin("GET", "/_admin/queue")["items"] == []
+        sky.admin("POST", path, json={"status": "order_canceled"})  # cancelled by the buyer: cancelled here too
+        run(config)
+        (cancelled,) = mine()
+        assert cancelled["status"] == "cancelled" and sky.admin("GET", "/_admin/queue")["items"] == []
+    finally:
+        sky.server.stop()
+        bo.server.stop()
+
