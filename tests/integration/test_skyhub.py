@@ -312,3 +312,20 @@ def test_unpaid_then_paid_then_cancelled_each_from_the_queue(tmp_path: Path, env
         sky.server.stop()
         bo.server.stop()
 
+
+def test_a_status_move_whose_answer_was_lost_is_not_quarantined_when_retried(sky: Sim) -> None:
+    from syncagent.model import Invoice, OrderEvent
+    from syncagent.simulators.gestao_lojas import nfe_key
+
+    sky.admin("POST", "/_admin/config", json={"rate_limits": False})  # the test's sleeps do not wait
+    (order,) = sky.admin("POST", "/_admin/orders", json={"count": 1})["items"]
+    sky.admin("POST", "/_admin/faults", json={"commit_then_fail": {"^POST /orders/.*/invoice$": 1.0},
+                                              "commit_mode": "500", "commit_first": 1})
+    conn = connector(sky)
+    event = OrderEvent("ev1", "900001", CHANNEL, order["code"], "invoiced", datetime.now(UTC),
+                       invoice=Invoice(nfe_key("lost-answer"), "1", "1"))
+    (result,) = conn.push("order-events", [conn.prepare("order-events", event)])
+    assert result.status == "created", result.reason  # applied, answer lost, the retry's 422 read as done
+    stored = sky.admin("GET", "/_admin/orders/" + order["code"].replace(" ", "%20"))
+    assert stored["status"]["type"] == "INVOICED" and len(stored["invoices"]) == 1
+
