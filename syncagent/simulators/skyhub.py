@@ -77,12 +77,13 @@ class SkyHubSim(SimApp):
         self.queue_mode = options.get("queue_mode", "head")
         self.empty_queue = options.get("empty_queue", "204")
         self.rate_limits = options.get("rate_limits", "1") == "1"
-        self.clock_offset = float((self.store.get("meta", "clock") or {}).get("offset", 0.0))
+        self.clock_offset = float(self.meta("clock_offset") or 0.0)
         self.buckets: dict[str, tuple[float, float]] = {}  # endpoint+method -> (tokens, at)
-        if self.store.get("meta", "seeded") is None:
-            for _ in range(int(options.get("orders", "0"))):
-                self._new_order({})
-            self.store.put("meta", "seeded", {"at": self.now()})
+        if self.meta("seeded") is None:
+            with self.tx():
+                for _ in range(int(options.get("orders", "0"))):
+                    self._new_order({})
+                self.set_meta("seeded", "1")
         self._routes()
 
     # -- clock, auth, limits ----------------------------------------------------------------------
@@ -137,7 +138,8 @@ class SkyHubSim(SimApp):
             if req.body and "application/json" not in (req.header("Content-Type") or "").lower():
                 raise fail(415, "the body must be application/json (UTF-8)")  # API.md L15, L29
             self._take(budget)
-            return handler(req)
+            with self.tx():  # one call, one transaction: an order and its queue item change together
+                return handler(req)
         return wrapped
 
     def _take(self, budget: str) -> None:
@@ -292,8 +294,7 @@ class SkyHubSim(SimApp):
         return doc
 
     def _new_order(self, fields: dict[str, Any]) -> dict[str, Any]:
-        number = int((self.store.get("meta", "order_seq") or {}).get("last", 1_517_940_500_000)) + 1
-        self.store.put("meta", "order_seq", {"last": number})
+        number = self.counter("order_seq", 1_517_940_500_000)
         rng = random.Random(f"{self.seed}:skyhub-order:{number}")
         items = []
         for _item in range(rng.randint(1, 3)):
@@ -350,9 +351,7 @@ class SkyHubSim(SimApp):
                                            "visible_at": 0.0, "reads": 0})
 
     def _next_pos(self) -> int:
-        last = int((self.store.get("meta", "queue_pos") or {}).get("last", 0)) + 1
-        self.store.put("meta", "queue_pos", {"last": last})
-        return last
+        return self.counter("queue_pos")
 
     def _queue(self) -> list[dict[str, Any]]:
         return sorted((doc for _, doc in self.store.all("queue")), key=lambda d: d["pos"])
@@ -460,7 +459,7 @@ class SkyHubSim(SimApp):
 
     def admin_clock(self, req: Request) -> Response:
         self.clock_offset += float(self._admin_body(req).get("advance", 0))
-        self.store.put("meta", "clock", {"offset": self.clock_offset})
+        self.set_meta("clock_offset", str(self.clock_offset))
         return Response(200, {"now": self.now_iso(), "offset": self.clock_offset})
 
     def admin_config(self, req: Request) -> Response:
@@ -474,7 +473,8 @@ class SkyHubSim(SimApp):
         """{"count": n, "status": "payment_received", ...order fields}: new orders, each queued."""
         body = self._admin_body(req)
         count = int(body.pop("count", 1))
-        return Response(201, {"items": [self._new_order(dict(body)) for _ in range(count)]})
+        with self.tx():
+            return Response(201, {"items": [self._new_order(dict(body)) for _ in range(count)]})
 
     def admin_orders(self, req: Request) -> Response:
         return Response(200, {"items": [doc for _, doc in self.store.all("orders")]})
@@ -485,7 +485,8 @@ class SkyHubSim(SimApp):
     def admin_order_status(self, req: Request) -> Response:
         """A marketplace change (payment approved, cancelled by the buyer): queued again."""
         order = self._order(unquote(req.params["code"]))
-        self._marketplace_status(order, str(self._admin_body(req).get("status")))
+        with self.tx():
+            self._marketplace_status(order, str(self._admin_body(req).get("status")))
         return Response(200, order)
 
     def admin_queue(self, req: Request) -> Response:
