@@ -20,6 +20,7 @@ from syncagent.model import Order, Price, Product, StockLevel
 from syncagent.simulators import build, seeddata
 from syncagent.simulators.common import serve_in_thread
 from tests.integration.harness import Sim
+from tests.integration.test_stock_sums import truth
 
 EMAIL = "loja@exemplo.com.br"
 API_KEY = "itest-skyhub-key-5e1d9c"
@@ -47,6 +48,7 @@ channels:
     account_manager_key: ${{IT_SKY_ACCOUNT}}
     warehouses: [CD01, LJ01]
     order_warehouse: LJ01
+    safety_stock: 1
     http: {{max_attempts: 4, connect_timeout: 2, read_timeout: 10}}
     flows:
 {flows}
@@ -192,7 +194,9 @@ def test_agent_catalogue_once_orders_once_deleted_after_creation_and_fulfilment_
         state = sky.admin("GET", "/_admin/state")
         bo_products = bo.admin("GET", "/_admin/counts")["products"]
         assert len(state["products"]) == bo_products
-        assert all(p["price"] > 0 and p["promotional_price"] <= p["price"] and "qty" in p for p in state["products"])
+        assert all(p["price"] > 0 and p["promotional_price"] <= p["price"] for p in state["products"])
+        # stock: the sum of CD01 and LJ01, less reserved and the safety stock, after the orders debited LJ01
+        assert {p["sku"]: p["qty"] for p in state["products"]} == truth(tmp_path / "bo.db", ("CD01", "LJ01"), 1)
 
         # every paid order in the back office once; the unpaid one consumed (API.md L106), not imported
         bo_orders = [o for o in bo.admin("GET", "/_admin/orders")["items"] if o.get("channel") == CHANNEL]
