@@ -43,7 +43,7 @@ from syncagent.model import ChannelCustomer, Order, Page, utcnow
 
 BASE_URL = "https://api.skyhub.com.br"  # API.md L13
 GENERAL_RATE = 9.0  # API.md L42-48: requests a second per endpoint + method
-ORDERS_GET_RATE = 1.0  # API.md L46: GET /orders/{code}
+ORDERS_GET_RATE = 0.95  # API.md L46: GET /orders/{code} once a second; a little under, for the clocks' jitter
 MAX_READS = 500  # queue reads of one pull: a queue refilling as fast as it is read must not hold the step
 CATALOGUE = ("products", "prices", "stock")
 MAPPERS: dict[str, Callable[[Any, Callable[[], datetime]], dict[str, Any]]] = {

@@ -208,6 +208,9 @@ def test_agent_catalogue_once_orders_once_deleted_after_creation_and_fulfilment_
         deleted = {r["path"].split("/", 3)[3].replace("%20", " "): r["ts"] for r in deletes}
         assert set(deleted) == {o["code"] for o in paid} | {unpaid["code"]}
         assert all(deleted[code] > created_at[code] for code in created_at)  # removed only after creation
+        # each order created and deleted before the queue is read again: GET, DELETE, GET, DELETE…
+        queue = [r["method"] for r in sky.requests_log() if r["path"].startswith("/queues/orders")]
+        assert queue == ["GET", "DELETE"] * 4 + ["GET"]
 
         # a second run writes nothing to SkyHub
         mark = sky.last_request_id()
@@ -233,6 +236,7 @@ def test_agent_catalogue_once_orders_once_deleted_after_creation_and_fulfilment_
         (invoice,) = stored["invoices"]
         (shipment,) = stored["shipments"]
         assert len(invoice["key"]) == 44 and shipment["track"]["code"] and shipment["items"]
+        assert not [r for r in sky.requests_log() if r["status"] == 429]  # paced under SkyHub's limits
     finally:
         sky.server.stop()
         bo.server.stop()
