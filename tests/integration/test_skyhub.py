@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -184,7 +185,7 @@ def test_a_queue_item_left_undeleted_ends_the_pull_and_comes_back_after_five_min
 # -- whole agent runs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["head"])  # "hide" goes through the agent in the refusal test below
 def test_agent_catalogue_once_orders_once_deleted_after_creation_and_fulfilment_back(
-        tmp_path: Path, env: None, mode: str) -> None:
+        tmp_path: Path, env: None, mode: str, capfd: pytest.CaptureFixture[str]) -> None:
     bo, sky = start_bo(tmp_path), start_sky(tmp_path, queue_mode=mode, empty_queue="404")
     try:
         paid = sky.admin("POST", "/_admin/orders", json={"count": 3})["items"]
@@ -237,6 +238,9 @@ def test_agent_catalogue_once_orders_once_deleted_after_creation_and_fulfilment_
         (shipment,) = stored["shipments"]
         assert len(invoice["key"]) == 44 and shipment["track"]["code"] and shipment["items"]
         assert not [r for r in sky.requests_log() if r["status"] == 429]  # paced under SkyHub's limits
+        out, err = capfd.readouterr()
+        for secret in (API_KEY, ACCOUNT_KEY):  # the keys never reach the output or the journal
+            assert secret not in out + err and secret.encode() not in (tmp_path / "journal.db").read_bytes()
     finally:
         sky.server.stop()
         bo.server.stop()
@@ -336,4 +340,15 @@ def test_a_status_move_whose_answer_was_lost_is_not_quarantined_when_retried(sky
     assert result.status == "created", result.reason  # applied, answer lost, the retry's 422 read as done
     stored = sky.admin("GET", "/_admin/orders/" + order["code"].replace(" ", "%20"))
     assert stored["status"]["type"] == "INVOICED" and len(stored["invoices"]) == 1
+
+
+def test_a_config_missing_a_key_names_the_file_line_and_key(tmp_path: Path, env: None) -> None:
+    from syncagent.errors import ConfigError
+
+    nowhere = SimpleNamespace(url="http://127.0.0.1:9")  # loading a config calls no server
+    path = write_config(tmp_path, nowhere, nowhere, ("orders",))  # type: ignore[arg-type]
+    path.write_text(path.read_text().replace("    account_manager_key: ${IT_SKY_ACCOUNT}\n", ""))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "account_manager_key" in str(caught.value) and f"{path.name}:" in str(caught.value)
 
