@@ -35,7 +35,7 @@ ACCOUNT_KEY = "skyhub-crash-accountmanager-41"
 ENV = {"SKY_API_KEY": API_KEY, "SKY_ACCOUNT_KEY": ACCOUNT_KEY}
 HTTP = "{max_attempts: 4, connect_timeout: 0.1, read_timeout: 0.3}"
 SETTLE = 0.45  # connect_timeout + read_timeout of HTTP, and a little more
-STORM_EXTRA = 12  # more paid orders in the storm, so that some POST /orders are committed then failed
+STORM_EXTRA = 8  # more paid orders in the storm, so that some POST /orders are committed then failed
 STORM_HTTP = "{max_attempts: 6, connect_timeout: 0.5, read_timeout: 0.15}"
 INTAKE_POINTS = ("order.before_create", "order.after_create", "ack.before_send", "ack.after_send",
                  "journal.before_commit", "journal.after_commit")

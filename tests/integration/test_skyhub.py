@@ -27,7 +27,7 @@ EMAIL = "loja@exemplo.com.br"
 API_KEY = "itest-skyhub-key-5e1d9c"
 ACCOUNT_KEY = "itest-skyhub-accountmanager-77a0"
 BO_SECRET = "itest-bo-secret-0123"
-PRODUCTS = 10
+PRODUCTS = 6
 CHANNEL = "skyhub-loja"
 HEADERS = {"X-User-Email": EMAIL, "X-Api-Key": API_KEY, "X-Accountmanager-Key": ACCOUNT_KEY}
 
