@@ -128,6 +128,6 @@ class JumpsellerConnector(RestConnector):
 EXPLODE: dict[str, Callable[[Any], list[Any]]] = {"products": rows, "prices": rows, "stock": stocked_rows}
 
 JumpsellerConnector.feeds = {
-    **{entity: Feed("/products.json", LISTING, key=row_key, limit=MAX_LIMIT) for entity in CATALOGUE},
-    "orders": Feed("/orders.json", LISTING, key=order_key, limit=MAX_LIMIT),
+    **{entity: Feed("/products.json", LISTING, key=row_key) for entity in CATALOGUE},
+    "orders": Feed("/orders.json", LISTING, key=order_key),
 }

@@ -1,0 +1,226 @@
+"""The Jumpseller connector against `responses`: variants as products, prices, stock, orders, paging, auth."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+
+from syncagent.connectors import registry
+from syncagent.connectors.jumpseller import JumpsellerConnector
+from syncagent.connectors.jumpseller_map import moment, order_in, product_in
+from syncagent.errors import AuthError, MappingError, PermanentError
+from syncagent.http import HttpSettings
+from syncagent.model import (
+    BadRecord,
+    Order,
+    OrderItem,
+    OrderPayment,
+    Price,
+    Product,
+    StockLevel,
+    order_from_dict,
+)
+
+JS = "http://js.test/v1"
+LOGIN, TOKEN = "loja-login", "canary-jumpseller-token-0123456789"
+
+
+def connector(**options: Any) -> JumpsellerConnector:
+    return JumpsellerConnector("loja-online", JS, {"login": LOGIN, "auth_token": TOKEN, **options},
+                               HttpSettings(max_attempts=2), sleep=lambda s: None, page_size=2)
+
+
+@pytest.fixture
+def js() -> Iterator[JumpsellerConnector]:
+    conn = connector(customer_code="CF-0001", payment_map={"mbway": "MBWAY"}, category_map={"11": "ROUPA"})
+    yield conn
+    conn.close()
+
+
+def tshirt(**over: Any) -> dict[str, Any]:
+    product = {"id": 101, "name": "T-shirt", "sku": "TS", "brand": "Salsa", "barcode": "5601234000017",
+               "status": "available", "price": 19.9, "stock": 3, "stock_unlimited": False, "weight": 0.2,
+               "categories": [{"id": 11, "name": "Roupa"}],
+               "variants": [
+                   {"id": 9001, "sku": "TS-M", "barcode": "5601234000024", "price": 19.9, "stock": 4,
+                    "stock_unlimited": False, "options": [{"name": "Tamanho", "value": "M"}]},
+                   {"id": 9002, "sku": "", "barcode": None, "price": None, "stock": -2, "stock_unlimited": False,
+                    "options": [{"name": "Tamanho", "value": "L"}, {"name": "Cor", "value": "Azul"}]},
+                   {"id": 9003, "sku": "TS-XL", "price": 21, "stock": 0, "stock_unlimited": True, "options": []},
+               ]}
+    return {"product": {**product, **over}}
+
+
+def plain(pid: int = 102, **over: Any) -> dict[str, Any]:
+    return {"product": {"id": pid, "name": "Boné", "sku": None, "brand": None, "barcode": "", "status": "disabled",
+                        "price": 7.5, "stock": 12, "stock_unlimited": False, "categories": [], "variants": [],
+                        **over}}
+
+
+def paid_order(**over: Any) -> dict[str, Any]:
+    order = {
+        "id": 5001, "status_enum": "paid", "status": "Paid", "currency": "EUR", "total": 44.7, "shipping": 4.9,
+        "shipping_discount": 0, "discount": 2.0, "gift_cards_discount": None, "payment_method_type": "mbway",
+        "payment_method_name": "MB WAY", "created_at": "2026-11-20 10:00:00 UTC", "completed_at": None,
+        "customer": {"id": 7, "email": "ana@example.pt", "fullname": "Ana Lopes"},
+        "billing_address": {"name": "Ana", "surname": "Lopes", "taxid": "PT 123 456 789", "country_code": "pt"},
+        "shipping_address": {"country_code": "ES"},
+        "products": [
+            {"id": 101, "variant_id": 9001, "sku": "TS-M", "qty": 2, "price": 19.9, "discount": 0.5,
+             "taxes": [{"rate": 23, "fixed": False, "tax_on_product_price": True}]},
+            {"id": 102, "variant_id": None, "sku": None, "qty": 1, "price": 3.0, "discount": 0,
+             "taxes": [{"rate": 6, "fixed": False, "tax_on_product_price": True}]},
+        ],
+    }
+    return {"order": {**order, **over}}
+
+
+def listing(path: str, pages: list[list[dict[str, Any]]]) -> None:
+    for number, items in enumerate(pages, start=1):
+        responses.get(JS + path, json=items,
+                      match=[responses.matchers.query_param_matcher({"page": str(number), "limit": "2"})])
+
+
+def records(conn: JumpsellerConnector, entity: str) -> list[Any]:
+    return [r for page in conn.pull(entity, None) for r in page.records]
+
+
+@responses.activate
+def test_each_variant_is_a_product_of_its_own_with_its_sku_barcode_and_a_stable_code_when_it_has_none(
+        js: JumpsellerConnector) -> None:
+    listing("/products.json", [[tshirt(), plain()], []])
+    products = records(js, "products")
+    assert products == [
+        Product("TS-M", "T-shirt (M)", True, barcode="5601234000024", brand="Salsa", group_code="ROUPA",
+                weight_kg="0.2"),
+        Product("JS-101-9002", "T-shirt (L, Azul)", True, barcode=None, brand="Salsa", group_code="ROUPA",
+                weight_kg="0.2"),
+        Product("TS-XL", "T-shirt", True, barcode=None, brand="Salsa", group_code="ROUPA", weight_kg="0.2"),
+        Product("JS-102", "Boné", False),  # no variants: the product itself; disabled is inactive
+    ]
+    auth = responses.calls[0].request.headers["Authorization"]
+    assert auth == "Basic " + base64.b64encode(f"{LOGIN}:{TOKEN}".encode()).decode()
+    assert [parse_qs(urlsplit(c.request.url).query)["page"] for c in responses.calls] == [["1"], ["2"]]
+
+
+@responses.activate
+def test_prices_fall_back_on_the_product_and_unlimited_stock_is_not_passed_on(js: JumpsellerConnector) -> None:
+    listing("/products.json", [[tshirt(), plain()], []])
+    assert records(js, "prices") == [Price("TS-M", Decimal("19.90")), Price("JS-101-9002", Decimal("19.90")),
+                                     Price("TS-XL", Decimal("21.00")), Price("JS-102", Decimal("7.50"))]
+    listing("/products.json", [[tshirt(), plain()], []])
+    assert records(js, "stock") == [StockLevel("TS-M", 4), StockLevel("JS-101-9002", 0), StockLevel("JS-102", 12)]
+
+
+@responses.activate
+def test_a_broken_product_is_quarantined_and_the_page_goes_on(js: JumpsellerConnector) -> None:
+    listing("/products.json", [[tshirt(name=None), plain(price="a lot"), {"order": {}}], []])
+    found = records(js, "products")
+    bad = [r for r in found if isinstance(r, BadRecord)]
+    assert [(b.key, b.code) for b in bad] == [("TS-M", "missing_field"), ("JS-101-9002", "missing_field"),
+                                              ("TS-XL", "missing_field"), ("?", "bad_type")]
+    assert [r.code for r in found if isinstance(r, Product)] == ["JS-102"]
+    listing("/products.json", [[plain(price="a lot")]])
+    (price,) = records(js, "prices")
+    assert isinstance(price, BadRecord) and price.code == "bad_type"
+
+
+@responses.activate
+def test_a_paid_order_carries_gross_lines_the_discounts_the_tax_id_and_the_billing_country(
+        js: JumpsellerConnector) -> None:
+    listing("/orders.json", [[paid_order()]])
+    (order,) = records(js, "orders")
+    assert isinstance(order, Order)
+    # 2 x 19.90 - 2 x 0.50 + 3.00 = 41.80; the 2.00 coupon spread by value: 1.86 and 0.14
+    assert order.items == (OrderItem("TS-M", 2, Decimal("19.90"), Decimal("2.86"), Decimal("23.00")),
+                           OrderItem("JS-102", 1, Decimal("3.00"), Decimal("0.14"), Decimal("6.00")))
+    lines = sum((i.unit_price * i.quantity - i.discount for i in order.items), Decimal(0))
+    assert lines + order.shipping == order.total == Decimal("44.70")
+    assert (order.status, order.customer_code, order.payments) == ("paid", "CF-0001",
+                                                                   (OrderPayment("MBWAY", Decimal("44.70")),))
+    assert (order.customer_document, order.customer_name, order.customer_email, order.customer_country) == (
+        "PT123456789", "Ana Lopes", "ana@example.pt", "PT")
+    assert (order.currency, order.shipping_total, order.created_at.isoformat()) == (  # type: ignore[union-attr]
+        "EUR", Decimal("4.90"), "2026-11-20T10:00:00+00:00")
+    kept = json.loads(json.dumps(asdict(order), default=str))  # as the journal keeps a parked order
+    assert order_from_dict(kept) == order  # parked and retried: nothing lost
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    ({"products": []}, "missing_field"),
+    ({"payment_method_type": "paypal", "payment_method_name": "PayPal"}, "unmapped_payment"),
+    ({"total": 1e30}, "bad_money"),
+    ({"discount": 500}, "bad_discount"),
+    ({"status_enum": None}, "missing_field"),
+])
+def test_an_order_that_cannot_be_imported_says_why(change: dict[str, Any], code: str) -> None:
+    with pytest.raises(MappingError) as err:
+        order_in(paid_order(**change), {"mbway": "MBWAY"}, "CF")
+    assert err.value.code == code
+
+
+def test_line_prices_without_their_tax_are_refused_not_guessed() -> None:
+    order = paid_order()
+    order["order"]["products"][0]["taxes"][0]["tax_on_product_price"] = False
+    with pytest.raises(MappingError) as err:
+        order_in(order, {}, "CF")
+    assert err.value.code == "net_prices"
+    bad_qty = paid_order()
+    bad_qty["order"]["products"][0]["qty"] = 0
+    with pytest.raises(MappingError, match="qty"):
+        order_in(bad_qty, {}, "CF")
+
+
+def test_an_unpaid_order_carries_no_payment_and_without_payment_map_none_at_all() -> None:
+    assert order_in(paid_order(status_enum="pending_payment"), {"mbway": "MBWAY"}, None).payments == ()
+    assert order_in(paid_order(), {}, None).payments == ()
+
+
+def test_dates_in_either_of_jumpsellers_spellings_and_odd_ones_are_none() -> None:
+    assert moment("2023-10-15T14:30:00Z") == moment("2023-10-15 14:30:00 UTC")
+    assert moment("last tuesday") is None and moment(None) is None
+
+
+def test_category_falls_back_on_its_name_and_a_product_status_must_be_one_of_the_spec() -> None:
+    row = {"product": tshirt()["product"], "variant": None}
+    assert product_in(row, {}).group_code == "Roupa"
+    assert product_in(row, {"Roupa": "R1"}).group_code == "R1"
+    with pytest.raises(MappingError):
+        product_in({"product": {**tshirt()["product"], "status": "gone"}, "variant": None}, {})
+
+
+@responses.activate
+def test_a_refused_token_is_an_auth_error_without_the_token() -> None:
+    responses.get(JS + "/products/count.json", status=401, json={"message": "Unauthorized"})
+    conn = connector()
+    with pytest.raises(AuthError) as err:
+        conn.check()
+    assert TOKEN not in str(err.value)
+
+
+@responses.activate
+def test_a_listing_that_is_not_a_list_stops_the_step() -> None:
+    responses.get(JS + "/orders.json", json={"error": "maintenance"})
+    with pytest.raises(PermanentError):
+        records(connector(), "orders")
+
+
+def test_it_declares_itself_a_source_that_never_takes_stock() -> None:
+    caps = registry.capabilities("jumpseller")
+    assert caps is not None and {"products", "prices", "stock", "orders"} <= caps.pull
+    assert caps.push == frozenset({"order-acks"}) and caps.importable_statuses == ("paid",)
+    assert caps.cancelled_statuses == ("canceled",)
+    assert JumpsellerConnector.options["auth_token"].secret
+    conn = connector()
+    with pytest.raises(ValueError, match="takes no stock"):
+        conn.prepare("stock", StockLevel("TS-M", 1))
+    ack = conn.prepare("order-acks", {"order_id": "5001", "backoffice_number": "88"})
+    assert [r.status for r in conn.push("order-acks", [ack, ack])] == ["unchanged", "unchanged"]
