@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
 
-from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import http_settings, parse_items, refused
 from syncagent.connectors.jumpseller_map import (
     order_in,
@@ -107,6 +107,9 @@ class JumpsellerConnector(RestConnector):
         for items, next_cursor in feed.paging.pages(self, feed, entity, cursor):
             found = [row for item in items for row in explode(item)] if explode else list(items)
             yield Page(parse_items(found, self.parsers[entity], feed.key), next_cursor)
+
+    # it is the catalogue's source: nothing of it is "listed on the channel" for reconcile or adopt
+    listing = BaseConnector.listing
 
     def prepare(self, entity: str, record: Any) -> Outgoing:
         """Only an order's acknowledgement goes the shop's way, and it stays on our side."""
