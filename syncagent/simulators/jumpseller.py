@@ -56,6 +56,14 @@ def _message(status: int, text: str) -> HttpError:
     return _Refused(status, "", text)
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def _key(ident: int) -> str:
     """Store key of an id: zero-padded, so the store's key order is the id order (the listing's order)."""
     return f"{ident:010d}"
@@ -73,6 +81,9 @@ class JumpsellerSim(SimApp):
         self.per_minute = int(options.get("per_minute", PER_MINUTE))
         # "frozen": the clock moves only by /_admin/clock, so rate-limit windows do not hang on machine speed
         self.frozen = options.get("clock") == "frozen"
+        # "null" as the store answers ("All empty value are replaced with null", L5), or "omit" as the spec's
+        # schemas, which declare no field nullable, would have it (the Prism contract test)
+        self.nulls = options.get("nulls", "null")
         self.offset = 0.0
         self.hits: list[float] = []
         self.rng = random.Random(f"{seed}:jumpseller")
@@ -128,6 +139,8 @@ class JumpsellerSim(SimApp):
             headers = self._limits()
             resp: Response = handler(req)
             resp.headers.update(headers)
+            if self.nulls == "omit":
+                resp.body = _without_nulls(resp.body)
             return resp
         return run
 
