@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
 
+from syncagent.config import load_config
 from syncagent.connectors import registry
 from syncagent.connectors.jumpseller import JumpsellerConnector
 from syncagent.connectors.jumpseller_map import moment, order_in, product_in
@@ -224,3 +227,21 @@ def test_it_declares_itself_a_source_that_never_takes_stock() -> None:
         conn.prepare("stock", StockLevel("TS-M", 1))
     ack = conn.prepare("order-acks", {"order_id": "5001", "backoffice_number": "88"})
     assert [r.status for r in conn.push("order-acks", [ack, ack])] == ["unchanged", "unchanged"]
+
+
+def test_the_config_of_the_docs_loads_and_builds_the_connector_at_the_documented_pace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "connectors" / "jumpseller.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", text, re.S)
+    assert example is not None
+    for name in ("ERP_CLIENT_SECRET", "JUMPSELLER_LOGIN", "JUMPSELLER_AUTH_TOKEN"):
+        monkeypatch.setenv(name, "value-of-" + name)
+    path = tmp_path / "c.yaml"
+    path.write_text(f"journal: {tmp_path / 'j.db'}\n" + example.group(1).replace(
+        "rate_limit: {per_second: 13, burst: 5}", "connect_timeout: 2"))
+    (channel,) = load_config(path).channels
+    assert channel.flow("products").direction == "pull"  # type: ignore[union-attr]
+    conn = JumpsellerConnector.from_config(channel)
+    assert conn.client.settings.rate_per_second == 13.0  # none configured: the documented limits still hold
+    assert conn.payment_map["mbway"] == "MBWAY" and conn.customer_code == "CF-0001"
+    conn.close()
