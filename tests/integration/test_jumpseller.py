@@ -232,3 +232,25 @@ def test_the_documented_rate_limit_is_answered_429_and_the_client_waits_it_out(t
     finally:
         conn.close()
         server.stop()
+
+
+def test_an_order_whose_creation_answer_is_lost_is_found_and_not_created_twice(
+        tmp_path: Path, stack: tuple[Shop, Shop]) -> None:
+    shop, bo = stack
+    run(config(tmp_path, shop, bo, [PRODUCTS]))
+    sku = next(v["sku"] for p in shop.admin("GET", "/_admin/products")["items"] for v in p["variants"])
+    paid = shop.admin("POST", "/_admin/orders", json={"state": "paid", "items": [{"sku": sku, "qty": 1}]})["order"]
+    # the back office creates the order, then the answer never arrives
+    bo.admin("POST", "/_admin/faults", json={"commit_then_fail": {"^POST /orders$": 1.0}, "commit_first": 1,
+                                               "commit_mode": "drop"})
+    path = config(tmp_path, shop, bo, [PRODUCTS, "orders: {every: 1m}"])
+    run(path)
+    bo.admin("DELETE", "/_admin/faults")
+    run(path)
+    created = [o for o in bo.admin("GET", "/_admin/orders")["items"] if o["external_id"] == str(paid["id"])]
+    assert len(created) == 1
+    posts = [r["status"] for r in bo.calls() if r["method"] == "POST" and r["path"] == "/orders"]
+    assert posts == [0]  # the one POST, its answer dropped: found by the lookup, never posted again
+    with Agent(load_config(path)) as agent:
+        row = agent.journal.order("loja-online", str(paid["id"]))
+    assert row is not None and row.state == "acknowledged" and row.bo_number == str(created[0]["number"])

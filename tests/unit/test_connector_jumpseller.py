@@ -19,7 +19,7 @@ from syncagent.config import load_config
 from syncagent.connectors import registry
 from syncagent.connectors.jumpseller import JumpsellerConnector
 from syncagent.connectors.jumpseller_map import moment, order_in, product_in
-from syncagent.errors import AuthError, MappingError, PermanentError
+from syncagent.errors import AuthError, ChannelError, MappingError, PermanentError
 from syncagent.http import HttpSettings
 from syncagent.model import (
     BadRecord,
@@ -245,3 +245,28 @@ def test_the_config_of_the_docs_loads_and_builds_the_connector_at_the_documented
     assert conn.client.settings.rate_per_second == 13.0  # none configured: the documented limits still hold
     assert conn.payment_map["mbway"] == "MBWAY" and conn.customer_code == "CF-0001"
     conn.close()
+
+
+@responses.activate
+def test_hostile_answers_are_channel_errors_or_quarantined_records_never_a_crash() -> None:
+    responses.get(JS + "/orders.json", body=b"<html>502 Bad Gateway</html>", status=200)
+    with pytest.raises(ChannelError):
+        records(connector(), "orders")
+    responses.replace(responses.GET, JS + "/orders.json", json=[
+        "not an order", {"order": {"id": 10**30, "status_enum": "paid", "products": [], "total": 1}},
+        paid_order(id=6001, total="1e400"), paid_order(id=6002, products=[{"qty": 10**9, "price": 1, "sku": "X"}]),
+        {"order": {"id": True}},
+    ])
+    found = records(connector(customer_code="C"), "orders")
+    assert all(isinstance(r, BadRecord) for r in found)
+    assert [(r.key, r.code) for r in found] == [
+        ("?", "bad_type"), ("1000000000000000000000000000000", "missing_field"), ("6001", "bad_money"),
+        ("6002", "bad_quantity"), ("?", "bad_type")]
+
+
+@responses.activate
+def test_a_store_that_answers_the_same_page_for_every_number_ends_the_walk() -> None:
+    responses.get(JS + "/products.json", json=[tshirt(), plain()])  # page 1, 2, 3 ... all the same
+    found = records(connector(), "products")
+    assert [r.code for r in found] == ["TS-M", "JS-101-9002", "TS-XL", "JS-102"]
+    assert len(responses.calls) == 2
