@@ -105,6 +105,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE events ADD COLUMN fingerprint TEXT;
         """,
     ),
+    (
+        "a parked order is called parked ('pending' is an event waiting to be sent)",
+        """
+        UPDATE orders SET state = 'parked' WHERE state = 'pending';
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -836,7 +842,7 @@ class Journal:
         one = self.conn.execute
         due = one("SELECT count(*) FROM price_boundaries WHERE channel = ? AND next_at <= ?", (channel, now))
         events = one("SELECT count(*) FROM events WHERE channel = ? AND state = 'pending'", (channel,))
-        orders = one("SELECT count(*) FROM orders WHERE channel = ? AND state IN ('pending', 'creating', 'created')",
+        orders = one("SELECT count(*) FROM orders WHERE channel = ? AND state IN ('parked', 'creating', 'created')",
                      (channel,))
         found = {"prices": int(due.fetchone()[0]), "order-events": int(events.fetchone()[0]),
                  "orders": int(orders.fetchone()[0])}
@@ -850,7 +856,7 @@ class Journal:
     def late_orders(self, seen_before: str) -> list[tuple[str, str, str, str | None]]:
         """(channel, order id, state, reason) of orders not in the back office yet, first seen before the time."""
         return self.conn.execute(
-            "SELECT channel, order_id, state, reason FROM orders WHERE state IN ('pending', 'creating', 'quarantined')"
+            "SELECT channel, order_id, state, reason FROM orders WHERE state IN ('parked', 'creating', 'quarantined')"
             " AND seen_at < ?", (seen_before,)).fetchall()
 
     def alerts(self) -> dict[str, tuple[str, str, str | None, str | None, int, str]]:

@@ -155,34 +155,19 @@ class GestaoLojasConnector(BaseConnector):
             resp = self.client.get(f"/{entity}", params=params)
             if resp.status != 200:
                 raise refused(self.client, what, resp)
-            # a page whose bytes the engine has recorded whole (filters["known_pages"]: digest → (items,
-            # next cursor)) is neither decoded nor parsed again: same bytes, same records, same cursor
-            digest = hashlib.sha256(resp.content).hexdigest()
-            known = (filters.get("known_pages") or {}).get(digest)
-            if known is not None:
-                items, next_cursor = known
-                del resp
-                yield Page([], next_cursor or None, {"digest": digest, "items": items, "known": True})
-                if not next_cursor or next_cursor == cursor:
-                    return
-                cursor = next_cursor
-                continue
+            # the page's records are parsed only if the engine asks (`Page.load`): a page whose bytes
+            # it recorded whole before (its digest) is counted unchanged without being parsed again
+            content = resp.content
             body = body_of(self.client, what, resp)
             next_cursor = body.get("next_cursor")
             if next_cursor is not None and not isinstance(next_cursor, str):
                 raise TransientError(f"{self.name}: {what}: next_cursor is not a string", code="bad_response")
+            items = body["items"]
             if next_cursor:
-                repeats.see(body["items"], next_cursor)
-            # the last page is read again every cycle (a null cursor keeps the previous one): a last page
-            # the engine says it has recorded as it is (filters["known_tail_digest"]) is not parsed again
-            extra: dict[str, Any] = {"digest": digest, "items": len(body["items"])}
-            records: list[Any] | None = None
-            if not next_cursor and digest == filters.get("known_tail_digest"):
-                records = []
-            if records is None:
-                records = parse_items(body["items"], parse, key_of, raw=resp.content)
+                repeats.see(items, next_cursor)
             del body, resp  # not held while the page waits to be taken and the next one is read
-            yield Page(records, next_cursor or None, extra)
+            extra = {"digest": hashlib.sha256(content).hexdigest(), "items": len(items)}
+            yield Page(None, next_cursor or None, extra, load=_loader(items, parse, key_of, content))
             if not next_cursor or next_cursor == cursor:
                 return
             cursor = next_cursor
@@ -554,3 +539,9 @@ def customer_out(customer: Customer) -> dict[str, Any]:
         body["address"] = {k: getattr(addr, k) for k in ("street", "number", "complement", "district", "city",
                                                          "state", "zip", "country") if getattr(addr, k) is not None}
     return body
+
+
+def _loader(items: list[Any], parse: Callable[[dict[str, Any]], Any], key_of: Any,
+            raw: bytes) -> Callable[[], list[Any]]:
+    """The records of one feed page, parsed when the engine asks for them."""
+    return lambda: parse_items(items, parse, key_of, raw=raw)

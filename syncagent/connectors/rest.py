@@ -20,8 +20,8 @@ mapped alike for every such connector (`common.refused`: 401/403 → `AuthError`
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
@@ -93,6 +93,38 @@ class ClientCredentials:
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
         return OAuthClientCredentials(token_client(), str(options[self.id_option]), str(options[self.secret_option]),
                                       token_path=self.token_path)
+
+
+class FixedHeaders:
+    """Headers that never change (an app key pair, a store id): a 401 is final."""
+
+    def __init__(self, headers: Mapping[str, str], secrets: tuple[str, ...]) -> None:
+        self._headers = dict(headers)
+        self.secrets = secrets
+
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+    def refresh(self, stale: dict[str, str]) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Several fixed headers, each from an option (header → option name), plus constant ones (`fixed`).
+
+    Every option named is a secret (an app key and its token, a user e-mail and its key).
+    """
+
+    options: Mapping[str, str]
+    fixed: Mapping[str, str] = field(default_factory=dict)
+
+    def secrets(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(str(options[option]) for option in self.options.values())
+
+    def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
+        headers = {header: str(options[option]) for header, option in self.options.items()}
+        return FixedHeaders({**headers, **self.fixed}, self.secrets(options))
 
 
 # -- pagination kinds -------------------------------------------------------------------------------
@@ -346,21 +378,40 @@ class RestConnector(BaseConnector):
     lists: ClassVar[Mapping[str, Feed]] = {}
     max_page: ClassVar[int] = 500
 
-    def __init__(self, name: str, base_url: str, options: Mapping[str, Any], http: HttpSettings, *,
+    def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings, *,
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
-                 page_size: int = 500) -> None:
+                 page_size: int = 500, order_statuses: Sequence[str] | None = None) -> None:
         self.name = name
         self.clock = clock
         self.page_size = max(1, min(page_size, self.max_page))
+        # the order statuses the config imports (`orders: {statuses: [...]}`), else the connector's own
+        self.importable: tuple[str, ...] = tuple(order_statuses or self.capabilities.importable_statuses)
         self.secrets: tuple[str, ...] = self.auth.secrets(options)
-        auth = self.auth.provider(options, lambda: HttpClient(base_url, http, name=name, secrets=self.secrets,
+        roots = self.api_roots(base_url, options)
+        token_root = next(iter(roots.values()))
+        auth = self.auth.provider(options, lambda: HttpClient(token_root, http, name=name, secrets=self.secrets,
                                                               sleep=sleep))
-        self.client = HttpClient(base_url, http, name=name, auth=auth, secrets=self.secrets, sleep=sleep)
+        clients: dict[str, HttpClient] = {}
+        for api, root in roots.items():  # one pooled client per distinct root
+            same = next((c for other, c in clients.items() if roots[other] == root), None)
+            clients[api] = same or HttpClient(root, http, name=name, auth=auth, secrets=self.secrets, sleep=sleep)
+        self.clients = clients
+        self.client = next(iter(clients.values()))
+
+    @classmethod
+    def api_roots(cls, base_url: str | None, options: Mapping[str, Any]) -> dict[str, str]:
+        """The root URL of each API the system splits itself into (most have one: `base_url`)."""
+        if not base_url:
+            raise PermanentError(f"a {cls.type_name} channel needs base_url", code="bad_config")
+        return {"api": base_url}
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow) -> RestConnector:
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock)
+        flow = cfg.flow("orders") if hasattr(cfg, "flow") else None
+        statuses = flow.options.get("statuses") if flow is not None else None
+        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
+                   order_statuses=statuses)
 
     def check(self) -> None:
         """The credentials are accepted and the system reachable: the cheapest authenticated call."""
@@ -369,10 +420,11 @@ class RestConnector(BaseConnector):
             raise refused(self.client, f"GET {self.check_path}", resp)
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.http_clients():
+            client.close()
 
     def http_clients(self) -> tuple[HttpClient, ...]:
-        return (self.client,)
+        return tuple({id(c): c for c in self.clients.values()}.values())
 
     def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
         """Follow the entity's feed from `cursor`; an item that cannot be parsed is a BadRecord, the rest go on."""
@@ -386,6 +438,8 @@ class RestConnector(BaseConnector):
         """What the system holds now, page by page (reconcile, adopt); items without a string key are left out."""
         feed = self.lists.get(entity)
         if feed is None:
+            if not self.lists:
+                return super().listing(entity)
             raise ValueError(f"{self.name} lists only {', '.join(self.lists)}, not {entity}")
         field = feed.key if isinstance(feed.key, str) else "key"
         for items, _ in feed.paging.pages(self, feed, entity, None):

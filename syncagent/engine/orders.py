@@ -118,7 +118,7 @@ class OrderIntake(EngineCore):
         row = self.journal.order(ctx.name, order.remote_id)
         if row is None or row.state in OPEN:
             with self.journal.transaction():
-                self._set_order(ctx, order.remote_id, S.PENDING, version=order.version,
+                self._set_order(ctx, order.remote_id, S.PARKED, version=order.version,
                                        payload={"source": _describe(order)})
 
     def _quarantine_bad_order(self, ctx: _Ctx, record: BadRecord) -> None:
@@ -153,7 +153,7 @@ class OrderIntake(EngineCore):
             self._import_order(ctx, order)
         else:
             row = self.journal.order(ctx.name, order.remote_id)
-            if row is not None and row.state == S.PENDING:  # it left the importable statuses meanwhile
+            if row is not None and row.state == S.PARKED:  # it left the importable statuses meanwhile
                 with self.journal.transaction():
                     self._set_order(ctx, order.remote_id, S.SEEN, version=order.version)
 
@@ -195,7 +195,7 @@ class OrderIntake(EngineCore):
                 return  # settled by _recover_orders: looked up, posted again once its last POST is old enough
             if row.state == S.QUARANTINED and row.version == order.version and row.version:
                 return  # unchanged since it was quarantined: wait for a change or a manual retry
-            if row.state == S.PENDING and _newer(row.version, order.version):
+            if row.state == S.PARKED and _newer(row.version, order.version):
                 return  # the journal holds a newer version of this order
         if ctx.plan_only:  # a shadow channel: note the order it would import, touch nothing
             ctx.plan.append(PlannedWrite("orders", order.remote_id, "create", {"total": str(order.total)}))

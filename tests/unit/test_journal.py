@@ -197,3 +197,21 @@ def test_a_journal_replaced_under_the_agent_stops_it(tmp_path: Path) -> None:
             journal.record_sent("c", "products", [("P1", "fp", None)])
         assert "was replaced" in str(err.value)
     assert sqlite3.connect(path).execute("SELECT count(*) FROM sent").fetchone()[0] == 0
+
+
+def test_a_journal_of_schema_6_keeps_its_parked_orders_under_their_new_name(tmp_path: Path) -> None:
+    from syncagent.journal import MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "j.db")  # a journal as syncagent wrote it before the rename
+    with conn:
+        conn.execute("CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL,"
+                     " description TEXT NOT NULL)")
+        for version, (description, script) in enumerate(MIGRATIONS[:6], start=1):
+            conn.executescript(script)
+            conn.execute("INSERT INTO migrations VALUES (?, 'then', ?)", (version, description))
+        conn.execute("INSERT INTO orders (channel, order_id, state, reason, seen_at, updated_at)"
+                     " VALUES ('loja', 'o1', 'pending', 'back office down', 'then', 'then')")
+    conn.close()
+    with Journal(tmp_path / "j.db") as journal:
+        row = journal.order("loja", "o1")
+        assert row is not None and row.state == "parked" and row.reason == "back office down"
