@@ -72,9 +72,9 @@ class JumpsellerConnector(RestConnector):
 
     def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings, *,
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
-                 page_size: int = MAX_LIMIT) -> None:
+                 page_size: int = MAX_LIMIT, order_statuses: Sequence[str] | None = None) -> None:
         super().__init__(name, (base_url or API_URL).rstrip("/"), options, http, sleep=sleep, clock=clock,
-                         page_size=page_size)
+                         page_size=page_size, order_statuses=order_statuses)
         self.customer_code = str(options["customer_code"]) if options.get("customer_code") else None
         self.payment_map = {str(k): str(v) for k, v in (options.get("payment_map") or {}).items()}
         self.category_map = {str(k): str(v) for k, v in (options.get("category_map") or {}).items()}
@@ -90,7 +90,9 @@ class JumpsellerConnector(RestConnector):
         settings = http_settings(cfg.http)
         if settings.rate_per_second is None:  # the documented limits hold whatever the config forgot
             settings = replace(settings, rate_per_second=RATE_PER_SECOND, rate_burst=RATE_BURST)
-        return cls(cfg.name, cfg.base_url, cfg.options, settings, sleep=sleep, clock=clock)
+        flow = cfg.flow("orders")
+        return cls(cfg.name, cfg.base_url, cfg.options, settings, sleep=sleep, clock=clock,
+                   order_statuses=flow.options.get("statuses") if flow is not None else None)
 
     def check(self) -> None:
         """The credentials are accepted: GET /products/count.json, the cheapest authenticated call."""
