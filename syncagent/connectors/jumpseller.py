@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import http_settings, parse_items, refused
+from syncagent.connectors.jumpseller_auth import TOKEN_URL, RefreshTokenAuth, StoreOrApp
 from syncagent.connectors.jumpseller_map import (
     order_in,
     order_key,
@@ -33,7 +34,7 @@ from syncagent.connectors.jumpseller_map import (
     stock_in,
     stocked_rows,
 )
-from syncagent.connectors.rest import AuthKind, Basic, Feed, PageNumber, RestConnector
+from syncagent.connectors.rest import AuthKind, Feed, PageNumber, RestConnector
 from syncagent.errors import MappingError
 from syncagent.http import HttpSettings
 from syncagent.model import Page, utcnow
@@ -52,9 +53,15 @@ class JumpsellerConnector(RestConnector):
 
     type_name: ClassVar[str] = "jumpseller"
     options: ClassVar[dict[str, OptionSpec]] = {
-        "login": OptionSpec("str", required=True, help="the store's API login (Admin Panel > Account)"),
-        "auth_token": OptionSpec("str", required=True, secret=True,
+        "login": OptionSpec("str", help="the store's API login (Admin Panel > Account)"),
+        "auth_token": OptionSpec("str", secret=True,
                                  help="the store's API auth token, 32 characters (Admin Panel > Account)"),
+        # or, for a Jumpseller App installed in the store (OAuth 2.0):
+        "client_id": OptionSpec("str", help="the App's OAuth client id (instead of login/auth_token)"),
+        "client_secret": OptionSpec("str", secret=True, help="the App's OAuth client secret"),
+        "refresh_token": OptionSpec("str", secret=True, help="the refresh token the App got when installed"),
+        "token_file": OptionSpec("str", help="file that keeps the newest refresh token (they rotate); mode 0600"),
+        "token_url": OptionSpec("str", default=TOKEN_URL, help="OAuth token endpoint"),
         "customer_code": OptionSpec("str", help="back office customer the orders are created under (the walk-in "
                                     "customer); the buyer's tax id, name, e-mail and country travel on the order"),
         "payment_map": OptionSpec("dict", help="Jumpseller payment_method_type or payment_method_name -> back office "
@@ -66,7 +73,7 @@ class JumpsellerConnector(RestConnector):
         push=frozenset({"order-acks"}), pull=frozenset({*CATALOGUE, "orders"}), max_batch=MAX_LIMIT,
         importable_statuses=("paid",), cancelled_statuses=("canceled",),
     )
-    auth: ClassVar[AuthKind] = Basic("login", "auth_token")
+    auth: ClassVar[AuthKind] = StoreOrApp()
     check_path: ClassVar[str] = "/products/count.json"
     max_page: ClassVar[int] = MAX_LIMIT
 
@@ -109,6 +116,11 @@ class JumpsellerConnector(RestConnector):
         for items, next_cursor in feed.paging.pages(self, feed, entity, cursor):
             found = [row for item in items for row in explode(item)] if explode else list(items)
             yield Page(parse_items(found, self.parsers[entity], feed.key), next_cursor)
+
+    def close(self) -> None:
+        super().close()
+        if isinstance(self.client.auth, RefreshTokenAuth):
+            self.client.auth.close()
 
     # it is the catalogue's source: nothing of it is "listed on the channel" for reconcile or adopt
     listing = BaseConnector.listing

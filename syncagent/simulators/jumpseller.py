@@ -24,11 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncagent.simulators import seeddata
+from syncagent.simulators.auth import TokenIssuer
 from syncagent.simulators.common import HttpError, Request, Response, SimApp
 from syncagent.simulators.store import DocStore
 
 DEMO_LOGIN = "demo-store-login"
 DEMO_TOKEN = "0123456789abcdef0123456789abcdef"  # noqa: S105 - "a 32 characters string" (L5), a demo value
+DEMO_APP_ID = "demo-app"
+DEMO_APP_SECRET = "demo-app-secret"  # noqa: S105 - a simulator's demo credential, not a real secret
 MAX_LIMIT = 100  # L21183 LimitParam: maximum 100
 DEFAULT_LIMIT = 50  # L21183 LimitParam: default 50
 PER_SECOND, PER_MINUTE = 20, 800  # L5 "Rate Limit": 800 a minute, 20 a second
@@ -88,7 +91,13 @@ class JumpsellerSim(SimApp):
         self.hits: list[float] = []
         self.rng = random.Random(f"{seed}:jumpseller")
         self.seed = seed
-        if self.store.get("_meta", "seeded") is None:
+        # an installed App signs in with OAuth 2.0 (L5 "OAuth 2.0 Authentication"): access tokens live 1 hour,
+        # renewed with a refresh token; each renewal answers a new refresh token and the old one dies
+        self.app_id = options.get("client_id", DEMO_APP_ID)
+        self.issuer = TokenIssuer(self, clients={self.app_id: options.get("client_secret", DEMO_APP_SECRET)},
+                                  grants=("authorization_code", "refresh_token"), rotate_refresh=True, ttl=3600,
+                                  clock=self.now)
+        if self.meta("seeded") is None:
             self._seed(products, int(options.get("orders", "8")))
         self._routes()
 
@@ -100,8 +109,15 @@ class JumpsellerSim(SimApp):
         return datetime.fromtimestamp(self.now(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _authenticate(self, req: Request) -> None:
-        """L21083 BasicAuthentication `login:authtoken` (recommended), or the deprecated query pair (L5)."""
+        """L21083 BasicAuthentication `login:authtoken` (recommended), the deprecated query pair (L5), or an
+        installed App's Bearer token (L21083 OAuth2)."""
         header = req.header("authorization") or ""
+        if header[:7].lower() == "bearer ":
+            try:
+                self.issuer.require(req)
+            except HttpError as exc:
+                raise _message(401, f"Unauthorized: {exc.message}") from None
+            return
         login, token = req.arg("login"), req.arg("authtoken")
         if header.startswith("Basic "):
             try:
@@ -150,6 +166,10 @@ class JumpsellerSim(SimApp):
         r("GET", "/products.json", self._api(self.list_products))  # L1491
         r("GET", "/products/count.json", self._api(self.count_products))  # L1646
         r("GET", "/orders.json", self._api(self.list_orders))  # L6558
+        r("POST", "/oauth/token", self.issuer.token)  # accounts.jumpseller.com/oauth/token, served here too
+        r("POST", "/_admin/oauth/code", lambda req: Response(200, {"code": self.issuer.grant_code(self.app_id)}))
+        r("POST", "/_admin/oauth/expire", lambda req: (self.issuer.expire_all(), Response(204))[1])
+        r("GET", "/_admin/oauth/refresh-tokens", lambda req: Response(200, {"items": self.issuer.live_refresh_tokens()}))
         r("POST", "/_admin/products", self.admin_create_product)
         r("PATCH", "/_admin/products/{pid}", self.admin_patch_product)
         r("POST", "/_admin/stock", self.admin_stock)
@@ -192,9 +212,7 @@ class JumpsellerSim(SimApp):
 
     # -- the shop's data ------------------------------------------------------------------------------
     def _next_id(self, kind: str, start: int) -> int:
-        doc = self.store.get("_meta", f"next-{kind}") or {"value": start}
-        self.store.put("_meta", f"next-{kind}", {"value": doc["value"] + 1})
-        return int(doc["value"])
+        return self.counter(f"next-{kind}", start - 1)
 
     def _product(self, spec: dict[str, Any]) -> dict[str, Any]:
         """A ProductFields document (L16005) with its VariantFields (L17076), ids given here."""
@@ -238,7 +256,7 @@ class JumpsellerSim(SimApp):
         states = list(STATES)
         for n in range(orders):
             self._order({"state": states[n % len(states)]})
-        self.store.put("_meta", "seeded", {"at": self.now_text()})
+        self.set_meta("seeded", self.now_text())
 
     def _sellable(self) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
         found = []
@@ -371,4 +389,4 @@ def build(db_path: str, *, products: int = 30, seed: int = 42, log_bodies: bool 
     return JumpsellerSim(db_path, products=products, seed=seed, log_bodies=log_bodies, options=options)
 
 
-__all__ = ["DEMO_LOGIN", "DEMO_TOKEN", "JumpsellerSim", "build"]
+__all__ = ["DEMO_APP_ID", "DEMO_APP_SECRET", "DEMO_LOGIN", "DEMO_TOKEN", "JumpsellerSim", "build"]

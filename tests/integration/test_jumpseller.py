@@ -254,3 +254,49 @@ def test_an_order_whose_creation_answer_is_lost_is_found_and_not_created_twice(
     with Agent(load_config(path)) as agent:
         row = agent.journal.order("loja-online", str(paid["id"]))
     assert row is not None and row.state == "acknowledged" and row.bo_number == str(created[0]["number"])
+
+
+def test_an_installed_app_signs_in_with_oauth_and_keeps_its_rotating_refresh_token(tmp_path: Path) -> None:
+    from syncagent.simulators.jumpseller import DEMO_APP_ID, DEMO_APP_SECRET
+
+    server = serve_in_thread(build("jumpseller", str(tmp_path / "js.db"), products=4, seed=5, orders="0"))
+    shop = Shop(server)
+    # the App's installation: the store owner approves it, the App swaps the code for its first tokens
+    code = shop.admin("POST", "/_admin/oauth/code")["code"]
+    installed = requests.post(server.url + "/oauth/token", timeout=10, data={
+        "grant_type": "authorization_code", "client_id": DEMO_APP_ID, "client_secret": DEMO_APP_SECRET,
+        "code": code, "redirect_uri": "urn:ietf:wg:oauth:2.0:oob"}).json()
+    first = installed["refresh_token"]
+    token_file = tmp_path / "jumpseller.refresh"
+    options = {"client_id": DEMO_APP_ID, "client_secret": DEMO_APP_SECRET, "refresh_token": first,
+               "token_file": str(token_file), "token_url": server.url + "/oauth/token"}
+
+    def connector(**over: Any) -> JumpsellerConnector:
+        return JumpsellerConnector("js-app", server.url, {**options, **over}, HttpSettings(max_attempts=2),
+                                   sleep=lambda s: None)
+
+    def products(conn: JumpsellerConnector) -> list[Any]:
+        return [r for page in conn.pull("products", None) for r in page.records]
+
+    try:
+        conn = connector()
+        assert len(products(conn)) == 4 + 2  # the third product comes in 3 sizes
+        kept = token_file.read_text()
+        assert kept != first and shop.admin("GET", "/_admin/oauth/refresh-tokens")["items"] == [kept]
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        shop.admin("POST", "/_admin/oauth/expire")  # an hour later: the access token is refused, renewed once
+        assert len(products(conn)) == 6 and token_file.read_text() != kept
+        conn.close()
+        restarted = connector()  # the environment still holds the first (dead) token: the file wins
+        restarted.check()
+        restarted.close()
+        token_file.unlink()
+        lost = connector()  # the newest refresh token lost: refused, with what to do, and no secret
+        with pytest.raises(AuthError) as err:
+            lost.check()
+        assert "authorise the App again" in str(err.value)
+        assert all(s not in str(err.value) for s in (first, DEMO_APP_SECRET))
+        lost.close()
+        assert all(r["path"] != "/oauth/token" or r["method"] == "POST" for r in shop.calls())
+    finally:
+        server.stop()
