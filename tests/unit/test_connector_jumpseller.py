@@ -19,7 +19,7 @@ from syncagent.config import load_config
 from syncagent.connectors import registry
 from syncagent.connectors.jumpseller import JumpsellerConnector
 from syncagent.connectors.jumpseller_map import moment, order_in, product_in
-from syncagent.errors import AuthError, ChannelError, MappingError, PermanentError
+from syncagent.errors import AuthError, ChannelError, ConfigError, MappingError, PermanentError
 from syncagent.http import HttpSettings
 from syncagent.model import (
     BadRecord,
@@ -232,7 +232,7 @@ def test_it_declares_itself_a_source_that_never_takes_stock() -> None:
 def test_the_config_of_the_docs_loads_and_builds_the_connector_at_the_documented_pace(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "connectors" / "jumpseller.md").read_text()
-    example = re.search(r"```yaml\n(.*?)```", text, re.S)
+    example = re.search(r"```yaml\n(backoffice:.*?)```", text, re.S)
     assert example is not None
     for name in ("ERP_CLIENT_SECRET", "JUMPSELLER_LOGIN", "JUMPSELLER_AUTH_TOKEN"):
         monkeypatch.setenv(name, "value-of-" + name)
@@ -270,3 +270,14 @@ def test_a_store_that_answers_the_same_page_for_every_number_ends_the_walk() -> 
     found = records(connector(), "products")
     assert [r.code for r in found] == ["TS-M", "JS-101-9002", "TS-XL", "JS-102"]
     assert len(responses.calls) == 2
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({}, "missing login, auth_token"),
+    ({"login": "x"}, "missing auth_token"),
+    ({"client_id": "app"}, "missing client_secret, refresh_token"),
+])
+def test_without_one_whole_pair_of_credentials_the_channel_is_refused_saying_what_is_missing(
+        options: dict[str, Any], says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        JumpsellerConnector("js", JS, options, HttpSettings())
