@@ -5,7 +5,8 @@ are in its `info.description`). Auth is HTTP Basic with the store's login and au
 method the spec recommends. Listings page by `?page=N&limit=` (at most 100); the products listing
 carries each product's variants, so one walk reads products, prices and stock. Nothing flows into
 the shop but nothing at all: stock in particular never goes there (`capabilities.push` has no
-catalogue entity), and an order's acknowledgement is kept on our side (the shop has no field for it).
+catalogue entity), and an order's acknowledgement is kept in the journal: the agent needs read
+scopes only (writing it as an order history entry would need `write_orders`).
 
 Orders: only a **paid** one is imported (`status_enum` "paid"), whatever its shipping says; a
 "canceled" one is cancelled in the back office if it got there. The spec has no change feed and no
@@ -136,7 +137,7 @@ class JumpsellerConnector(RestConnector):
         return Outgoing(order_id, {"backoffice_number": number})
 
     def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
-        """The shop has no field for the back office's number: acknowledging is recorded by the journal alone."""
+        """Acknowledging is recorded by the journal alone: the agent only ever reads the shop (read scopes)."""
         if entity != "order-acks":
             raise ValueError(f"{self.name}: a Jumpseller store takes no {entity} (it is a source)")
         return [PushResult(out.key, "unchanged") for out in batch]
