@@ -1,12 +1,13 @@
 """Jumpseller, an online shop: the source of its catalogue (one product per variant), stock and paid orders.
 
 Contract: ../shared/contracts/jumpseller/openapi.json (the vendor's OpenAPI 3.0.3; the prose rules
-are in its `info.description`). Auth is HTTP Basic with the store's login and auth token, the
-method the spec recommends. Listings page by `?page=N&limit=` (at most 100); the products listing
-carries each product's variants, so one walk reads products, prices and stock. Nothing flows into
-the shop but nothing at all: stock in particular never goes there (`capabilities.push` has no
-catalogue entity), and an order's acknowledgement is kept in the journal: the agent needs read
-scopes only (writing it as an order history entry would need `write_orders`).
+are in its `info.description`). Auth is HTTP Basic with the store's login and auth token (the
+method the spec recommends), or OAuth 2.0 for an installed App (`jumpseller_auth`). Listings page
+by `?page=N&limit=` (at most 100); the products listing carries each product's variants, so the
+products, prices and stock flows each read that one listing. Nothing flows into the shop: stock in
+particular never goes there (`capabilities.push` has no catalogue entity), and an order's
+acknowledgement is kept in the journal, so the agent needs read scopes only (writing it as an order
+history entry would need `write_orders`).
 
 Orders: only a **paid** one is imported (`status_enum` "paid"), whatever its shipping says; a
 "canceled" one is cancelled in the back office if it got there. The spec has no change feed and no
