@@ -18,7 +18,7 @@ from syncagent.http import HttpSettings
 from syncagent.model import Product, StockLevel
 from syncagent.simulators import build, seeddata
 from syncagent.simulators.common import RunningServer, serve_in_thread
-from tests.integration.harness import assert_no_canary
+from tests.integration.harness import assert_no_canary, cli
 
 LOGIN = "loja-pt"
 TOKEN = "canary-js-token-" + "7" * 16
@@ -300,3 +300,15 @@ def test_an_installed_app_signs_in_with_oauth_and_keeps_its_rotating_refresh_tok
         assert all(r["path"] != "/oauth/token" or r["method"] == "POST" for r in shop.calls())
     finally:
         server.stop()
+
+
+def test_the_command_line_checks_the_credentials_and_runs_once(tmp_path: Path, stack: tuple[Shop, Shop]) -> None:
+    shop, bo = stack
+    path = config(tmp_path, shop, bo, [PRODUCTS, "orders: {every: 1m}"])
+    checked = cli(path, "check-config", "--online")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    once = cli(path, "run", "--once", "--json")
+    assert once.returncode == 0, once.stdout + once.stderr
+    steps = {s["flow"]: s for s in json.loads(once.stdout)}
+    assert steps["products"]["status"] == "ok" and steps["products"]["sent"] > 0
+    assert TOKEN not in once.stdout + once.stderr + checked.stdout + checked.stderr
