@@ -17,12 +17,14 @@ makes a record read again harmless and the engine sends only what changed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
 
+from syncagent import fastjson
 from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import http_settings, parse_items, refused
 from syncagent.connectors.jumpseller_auth import TOKEN_URL, RefreshTokenAuth, StoreOrApp
@@ -114,10 +116,17 @@ class JumpsellerConnector(RestConnector):
         feed = self.feeds.get(entity)
         if feed is None:
             raise ValueError(f"{self.name} has no {entity} feed")
-        explode = EXPLODE.get(entity)
+        explode, parse = EXPLODE.get(entity), self.parsers[entity]
         for items, next_cursor in feed.paging.pages(self, feed, entity, cursor):
-            found = [row for item in items for row in explode(item)] if explode else list(items)
-            yield Page(parse_items(found, self.parsers[entity], feed.key), next_cursor)
+            if explode is None:
+                yield Page(parse_items(items, parse, feed.key), next_cursor)
+                continue
+            # a catalogue page is parsed only if the engine asks (`Page.load`): one whose content it
+            # recorded whole before (its digest) is counted unchanged without being parsed again
+            found = [row for item in items for row in explode(item)]
+            digest = hashlib.sha256(fastjson.canonical(items)).hexdigest()
+            yield Page(None, next_cursor, {"digest": digest, "items": len(found)},
+                       load=partial(parse_items, found, parse, feed.key))
 
     def close(self) -> None:
         super().close()

@@ -12,6 +12,7 @@ import requests
 
 from syncagent.agent import Agent
 from syncagent.config import ConfigProblems, load_config
+from syncagent.connectors import jumpseller
 from syncagent.connectors.jumpseller import JumpsellerConnector
 from syncagent.errors import AuthError
 from syncagent.http import HttpSettings
@@ -115,7 +116,7 @@ def bo_products(bo: Shop) -> dict[str, dict[str, Any]]:
 
 
 def test_the_shops_catalogue_goes_into_the_back_office_one_product_per_variant_and_changes_follow(
-        tmp_path: Path, stack: tuple[Shop, Shop]) -> None:
+        tmp_path: Path, stack: tuple[Shop, Shop], monkeypatch: pytest.MonkeyPatch) -> None:
     shop, bo = stack
     path = config(tmp_path, shop, bo, [PRODUCTS])
     first = run(path)["products"]
@@ -133,14 +134,18 @@ def test_the_shops_catalogue_goes_into_the_back_office_one_product_per_variant_a
     assert all(r["method"] == "GET" for r in shop.calls())  # the shop is read, never written
 
     bo_before = len(bo.calls())
+    parsed: list[str] = []
+    real = jumpseller.product_in
+    monkeypatch.setattr(jumpseller, "product_in", lambda row, category_map: parsed.append("x") or real(row, category_map))
     again = run(path)["products"]
     assert (again.sent, again.unchanged) == (0, expected) and bo_products_after(bo, bo_before) == {}
+    assert parsed == []  # every page met again byte for byte: counted unchanged, not even parsed
 
     shop.admin("PATCH", f"/_admin/products/{sized['id']}", json={"name": "Ténis novos", "status": "disabled"})
     bo_before = len(bo.calls())
     third = run(path)["products"]
     changed = bo_products_after(bo, bo_before)
-    assert third.sent == len(sized["variants"])
+    assert third.sent == len(sized["variants"]) and parsed  # the changed page was parsed
     assert {c: (p["description"].split(" (")[0], p["active"]) for c, p in changed.items()} == {
         v["sku"]: ("Ténis novos", False) for v in sized["variants"]}
     with Agent(load_config(path)) as agent:
