@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,17 @@ import requests
 from syncagent.agent import Agent
 from syncagent.config import ConfigProblems, load_config
 from syncagent.connectors import jumpseller
+from syncagent.connectors.base import Outgoing, PushResult
 from syncagent.connectors.jumpseller import JumpsellerConnector
+from syncagent.engine import ChannelSetup, Engine
 from syncagent.errors import AuthError
 from syncagent.http import HttpSettings
+from syncagent.journal import Journal
 from syncagent.model import Product, StockLevel
 from syncagent.simulators import build, seeddata
 from syncagent.simulators.common import RunningServer, serve_in_thread
 from tests.integration.harness import assert_no_canary, cli
+from tests.support.fakes import NOW, FakeBackoffice
 
 LOGIN = "loja-pt"
 TOKEN = "canary-js-token-" + "7" * 16
@@ -317,3 +322,51 @@ def test_the_command_line_checks_the_credentials_and_runs_once(tmp_path: Path, s
     steps = {s["flow"]: s for s in json.loads(once.stdout)}
     assert steps["products"]["status"] == "ok" and steps["products"]["sent"] > 0
     assert TOKEN not in once.stdout + once.stderr + checked.stdout + checked.stderr
+
+
+class StockHub(FakeBackoffice):
+    """A back office that takes stock and prices from a channel (as an invoicing back office does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: dict[str, list[dict[str, Any]]] = {"stock": [], "prices": []}
+
+    def prepare(self, entity: str, record: Any) -> Outgoing:
+        if entity == "stock":
+            return Outgoing(record.code, {"sku": record.code, "available": record.available})
+        if entity == "prices":
+            return Outgoing(record.code, {"sku": record.code, "price": str(record.list_price)})
+        return super().prepare(entity, record)
+
+    def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
+        if entity not in self.written:
+            return super().push(entity, batch)
+        self.written[entity] += [out.payload for out in batch]
+        return [PushResult(out.key, "updated") for out in batch]
+
+
+def test_stock_and_prices_flow_from_the_shop_to_a_back_office_that_takes_them(tmp_path: Path) -> None:
+    server = serve_in_thread(build("jumpseller", str(tmp_path / "js.db"), products=6, seed=5, orders="0",
+                                   login=LOGIN, auth_token=TOKEN))
+    shop = Shop(server)
+    conn = JumpsellerConnector("loja", server.url, {"login": LOGIN, "auth_token": TOKEN},
+                               HttpSettings(max_attempts=2), sleep=lambda s: None)
+    journal = Journal(tmp_path / "j.db")
+    hub = StockHub()
+    setup = ChannelSetup("loja", conn, directions={"stock": "pull", "prices": "pull"})
+    engine = Engine(journal, hub, {"loja": setup}, clock=lambda: NOW, wall=time.time)  # type: ignore[arg-type]
+    try:
+        first = engine.run_step("loja", "stock")
+        held = shop.admin("GET", "/_admin/products")["items"]
+        levels = {(v or p)["sku"] or f"JS-{p['id']}": (v or p)["stock"] for p in held for v in p["variants"] or [None]}
+        assert first.status == "ok" and {w["sku"]: w["available"] for w in hub.written["stock"]} == levels
+        sku = next(v["sku"] for p in held for v in p["variants"])
+        shop.admin("POST", "/_admin/stock", json={"sku": sku, "stock": 2})  # a sale in the shop
+        hub.written["stock"].clear()
+        assert engine.run_step("loja", "stock").sent == 1 and hub.written["stock"] == [{"sku": sku, "available": 2}]
+        assert engine.run_step("loja", "prices").sent == len(levels)
+        assert all(r["method"] == "GET" for r in shop.calls())  # the shop is only read
+    finally:
+        journal.close()
+        conn.close()
+        server.stop()
