@@ -207,7 +207,8 @@ class OrderIntake(EngineCore):
             raise TransientError(f"order {order.remote_id}: customer {order.channel_customer_id} not known yet")
         if customer_code is None:
             self._quarantine_order(ctx, order, "missing_reference",
-                                   f"customer {order.channel_customer_id or '(none)'} is not known in the back office")
+                                   f"customer {order.channel_customer_id or '(none)'} is not known in the back office",
+                                   waiting_for=(("customer", order.channel_customer_id or "(none)"),))
             return
         source = order  # as the channel gave it (channel SKUs), kept if the back office refuses it
         order = self._backoffice_skus(ctx, order)
@@ -258,7 +259,8 @@ class OrderIntake(EngineCore):
                     # the source order is kept too: once a missing reference appears it is mapped again
                     kept = {"outgoing": payload, **({"source": _describe(source)} if source is not None else {})}
                     self.journal.quarantine(ctx.name, "orders", order_id, res.reason_code or "rejected",
-                                            res.reason or "rejected by the back office", kept)
+                                            res.reason or "rejected by the back office", kept,
+                                            waiting_for=res.missing)
                 ctx.result.quarantined += 1
                 return
             number = res.remote_id
@@ -314,10 +316,12 @@ class OrderIntake(EngineCore):
             self._set_order(ctx, order.remote_id, S.CANCELLED, version=order.version, bo_number=number)
             self.journal.release(ctx.name, "orders", [order.remote_id])
 
-    def _quarantine_order(self, ctx: _Ctx, order: Order, code: str, reason: str) -> None:
+    def _quarantine_order(self, ctx: _Ctx, order: Order, code: str, reason: str,
+                          waiting_for: tuple[tuple[str, str], ...] = ()) -> None:
         with self.journal.transaction():
             self._set_order(ctx, order.remote_id, S.QUARANTINED, version=order.version,
                                    reason_code=code, reason=reason)
-            self.journal.quarantine(ctx.name, "orders", order.remote_id, code, reason, _src(_describe(order)))
+            self.journal.quarantine(ctx.name, "orders", order.remote_id, code, reason, _src(_describe(order)),
+                                    waiting_for=waiting_for)
         ctx.result.quarantined += 1
         log.warning("%s/orders: quarantined %s: %s: %s", ctx.name, order.remote_id, code, reason)
