@@ -46,6 +46,19 @@ def money(value: Any, label: str) -> Decimal:
     return amount.quantize(CENT, ROUND_HALF_UP)
 
 
+def _number(value: Any, label: str) -> Decimal:
+    """A JSON number, not rounded (a rate of 0.055 is 5.5 %); refused when it is not a sane one."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise MappingError("bad_value", f"{label}: expected a number, found {type(value).__name__}")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise MappingError("bad_value", f"{label}: {str(value)[:40]!r} is not a number") from None
+    if not number.is_finite() or not ZERO <= number <= 100:
+        raise MappingError("bad_value", f"{label}: {str(value)[:40]!r} is not a tax rate")
+    return number
+
+
 def opt_money(data: Mapping[str, Any], name: str, label: str) -> Decimal | None:
     value = data.get(name)
     return None if value is None or value == "" else money(value, label)
@@ -200,7 +213,9 @@ def _line_tax_rate(entry: Mapping[str, Any], i: int) -> Decimal | None:
         if tax.get("tax_on_product_price") is False:
             raise MappingError("net_prices", f"products[{i}]: the price excludes its tax; the store must show "
                                              "prices with tax included")
-        rate = (rate or ZERO) + money(tax["rate"], f"products[{i}].taxes.rate")
+        value = _number(tax["rate"], f"products[{i}].taxes.rate")
+        # a percentage (23); a fraction (0.23) is read as one too: no VAT rate is below 1 %
+        rate = (rate or ZERO) + (value * 100 if ZERO < value < 1 else value).quantize(CENT, ROUND_HALF_UP)
     return rate
 
 
@@ -222,6 +237,52 @@ def _spread(items: list[OrderItem], discount: Decimal) -> list[OrderItem]:
                                                                                                      strict=True)]
 
 
+def _line(entry: Any, i: int) -> tuple[str, int, Decimal, Decimal, Decimal | None]:
+    """One order line: (code, quantity, unit price, its `discount` as given, VAT rate)."""
+    if not isinstance(entry, dict):
+        raise MappingError("bad_type", f"products[{i}]: expected an object")
+    quantity = need(entry, "qty", int)
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise MappingError("bad_quantity", f"products[{i}].qty: {quantity} is not a quantity")
+    price = money(need(entry, "price", (int, float, str)), f"products[{i}].price")
+    discount = opt_money(entry, "discount", f"products[{i}].discount") or ZERO
+    if price < 0 or discount < 0:
+        raise MappingError("negative_price", f"products[{i}]: price {price} / discount {discount} is negative")
+    sku = text(entry, "sku")
+    if sku is None:
+        variant = opt(entry, "variant_id", int)
+        sku = f"JS-{ident(entry, 'id', f'products[{i}].id')}" + (f"-{variant}" if variant else "")
+    return sku, quantity, price, discount, _line_tax_rate(entry, i)
+
+
+def _reconciled(lines: list[tuple[str, int, Decimal, Decimal, Decimal | None]], order_discount: Decimal,
+                shipping: Decimal, total: Decimal) -> list[OrderItem]:
+    """The lines with their discounts, read the way that adds up to the order's total.
+
+    The spec does not say whether a line's `discount` is per unit or for the line: per unit is
+    tried first (it sits beside the unit price), then per line; an order that adds up neither way
+    is refused, never invoiced with a total of our own making.
+    """
+    tried = []
+    for per_unit in (True, False):
+        items = [OrderItem(sku, qty, price, discount * qty if per_unit else discount, rate)
+                 for sku, qty, price, discount, rate in lines]
+        if any(i.discount > i.unit_price * i.quantity for i in items):
+            continue
+        try:
+            items = _spread(items, order_discount)
+        except MappingError:
+            continue
+        lines_total = sum((i.unit_price * i.quantity - i.discount for i in items), ZERO)
+        if lines_total + shipping == total:
+            return items
+        tried.append(lines_total)
+    if not tried:
+        raise MappingError("bad_discount", "the discounts are more than the order's items are worth")
+    raise MappingError("bad_total", f"the lines ({', '.join(str(t) for t in tried)}) plus shipping ({shipping}) "
+                                    f"do not add up to the order's total {total}")
+
+
 def order_in(item: Any, payment_map: Mapping[str, str], customer_code: str | None) -> Order:
     """An order as the back office gets it: gross line prices, discounts on the lines, the buyer's tax data."""
     data = unwrap(item, "order")
@@ -230,26 +291,8 @@ def order_in(item: Any, payment_map: Mapping[str, str], customer_code: str | Non
     entries = need(data, "products", list)
     if not entries:
         raise MappingError("missing_field", "products: an order needs at least one product")
-    items = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise MappingError("bad_type", f"products[{i}]: expected an object")
-        quantity = need(entry, "qty", int)
-        if not 1 <= quantity <= MAX_QUANTITY:
-            raise MappingError("bad_quantity", f"products[{i}].qty: {quantity} is not a quantity")
-        price = money(need(entry, "price", (int, float, str)), f"products[{i}].price")
-        discount = (opt_money(entry, "discount", f"products[{i}].discount") or ZERO) * quantity
-        if price < 0 or discount < 0:
-            raise MappingError("negative_price", f"products[{i}]: price {price} / discount {discount} is negative")
-        if discount > price * quantity:
-            raise MappingError("bad_discount", f"products[{i}]: discount {discount} is more than the line is worth")
-        sku = text(entry, "sku")
-        if sku is None:
-            variant = opt(entry, "variant_id", int)
-            sku = f"JS-{ident(entry, 'id', f'products[{i}].id')}" + (f"-{variant}" if variant else "")
-        items.append(OrderItem(sku, quantity, price, discount, _line_tax_rate(entry, i)))
+    lines = [_line(entry, i) for i, entry in enumerate(entries)]
     order_discount = sum((opt_money(data, k, k) or ZERO for k in ("discount", "gift_cards_discount")), ZERO)
-    items = _spread(items, order_discount)
     shipping = (opt_money(data, "shipping", "shipping") or ZERO) - (
         opt_money(data, "shipping_discount", "shipping_discount") or ZERO)
     if any(isinstance(t, dict) and t.get("tax_on_shipping_price") is False
@@ -258,6 +301,7 @@ def order_in(item: Any, payment_map: Mapping[str, str], customer_code: str | Non
     if shipping < 0:
         raise MappingError("negative_price", f"shipping {shipping} is negative")
     total = money(need(data, "total", (int, float, str)), "total")
+    items = _reconciled(lines, order_discount, shipping, total)
     payments: tuple[OrderPayment, ...] = ()
     if payment_map and status == "paid":
         kind, label = text(data, "payment_method_type"), text(data, "payment_method_name")

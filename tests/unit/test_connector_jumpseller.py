@@ -281,3 +281,21 @@ def test_without_one_whole_pair_of_credentials_the_channel_is_refused_saying_wha
         options: dict[str, Any], says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         JumpsellerConnector("js", JS, options, HttpSettings())
+
+
+def test_a_line_discount_is_read_the_way_that_adds_up_to_the_total_and_an_order_adding_up_neither_way_is_refused(
+        ) -> None:
+    per_line = paid_order(total=47.2, discount=0)  # 2 x 19.90 - 0.50 + 3.00 + 4.90 shipping: 0.50 for the line
+    assert [i.discount for i in order_in(per_line, {}, "CF").items] == [Decimal("0.50"), Decimal("0.00")]
+    per_unit = paid_order(total=46.7, discount=0)  # 2 x (19.90 - 0.50) + 3.00 + 4.90
+    assert [i.discount for i in order_in(per_unit, {}, "CF").items] == [Decimal("1.00"), Decimal("0.00")]
+    with pytest.raises(MappingError) as err:
+        order_in(paid_order(total=50), {}, "CF")
+    assert err.value.code == "bad_total" and "50.00" in err.value.reason
+
+
+def test_a_tax_rate_given_as_a_fraction_is_read_as_a_percentage() -> None:
+    order = paid_order()
+    order["order"]["products"][0]["taxes"][0]["rate"] = 0.23
+    order["order"]["products"][1]["taxes"][0]["rate"] = 0.055
+    assert [i.tax_rate for i in order_in(order, {}, "CF").items] == [Decimal("23.00"), Decimal("5.50")]
