@@ -100,6 +100,19 @@ def _revoke_skyhub(server: RunningServer) -> None:
     requests.post(server.url + "/_admin/config", json={"api_key": "revoked-" + SECRET[::-1]}, timeout=10)
 
 
+def _jumpseller(url: str, secret: str) -> Connector:
+    from syncagent.connectors.jumpseller import JumpsellerConnector
+
+    return JumpsellerConnector("conf", url, {"login": "conf-login", "auth_token": secret, "customer_code": "C1"},
+                               HttpSettings(max_attempts=2), sleep=lambda s: None, page_size=7)
+
+
+def _revoke_jumpseller(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"auth_token": "reset-" + SECRET[::-1]}, timeout=10)
+
+
 CASES = [
     ChannelCase("sellerup", "sellerup", _sellerup, {"api_key": SECRET, "orders": "12"}, _revoke_sellerup,
                 _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad check digit
@@ -108,6 +121,9 @@ CASES = [
     ChannelCase("skyhub", "skyhub", _skyhub, {"email": SKYHUB_EMAIL, "api_key": SECRET, "orders": "12",
                                               "account_manager_key": SKYHUB_ACCOUNT, "rate_limits": "0"},
                 _revoke_skyhub, _plain_product, Product("P000002", "Ruim", True, brand="Sem Marca")),  # not a brand
+    # a shop that is only a source (catalogue, stock, orders out of it): it takes no product to refuse
+    ChannelCase("jumpseller", "jumpseller", _jumpseller, {"login": "conf-login", "auth_token": SECRET, "orders": "12"},
+                _revoke_jumpseller, _plain_product, _plain_product("P000002", "Ruim", None)),
 ]
 
 
