@@ -13,7 +13,9 @@ from syncagent.errors import ConfigError
 
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
+    "jumpseller": "syncagent.connectors.jumpseller:JumpsellerConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
+    "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
     "mercadolivre-sac": "syncagent.connectors.mercadolivre_sac:MercadoLivreSacConnector",
     "skyhub-sac": "syncagent.connectors.skyhub_sac:SkyHubSacConnector",

@@ -11,7 +11,9 @@ from syncagent.simulators.common import SimApp
 
 SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
+    "jumpseller": "syncagent.simulators.jumpseller",
     "sellerup": "syncagent.simulators.sellerup",
+    "skyhub": "syncagent.simulators.skyhub",
     "vtex": "syncagent.simulators.vtex",
     "mercadolivre-sac": "syncagent.simulators.mercadolivre_sac",
     "skyhub-sac": "syncagent.simulators.skyhub_sac",
