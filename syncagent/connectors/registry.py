@@ -18,7 +18,6 @@ CONNECTORS: dict[str, str] = {
     "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
     "mercadolivre-sac": "syncagent.connectors.mercadolivre_sac:MercadoLivreSacConnector",
-    "skyhub-sac": "syncagent.connectors.skyhub_sac:SkyHubSacConnector",
     "correios": "syncagent.connectors.correios:CorreiosConnector",
     "jadlog": "syncagent.connectors.jadlog:JadlogConnector",
 }

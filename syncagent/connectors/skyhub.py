@@ -26,6 +26,7 @@ from urllib.parse import quote
 from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import http_settings, parse_items
 from syncagent.connectors.rest import AuthKind, Feed, Headers, PageNumber, Queue, RestConnector
+from syncagent.connectors.skyhub_sac import REPLY_CALLS, SkyHubSac
 from syncagent.connectors.skyhub_wire import (
     EVENT_TYPES,
     PROGRESS,
@@ -50,8 +51,9 @@ MAPPERS: dict[str, Callable[[Any, Callable[[], datetime]], dict[str, Any]]] = {
     "products": product_out, "prices": price_out, "stock": stock_out}
 
 
-class SkyHubConnector(RestConnector):
-    """Writes catalogue, prices and stock to SkyHub and takes its paid orders off the order queue."""
+class SkyHubConnector(SkyHubSac, RestConnector):
+    """Writes catalogue, prices and stock to SkyHub and takes its paid orders off the order queue; its customer
+    service (SAC) comes in as tickets and the back office's answers go back (`skyhub_sac`)."""
 
     type_name: ClassVar[str] = "skyhub"
     options: ClassVar[dict[str, OptionSpec]] = {
@@ -62,10 +64,13 @@ class SkyHubConnector(RestConnector):
         "payment_map": OptionSpec("dict", help="SkyHub payment method -> back office payment method code"),
         "status_codes": OptionSpec("dict", help="the account's own status code for invoiced, shipped, delivered, "
                                    "cancelled (default: order_invoiced, order_shipped, complete, order_canceled)"),
+        "reply_call": OptionSpec("str", default="none", choices=REPLY_CALLS,
+                                 help="the SAC reply call, UNKNOWN in the reference: none (answers wait in "
+                                      "quarantine), chats or interactions (docs/connectors/sac.md)"),
     }
     capabilities: ClassVar[Capabilities] = Capabilities(
-        push=frozenset({*CATALOGUE, "order-acks", "order-events", "customer-links"}),
-        pull=frozenset({"orders", "channel-customers"}), max_batch=50,
+        push=frozenset({*CATALOGUE, "order-acks", "order-events", "customer-links", "ticket-answers"}),
+        pull=frozenset({"orders", "channel-customers", "tickets"}), max_batch=50,
         importable_statuses=("approved",), cancelled_statuses=("canceled",),
         stable=frozenset({"products"}), listing=frozenset({"products"}), order_queue=True,
     )
@@ -94,6 +99,7 @@ class SkyHubConnector(RestConnector):
         self.status_codes = {str(k): str(v) for k, v in (options.get("status_codes") or {}).items()}
         self.importable = tuple(order_statuses or self.capabilities.importable_statuses)
         self.shadow = shadow
+        self.reply_call = str(options.get("reply_call") or "none")
         self._buyers: dict[str, ChannelCustomer] = {}  # read with orders, not yet handed to the engine
         self._acked: set[str] = set()  # orders deleted from the queue by an acknowledgement, this pull
 
@@ -123,6 +129,9 @@ class SkyHubConnector(RestConnector):
         if entity == "channel-customers":
             buyers, self._buyers = list(self._buyers.values()), {}
             yield Page(buyers, None)
+            return
+        if entity == "tickets":  # the SAC's forward-only cursor (skyhub_sac)
+            yield from self.sac_tickets(cursor)
             return
         if entity != "orders":
             raise ValueError(f"{self.name} has no {entity} feed")
@@ -169,6 +178,8 @@ class SkyHubConnector(RestConnector):
             return Outgoing(_required(record.get("order_id"), "order_id"), {"backoffice_number": number})
         if entity == "customer-links":
             return Outgoing(_required(record.get("remote_id"), "remote_id"), {"code": str(record.get("code"))})
+        if entity == "ticket-answers":
+            return self.sac_prepare(record)
         raise ValueError(f"{self.name} cannot take {entity}")
 
     def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
@@ -177,6 +188,7 @@ class SkyHubConnector(RestConnector):
             "products": self._push_product, "prices": self._push_sku_fields, "stock": self._push_sku_fields,
             "order-acks": self._push_ack, "order-events": self._push_event,
             "customer-links": lambda out: PushResult(out.key, "unchanged"),  # SkyHub keeps no back office code
+            "ticket-answers": self.sac_push,
         }
         handler = handlers.get(entity)
         if handler is None:

@@ -7,25 +7,23 @@ after it. Each SAC's threads come from `GET /sac/{code}/chats`; a thread is one 
 `ticket:<code>#<parts>`, keeping its parties (`CUSTOMER_B2W`, `B2W_SELLER`, `CUSTOMER_SELLER`):
 the seller answers only in a thread it is part of. Tickets opened with no message exchange are
 read from `GET /sac/{code}/instances` (keyed `ticket:<code>/<instance>`, no messages, never
-answered). The reply call is UNKNOWN in the reference: `reply_call` chooses it (`none` by
-default: an answer waits in quarantine saying so; `chats`: `POST /sac/{code}/chats`;
-`interactions`: `POST /sac/{code}/interactions`).
+answered). The reply call is UNKNOWN in the reference: the `reply_call` option of the skyhub
+channel chooses it (`none` by default: an answer waits in quarantine saying so; `chats`: `POST
+/sac/{code}/chats`; `interactions`: `POST /sac/{code}/interactions`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
-from typing import Any, ClassVar
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
-from syncagent.connectors.common import http_settings, need, need_time, reason, refused
+from syncagent.connectors.base import Outgoing, PushResult
+from syncagent.connectors.common import need, need_time, reason, refused
 from syncagent.connectors.mercadolivre_sac import message_id
-from syncagent.connectors.rest import FixedHeaders
 from syncagent.errors import MappingError, TransientError
-from syncagent.http import HttpClient, HttpSettings
-from syncagent.model import BadRecord, Page, utcnow
+from syncagent.http import HttpClient
+from syncagent.model import BadRecord, Page
 from syncagent.model_sac import Ticket, TicketAnswer, TicketMessage, split_ticket_key
 
 SELLER_THREADS = frozenset({"B2W_SELLER", "CUSTOMER_SELLER"})  # API.md: a seller reply only in these
@@ -43,7 +41,8 @@ def cursor_of(next_page: Any) -> str | None:
 
 
 class SkyHubSac:
-    """SAC over a SkyHub client; the host sets `client`, `name` and `reply_call`."""
+    """SAC over the SkyHub connector's client (a mixin of `SkyHubConnector`, which sets `client`, `name` and
+    `reply_call`)."""
 
     name: str
     client: HttpClient
@@ -178,59 +177,8 @@ class SkyHubSac:
                                      for m in chat.get("messages") or ())}
         return {"found": False}
 
-
-class SkyHubSacConnector(SkyHubSac, BaseConnector):
-    """SkyHub's SAC as a channel of its own (`tickets` and `ticket-answers` flows)."""
-
-    type_name: ClassVar[str] = "skyhub-sac"
-    options: ClassVar[dict[str, OptionSpec]] = {
-        "email": OptionSpec("str", required=True, help="the SkyHub account's e-mail (X-User-Email)"),
-        "api_key": OptionSpec("str", required=True, secret=True, help="the account's integration token (X-Api-Key)"),
-        "account_manager_key": OptionSpec("str", required=True, secret=True,
-                                          help="the integrator's key (X-Accountmanager-Key)"),
-        "reply_call": OptionSpec("str", default="none", choices=REPLY_CALLS,
-                                 help="the reply call, UNKNOWN in the reference: none (answers wait in quarantine), "
-                                      "chats or interactions"),
-    }
-    capabilities: ClassVar[Capabilities] = Capabilities(pull=frozenset({"tickets"}),
-                                                        push=frozenset({"ticket-answers"}), max_batch=1)
-
-    def __init__(self, name: str, base_url: str, options: Mapping[str, Any], http: HttpSettings, *,
-                 sleep: Callable[[float], None] | None = None) -> None:
-        self.name = name
-        secrets = (str(options["api_key"]), str(options["account_manager_key"]))
-        auth = FixedHeaders({"X-User-Email": str(options["email"]), "X-Api-Key": secrets[0],
-                             "X-Accountmanager-Key": secrets[1]}, secrets)
-        self.client = HttpClient(base_url, http, name=name, auth=auth, secrets=secrets, sleep=sleep)
-        self.reply_call = str(options.get("reply_call") or "none")
-
-    @classmethod
-    def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> SkyHubSacConnector:
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep)
-
-    def check(self) -> None:
-        self._get("/sac")
-
-    def http_clients(self) -> Sequence[HttpClient]:
-        return (self.client,)
-
-    def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
-        if entity != "tickets":
-            raise ValueError(f"{self.name} has no {entity} feed")
-        return self.sac_tickets(cursor)
-
-    def prepare(self, entity: str, record: Any) -> Outgoing:
-        if entity != "ticket-answers":
-            raise ValueError(f"{self.name} cannot take {entity}")
-        return self.sac_prepare(record)
-
-    def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
-        if entity != "ticket-answers":
-            raise ValueError(f"{self.name} cannot take {entity}")
-        return [self.sac_push(out) for out in batch]
-
     def lookup(self, entity: str, **keys: str) -> Any:
+        """Whether an answer is on the channel already (after a crash while sending it); nothing else to look up."""
         if entity == "ticket-answers":
             return self.sac_lookup(keys["ticket"], keys.get("body", ""))
         return None

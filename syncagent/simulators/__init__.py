@@ -16,7 +16,6 @@ SIMULATORS = {
     "skyhub": "syncagent.simulators.skyhub",
     "vtex": "syncagent.simulators.vtex",
     "mercadolivre-sac": "syncagent.simulators.mercadolivre_sac",
-    "skyhub-sac": "syncagent.simulators.skyhub_sac",
     "correios": "syncagent.simulators.correios",
     "jadlog": "syncagent.simulators.jadlog",
 }

@@ -26,6 +26,7 @@ from syncagent.simulators import seeddata
 from syncagent.simulators.auth import require_headers
 from syncagent.simulators.common import HttpError, Request, Response, SimApp
 from syncagent.simulators.skyhub_orders import SkyHubOrders, fail
+from syncagent.simulators.skyhub_sac import SkyHubSacRoutes
 from syncagent.simulators.store import DocStore
 
 DEMO_EMAIL = "loja@exemplo.com.br"
@@ -41,7 +42,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class SkyHubSim(SimApp, SkyHubOrders):
+class SkyHubSim(SimApp, SkyHubOrders, SkyHubSacRoutes):
     system = "skyhub"
 
     def __init__(self, db_path: str, *, products: int, seed: int, log_bodies: bool, options: dict[str, str]) -> None:
@@ -54,6 +55,7 @@ class SkyHubSim(SimApp, SkyHubOrders):
         self.queue_mode = options.get("queue_mode", "head")
         self.empty_queue = options.get("empty_queue", "204")
         self.rate_limits = options.get("rate_limits", "1") == "1"
+        self.reply_call = options.get("reply_call", "chats")  # the SAC reply call, UNKNOWN in the reference
         self.clock_offset = float(self.meta("clock_offset") or 0.0)
         self.buckets: dict[str, tuple[float, float]] = {}  # endpoint+method -> (tokens, at)
         if self.meta("seeded") is None:
@@ -98,6 +100,7 @@ class SkyHubSim(SimApp, SkyHubOrders):
         self.route("POST", "/_admin/orders/{code}/status", self.admin_order_status)
         self.route("GET", "/_admin/queue", self.admin_queue)
         self.route("GET", "/_admin/state", self.admin_state)
+        self._sac_routes(self.reply_call)  # customer service (SAC), in skyhub_sac
 
     def api(self, budget: str, handler: Any) -> Any:
         """The checks every API call passes first: auth headers, Accept, Content-Type, the rate limit."""

@@ -141,11 +141,11 @@ def _ml(url: str, secret: str) -> Connector:
 
 
 def _skyhub(url: str, secret: str) -> Connector:
-    from syncagent.connectors.skyhub_sac import SkyHubSacConnector
+    from syncagent.connectors.skyhub import SkyHubConnector
 
-    return SkyHubSacConnector("conf", url, {"email": "loja@example.com", "api_key": secret,
-                                            "account_manager_key": "conf-manager", "reply_call": "chats"},
-                              FAST, sleep=lambda s: None)
+    return SkyHubConnector("conf", url, {"email": "loja@example.com", "api_key": secret,
+                                         "account_manager_key": "conf-manager", "reply_call": "chats"},
+                           FAST, sleep=lambda s: None)
 
 
 def _seed_ml(server: RunningServer) -> str:
@@ -161,8 +161,9 @@ def _seed_skyhub(server: RunningServer) -> str:
 
 SAC_CASES = [
     SacCase("mercadolivre-sac", {"client_secret": SECRET}, _ml, _seed_ml, {"client_secret": "other-" + SECRET}),
-    SacCase("skyhub-sac", {"api_key": SECRET, "account_manager_key": "conf-manager"}, _skyhub, _seed_skyhub,
-            {"api_key": "other-" + SECRET, "account_manager_key": "conf-manager"}),
+    SacCase("skyhub", {"api_key": SECRET, "account_manager_key": "conf-manager", "email": "loja@example.com"},
+            _skyhub, _seed_skyhub, {"api_key": "other-" + SECRET, "account_manager_key": "conf-manager",
+                                    "email": "loja@example.com"}),
 ]
 
 

@@ -40,7 +40,7 @@ channels:
     rate_limit: {{per_second: 8, burst: 8}}
     flows: {{tickets: {{}}, ticket-answers: {{}}}}
   - name: americanas
-    type: skyhub-sac
+    type: skyhub
     base_url: {sh}
     email: loja@example.com
     api_key: ${{SH_KEY}}
@@ -80,8 +80,8 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reply_call: str = "cha
         monkeypatch.setenv(key, value)
     bo = start("gestao-lojas", tmp_path / "bo.db")
     ml = start("mercadolivre-sac", tmp_path / "ml.db", client_secret=ML_SECRET, seller_id=SELLER)
-    sh = start("skyhub-sac", tmp_path / "sh.db", api_key=SH_KEY, account_manager_key=SH_MANAGER,
-               reply_call=sim_reply)
+    sh = start("skyhub", tmp_path / "sh.db", api_key=SH_KEY, account_manager_key=SH_MANAGER,
+               email="loja@example.com", reply_call=sim_reply, products=0)
     path = tmp_path / "syncagent.yaml"
     path.write_text(CONFIG.format(tmp=tmp_path, bo=bo.url, ml=ml.url, sh=sh.url, seller=SELLER,
                                   reply_call=reply_call))
@@ -191,7 +191,7 @@ def skyhub_threads(sac: Sac) -> None:
     sac.reply(f"ticket:{code}#CUSTOMER_B2W", "Não somos parte desta conversa.")
     for _ in range(2):
         sac.run("ticket-answers", "americanas")
-    assert sac.sh.admin("GET", "/_admin/sent")["items"] == [
+    assert sac.sh.admin("GET", "/_admin/sac-replies")["items"] == [
         {"code": code, "parts": "CUSTOMER_SELLER", "content": "Reenviamos hoje."}]
     with Agent(load_config(sac.path)) as agent:
         (row,) = agent.journal.quarantined("americanas", "ticket-answers")
@@ -226,7 +226,7 @@ def unset_reply_call(sac: Sac) -> None:
         assert agent.journal.quarantined("americanas", "ticket-answers") == []
     (result,) = sac.run("ticket-answers", "americanas")
     assert result.sent == 0
-    assert [s["content"] for s in sac.sh.admin("GET", "/_admin/sent")["items"]] == ["Olá!"]
+    assert [s["content"] for s in sac.sh.admin("GET", "/_admin/sac-replies")["items"]] == ["Olá!"]
 
 
 def test_a_lost_answer_of_the_back_office_is_looked_up_and_the_ticket_is_not_created_twice(sac: Sac) -> None:
