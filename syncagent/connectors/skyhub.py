@@ -45,6 +45,7 @@ from syncagent.model import ChannelCustomer, Order, Page, utcnow
 BASE_URL = "https://api.skyhub.com.br"  # API.md L13
 GENERAL_RATE = 9.0  # API.md L42-48: requests a second per endpoint + method
 ORDERS_GET_RATE = 0.95  # API.md L46: GET /orders/{code} once a second; a little under, for the clocks' jitter
+OWNED_LOGISTICS = frozenset({"americanas entrega", "b2w entrega"})
 MAX_READS = 500  # queue reads of one pull: a queue refilling as fast as it is read must not hold the step
 CATALOGUE = ("products", "prices", "stock")
 MAPPERS: dict[str, Callable[[Any, Callable[[], datetime]], dict[str, Any]]] = {
@@ -70,9 +71,11 @@ class SkyHubConnector(SkyHubSac, RestConnector):
     }
     capabilities: ClassVar[Capabilities] = Capabilities(
         push=frozenset({*CATALOGUE, "order-acks", "order-events", "customer-links", "ticket-answers"}),
-        pull=frozenset({"orders", "channel-customers", "tickets"}), max_batch=50,
+        pull=frozenset({"orders", "channel-customers", "tickets", "tracking"}), max_batch=50,
         importable_statuses=("approved",), cancelled_statuses=("canceled",),
         stable=frozenset({"products"}), listing=frozenset({"products"}), order_queue=True,
+        # API.md L105: with B2W Entrega (Americanas Entrega) the marketplace ships and sets shipped/delivered
+        owned_tracking=OWNED_LOGISTICS,
     )
     auth: ClassVar[AuthKind] = Headers(  # API.md L14-15: three headers on every call
         {"X-User-Email": "email", "X-Api-Key": "api_key", "X-Accountmanager-Key": "account_manager_key"},
@@ -132,6 +135,9 @@ class SkyHubConnector(SkyHubSac, RestConnector):
             return
         if entity == "tickets":  # the SAC's forward-only cursor (skyhub_sac)
             yield from self.sac_tickets(cursor)
+            return
+        if entity == "tracking":  # shipments of the marketplace's own logistics: the order's status says
+            yield Page(self.sac_tracking((filters or {}).get("shipments") or (), self._order), None)
             return
         if entity != "orders":
             raise ValueError(f"{self.name} has no {entity} feed")

@@ -14,7 +14,7 @@ channel chooses it (`none` by default: an answer waits in quarantine saying so; 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -23,8 +23,16 @@ from syncagent.connectors.common import need, need_time, reason, refused
 from syncagent.connectors.mercadolivre_sac import message_id
 from syncagent.errors import MappingError, TransientError
 from syncagent.http import HttpClient
-from syncagent.model import BadRecord, Page
-from syncagent.model_sac import Ticket, TicketAnswer, TicketMessage, split_ticket_key
+from syncagent.model import BadRecord, Page, parse_time, utcnow
+from syncagent.model_sac import (
+    ShipmentRef,
+    Ticket,
+    TicketAnswer,
+    TicketMessage,
+    Tracking,
+    TrackingEvent,
+    split_ticket_key,
+)
 
 SELLER_THREADS = frozenset({"B2W_SELLER", "CUSTOMER_SELLER"})  # API.md: a seller reply only in these
 AUTHORS = {"CUSTOMER": "customer", "SELLER": "seller", "EMPLOYEE": "marketplace"}
@@ -176,6 +184,25 @@ class SkyHubSac:
                                      and str(m.get("content") or "").strip() == body.strip()
                                      for m in chat.get("messages") or ())}
         return {"found": False}
+
+    def sac_tracking(self, refs: Sequence[ShipmentRef], order_of: Callable[[str], dict[str, Any] | None]
+                     ) -> list[Tracking]:
+        """Shipments of B2W Entrega (Americanas Entrega): the marketplace sets the order shipped, then delivered
+        (skyhub API.md L105), so the order's status is the shipment's; read at the orders client's 1/s."""
+        found = []
+        for ref in refs:
+            order = order_of(ref.order_id) if ref.order_id else None
+            status = order.get("status") if isinstance(order, dict) else None
+            kind = str(status.get("type") or "").upper() if isinstance(status, dict) else ""
+            ours = {"SHIPPED": "in_transit", "DELIVERED": "delivered", "SHIPMENT_EXCEPTION": "exception"}.get(kind)
+            if ours is None or order is None:
+                found.append(Tracking(ref.tracking_code))
+                continue
+            moment = parse_time(order.get("updated_at"), "updated_at") if isinstance(order.get("updated_at"), str) \
+                else None
+            code = str(status.get("code") or kind) if isinstance(status, dict) else kind
+            found.append(Tracking(ref.tracking_code, (TrackingEvent(ours, moment or utcnow(), None, code, code),)))
+        return found
 
     def lookup(self, entity: str, **keys: str) -> Any:
         """Whether an answer is on the channel already (after a crash while sending it); nothing else to look up."""

@@ -17,7 +17,7 @@ from syncagent.connectors.sellerup import SellerUpConnector
 from syncagent.model import Page
 from syncagent.model_sac import Tracking, TrackingEvent
 from syncagent.report import status_data, status_notes
-from tests.integration.harness import Sims, write_config
+from tests.integration.harness import Sims, start, write_config
 from tests.integration.sac_harness import (
     CARRIER_ENV,
     agent_requests,
@@ -151,3 +151,38 @@ def test_marketplace_logistics_are_read_from_the_channel_never_a_carrier(setup, 
                                                                                 ("delivered", "channel")]
     assert Me2Channel.asked == ["ME2-000123", "ME2-000123"]  # asked until delivered, then no more
     assert agent_requests(correios) == []
+
+
+def test_americanas_entrega_is_read_from_the_skyhub_order_not_a_carrier(setup, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    sims, correios, _, path = setup
+    monkeypatch.setenv("SH_KEY", "sh-key-deliveries")
+    monkeypatch.setenv("SH_MANAGER", "skyhub-demo-accountmanager")
+    skyhub = start("skyhub", tmp_path / "skyhub.db", products=0, api_key="sh-key-deliveries")
+    try:
+        (order,) = skyhub.admin("POST", "/_admin/orders", json={"count": 1})["items"]
+        code = order["code"]
+        channel = f"""\
+  - name: americanas
+    type: skyhub
+    base_url: {skyhub.url}
+    email: loja@exemplo.com.br
+    api_key: ${{SH_KEY}}
+    account_manager_key: ${{SH_MANAGER}}
+    flows: {{deliveries: {{}}}}
+"""
+        path.write_text(path.read_text().replace("carriers:\n", channel + "carriers:\n", 1))
+        number = place_order(sims.bo, "americanas", code)
+        ship(sims.bo, number, "Americanas Entrega", "AE-778899")
+        skyhub.admin("POST", f"/_admin/orders/{code}/status", json={"status": "order_shipped"})
+        with Agent(load_config(path)) as agent:
+            (result,) = agent.run_entity("deliveries", channel="americanas")
+            assert result.status == "ok", result.error
+            skyhub.admin("POST", f"/_admin/orders/{code}/status", json={"status": "complete"})
+            agent.run_entity("deliveries", channel="americanas")
+            agent.run_entity("deliveries", channel="americanas")
+            assert agent.journal.shipment_counts("americanas") == {"final": 1}
+        assert [(d["status"], d["source"]) for d in deliveries(sims.bo, number)] == [("in_transit", "channel"),
+                                                                                    ("delivered", "channel")]
+        assert agent_requests(correios) == []
+    finally:
+        skyhub.server.stop()
