@@ -250,10 +250,11 @@ class NetshoesConnector(RestConnector):
             if created.status not in (200, 201, 409):
                 return self._rejection(out.key, created, "POST /products")
             if created.status != 409:
+                mine = self._set_status(out, "created")
                 for other in members:
                     if other is not out:
                         done[other.key] = self._one(other, lambda o: self._set_status(o, "created"))
-                return self._set_status(out, "created")
+                return mine
             resp = self.client.get(path)
         if resp.status != 200:
             raise wire.refused(self.client, f"GET {path}", resp)
@@ -285,9 +286,16 @@ class NetshoesConnector(RestConnector):
     def _set_status(self, out: Outgoing, status: str) -> PushResult:
         """Enabled or disabled on this channel's business unit, as the product is active (API.md L45)."""
         path = f"/skus/{quote(out.key, safe='')}/bus/{quote(self.business_unit, safe='')}/status"
-        resp = self.client.put(path, json={"active": bool(out.payload["active"])})
+        active = bool(out.payload["active"])
+        if status == "unchanged":  # nothing else changed: write the status only if it is not as wanted
+            held = self.client.get(path)
+            body = self._json(held, "the status") if held.status == 200 else None
+            if isinstance(body, dict) and body.get("active") is active:
+                return PushResult(out.key, status, remote_id=out.payload["productId"])
+        resp = self.client.put(path, json={"active": active})
         if resp.status not in (200, 204):
             return self._rejection(out.key, resp, f"PUT {path}")
+        status = "updated" if status == "unchanged" else status
         return PushResult(out.key, status, remote_id=out.payload["productId"])
 
     # prices and schedules

@@ -254,7 +254,7 @@ def price_out(p: Price, now: datetime) -> dict[str, Any]:
         eff = p.effective(start)
         if eff.promo_price is not None:
             de, por = eff.price, eff.promo_price
-        elif eff.price != base:
+        elif eff.price != base or eff.price != p.list_price:  # a scheduled list price stays listed once begun
             de, por = eff.price, eff.price
         else:
             continue
