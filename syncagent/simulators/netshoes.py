@@ -60,8 +60,9 @@ class NetshoesSim(SimApp):
         super().__init__(db_path, log_bodies=log_bodies)
         self.store = DocStore(self.db, self.lock)
         self.products, self.seed = products, seed
-        self.client_id = options.get("client_id", DEMO_CLIENT_ID)
-        self.access_token = options.get("access_token", DEMO_ACCESS_TOKEN)
+        # credentials set through /_admin/config are kept in the file; those given at start win
+        self.client_id = options.get("client_id") or self.meta("client_id") or DEMO_CLIENT_ID
+        self.access_token = options.get("access_token") or self.meta("access_token") or DEMO_ACCESS_TOKEN
         self.first_page = int(options.get("first_page", "0"))
         self.status_body = options.get("status_body", "both")
         self.rate = float(options.get("rate_per_minute", "50"))
@@ -516,6 +517,8 @@ class NetshoesSim(SimApp):
         for key in ("client_id", "access_token", "status_body"):
             if key in body:
                 setattr(self, key, str(body[key]))
+                if key != "status_body":
+                    self.set_meta(key, str(body[key]))
         if "rate_per_minute" in body:
             self.rate = self.bucket = float(body["rate_per_minute"])
         return Response(200, {"status_body": self.status_body, "rate_per_minute": self.rate})
