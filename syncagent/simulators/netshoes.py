@@ -12,16 +12,14 @@ L25; 0: no limit), zattini_share (the part of seeded orders sold on Zattini).
 
 from __future__ import annotations
 
-import random
 import time
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
 
 from syncagent.model import valid_ean
-from syncagent.simulators import seeddata
 from syncagent.simulators.auth import require_headers
 from syncagent.simulators.common import HttpError, Request, Response, SimApp, valid_date_time
+from syncagent.simulators.netshoes_wire import NsError, at_time, invalid, iso, make_order, status_fields
 from syncagent.simulators.store import DocStore
 
 DEMO_CLIENT_ID = "netshoes-demo-app"
@@ -30,23 +28,6 @@ BUSINESS_UNITS = ("NS", "ZT")  # API.md L45, L83
 STEPS = ("approved", "invoiced", "shipped", "delivered")  # API.md L132
 CANCEL_REASONS = [{"code": 1, "description": "Produto sem estoque", "canBePenalty": True},
                   {"code": 3, "description": "Solicitado pelo cliente", "canBePenalty": False}]  # API.md L76
-
-
-class NsError(HttpError):
-    """The error body of API.md L30: {type, description, notifications, links}."""
-
-    def __init__(self, status: int, type_: str, description: str, notes: list[str] | None = None) -> None:
-        super().__init__(status, type_, description)
-        self.notes = notes or []
-
-    def response(self) -> Response:
-        return Response(self.status, {"type": self.code, "description": self.message, "notifications": self.notes,
-                                      "links": []}, dict(self.headers))
-
-
-def _invalid(*notes: str) -> NsError:
-    # 400 vs 422 for validation errors is UNKNOWN (API.md L34): 400 here
-    return NsError(400, "Invalid_Request", "The request is invalid.", list(notes))
 
 
 def _number(value: Any) -> bool:
@@ -136,7 +117,7 @@ class NetshoesSim(SimApp):
     def _body(self, req: Request) -> dict[str, Any]:
         body = req.json()
         if not isinstance(body, dict):
-            raise _invalid("the body must be a JSON object")
+            raise invalid("the body must be a JSON object")
         return body
 
     # -- catalogue ---------------------------------------------------------------------------------
@@ -165,7 +146,7 @@ class NetshoesSim(SimApp):
                 for i, sku in enumerate(skus):
                     notes += self._check_sku(sku, f"skus[{i}]")
         if notes:
-            raise _invalid(*notes)
+            raise invalid(*notes)
 
     def _sku_owner(self, sku: str) -> str | None:
         doc = self.store.get("sku_index", sku)
@@ -175,7 +156,7 @@ class NetshoesSim(SimApp):
         body = self._body(req)
         product_id = body.get("productId")
         if not isinstance(product_id, str) or not product_id.strip():
-            raise _invalid("productId: is required")
+            raise invalid("productId: is required")
         self._check_product(body)
         if self.store.get("products", product_id) is not None:
             raise NsError(409, "Conflict", f"Product {product_id} already exists.")
@@ -219,7 +200,7 @@ class NetshoesSim(SimApp):
         held, body = self._product(req.params["productId"]), self._body(req)
         notes = self._check_sku(body, "sku")
         if notes:
-            raise _invalid(*notes)
+            raise invalid(*notes)
         if self._sku_owner(body["sku"]):
             raise NsError(409, "Conflict", f"SKU {body['sku']} already exists.")
         with self.tx():
@@ -230,7 +211,7 @@ class NetshoesSim(SimApp):
         held, body, sku = self._product(req.params["productId"]), self._body(req), req.params["sku"]
         notes = self._check_sku(body, "sku") + ([] if body.get("sku") in (None, sku) else ["sku: differs from the path"])
         if notes:
-            raise _invalid(*notes)
+            raise invalid(*notes)
         if sku not in {s["sku"] for s in held["skus"]}:
             raise NsError(404, "Resource_Not_Found", "Resource not found.")
         with self.tx():
@@ -255,7 +236,7 @@ class NetshoesSim(SimApp):
     def put_bu_status(self, req: Request) -> Response:
         sku, bu, body = self._known_sku(req.params["sku"]), self._bu(req), self._body(req)
         if not isinstance(body.get("active"), bool):
-            raise _invalid("active: must be true or false")
+            raise invalid("active: must be true or false")
         self.store.put("bu_status", f"{sku}@{bu}", {"sku": sku, "buId": bu, "active": body["active"]})
         return Response(200, {"active": body["active"]})
 
@@ -270,7 +251,7 @@ class NetshoesSim(SimApp):
     def put_price(self, req: Request) -> Response:
         sku, body = self._known_sku(req.params["sku"]), self._body(req)
         if not _number(body.get("price")) or body["price"] <= 0:  # PriceResource{sku, price} (API.md L56)
-            raise _invalid("price: must be a number greater than 0")
+            raise invalid("price: must be a number greater than 0")
         self.store.put("prices", sku, {"sku": sku, "price": body["price"]})
         return Response(200, {"sku": sku, "price": body["price"]})
 
@@ -287,10 +268,10 @@ class NetshoesSim(SimApp):
                   if not isinstance(body.get(k), str) or not valid_date_time(body[k])]
         if not notes and body["priceTo"] > body["priceFrom"]:
             notes.append("priceTo: must not be more than priceFrom")
-        if not notes and _at(body["dateEnd"]) <= _at(body["dateInit"]):
+        if not notes and at_time(body["dateEnd"]) <= at_time(body["dateInit"]):
             notes.append("dateEnd: must be after dateInit")
         if notes:
-            raise _invalid(*notes)
+            raise invalid(*notes)
         number = self.counter("schedule_id")
         doc = {"id": number, "sku": sku, **{k: body[k] for k in ("priceFrom", "priceTo", "dateInit", "dateEnd")}}
         self.store.put("schedules", str(number), doc)
@@ -308,7 +289,7 @@ class NetshoesSim(SimApp):
         if not isinstance(available, int) or isinstance(available, bool) or available < 0:
             notes.append("available: must be an integer of at least 0")
         if notes:
-            raise _invalid(*notes)
+            raise invalid(*notes)
         self.store.put("stocks", sku, {"country": "BR", "available": available})  # absolute (API.md L63)
         return Response(200, {"country": "BR", "available": available})
 
@@ -333,25 +314,25 @@ class NetshoesSim(SimApp):
         try:
             page, size = int(req.arg("page", str(self.first_page)) or 0), int(req.arg("size", "10") or 10)
         except ValueError:
-            raise _invalid("page and size must be integers") from None
+            raise invalid("page and size must be integers") from None
         if page < self.first_page or size < 1:  # which number the first page has: UNKNOWN (API.md L21)
-            raise _invalid(f"page: the first page is {self.first_page}", "size: at least 1")
+            raise invalid(f"page: the first page is {self.first_page}", "size: at least 1")
         status = (req.arg("orderStatus") or "").lower()
         bounds = []
         for name in ("orderStartDate", "orderEndDate"):
             text = req.arg(name)
             if text and not valid_date_time(text):
-                raise _invalid(f"{name}: must be a date-time with offset")
-            bounds.append(_at(text) if text else None)
+                raise invalid(f"{name}: must be a date-time with offset")
+            bounds.append(at_time(text) if text else None)
         start, end = bounds
 
         def keep(order: dict[str, Any]) -> bool:
-            moment = _at(order["orderDate"])
+            moment = at_time(order["orderDate"])
             return (not status or any(s["status"].lower() == status for s in order["shippings"])) and \
                 (start is None or moment >= start) and (end is None or moment <= end)
 
         orders = sorted((d for _, d in self.store.all("orders") if keep(d)),
-                        key=lambda d: (_at(d["orderDate"]), d["orderNumber"]))
+                        key=lambda d: (at_time(d["orderDate"]), d["orderNumber"]))
         chosen = orders[(page - self.first_page) * size:(page - self.first_page + 1) * size]
         expand = req.arg("expand") or ""
         return Response(200, {"items": [self._expanded(o, expand) for o in chosen], "links": []})  # API.md L20
@@ -375,7 +356,7 @@ class NetshoesSim(SimApp):
         shipping = self._shipping(order, req.params["shippingCode"])
         if step not in (*STEPS, "canceled"):
             raise NsError(404, "Resource_Not_Found", f"Unknown status {step[:20]}.")
-        fields = self._status_fields(self._body(req), shipping["shippingCode"], step)
+        fields = status_fields(self._body(req), shipping["shippingCode"], step, self.status_body)
         now = shipping["status"].lower()
         # the answer to an out-of-order transition is UNKNOWN (API.md L133): 409 here. The same step again
         # (an NF-e or tracking corrected) is taken and replaces what was held.
@@ -397,101 +378,10 @@ class NetshoesSim(SimApp):
             self.store.put("orders", order["orderNumber"], order)
         return Response(200, shipping)
 
-    def _status_fields(self, body: dict[str, Any], code: int, step: str) -> dict[str, Any]:
-        """The fields of a status body in the flat (2026) or the envelope (2016) shape, or a 400."""
-        envelope = "shippings" in body
-        if (envelope and self.status_body == "flat") or (not envelope and self.status_body == "envelope"):
-            raise _invalid(f"body: this API takes the {self.status_body} status body")
-        if envelope:
-            items = body["shippings"]
-            if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict) or \
-                    items[0].get("shippingCode") != code:
-                raise _invalid("shippings: one entry with this shippingCode")
-            entry = items[0]
-            inner = entry.get("invoice") if step == "invoiced" else entry.get("transport")
-            inner = inner if isinstance(inner, dict) else {}
-            if step == "invoiced":
-                fields = {"number": inner.get("number"), "line": inner.get("line"), "accessKey": inner.get("accessKey"),
-                          "issueDate": inner.get("issueDate")}
-            elif step == "canceled":
-                fields = {"reason": entry.get("cancellationReason")}
-            else:
-                fields = {k: inner.get(k) for k in ("carrier", "trackingNumber", "trackingLink", "shipDate",
-                                                    "deliveryDate") if inner.get(k) is not None}
-        elif step == "invoiced":
-            fields = {"number": body.get("number"), "line": body.get("line"), "accessKey": body.get("key"),
-                      "issueDate": body.get("issueDate"), "volume": body.get("volume")}
-        elif step == "canceled":
-            fields = {"reason": body.get("reasonCancellationCode"), "canceledBy": body.get("canceledBy")}
-        else:
-            fields = {k: body.get(k) for k in ("carrier", "trackingNumber", "trackingLink", "deliveryDate")
-                      if body.get(k) is not None}
-        required = {"invoiced": ("number", "line", "accessKey", "issueDate"), "shipped": ("carrier", "trackingNumber"),
-                    "delivered": ("deliveryDate",), "canceled": ("reason",), "approved": ()}[step]
-        notes = [f"{k}: is required" for k in required if fields.get(k) in (None, "")]
-        key = str(fields.get("accessKey") or "")
-        if step == "invoiced" and key and not (key.isdigit() and len(key) == 44):  # API.md L126
-            notes.append("accessKey: the NF-e key has 44 digits")
-        if notes:
-            raise _invalid(*notes)
-        return fields
-
     # -- seeding and admin ---------------------------------------------------------------------------
     def new_order(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """An order with one shipping (or `shippings` of them), approved unless `status` says otherwise."""
-        seq = self.counter("order_seq", 0)
-        rng = random.Random(f"{self.seed}:netshoes-order:{seq}")
-        unit = fields.get("businessUnit") or ("ZT" if rng.random() < self.zattini_share else "NS")
-        placed = datetime.now(UTC) - timedelta(minutes=rng.randint(1, 240))
-        if fields.get("orderDate"):
-            placed = _at(fields["orderDate"])
-        customers = seeddata.customer_count(self.products)
-        person = seeddata.customer(self.seed, rng.randint(1, customers))
-        if rng.random() < 0.4:
-            person = {**person, "document": seeddata.cpf(rng), "name": seeddata.person_name(rng)}
-        if fields.get("customer"):
-            person = {**person, **fields["customer"]}
-        shippings = []
-        for _ in range(int(fields.get("shippings", 1))):
-            code = self.counter("shipping_code", 0)
-            items = []
-            for n in range(rng.randint(1, 3)):
-                index = rng.randint(1, max(1, self.products))
-                for _attempt in range(50):
-                    if seeddata.product(self.seed, index)["active"]:
-                        break
-                    index = rng.randint(1, max(1, self.products))
-                info = seeddata.product(self.seed, index)
-                gross = float(Decimal(seeddata.price(self.seed, index)["list_price"]))
-                discount = round(gross * 0.1, 2) if rng.random() < 0.25 else 0.0
-                quantity = rng.randint(1, 3)
-                items.append({"itemId": n + 1, "sku": info["code"], "ean": info["barcode"],
-                              "name": info["description"], "brand": info["brand"], "quantity": quantity,
-                              "grossUnitValue": gross, "discountUnitValue": discount,
-                              "netUnitValue": round(gross - discount, 2), "totalGross": round(gross * quantity, 2),
-                              "totalDiscount": round(discount * quantity, 2), "status": "Approved"})
-            address = person["address"]
-            shippings.append({
-                "shippingCode": code, "status": fields.get("status", "Approved"),
-                "freightAmount": rng.choice([0, 15.0, 23.9]), "shippingEstimate": None, "deliveryTime": 5,
-                "cancellationReason": None,
-                "customer": {"document": person["document"], "stateInscription": None, "customerName": person["name"],
-                             "recipientName": person["name"], "tradeName": None, "cellPhone": person["phone"],
-                             "landLine": None,
-                             "address": {"street": address["street"], "number": address["number"],
-                                         "complement": None, "neighborhood": address["district"],
-                                         "city": address["city"], "state": address["state"],
-                                         "postalCode": address["zip"], "reference": None}},
-                "sender": {"sellerCode": "1", "sellerName": "Loja Demo", "supplierCnpj": "12345678000195",
-                           "supplierName": "Loja Demo Ltda"},
-                "items": items, "invoice": None, "transport": None})
-        number = fields.get("orderNumber") or str(700_000_000 + seq)
-        order = {"orderNumber": number, "originNumber": f"{number}01",
-                 "originSite": "ZATTINI" if unit == "ZT" else "NETSHOES", "businessUnit": unit,
-                 "orderStatus": shippings[0]["status"], "orderType": "Normal", "orderDate": _iso(placed),
-                 "paymentDate": _iso(placed + timedelta(minutes=5)), "shippings": shippings,
-                 "totalQuantity": sum(i["quantity"] for s in shippings for i in s["items"])}
-        self.store.put("orders", number, order)
+        order = make_order(self, fields)
+        self.store.put("orders", order["orderNumber"], order)
         return order
 
     def admin_new_orders(self, req: Request) -> Response:
@@ -530,23 +420,14 @@ class NetshoesSim(SimApp):
     def admin_price(self, req: Request) -> Response:
         """The price a buyer sees at `at`: the schedule in force then (the latest begun), else the base price."""
         sku = req.params["sku"]
-        at = _at(req.arg("at") or _iso(datetime.now(UTC)))
+        at = at_time(req.arg("at") or iso(datetime.now(UTC)))
         base = self.store.get("prices", sku)
-        running = [d for _, d in self.store.find("schedules", "sku", sku) if _at(d["dateInit"]) <= at < _at(d["dateEnd"])]
+        running = [d for _, d in self.store.find("schedules", "sku", sku) if at_time(d["dateInit"]) <= at < at_time(d["dateEnd"])]
         if running:
-            latest = max(running, key=lambda d: (_at(d["dateInit"]), d["id"]))
+            latest = max(running, key=lambda d: (at_time(d["dateInit"]), d["id"]))
             return Response(200, {"sku": sku, "price": latest["priceTo"], "listPrice": latest["priceFrom"]})
         return Response(200, {"sku": sku, "price": base["price"] if base else None,
                               "listPrice": base["price"] if base else None})
-
-
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00")).astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    """ISO 8601 with the offset, as Netshoes writes its dates (API.md L20)."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def build(db_path: str, *, products: int, seed: int, log_bodies: bool = True, **options: str) -> SimApp:
