@@ -209,7 +209,9 @@ class NetshoesSim(SimApp):
 
     def update_sku(self, req: Request) -> Response:
         held, body, sku = self._product(req.params["productId"]), self._body(req), req.params["sku"]
-        notes = self._check_sku(body, "sku") + ([] if body.get("sku") in (None, sku) else ["sku: differs from the path"])
+        notes = self._check_sku(body, "sku")
+        if body.get("sku") not in (None, sku):
+            notes.append("sku: differs from the path")
         if notes:
             raise invalid(*notes)
         if sku not in {s["sku"] for s in held["skus"]}:
@@ -422,7 +424,8 @@ class NetshoesSim(SimApp):
         sku = req.params["sku"]
         at = at_time(req.arg("at") or iso(datetime.now(UTC)))
         base = self.store.get("prices", sku)
-        running = [d for _, d in self.store.find("schedules", "sku", sku) if at_time(d["dateInit"]) <= at < at_time(d["dateEnd"])]
+        running = [d for _, d in self.store.find("schedules", "sku", sku)
+                   if at_time(d["dateInit"]) <= at < at_time(d["dateEnd"])]
         if running:
             latest = max(running, key=lambda d: (at_time(d["dateInit"]), d["id"]))
             return Response(200, {"sku": sku, "price": latest["priceTo"], "listPrice": latest["priceFrom"]})

@@ -142,7 +142,8 @@ def check_intake(scenario: NsScenario) -> dict[str, int]:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         quarantined = {k for (k,) in conn.execute(
             "SELECT key FROM quarantine WHERE entity = 'orders' AND state = 'open'")}
-        stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'parked')").fetchone()[0]
+        stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'parked')"
+                             ).fetchone()[0]
         assert stuck == 0, f"{stuck} orders stuck in flight"
     finally:
         conn.close()

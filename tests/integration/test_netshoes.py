@@ -201,7 +201,8 @@ def test_a_corrected_invoice_is_sent_again_and_cancellation_only_from_approved(n
     assert push(conn, "order-events", event(key, "invoiced", invoice=INVOICE))[0].status == "created"
     fixed = Invoice(nfe_key("ns-itest-2"), "4004", "1", T0)
     assert push(conn, "order-events", event(key, "invoiced", invoice=fixed))[0].status == "created"
-    assert ns.admin("GET", f"/_admin/orders/{first['orderNumber']}")["shippings"][0]["invoice"]["accessKey"] == fixed.key
+    held = ns.admin("GET", f"/_admin/orders/{first['orderNumber']}")["shippings"][0]
+    assert held["invoice"]["accessKey"] == fixed.key
     late = push(conn, "order-events", event(key, "cancelled"))[0]
     assert (late.status, late.reason_code) == ("rejected", "not_cancellable")
     other = f"{second['orderNumber']}-{second['shippings'][0]['shippingCode']}"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+import responses
 
 from syncagent.connectors import netshoes_wire as wire
-from syncagent.errors import MappingError
+from syncagent.errors import AuthError, MappingError
 from syncagent.model import BadRecord, Invoice, Order, OrderEvent, Price, ScheduledPrice, Shipment
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -114,3 +117,28 @@ def test_business_units_and_hostile_orders() -> None:
     flag["shippings"][0]["items"][0]["grossUnitValue"] = True  # type: ignore[index]
     (bad,) = wire.parse_shippings(flag, "NS", None, {})
     assert isinstance(bad, BadRecord) and (bad.key, bad.code) == ("9-5", "bad_type")
+
+
+@responses.activate
+def test_every_call_carries_the_two_headers_and_the_seller_id_when_set() -> None:
+    from syncagent.connectors.netshoes import NetshoesConnector
+    from syncagent.http import HttpSettings
+
+    seen: list[dict[str, str]] = []
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        seen.append(dict(request.headers))
+        if request.headers.get("access_token") != "tok-123456":
+            return 401, {}, json.dumps({"type": "Unauthorized", "description": "Bad token.", "notifications": []})
+        return 200, {}, json.dumps({"items": [], "links": []})
+
+    responses.add_callback(responses.GET, "http://ns.test/api/v1/orders", callback=answer)
+    options = {"client_id": "app-1", "access_token": "tok-123456", "seller_id": "778"}
+    NetshoesConnector("ns", "http://ns.test/api/v1", options, HttpSettings(max_attempts=1)).check()
+    assert (seen[0]["client_id"], seen[0]["access_token"], seen[0]["idSeller"]) == ("app-1", "tok-123456", "778")
+    with pytest.raises(AuthError) as caught:
+        NetshoesConnector("ns", "http://ns.test/api/v1", {**options, "access_token": "tok-bad-99"},
+                          HttpSettings(max_attempts=1)).check()
+    assert "tok-bad-99" not in str(caught.value)
+    plain = NetshoesConnector("ns", "http://ns.test/api/v1", {"client_id": "a", "access_token": "b"}, HttpSettings())
+    assert "idSeller" not in plain.client.auth.headers()  # type: ignore[union-attr]
