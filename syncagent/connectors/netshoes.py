@@ -52,7 +52,8 @@ class NetshoesConnector(RestConnector):
         "seller_id": OptionSpec("str", help="idSeller header, for platforms serving several sellers"),
         "status_body": OptionSpec("str", default="flat", choices=wire.BODY_SHAPES,
                                   help="status update bodies: flat (2026 clients) or envelope (2016 shippings[])"),
-        "first_page": OptionSpec("int", default=0, help="number of the first page of a listing (0 or 1)"),
+        "first_page": OptionSpec("int", default=0, choices=(0, 1),  # type: ignore[arg-type]
+                                 help="number of the first page of a listing (0 or 1)"),
         "lookback_days": OptionSpec("int", default=7, help="days of cancellations read at each poll (orders "
                                     "placed that long ago or less)"),
         "orders_since": OptionSpec("str", help="the first poll's lower bound (ISO date-time); default: all"),

@@ -142,3 +142,32 @@ def test_every_call_carries_the_two_headers_and_the_seller_id_when_set() -> None
     assert "tok-bad-99" not in str(caught.value)
     plain = NetshoesConnector("ns", "http://ns.test/api/v1", {"client_id": "a", "access_token": "b"}, HttpSettings())
     assert "idSeller" not in plain.client.auth.headers()  # type: ignore[union-attr]
+
+
+BAD_CONFIG = """\
+journal: {journal}
+backoffice: {{type: gestao-lojas, base_url: "http://127.0.0.1:1", client_id: x, client_secret: "${{BO}}"}}
+channels:
+  - name: netshoes
+    type: netshoes
+    base_url: http://127.0.0.1:2
+    client_id: ${{NS_ID}}
+    access_token: plain-text-token
+    status_body: wrapped
+    first_page: 2
+    flows: {{orders: {{every: 1m}}}}
+"""
+
+
+def test_bad_options_name_the_file_line_and_key(tmp_path: Any) -> None:
+    from syncagent.config import load_config
+    from syncagent.errors import ConfigError
+
+    path = tmp_path / "syncagent.yaml"
+    path.write_text(BAD_CONFIG.format(journal=tmp_path / "j.db"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"BO": "s", "NS_ID": "app"})
+    text = str(caught.value)
+    for line, key in ((8, "access_token"), (9, "status_body"), (10, "first_page")):
+        assert f"syncagent.yaml:{line}: channels[0].{key}" in text, text
+    assert "plain-text-token" not in text
