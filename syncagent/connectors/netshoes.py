@@ -30,7 +30,7 @@ from urllib.parse import quote
 from syncagent.connectors import netshoes_wire as wire
 from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.rest import AuthKind, Feed, Headers, PageNumber, RestConnector
-from syncagent.errors import MappingError, PermanentError
+from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpResponse, HttpSettings
 from syncagent.model import ChannelCustomer, Page, parse_time, time_str, utcnow
 
@@ -224,7 +224,12 @@ class NetshoesConnector(RestConnector):
         return PushResult(key, "rejected", reason_code=code, reason=f"{what}: {wire.error_text(resp, self.client)}")
 
     def _json(self, resp: HttpResponse, what: str) -> Any:
-        return resp.json()  # bad JSON raises TransientError (fails the step, retried next run)
+        """A 200's body; one that is not JSON fails the call (retried next run), naming what it was."""
+        try:
+            return resp.json()
+        except TransientError as exc:
+            raise TransientError(self.client.redact(f"{self.name}: {what}: {exc}"), status=resp.status,
+                                 code="bad_response") from None
 
     # products: the family first, then each SKU, then its status on this business unit
     def _push_products(self, batch: Sequence[Outgoing]) -> list[PushResult]:
