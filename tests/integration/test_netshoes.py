@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -357,6 +358,35 @@ def test_agent_catalogue_then_changes_orders_once_and_fulfilment_back(tmp_path: 
         run()
         assert bo.admin("GET", f"/_admin/orders/{bo_orders[1]['number']}")["status"] == "cancelled"
         assert TOKEN.encode() not in (tmp_path / "journal.db").read_bytes()
+    finally:
+        ns.server.stop()
+        bo.server.stop()
+
+
+def test_netshoes_and_zattini_channels_on_one_account_import_each_order_once(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IT_BO_SECRET", BO_SECRET)
+    monkeypatch.setenv("IT_NS_CLIENT", CLIENT_ID)
+    monkeypatch.setenv("IT_NS_TOKEN", TOKEN)
+    bo = Sim(serve_in_thread(build("gestao-lojas", str(tmp_path / "bo.db"), products=40, seed=7,
+                                   client_secret=BO_SECRET)))
+    ns = start_ns(tmp_path, orders="0")
+    try:
+        ns.admin("POST", "/_admin/orders", json={"count": 3, "businessUnit": "NS"})
+        ns.admin("POST", "/_admin/orders", json={"count": 2, "businessUnit": "ZT"})
+        text = CONFIG.format(journal=tmp_path / "journal.db", bo=bo.url, ns=ns.url, shape="flat")
+        head, channel = text.split("channels:\n", 1)
+        channel = re.sub(r"      (products|prices|stock|order-events): \{every: 1m\}\n", "", channel)
+        zattini = channel.replace("name: ns-loja", "name: zt-loja").replace("status_body: flat",
+                                                                             "status_body: flat\n    business_unit: ZT")
+        (tmp_path / "syncagent.yaml").write_text(head + "channels:\n" + channel + zattini)
+        for _ in range(2):  # twice: the second poll reads the same approved shippings and creates nothing
+            with Agent(load_config(tmp_path / "syncagent.yaml")) as agent:
+                assert all(r.status == "ok" for r in agent.run_once())
+        units = {o["orderNumber"]: o["businessUnit"] for o in ns.admin("GET", "/_admin/orders")["items"]}
+        created = [(o["channel"], o["external_id"]) for o in bo.admin("GET", "/_admin/orders")["items"]]
+        assert len(created) == len(set(created)) == 5
+        assert all(units[key.rsplit("-", 1)[0]] == {"ns-loja": "NS", "zt-loja": "ZT"}[name] for name, key in created)
     finally:
         ns.server.stop()
         bo.server.stop()
