@@ -56,7 +56,8 @@ class NetshoesConnector(RestConnector):
                                  help="number of the first page of a listing (0 or 1)"),
         "lookback_days": OptionSpec("int", default=7, help="days of cancellations read at each poll (orders "
                                     "placed that long ago or less)"),
-        "orders_since": OptionSpec("str", help="the first poll's lower bound (ISO date-time); default: all"),
+        "orders_since": OptionSpec("str", help="orders placed before this instant (ISO date-time) are not read; "
+                                   "default: all"),
         "department": OptionSpec("str", help="Netshoes department of products whose group is not in "
                                  "department_map"),
         "department_map": OptionSpec("dict", help="back office group code -> Netshoes department code"),
