@@ -62,12 +62,16 @@ def message_id(*parts: str) -> str:
 
 
 class MercadoLivreSac:
-    """Tickets and answers over an ML client; `client`, `seller_id`, `name` and `claim_reply_path` are set by the host."""
+    """Tickets and answers over an ML client; the host sets `client`, `name`, `claim_reply_path` and says who the
+    seller is (`sac_seller`)."""
 
     name: str
     client: HttpClient
-    seller_id: str
     claim_reply_path: str | None
+
+    def sac_seller(self) -> str:
+        """The seller's user id."""
+        raise NotImplementedError
 
     # -- reading ---------------------------------------------------------------------------------------
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -87,7 +91,7 @@ class MercadoLivreSac:
     def _questions(self) -> list[Any]:
         found: list[Any] = []
         for page in range(MAX_PAGES):
-            body = self._get("/questions/search", {"seller_id": self.seller_id, "api_version": 4,
+            body = self._get("/questions/search", {"seller_id": self.sac_seller(), "api_version": 4,
                                                    "status": "UNANSWERED", "limit": PAGE, "offset": page * PAGE})
             items = body.get("questions") if isinstance(body, dict) else None
             if not isinstance(items, list):
@@ -114,7 +118,7 @@ class MercadoLivreSac:
                       asked, tuple(messages), context={"item_id": item.get("item_id")})
 
     def _conversation(self, pack: str) -> list[dict[str, Any]]:
-        body = self._get(f"/messages/packs/{quote(pack, safe='')}/sellers/{self.seller_id}",
+        body = self._get(f"/messages/packs/{quote(pack, safe='')}/sellers/{self.sac_seller()}",
                          {"tag": "post_sale", "mark_as_read": "false"})
         messages = body.get("messages") if isinstance(body, dict) else None
         if not isinstance(messages, list):
@@ -128,7 +132,7 @@ class MercadoLivreSac:
         for entry in results if isinstance(results, list) else ():
             resource = str(entry.get("resource") or "") if isinstance(entry, dict) else ""
             parts = resource.strip("/").split("/")  # packs/{pack}/sellers/{seller}
-            if len(parts) != 4 or parts[0] != "packs" or parts[3] != self.seller_id:
+            if len(parts) != 4 or parts[0] != "packs" or parts[3] != self.sac_seller():
                 continue
             pack = parts[1]
             try:
@@ -146,7 +150,7 @@ class MercadoLivreSac:
         for m in raw:
             sender = str((m.get("from") or {}).get("user_id") or "")
             sent = need_time(m, "date_created")
-            author = "seller" if sender == self.seller_id else "customer"
+            author = "seller" if sender == self.sac_seller() else "customer"
             messages.append(TicketMessage(str(need(m, "id", (str, int))), author, str(m.get("text") or ""), sent))
         if not any(m.author == "customer" for m in messages):
             return None
@@ -217,13 +221,13 @@ class MercadoLivreSac:
                                     idempotent=False)
             return self._result(out, resp, f"answer-{remote_id}")
         if kind == "message":
-            path = f"/messages/packs/{quote(remote_id, safe='')}/sellers/{self.seller_id}"
+            path = f"/messages/packs/{quote(remote_id, safe='')}/sellers/{self.sac_seller()}"
             to = self._addressee(remote_id)
             if to is None:
                 return PushResult(out.key, "rejected", reason_code="not_started_by_buyer",
                                   reason=f"pack {remote_id}: the buyer has not written: the seller may not start a "
                                          "conversation")
-            body = {"from": {"user_id": _number(self.seller_id)}, "to": {"user_id": _number(to)}, "text": text}
+            body = {"from": {"user_id": _number(self.sac_seller())}, "to": {"user_id": _number(to)}, "text": text}
             resp = self.client.post(path, params={"tag": "post_sale"}, json=body, idempotent=False)
             created = None
             if resp.status in (200, 201):
@@ -246,7 +250,7 @@ class MercadoLivreSac:
     def _addressee(self, pack: str) -> str | None:
         """Who a reply goes to: the sender of the conversation's last message not ours (API.md, 2026 change)."""
         others = [m for m in self._conversation(pack)
-                  if str((m.get("from") or {}).get("user_id") or "") not in ("", self.seller_id)]
+                  if str((m.get("from") or {}).get("user_id") or "") not in ("", self.sac_seller())]
         if not others:
             return None
         last = max(others, key=lambda m: str(m.get("date_created") or ""))
@@ -268,7 +272,7 @@ class MercadoLivreSac:
             return {"found": bool(isinstance(answer, dict) and str(answer.get("text") or "").strip() == text)}
         if kind == "message":
             mine = [m for m in self._conversation(remote_id)
-                    if str((m.get("from") or {}).get("user_id") or "") == self.seller_id]
+                    if str((m.get("from") or {}).get("user_id") or "") == self.sac_seller()]
             return {"found": any(str(m.get("text") or "").strip() == text for m in mine)}
         return None  # claims: their message list may hide our own messages (API.md): cannot tell
 
@@ -310,6 +314,9 @@ class MercadoLivreSacConnector(MercadoLivreSac, BaseConnector):
         self.client = HttpClient(base_url, http, name=name, auth=self.auth, secrets=(secret,), sleep=sleep)
         self.seller_id = str(options["seller_id"])
         self.claim_reply_path = options.get("claim_reply_path") or None
+
+    def sac_seller(self) -> str:
+        return self.seller_id
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
