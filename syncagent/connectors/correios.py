@@ -18,6 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +37,7 @@ FAILED_TIPOS = frozenset({20, 25, 34, 35, 46, 47})  # API.md L56-L57
 DELIVERED_TIPO, RETURNED_TIPO = 1, 23  # API.md L55, L58
 BY_CODE = {"PO": "posted", "RO": "in_transit", "DO": "in_transit", "OEC": "out_for_delivery"}  # API.md L52-L54
 MAX_BATCH = 50  # API.md L40: one third party's chunk size, called the Correios maximum (unverified)
+DEFAULT_RATE = 2.0  # requests a second when the config sets no rate_limit (the reference gives none)
 
 
 def check_digit(serial: str) -> int:
@@ -156,7 +158,10 @@ class CorreiosConnector(BaseConnector):
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow) -> CorreiosConnector:
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep)
+        settings = http_settings(cfg.http)
+        if settings.rate_per_second is None:  # the carrier's limits are UNKNOWN: a modest pace unless the config says
+            settings = replace(settings, rate_per_second=DEFAULT_RATE, rate_burst=2)
+        return cls(cfg.name, cfg.base_url, cfg.options, settings, sleep=sleep)
 
     def check(self) -> None:
         """Credentials: a token is fetched."""

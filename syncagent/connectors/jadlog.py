@@ -12,6 +12,7 @@ are UNKNOWN too: `batch_size` (default 20) and the config's `rate_limit`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ PATH = "/embarcador/api/tracking/consultar"  # API.md L66
 KNOWN = {"EMISSAO": "posted", "ENTRADA": "posted", "TRANSFERENCIA": "in_transit", "EM ROTA": "out_for_delivery",
          "ENTREGUE": "delivered"}  # API.md L69
 DEFAULT_BATCH = 20  # UNKNOWN in the reference ("several entries per call")
+DEFAULT_RATE = 2.0  # requests a second when the config sets no rate_limit (the reference gives none)
 
 
 class JadlogConnector(BaseConnector):
@@ -62,7 +64,10 @@ class JadlogConnector(BaseConnector):
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow) -> JadlogConnector:
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep)
+        settings = http_settings(cfg.http)
+        if settings.rate_per_second is None:  # the carrier's limits are UNKNOWN: a modest pace unless the config says
+            settings = replace(settings, rate_per_second=DEFAULT_RATE, rate_burst=2)
+        return cls(cfg.name, cfg.base_url, cfg.options, settings, sleep=sleep)
 
     def check(self) -> None:
         """Credentials and reachability: one query of a code nobody has (an `erro` entry is fine)."""
