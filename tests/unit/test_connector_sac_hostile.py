@@ -91,3 +91,22 @@ def test_ml_questions_missing_fields_are_quarantined_one_by_one() -> None:
     assert [r.key for r in records if isinstance(r, Ticket)] == ["question:1"]
     bad = {r.key: r.code for r in records if isinstance(r, BadRecord)}
     assert bad == {"question:2": "missing_field", "question:?": "bad_type", "message:9": "bad_time"}
+
+
+@responses.activate
+def test_correios_batch_reads_whole_only_the_objects_that_moved() -> None:
+    conn = correios()
+    moved, still = "AA123456785BR", "AA000000005BR"
+    responses.add(responses.GET, f"{CO}/srorastro/v1/objetos", json={"objetos": [
+        {"codObjeto": moved, "eventos": [{"codigo": "BDE", "tipo": "01", "dtHrCriado": "2026-12-03T10:00:00"}]},
+        {"codObjeto": still, "eventos": [{"codigo": "RO", "tipo": "01", "dtHrCriado": "2026-12-02T10:00:00"}]}]})
+    responses.add(responses.GET, f"{CO}/srorastro/v1/objetos/{moved}", json={"objetos": [{"codObjeto": moved, "eventos": [
+        {"codigo": "BDE", "tipo": "01", "dtHrCriado": "2026-12-03T10:00:00"},
+        {"codigo": "OEC", "tipo": "01", "dtHrCriado": "2026-12-03T08:00:00"},
+        {"codigo": "RO", "tipo": "01", "dtHrCriado": "2026-12-02T09:00:00"}]}]})
+    refs = [ShipmentRef("Correios", moved, "1", "X", "in_transit"), ShipmentRef("Correios", still, "2", "Y", "in_transit")]
+    found = {r.key: r for page in conn.pull("tracking", None, {"shipments": refs}) for r in page.records}
+    assert [e.status for e in found[moved].events] == ["in_transit", "out_for_delivery", "delivered"]  # type: ignore[union-attr]
+    assert [e.status for e in found[still].events] == ["in_transit"]  # type: ignore[union-attr]
+    calls = [c.request.url for c in responses.calls if "srorastro" in c.request.url]
+    assert len(calls) == 2 and "resultado=U" in calls[0] and "resultado=T" in calls[1]
