@@ -22,6 +22,7 @@ import pwd
 import re
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -103,6 +104,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         "fingerprint of each order event as last handed to the channel",
         """
         ALTER TABLE events ADD COLUMN fingerprint TEXT;
+        """,
+    ),
+    (
+        "connector state",
+        """
+        CREATE TABLE connector_state (channel TEXT NOT NULL, key TEXT NOT NULL, value TEXT,
+            updated_at TEXT NOT NULL, PRIMARY KEY (channel, key)) WITHOUT ROWID;
         """,
     ),
 ]
@@ -262,6 +270,8 @@ class Journal:
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._depth = 0
         self._write = not readonly
+        self._state_conn: sqlite3.Connection | None = None
+        self._state_lock = threading.Lock()
         try:
             if lock:
                 self._take_lock()
@@ -414,9 +424,11 @@ class Journal:
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)  # None when opening failed half way
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        for each in (getattr(self, "_state_conn", None), conn):
+            if each is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    each.close()
+        self._state_conn = None
         self._release_lock()
 
     def __enter__(self) -> Journal:
@@ -917,6 +929,68 @@ class Journal:
     def channel_states(self) -> dict[str, tuple[str, str | None]]:
         rows = self.conn.execute("SELECT channel, auth_state, message FROM channel_state")
         return {c: (s, m) for c, s, m in rows}
+
+    # -- connector state (what a connector must keep across runs: e.g. a rotating refresh token) ----
+    def _state_connection(self) -> sqlite3.Connection:
+        """A connection of its own: a connector may save state from a sender thread while the engine's
+        thread holds a transaction on the main one, and the write must be committed on its own."""
+        if str(self.path) == ":memory:":
+            return self.conn
+        if self._state_conn is None:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._state_conn = conn
+        return self._state_conn
+
+    def state(self, channel: str, key: str) -> str | None:
+        """A connector's saved value (None: never saved, or cleared)."""
+        with self._state_lock:
+            row = self._state_connection().execute(
+                "SELECT value FROM connector_state WHERE channel = ? AND key = ?", (channel, key)).fetchone()
+        return row[0] if row else None
+
+    def set_state(self, channel: str, key: str, value: str | None) -> None:
+        """Save one value, committed and on disk (synchronous=FULL) before returning: the caller may act on
+        it at once (a refresh token that works only once must be stored before its access token is used)."""
+        with self._state_lock:
+            conn = self._state_connection()
+            self.check_still_there()
+            failpoints.hit("state.before_commit")
+            if conn is self.conn and conn.in_transaction:  # an in-memory journal: join the open transaction
+                conn.execute(_SET_STATE, (channel, key, value, now_iso()))
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_SET_STATE, (channel, key, value, now_iso()))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            failpoints.hit("state.after_commit")
+
+    def state_of(self, channel: str) -> JournalState:
+        """The `ConnectorState` of one channel, backed by this journal."""
+        return JournalState(self, channel)
+
+
+_SET_STATE = ("INSERT INTO connector_state (channel, key, value, updated_at) VALUES (?, ?, ?, ?)"
+              " ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+
+
+class JournalState:
+    """One channel's connector state in the journal (the `ConnectorState` a connector is given)."""
+
+    def __init__(self, journal: Journal, channel: str) -> None:
+        self.journal = journal
+        self.channel = channel
+
+    def get(self, key: str) -> str | None:
+        return self.journal.state(self.channel, key)
+
+    def put(self, key: str, value: str | None) -> None:
+        self.journal.set_state(self.channel, key, value)
 
 
 REFERENCE_CODES = ("missing_reference", "unmapped_sku")

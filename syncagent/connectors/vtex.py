@@ -31,7 +31,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import (
+    BaseConnector,
+    Capabilities,
+    ConnectorState,
+    OptionSpec,
+    Outgoing,
+    PushResult,
+)
 from syncagent.connectors.common import http_settings, need, opt, parse_items
 from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse, HttpSettings
@@ -198,7 +205,7 @@ class VtexConnector(BaseConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> VtexConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> VtexConnector:
         flow = cfg.flow("orders") if hasattr(cfg, "flow") else None
         statuses = flow.options.get("statuses") if flow is not None else None
         return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
