@@ -50,6 +50,19 @@ def _parse_tokens(name: str, what: str, resp: HttpResponse) -> dict[str, Any]:
     return body
 
 
+def oauth_error(resp: HttpResponse) -> tuple[str | None, str | None]:
+    """An RFC 6749 error answer's code and text ({"error": "invalid_grant", "error_description": ...});
+    a platform's own envelope ({"error": {"code", "message"}}) is read too."""
+    try:
+        body = fastjson.loads(resp.content)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        text = body.get("error_description") or body.get("message")
+        return body["error"], str(text) if text is not None else None
+    return resp.error_code(), resp.error_message()
+
+
 def token_doc(body: Mapping[str, Any], *, now: float, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What is stored of a token answer: the new tokens, when the access token expires, whose they are."""
     previous = previous or {}
@@ -89,10 +102,10 @@ def exchange_code(client: HttpClient, state: ConnectorState, *, client_id: str, 
         exc.args = (redact(str(exc), secrets),)
         raise
     if resp.status != 200:
-        raise AuthError(redact(f"{client.name}: the authorization code was refused: {resp.error_code() or resp.status}"
-                               f": {resp.error_message() or 'no message'} (a code works once and expires within "
-                               "minutes: open the URL again for a new one)", secrets),
-                        status=resp.status, code=resp.error_code(), target=client.name)
+        code, text = oauth_error(resp)
+        raise AuthError(redact(f"{client.name}: the authorization code was refused: {code or resp.status}: "
+                               f"{text or 'no message'} (a code works once and expires within minutes: open the "
+                               "URL again for a new one)", secrets), status=resp.status, code=code, target=client.name)
     doc = token_doc(_parse_tokens(client.name, f"POST {token_path}", resp), now=wall())
     state.put(STATE_KEY, json.dumps(doc))
     return doc
@@ -185,16 +198,17 @@ class RotatingRefreshAuth:
             exc.args = (redact(str(exc), secrets),)
             raise
         failpoints.hit("oauth.refresh.answered")
-        if resp.status == 400 and resp.error_code() == "invalid_grant":
+        code, text = oauth_error(resp)
+        if resp.status == 400 and code == "invalid_grant":
             self._refused(doc, used)
             return
         if resp.status in (400, 401, 403):
             raise AuthError(redact(f"{self.channel}: {what}: the app's credentials were refused: "
-                                   f"{resp.error_code() or resp.status}: {resp.error_message() or 'no message'}",
-                                   secrets), status=resp.status, code=resp.error_code(), target=self.channel)
+                                   f"{code or resp.status}: {text or 'no message'}", secrets),
+                            status=resp.status, code=code, target=self.channel)
         if resp.status != 200:
             raise TransientError(f"{self.channel}: {what} answered {resp.status}", status=resp.status,
-                                 code=resp.error_code(), target=self.channel)
+                                 code=code, target=self.channel)
         new = token_doc(_parse_tokens(self.channel, what, resp), now=self.wall(), previous=doc)
         self.state.put(STATE_KEY, json.dumps(new))  # durable before the new access token is used
         failpoints.hit("oauth.refresh.stored")

@@ -14,6 +14,7 @@ from syncagent.errors import ConfigError
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
+    "mercadolivre": "syncagent.connectors.mercadolivre:MercadoLivreConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }
 
