@@ -114,6 +114,7 @@ class MercadoLivreConnector(RestConnector):
                                    window=timedelta(hours=int(opts.get("order_window_hours") or 24)),
                                    overlap=timedelta(minutes=int(opts.get("order_overlap_minutes") or 10)),
                                    max_offset=int(opts.get("max_offset") or 1000))
+        self._seller: str | None = None
         self._listings: dict[str, dict[str, Any]] = {}  # our code -> {item, variation, priced, active}
         self._customers: dict[str, ChannelCustomer] = {}
         self._ahead: deque[tuple[list[Any], str | None]] = deque()
@@ -132,16 +133,18 @@ class MercadoLivreConnector(RestConnector):
 
     def seller(self) -> str:
         """The seller's user id: from the token answer (API.md L25), else GET /users/me."""
-        user = getattr(self.client.auth, "user_id", None)
+        user = self._seller or getattr(self.client.auth, "user_id", None)
         if user:
-            return str(user)
+            self._seller = str(user)
+            return self._seller
         resp = self.client.get("/users/me")
         if resp.status != 200:
             raise refused(self.client, "GET /users/me", resp)
         body = json_of(self.client, resp, "the user")
         if not isinstance(body, dict) or body.get("id") is None:
             raise TransientError(f"{self.name}: GET /users/me answered no id", code="bad_response")
-        return str(body["id"])
+        self._seller = str(body["id"])
+        return self._seller
 
     # -- orders ----------------------------------------------------------------------------------
     def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
@@ -398,6 +401,9 @@ class MercadoLivreConnector(RestConnector):
             return self._upload_invoice(out, shipment_path, shipment)
         if _ml_ships(shipment) or self.tracking == "none":
             return PushResult(out.key, "unchanged")  # API.md L139-140: ME2 tracking is Mercado Livre's
+        if shipment.get("substatus") == "invoice_pending":  # goods travel with their NF-e: it goes first
+            return PushResult(out.key, "rejected", reason_code="out_of_order", reason="the shipment still waits for "
+                              "its NF-e; the invoice must reach Mercado Livre before the shipment is reported")
         want = "shipped" if kind == "shipped" else "delivered"
         if shipment.get("status") == want and (kind == "delivered" or
                                                shipment.get("tracking_number") == out.payload["tracking_number"]):

@@ -72,15 +72,12 @@ class DateWindows:
               ) -> Iterator[tuple[list[Any], str | None]]:
         floor = parse_cursor(cursor)
         start = floor[0] - self.overlap if floor else now - self.since
+        mark: Key | None = None  # the end of the windows read empty since the last page handed over
         while start < now:
             end = min(start + self.window, now)
             items, end = self._window(client, seller, start, end)
             keyed = sorted(((self._item_key(item, start), item) for item in items), key=lambda pair: pair[0])
-            if not keyed:
-                mark = _key(end, "")
-                if floor is None or mark > floor:
-                    floor = mark
-                    yield [], cursor_of(mark)
+            mark = _key(end, "") if not keyed else None
             for i in range(0, len(keyed), self.limit):
                 chunk = keyed[i:i + self.limit]
                 newest = chunk[-1][0]
@@ -88,6 +85,8 @@ class DateWindows:
                 floor = newest if moved else floor
                 yield [item for _, item in chunk], cursor_of(newest) if moved else None
             start = end
+        if mark is not None and (floor is None or mark > floor):  # nothing new up to now: start there next time
+            yield [], cursor_of(mark)
 
     def _item_key(self, item: Any, default: datetime) -> Key:
         if not isinstance(item, dict):

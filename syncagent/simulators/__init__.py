@@ -12,6 +12,7 @@ from syncagent.simulators.common import SimApp
 SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
     "sellerup": "syncagent.simulators.sellerup",
+    "mercadolivre": "syncagent.simulators.mercadolivre",
     "vtex": "syncagent.simulators.vtex",
 }
 
