@@ -146,7 +146,7 @@ class RotatingRefreshAuth:
         with self._lock:
             if self._headers is None or self.wall() >= self._doc.get("expires_at", 0) - self.margin:
                 self._adopt(load_doc(self.state))  # the journal first: a newer token may be there
-                if self.wall() >= self._doc.get("expires_at", 0) - self.margin:
+                if self._headers is None or self.wall() >= self._doc.get("expires_at", 0) - self.margin:
                     self._refresh()
             assert self._headers is not None
             return self._headers
