@@ -66,11 +66,15 @@ class World:
         return [r for r in self.ml.requests_log(after) if r["method"] != "GET" and r["path"] != "/oauth/token"]
 
 
-def write_config(tmp_path: Path, bo: Sim, ml: Sim, flows: list[str]) -> Path:
+HTTP = "{max_attempts: 3, connect_timeout: 2, read_timeout: 10}"
+
+
+def write_config(tmp_path: Path, bo: Sim, ml: Sim, flows: list[str], http: str = HTTP) -> Path:
     lines = "\n".join(f"      {f}: {{every: 1m}}" for f in flows)
     path = tmp_path / "syncagent.yaml"
-    path.write_text(CONFIG.format(journal=tmp_path / "journal.db", bo=bo.url, ml=ml.url, channel=CHANNEL,
-                                  client=ML_CLIENT, flows=lines))
+    text = CONFIG.format(journal=tmp_path / "journal.db", bo=bo.url, ml=ml.url, channel=CHANNEL, client=ML_CLIENT,
+                         flows=lines)
+    path.write_text(text.replace(HTTP, http))
     return path
 
 
