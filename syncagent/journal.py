@@ -272,6 +272,7 @@ class Journal:
         self._write = not readonly
         self._state_conn: sqlite3.Connection | None = None
         self._state_lock = threading.Lock()
+        self._tx_thread: int | None = None
         try:
             if lock:
                 self._take_lock()
@@ -467,6 +468,7 @@ class Journal:
         self.check_still_there()
         self.conn.execute("BEGIN IMMEDIATE")
         self._depth = 1
+        self._tx_thread = threading.get_ident()
         try:
             yield
             failpoints.hit("journal.before_commit")
@@ -956,10 +958,11 @@ class Journal:
         with self._state_lock:
             conn = self._state_connection()
             self.check_still_there()
+            if self.conn.in_transaction and self._tx_thread == threading.get_ident():
+                # it would wait for this very thread's transaction to end: a bug, not a busy journal
+                raise JournalError("connector state cannot be saved inside a journal transaction of the same "
+                                   "thread (it must be durable on its own before it is used)")
             failpoints.hit("state.before_commit")
-            if conn is self.conn and conn.in_transaction:  # an in-memory journal: join the open transaction
-                conn.execute(_SET_STATE, (channel, key, value, now_iso()))
-                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(_SET_STATE, (channel, key, value, now_iso()))
