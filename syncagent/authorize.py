@@ -15,14 +15,15 @@ from syncagent.config import ChannelConfig
 from syncagent.connectors import registry
 from syncagent.connectors.common import http_settings
 from syncagent.connectors.oauth import exchange_code
-from syncagent.connectors.rest import AuthorizationCode
+from syncagent.connectors.rest import AuthorizationCode, RestConnector
 from syncagent.errors import ConfigError
 from syncagent.http import HttpClient
 from syncagent.journal import Journal
 
 
 def _kind(cfg: ChannelConfig) -> AuthorizationCode:
-    kind = getattr(registry.load(cfg.type), "auth", None)
+    cls = registry.load(cfg.type)
+    kind = cls.auth if isinstance(cls, type) and issubclass(cls, RestConnector) else None
     if not isinstance(kind, AuthorizationCode):
         raise ConfigError(f"channel {cfg.name!r} ({cfg.type}) does not sign in by authorization code: it has "
                           "nothing to authorize")

@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import parse_items
 from syncagent.connectors.mercadolivre_fulfil import Fulfilment
 from syncagent.connectors.mercadolivre_orders import DateWindows
@@ -116,10 +116,7 @@ class MercadoLivreConnector(RestConnector):
         self._ahead: deque[tuple[list[Any], str | None]] = deque()
         self._source: Iterator[tuple[list[Any], str | None]] | None = None
 
-    @property
-    def authorization(self) -> AuthorizationCode:
-        assert isinstance(self.auth, AuthorizationCode)
-        return self.auth
+    listing = BaseConnector.listing  # what ML holds is not listed (reconcile, adopt): listings are found by SKU
 
     def check(self) -> None:
         """The stored tokens work (refreshed if due) and name a seller."""

@@ -96,7 +96,7 @@ class MercadoLivreSim(SimApp):
         r("POST", "/_admin/items", self.admin_create_item)
         r("GET", "/_admin/shipments", lambda req: Response(200, {"items": [d for _, d in self.store.all("shipments")]}))
         r("GET", "/_admin/nfe/{key}", self.admin_nfe_xml)
-        for _ in range(int(options.get("orders", "0") or 0)):
+        for _ in range(int(options.get("orders", "0") or 0) if self.store.count("orders") == 0 else 0):
             self._new_order({"shipping_mode": options.get("shipping_mode", "me2")})
 
     def now(self) -> float:
