@@ -311,7 +311,8 @@ class MercadoLivreConnector(RestConnector):
                          self.name, code, listing["item"])
             else:
                 change["title"] = want["title"]
-        self._remember(code, {**listing, "active": want["status"] == "active"})
+        if listing.get("active") != (want["status"] == "active"):
+            self._remember(code, {**listing, "active": want["status"] == "active"})
         if not change:
             return PushResult(code, "unchanged", remote_id=listing["item"])
         return self._put_item(code, listing["item"], change, "updated")

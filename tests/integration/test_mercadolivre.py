@@ -252,5 +252,18 @@ def test_paid_orders_are_imported_exactly_once_and_nfe_and_tracking_reach_the_ch
         assert journal.has_open_quarantine(CHANNEL, "order-events") is False
 
 
+def test_an_order_that_cannot_be_mapped_is_quarantined_with_its_reason_and_the_rest_go_on(world: World) -> None:
+    authorize(world)
+    good = world.ml.admin("POST", "/_admin/orders", json={"count": 2})["items"]
+    (bad,) = world.ml.admin("POST", "/_admin/orders", json={"items": [{"item_id": "MLB77", "quantity": 1,
+                                                                       "unit_price": 10}]})["items"]
+    world.run(["orders"])
+    created = Counter(o["external_id"] for o in world.bo.admin("GET", "/_admin/orders")["items"])
+    assert sorted(created) == sorted(str(o["id"]) for o in good)
+    with Journal(world.journal, lock=False) as journal:
+        (row,) = journal.quarantined(CHANNEL, "orders")
+    assert row.key == str(bad["id"]) and row.reason_code == "missing_field" and "MLB77 has no SELLER_SKU" in row.reason
+
+
 def sku(item: dict[str, Any]) -> str:
     return next(a["value_name"] for a in item["attributes"] if a["id"] == "SELLER_SKU")
