@@ -63,8 +63,8 @@ O(codes × balances) per page, ~21 ms per cycle); the text check is made once pe
 page of each feed, read again every cycle because the contract ends a feed with a null cursor,
 is skipped when the sha256 of its body equals the digest kept with the cursor when it was last
 recorded (journal migration 3, `cursors.tail_digest`; never with `--full`, a dry run or a shadow
-channel; a record changed in place changes the digest and is sent), and the back office
-connector, told that digest (filter `known_tail_digest`), does not even parse it; a one-page feed
+channel; a record changed in place changes the digest and is sent), and its records, which the
+back office connector leaves to be parsed on first read, are not even parsed; a one-page feed
 starts no reader thread; unchanged stock balances, price boundaries and channel states are no
 longer rewritten.
 

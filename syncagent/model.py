@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -389,13 +390,45 @@ class OrderEvent:
         return EVENT_ORDER[self.type]
 
 
-@dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a feed. `cursor` resumes after this page (None: keep the previous one)."""
+    """One page of a feed. `cursor` resumes after this page (None: keep the previous one).
 
-    records: list[Any]
-    cursor: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    A source may leave its records unparsed until they are first read (`load`), giving the page's
+    ``digest`` (of its bytes as received) and ``items`` (how many) in `extra`: the engine then parses
+    only the pages it has not recorded whole before (`syncagent.engine.pages`), and the source needs
+    to know nothing of what the engine remembers. Reading `records` parses them, once.
+    """
+
+    __slots__ = ("_records", "cursor", "extra", "_load")
+
+    def __init__(self, records: list[Any] | None, cursor: str | None, extra: dict[str, Any] | None = None, *,
+                 load: Callable[[], list[Any]] | None = None) -> None:
+        self._records = records if load is None else None
+        self.cursor = cursor
+        self.extra: dict[str, Any] = extra if extra is not None else {}
+        self._load = load
+
+    @property
+    def records(self) -> list[Any]:
+        if self._records is None:
+            self._records = self._load() if self._load is not None else []
+            self._load = None
+        return self._records
+
+    @property
+    def parsed(self) -> bool:
+        return self._records is not None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Page):
+            return NotImplemented
+        return (self.records, self.cursor, self.extra) == (other.records, other.cursor, other.extra)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = f"{len(self._records)} records" if self._records is not None else "unparsed"
+        return f"Page({shown}, cursor={self.cursor!r}, extra={self.extra!r})"
 
 
 # what people type between the digits of a CPF/CNPJ: dots, dashes (a phone keyboard's too), slashes, spaces

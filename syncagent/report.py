@@ -141,7 +141,7 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
                 "behind": run is not None and run.result in ("failed", "auth_failed", "interrupted"),
                 "quarantined": sum(quarantine.get((channel.name, e), 0) for e in entities),
             })
-        waiting = journal.orders_in_state(channel.name, ("pending", "creating", "created", "quarantined"))
+        waiting = journal.orders_in_state(channel.name, ("parked", "creating", "created", "quarantined"))
         oldest = min((row.seen_at for row in waiting), default=None)
         channels.append({
             "name": channel.name, "type": channel.type, "enabled": channel.enabled,

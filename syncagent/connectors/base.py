@@ -76,6 +76,8 @@ class PushResult:
 
     status: ``created`` | ``updated`` | ``unchanged`` | ``exists`` (a duplicate the server already
     had: remote_id names it) | ``rejected`` (reason_code/reason say why; quarantine it).
+    missing: on a rejection, the (kind, reference) pairs the system said it does not know
+    (("product", "P1"), ("payment method", "PIX")): the record waits for them and goes once they exist.
     """
 
     key: str
@@ -83,6 +85,7 @@ class PushResult:
     remote_id: str | None = None
     reason_code: str | None = None
     reason: str | None = None
+    missing: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -31,7 +31,7 @@ from urllib.parse import quote
 from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import parse_items
 from syncagent.connectors.mercadolivre_fulfil import Fulfilment
-from syncagent.connectors.mercadolivre_orders import DateWindows
+from syncagent.connectors.mercadolivre_orders import SEARCH, DateWindows
 from syncagent.connectors.mercadolivre_wire import (
     as_number,
     event_out,
@@ -44,12 +44,13 @@ from syncagent.connectors.mercadolivre_wire import (
     rejection,
     sku_of,
 )
-from syncagent.connectors.rest import AuthKind, AuthorizationCode, RestConnector
+from syncagent.connectors.rest import AuthKind, AuthorizationCode, Feed, RestConnector
 from syncagent.errors import AmbiguousError, MappingError, PermanentError, TransientError
 from syncagent.model import ChannelCustomer, Page
 
 log = logging.getLogger("syncagent.connectors.mercadolivre")
 
+ORDERS = Feed(SEARCH, DateWindows(), key="id")  # paged by the connector's own DateWindows (its options)
 PUSHES = ("products", "prices", "stock", "order-acks", "order-events", "customer-links")
 CREATE_PRICE = 1  # a new listing's price until the prices flow sends it (it stays paused until then)
 SEARCH_LIMIT = 5  # listings looked at for one seller SKU
@@ -165,8 +166,7 @@ class MercadoLivreConnector(RestConnector):
             self._ahead.extend(self._source)
 
     def _order_pages(self, cursor: str | None) -> Iterator[tuple[list[Any], str | None]]:
-        seller = self.seller()
-        for items, next_cursor in self.windows.pages(self.client, seller, cursor, self.clock()):
+        for items, next_cursor in self.windows.pages(self, ORDERS, "orders", cursor):
             yield [self._order_record(item) for item in items], next_cursor
 
     def _order_record(self, item: Any) -> Any:

@@ -13,11 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncagent.connectors.mercadolivre_wire import json_of, refused
 from syncagent.errors import PermanentError, TransientError
 from syncagent.http import HttpClient
+
+if TYPE_CHECKING:
+    from syncagent.connectors.mercadolivre import MercadoLivreConnector
+    from syncagent.connectors.rest import Feed
 
 SEARCH = "/orders/search"
 MIN_WINDOW = timedelta(seconds=1)
@@ -60,7 +64,12 @@ def cursor_of(key: Key) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DateWindows:
-    """The paging of the orders search: (items, cursor) pages, oldest update first."""
+    """The paging of the orders search: (items, cursor) pages, oldest update first.
+
+    The shape of the REST base's paging kinds (`pages(conn, feed, entity, cursor)`); not its
+    `DateWindow`, which asks "changed since" with no upper bound and needs an oldest-first sort:
+    ML's search is documented with both bounds and newest first, and an unknown offset cap.
+    """
 
     since: timedelta = timedelta(days=30)
     window: timedelta = timedelta(hours=24)
@@ -68,14 +77,18 @@ class DateWindows:
     max_offset: int = 1000
     limit: int = 50
 
-    def pages(self, client: HttpClient, seller: str, cursor: str | None, now: datetime
+    def pages(self, conn: MercadoLivreConnector, feed: Feed, entity: str, cursor: str | None
               ) -> Iterator[tuple[list[Any], str | None]]:
+        return self.walk(conn.client, feed.path, conn.seller(), cursor, conn.clock())
+
+    def walk(self, client: HttpClient, path: str, seller: str, cursor: str | None, now: datetime
+             ) -> Iterator[tuple[list[Any], str | None]]:
         floor = parse_cursor(cursor)
         start = floor[0] - self.overlap if floor else now - self.since
         mark: Key | None = None  # the end of the windows read empty since the last page handed over
         while start < now:
             end = min(start + self.window, now)
-            items, end = self._window(client, seller, start, end)
+            items, end = self._window(client, path, seller, start, end)
             keyed = sorted(((self._item_key(item, start), item) for item in items), key=lambda pair: pair[0])
             mark = _key(end, "") if not keyed else None
             for i in range(0, len(keyed), self.limit):
@@ -94,7 +107,7 @@ class DateWindows:
         moment = _when(item.get("last_updated") or item.get("date_last_updated")) or default
         return _key(moment, str(item.get("id") or ""))
 
-    def _window(self, client: HttpClient, seller: str, start: datetime, end: datetime
+    def _window(self, client: HttpClient, path: str, seller: str, start: datetime, end: datetime
                 ) -> tuple[list[Any], datetime]:
         """Every order last updated in [start, end), the window narrowed while it is too deep to read."""
         collected: list[Any] = []
@@ -103,15 +116,15 @@ class DateWindows:
             params = {"seller": seller, "order.date_last_updated.from": stamp(start),
                       "order.date_last_updated.to": stamp(end), "sort": "date_desc", "offset": offset,
                       "limit": self.limit}
-            resp = client.get(SEARCH, params=params)
+            resp = client.get(path, params=params)
             if resp.status != 200:
-                raise refused(client, f"GET {SEARCH}", resp)
+                raise refused(client, f"GET {path}", resp)
             body = json_of(client, resp, "the orders search")
             results = body.get("results") if isinstance(body, dict) else None
             paging = body.get("paging") if isinstance(body, dict) else None
             total = paging.get("total") if isinstance(paging, dict) else None
             if not isinstance(results, list) or not isinstance(total, int) or isinstance(total, bool):
-                raise TransientError(f"{client.name}: GET {SEARCH}: the answer has no results list and paging total",
+                raise TransientError(f"{client.name}: GET {path}: the answer has no results list and paging total",
                                      code="bad_response")
             if offset == 0 and total > self.max_offset + self.limit and end - start > MIN_WINDOW:
                 end = start + (end - start) / 2  # too deep to page through: half the window, read again

@@ -5,7 +5,10 @@ A connector built on `RestConnector` declares
 * ``auth``: one of the auth kinds below, naming the config options that hold the credentials;
 * ``check_path``: the cheapest authenticated GET (``check-config --online``, doctor);
 * ``feeds``: per entity it can read, a `Feed`: the path, the pagination kind, the item parser
-  and the item's key; ``pull`` follows it, each page carrying the cursor that resumes after it;
+  and the item's key; ``pull`` follows it, each page carrying the cursor that resumes after it.
+  Pagination kinds: `AfterSeq` (a growing change number), `Keyset` (an opaque next key),
+  `OffsetLimit`, `PageNumber` (listings read whole each cycle), `DateWindow` ("changed since" the
+  latest time read), `Queue` (one head at a time, gone once acknowledged);
 * ``lists``: per entity it can show as it holds it now (`listing`), a `Feed` too;
 
 and writes only its mappers (model → wire) and writers (one per entity it takes). Errors are
@@ -17,8 +20,8 @@ mapped alike for every such connector (`common.refused`: 401/403 → `AuthError`
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlencode
@@ -26,9 +29,9 @@ from urllib.parse import urlencode
 from syncagent.connectors.base import BaseConnector, ConnectorState, Listed, MemoryState
 from syncagent.connectors.common import KeyOf, body_of, http_settings, parse_items, refused
 from syncagent.connectors.oauth import RotatingRefreshAuth
-from syncagent.errors import PermanentError
+from syncagent.errors import MappingError, PermanentError
 from syncagent.http import ApiKeyAuth, AuthProvider, HttpClient, HttpSettings, OAuthClientCredentials
-from syncagent.model import Page, utcnow
+from syncagent.model import Page, parse_time, time_str, utcnow
 
 
 # -- auth kinds -------------------------------------------------------------------------------------
@@ -92,6 +95,38 @@ class ClientCredentials:
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
         return OAuthClientCredentials(token_client(), str(options[self.id_option]), str(options[self.secret_option]),
                                       token_path=self.token_path)
+
+
+class FixedHeaders:
+    """Headers that never change (an app key pair, a store id): a 401 is final."""
+
+    def __init__(self, headers: Mapping[str, str], secrets: tuple[str, ...]) -> None:
+        self._headers = dict(headers)
+        self.secrets = secrets
+
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+    def refresh(self, stale: dict[str, str]) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Several fixed headers, each from an option (header → option name), plus constant ones (`fixed`).
+
+    Every option named is a secret (an app key and its token, a user e-mail and its key).
+    """
+
+    options: Mapping[str, str]
+    fixed: Mapping[str, str] = field(default_factory=dict)
+
+    def secrets(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(str(options[option]) for option in self.options.values())
+
+    def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
+        headers = {header: str(options[option]) for header, option in self.options.items()}
+        return FixedHeaders({**headers, **self.fixed}, self.secrets(options))
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +238,161 @@ class Keyset:
             after = nxt
 
 
+def _items_of(conn: RestConnector, what: str, resp: Any, field: str | None) -> tuple[list[Any], dict[str, Any]]:
+    """The items of a 200 answer (a list body, or the list under `field`) and the body as a dict."""
+    if resp.status != 200:
+        raise refused(conn.client, what, resp)
+    if field is None:
+        body = resp.json()
+        if not isinstance(body, list):
+            raise PermanentError(f"{conn.name}: {what} answered {type(body).__name__}, not a list",
+                                 code="bad_response")
+        return body, {}
+    body = body_of(conn.client, what, resp, field)
+    return list(body[field]), body
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetLimit:
+    """A listing by ``?offset=&limit=``, read whole every time (no cursor kept): a short page or the total ends it.
+
+    items: the body's field holding the list (None: the body is the list); total: the field with the
+    count of all records, if the API gives one. `params` are fixed query parameters (a sort order).
+    """
+
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    items: str | None = "items"
+    total: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
+    first: int = 0
+
+    def pages(self, conn: RestConnector, feed: Feed, entity: str, cursor: str | None
+              ) -> Iterator[tuple[list[Any], str | None]]:
+        yield from ((items, None) for items, _ in self.walk(conn, feed, entity, dict(self.params)))
+
+    def walk(self, conn: RestConnector, feed: Feed, entity: str, params: dict[str, Any]
+             ) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+        """Pages (items, body) of the listing filtered by `params`; stops by itself on a server that never ends."""
+        path, size = feed.path.format(entity=entity), feed.limit or conn.page_size
+        offset = self.first
+        for _ in range(MAX_PAGES):
+            what = f"GET {path}"
+            resp = conn.client.get(path, params={**params, self.offset_param: offset, self.limit_param: size})
+            items, body = _items_of(conn, what, resp, self.items)
+            yield items, body
+            offset += len(items)
+            total = body.get(self.total) if self.total else None
+            if len(items) < size or (isinstance(total, int) and offset - self.first >= total):
+                return
+        raise PermanentError(f"{conn.name}: GET {path} did not end after {MAX_PAGES} pages", code="endless_listing")
+
+
+@dataclass(frozen=True, slots=True)
+class PageNumber:
+    """A listing by ``?page=N&limit=`` from page `first`, read whole every time: a short or empty page ends it."""
+
+    param: str = "page"
+    size_param: str = "limit"
+    first: int = 1
+    items: str | None = "items"
+    params: tuple[tuple[str, str], ...] = ()
+
+    def pages(self, conn: RestConnector, feed: Feed, entity: str, cursor: str | None
+              ) -> Iterator[tuple[list[Any], str | None]]:
+        path, size = feed.path.format(entity=entity), feed.limit or conn.page_size
+        previous: list[Any] | None = None
+        for page in range(self.first, self.first + MAX_PAGES):
+            what = f"GET {path}"
+            resp = conn.client.get(path, params={**dict(self.params), self.param: page, self.size_param: size})
+            items, _ = _items_of(conn, what, resp, self.items)
+            if items and items == previous:  # a server that answers the last page for any number past it
+                return
+            yield items, None
+            if len(items) < size:
+                return
+            previous = items
+        raise PermanentError(f"{conn.name}: GET {path} did not end after {MAX_PAGES} pages", code="endless_listing")
+
+
+@dataclass(frozen=True, slots=True)
+class DateWindow:
+    """A feed filtered by "changed since": ``?<since>=<cursor>`` sorted oldest first, paged by offset inside.
+
+    The cursor is the latest `field` time read so far, so the next cycle asks again from that
+    instant: records sharing it come again, which the journal makes harmless, and none is skipped.
+    `start` is the first cycle's lower bound (None: no bound, the whole history).
+    """
+
+    since_param: str
+    field: str
+    inner: OffsetLimit = OffsetLimit()
+    start: str | None = None
+
+    def pages(self, conn: RestConnector, feed: Feed, entity: str, cursor: str | None
+              ) -> Iterator[tuple[list[Any], str | None]]:
+        since = cursor or self.start
+        try:
+            latest: datetime | None = parse_time(since, "cursor") if since else None
+        except MappingError:
+            raise PermanentError(f"{conn.name}: {entity} cursor {str(since)[:40]!r} is not a date-time",
+                                 code="bad_cursor") from None
+        params = dict(self.inner.params)
+        if since:
+            params[self.since_param] = since
+        for items, _ in self.inner.walk(conn, feed, entity, params):
+            for item in items:
+                when = item.get(self.field) if isinstance(item, dict) else None
+                try:
+                    stamp = parse_time(when, self.field) if isinstance(when, str) else None
+                except MappingError:
+                    stamp = None  # the item is quarantined by its parser; the window does not move for it
+                if stamp is not None and (latest is None or stamp > latest):
+                    latest = stamp
+            yield items, time_str(latest) if latest is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A queue read one head at a time (``GET path`` answers the oldest unacknowledged item, or nothing).
+
+    The item leaves the queue only when the engine acknowledges it (`order-acks`, after the back office
+    has it), so a crash before that reads it again. A head that comes back before it was acknowledged
+    (an ack that failed, or that the engine holds) ends the pull, so a queue never loops.
+    `empty`: the statuses meaning "nothing queued"; items: the field holding the item (None: the body).
+    """
+
+    items: str | None = None
+    empty: tuple[int, ...] = (204, 404)
+    key: str = "id"
+    max_items: int = 1000
+
+    def pages(self, conn: RestConnector, feed: Feed, entity: str, cursor: str | None
+              ) -> Iterator[tuple[list[Any], str | None]]:
+        path = feed.path.format(entity=entity)
+        seen: set[str] = set()
+        for _ in range(self.max_items):
+            resp = conn.client.get(path)
+            if resp.status in self.empty:
+                return
+            if resp.status != 200:
+                raise refused(conn.client, f"GET {path}", resp)
+            body = resp.json()
+            item = body.get(self.items) if self.items and isinstance(body, dict) else body
+            if item is None or item == {} or item == []:
+                return
+            head = item.get(self.key) if isinstance(item, dict) else None
+            if head is None or str(head) in seen:
+                if head is None:
+                    yield [item], None  # quarantined by its parser; it cannot be told apart, so read no further
+                return
+            seen.add(str(head))
+            yield [item], None
+
+
+MAX_PAGES = 100_000  # a listing longer than this is a server that never ends, not a catalogue
+
+
 @dataclass(frozen=True, slots=True)
 class Feed:
     """One readable entity: where, how it pages, how an item becomes a model object, and its key."""
@@ -224,28 +414,54 @@ class RestConnector(BaseConnector):
     lists: ClassVar[Mapping[str, Feed]] = {}
     max_page: ClassVar[int] = 500
 
-    def __init__(self, name: str, base_url: str, options: Mapping[str, Any], http: HttpSettings, *,
+    def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings, *,
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
-                 page_size: int = 500, state: ConnectorState | None = None) -> None:
+                 page_size: int = 500, order_statuses: Sequence[str] | None = None,
+                 state: ConnectorState | None = None) -> None:
         self.name = name
         self.clock = clock
         self.page_size = max(1, min(page_size, self.max_page))
+        # the order statuses the config imports (`orders: {statuses: [...]}`), else the connector's own
+        self.importable: tuple[str, ...] = tuple(order_statuses or self.capabilities.importable_statuses)
         self.state: ConnectorState = state if state is not None else MemoryState()
         self.secrets: tuple[str, ...] = self.auth.secrets(options)
+        roots = self.api_roots(base_url, options)
+        token_root = next(iter(roots.values()))
         auth: AuthProvider
         if isinstance(self.auth, AuthorizationCode):  # its tokens live in the channel's state
-            auth = self.auth.session(options, HttpClient(base_url, http, name=name, secrets=self.secrets, sleep=sleep),
+            auth = self.auth.session(options, HttpClient(token_root, http, name=name, secrets=self.secrets,
+                                                         sleep=sleep),
                                      self.state, channel=name, type_name=self.type_name)
         else:
-            auth = self.auth.provider(options, lambda: HttpClient(base_url, http, name=name, secrets=self.secrets,
+            auth = self.auth.provider(options, lambda: HttpClient(token_root, http, name=name, secrets=self.secrets,
                                                                   sleep=sleep))
-        self.client = HttpClient(base_url, http, name=name, auth=auth, secrets=self.secrets, sleep=sleep)
+        clients: dict[str, HttpClient] = {}
+        for api, root in roots.items():  # one pooled client per distinct root
+            same = next((c for other, c in clients.items() if roots[other] == root), None)
+            clients[api] = same or HttpClient(root, http, name=name, auth=auth, secrets=self.secrets, sleep=sleep)
+        self.clients = clients
+        self.client = next(iter(clients.values()))
+
+    @classmethod
+    def api_roots(cls, base_url: str | None, options: Mapping[str, Any]) -> dict[str, str]:
+        """The root URL of each API the system splits itself into (most have one: `base_url`)."""
+        if not base_url:
+            raise PermanentError(f"a {cls.type_name} channel needs base_url", code="bad_config")
+        return {"api": base_url}
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
                     clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> RestConnector:
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
-                   state=state)
+        flow = cfg.flow("orders") if hasattr(cfg, "flow") else None
+        statuses = flow.options.get("statuses") if flow is not None else None
+        if isinstance(cls.auth, AuthorizationCode):  # its tokens are read from the state while it is built
+            return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
+                       order_statuses=statuses, state=state)
+        conn = cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
+                   order_statuses=statuses)
+        if state is not None:
+            conn.state = state
+        return conn
 
     def check(self) -> None:
         """The credentials are accepted and the system reachable: the cheapest authenticated call."""
@@ -254,10 +470,11 @@ class RestConnector(BaseConnector):
             raise refused(self.client, f"GET {self.check_path}", resp)
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.http_clients():
+            client.close()
 
     def http_clients(self) -> tuple[HttpClient, ...]:
-        return (self.client,)
+        return tuple({id(c): c for c in self.clients.values()}.values())
 
     def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
         """Follow the entity's feed from `cursor`; an item that cannot be parsed is a BadRecord, the rest go on."""
@@ -271,6 +488,8 @@ class RestConnector(BaseConnector):
         """What the system holds now, page by page (reconcile, adopt); items without a string key are left out."""
         feed = self.lists.get(entity)
         if feed is None:
+            if not self.lists:
+                return super().listing(entity)
             raise ValueError(f"{self.name} lists only {', '.join(self.lists)}, not {entity}")
         field = feed.key if isinstance(feed.key, str) else "key"
         for items, _ in feed.paging.pages(self, feed, entity, None):

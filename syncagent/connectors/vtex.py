@@ -31,15 +31,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from syncagent.connectors.base import (
-    BaseConnector,
-    Capabilities,
-    ConnectorState,
-    OptionSpec,
-    Outgoing,
-    PushResult,
-)
-from syncagent.connectors.common import http_settings, need, opt, parse_items
+from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.common import need, opt, parse_items
+from syncagent.connectors.rest import AuthKind, Headers, RestConnector
 from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse, HttpSettings
 from syncagent.model import (
@@ -85,21 +79,6 @@ SKU_FIELDS = ("Name", "RefId", "IsActive", "ActivateIfPossible", "PackagedHeight
               "UnitMultiplier")
 
 
-class VtexAuth:
-    """The app key pair on every request, with the two headers every VTEX operation declares required."""
-
-    def __init__(self, app_key: str, app_token: str) -> None:
-        self.secrets: tuple[str, ...] = (app_key, app_token)
-        self._headers = {"X-VTEX-API-AppKey": app_key, "X-VTEX-API-AppToken": app_token,
-                         "Accept": "application/json", "Content-Type": "application/json"}
-
-    def headers(self) -> dict[str, str]:
-        return self._headers
-
-    def refresh(self, stale: dict[str, str]) -> bool:
-        return False  # an app key pair cannot be refreshed: a 401 is final
-
-
 @dataclass(frozen=True, slots=True)
 class WarehouseLevel:
     """Stock for one VTEX warehouse: what the engine would hand over with per-warehouse sums."""
@@ -127,7 +106,7 @@ def api_roots(account: str, environment: str, base_url: str | None,
     return roots
 
 
-class VtexConnector(BaseConnector):
+class VtexConnector(RestConnector):
     """Writes catalogue, prices and stock to a VTEX store and reads its orders from the Feed v3."""
 
     type_name: ClassVar[str] = "vtex"
@@ -157,12 +136,15 @@ class VtexConnector(BaseConnector):
         importable_statuses=("ready-for-handling",), cancelled_statuses=("canceled",),
         stable=frozenset({"products"}),
     )
+    # the app key pair on every request, with the two headers every VTEX operation declares required
+    auth: ClassVar[AuthKind] = Headers({"X-VTEX-API-AppKey": "app_key", "X-VTEX-API-AppToken": "app_token"},
+                                       {"Accept": "application/json", "Content-Type": "application/json"})
+    check_path: ClassVar[str] = "/api/logistics/pvt/configuration/warehouses"
 
     def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings, *,
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
                  order_statuses: Sequence[str] | None = None) -> None:
-        self.name = name
-        self.clock = clock
+        super().__init__(name, base_url, options, http, sleep=sleep, clock=clock, order_statuses=order_statuses)
         self._sleep = sleep if sleep is not None else time.sleep
         opts = dict(options)
         self.account = str(opts["account"])
@@ -178,19 +160,8 @@ class VtexConnector(BaseConnector):
         self.brand_id = opts.get("brand_id")
         self.payment_map = {str(k): str(v) for k, v in (opts.get("payment_map") or {}).items()}
         self.configure_feed = bool(opts.get("configure_feed", True))
-        self.importable = tuple(order_statuses or self.capabilities.importable_statuses)
-        auth = VtexAuth(str(opts["app_key"]), str(opts["app_token"]))
-        self.secrets = auth.secrets
-        roots = api_roots(self.account, str(opts.get("environment") or "vtexcommercestable"), base_url,
-                          opts.get("api_urls"))
-        self.roots = roots
-        clients: dict[str, HttpClient] = {}
-        for api in APIS:  # one pooled client per distinct root
-            same = next((c for a, c in clients.items() if roots[a] == roots[api]), None)
-            clients[api] = same or HttpClient(roots[api], http, name=name, auth=auth, sleep=sleep)
-        self.catalog, self.pricing = clients["catalog"], clients["pricing"]
-        self.logistics, self.oms = clients["logistics"], clients["orders"]
-        self._clients = list({id(c): c for c in clients.values()}.values())
+        self.catalog, self.pricing = self.clients["catalog"], self.clients["pricing"]
+        self.logistics, self.oms = self.clients["logistics"], self.clients["orders"]
         self._sku_ids: dict[str, int] = {}  # our code -> VTEX SKU id, learnt on the way
         self._handles: dict[str, dict[str, str]] = {}  # orderId -> {eventId: latest handle}
         self._customers: dict[str, ChannelCustomer] = {}  # from the orders read, for the engine to bind
@@ -204,12 +175,10 @@ class VtexConnector(BaseConnector):
         self._feed_checked = False
 
     @classmethod
-    def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> VtexConnector:
-        flow = cfg.flow("orders") if hasattr(cfg, "flow") else None
-        statuses = flow.options.get("statuses") if flow is not None else None
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
-                   order_statuses=statuses)
+    def api_roots(cls, base_url: str | None, options: Mapping[str, Any]) -> dict[str, str]:
+        """VTEX splits itself into four APIs, with pricing on a host of its own."""
+        return api_roots(str(options["account"]), str(options.get("environment") or "vtexcommercestable"),
+                         base_url, options.get("api_urls"))
 
     def check(self) -> None:
         """Credentials and reachability, and that the configured warehouses exist (AllWarehouses)."""
@@ -223,13 +192,6 @@ class VtexConnector(BaseConnector):
         if missing:
             raise PermanentError(f"{self.name}: VTEX has no warehouse {', '.join(missing)} (it has: "
                                  f"{', '.join(sorted(known)) or 'none'})", code="unknown_warehouse")
-
-    def close(self) -> None:
-        for client in self._clients:
-            client.close()
-
-    def http_clients(self) -> Sequence[HttpClient]:
-        return tuple(self._clients)
 
     def stock_locations(self) -> dict[str, tuple[str, ...]]:
         """VTEX warehouse -> back office warehouses whose stock it gets (for per-warehouse sums)."""

@@ -4,7 +4,7 @@ Each state name means one thing:
 
 * ``seen``: read from the channel and not being imported (its status is not importable now, or
   an operator reopened it for retry/replay);
-* ``pending``: *parked*: its intake failed half way for a passing reason (back office down, its
+* ``parked``: its intake failed half way for a passing reason (back office down, its
   customer not known yet); the journal keeps the channel's copy and the next run retries it;
 * ``creating``: a POST to the back office may be under way or its answer was lost; before any
   new POST the order is looked up in the back office by its external id;
@@ -26,7 +26,7 @@ from enum import StrEnum
 
 class OrderState(StrEnum):
     SEEN = "seen"
-    PENDING = "pending"
+    PARKED = "parked"
     CREATING = "creating"
     CREATED = "created"
     ACKNOWLEDGED = "acknowledged"
@@ -39,10 +39,10 @@ NEW = None  # no row yet: the order was never recorded
 
 # from → where the intake may move it next
 TRANSITIONS: dict[OrderState | None, frozenset[OrderState]] = {
-    NEW: frozenset({S.PENDING, S.QUARANTINED, S.CREATING, S.CANCELLED}),
-    S.SEEN: frozenset({S.PENDING, S.QUARANTINED, S.CREATING, S.CANCELLED}),
-    S.PENDING: frozenset({S.SEEN, S.PENDING, S.QUARANTINED, S.CREATING, S.CANCELLED}),
-    S.QUARANTINED: frozenset({S.PENDING, S.QUARANTINED, S.CREATING, S.CANCELLED}),
+    NEW: frozenset({S.PARKED, S.QUARANTINED, S.CREATING, S.CANCELLED}),
+    S.SEEN: frozenset({S.PARKED, S.QUARANTINED, S.CREATING, S.CANCELLED}),
+    S.PARKED: frozenset({S.SEEN, S.PARKED, S.QUARANTINED, S.CREATING, S.CANCELLED}),
+    S.QUARANTINED: frozenset({S.PARKED, S.QUARANTINED, S.CREATING, S.CANCELLED}),
     S.CREATING: frozenset({S.CREATING, S.CREATED, S.QUARANTINED, S.CANCELLED}),
     S.CREATED: frozenset({S.ACKNOWLEDGED, S.CANCELLED}),
     S.ACKNOWLEDGED: frozenset({S.CANCELLED}),
@@ -53,9 +53,9 @@ TRANSITIONS: dict[OrderState | None, frozenset[OrderState]] = {
 REOPEN: frozenset[OrderState] = frozenset({S.SEEN, S.CREATING, S.CREATED, S.ACKNOWLEDGED})
 
 # the states that still need the intake's work (a clean run leaves none of these)
-IN_FLIGHT: tuple[OrderState, ...] = (S.CREATING, S.CREATED, S.PENDING)
+IN_FLIGHT: tuple[OrderState, ...] = (S.CREATING, S.CREATED, S.PARKED)
 # where the intake may (re)start an order from the channel's copy
-OPEN: tuple[OrderState, ...] = (S.SEEN, S.PENDING, S.QUARANTINED)
+OPEN: tuple[OrderState, ...] = (S.SEEN, S.PARKED, S.QUARANTINED)
 
 
 class IllegalTransition(RuntimeError):

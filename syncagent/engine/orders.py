@@ -118,7 +118,7 @@ class OrderIntake(EngineCore):
         row = self.journal.order(ctx.name, order.remote_id)
         if row is None or row.state in OPEN:
             with self.journal.transaction():
-                self._set_order(ctx, order.remote_id, S.PENDING, version=order.version,
+                self._set_order(ctx, order.remote_id, S.PARKED, version=order.version,
                                        payload={"source": _describe(order)})
 
     def _quarantine_bad_order(self, ctx: _Ctx, record: BadRecord) -> None:
@@ -153,7 +153,7 @@ class OrderIntake(EngineCore):
             self._import_order(ctx, order)
         else:
             row = self.journal.order(ctx.name, order.remote_id)
-            if row is not None and row.state == S.PENDING:  # it left the importable statuses meanwhile
+            if row is not None and row.state == S.PARKED:  # it left the importable statuses meanwhile
                 with self.journal.transaction():
                     self._set_order(ctx, order.remote_id, S.SEEN, version=order.version)
 
@@ -195,7 +195,7 @@ class OrderIntake(EngineCore):
                 return  # settled by _recover_orders: looked up, posted again once its last POST is old enough
             if row.state == S.QUARANTINED and row.version == order.version and row.version:
                 return  # unchanged since it was quarantined: wait for a change or a manual retry
-            if row.state == S.PENDING and _newer(row.version, order.version):
+            if row.state == S.PARKED and _newer(row.version, order.version):
                 return  # the journal holds a newer version of this order
         if ctx.plan_only:  # a shadow channel: note the order it would import, touch nothing
             ctx.plan.append(PlannedWrite("orders", order.remote_id, "create", {"total": str(order.total)}))
@@ -207,7 +207,8 @@ class OrderIntake(EngineCore):
             raise TransientError(f"order {order.remote_id}: customer {order.channel_customer_id} not known yet")
         if customer_code is None:
             self._quarantine_order(ctx, order, "missing_reference",
-                                   f"customer {order.channel_customer_id or '(none)'} is not known in the back office")
+                                   f"customer {order.channel_customer_id or '(none)'} is not known in the back office",
+                                   waiting_for=(("customer", order.channel_customer_id or "(none)"),))
             return
         source = order  # as the channel gave it (channel SKUs), kept if the back office refuses it
         order = self._backoffice_skus(ctx, order)
@@ -258,7 +259,8 @@ class OrderIntake(EngineCore):
                     # the source order is kept too: once a missing reference appears it is mapped again
                     kept = {"outgoing": payload, **({"source": _describe(source)} if source is not None else {})}
                     self.journal.quarantine(ctx.name, "orders", order_id, res.reason_code or "rejected",
-                                            res.reason or "rejected by the back office", kept)
+                                            res.reason or "rejected by the back office", kept,
+                                            waiting_for=res.missing)
                 ctx.result.quarantined += 1
                 return
             number = res.remote_id
@@ -314,10 +316,12 @@ class OrderIntake(EngineCore):
             self._set_order(ctx, order.remote_id, S.CANCELLED, version=order.version, bo_number=number)
             self.journal.release(ctx.name, "orders", [order.remote_id])
 
-    def _quarantine_order(self, ctx: _Ctx, order: Order, code: str, reason: str) -> None:
+    def _quarantine_order(self, ctx: _Ctx, order: Order, code: str, reason: str,
+                          waiting_for: tuple[tuple[str, str], ...] = ()) -> None:
         with self.journal.transaction():
             self._set_order(ctx, order.remote_id, S.QUARANTINED, version=order.version,
                                    reason_code=code, reason=reason)
-            self.journal.quarantine(ctx.name, "orders", order.remote_id, code, reason, _src(_describe(order)))
+            self.journal.quarantine(ctx.name, "orders", order.remote_id, code, reason, _src(_describe(order)),
+                                    waiting_for=waiting_for)
         ctx.result.quarantined += 1
         log.warning("%s/orders: quarantined %s: %s: %s", ctx.name, order.remote_id, code, reason)

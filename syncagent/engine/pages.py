@@ -10,17 +10,17 @@ Two memories, both in the journal, both per (channel, feed):
   whose bytes it meets again under the same *mapping context* (our code, the channel's config,
   its SKU mode), since same bytes give the same records and the same payloads, already recorded.
 
-The source connector is told what is known (the ``known_tail_digest`` and ``known_pages``
-filters) so that it can leave such a page unparsed; it marks it ``known`` in `Page.extra`.
+A source that gives each page's ``digest`` and ``items`` and leaves its records to be parsed on
+first read (`Page.load`) has its known pages counted without being parsed; it knows nothing of
+what the engine remembers. `PageSkipper.parse_needed` parses the others in the read-ahead thread.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from syncagent.engine.core import ChannelSetup, _Ctx
 from syncagent.journal import Journal
@@ -44,13 +44,21 @@ class PageSkipper:
         self.skipped_to: str | None = None  # the cursor after known pages skipped, not yet saved
         self._save = save
 
-    def filters(self, filters: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        """The source's filters, plus what it may leave unparsed."""
-        if self.tail is not None:  # a connector may then leave that page unparsed (its records empty)
-            filters = {**(filters or {}), "known_tail_digest": self.tail}
-        if self.known_pages:
-            filters = {**(filters or {}), "known_pages": self.known_pages}
-        return filters
+    def skippable(self, page: Page) -> bool:
+        """A page counted unchanged without its records: known from a whole pass, or the recorded tail."""
+        return self.known(page) or (page.cursor is None and self.is_tail(page.extra.get("digest")))
+
+    def parse_needed(self, pages: Iterator[Page]) -> Iterator[Page]:
+        """The pages of a feed, each parsed here unless it will be skipped (run by the read-ahead thread)."""
+        try:
+            for page in pages:
+                if not self.skippable(page):
+                    page.records  # noqa: B018 - parsed now, in this thread, not in the caller's
+                yield page
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
 
     def meet(self, page: Page) -> str | None:
         """Note a page read; returns its digest (None when the source gives none)."""
@@ -61,7 +69,7 @@ class PageSkipper:
 
     def known(self, page: Page) -> bool:
         """A page recorded whole by an earlier pass, under the same mapping context."""
-        return bool(page.extra.get("known")) and page.extra.get("digest") in self.known_pages
+        return page.extra.get("digest") in self.known_pages
 
     def unchanged_tail(self, page: Page) -> str | None:
         """The digest of the feed's last page, if this is it; `is_tail` says whether it is the one recorded."""

@@ -70,7 +70,6 @@ class PushPipeline(EngineCore):
         stable = transform is None and entity in entities.STABLE and entity in ctx.sink.capabilities.stable
         skip = PageSkipper(self.journal, ctx, entity, cursor_key, cursor, full=full, stable=stable,
                            save=lambda to: self._save_cursor(ctx, cursor_key, to))
-        filters = skip.filters(filters)
         # Without a transform (which reads the journal), up to SEND_AHEAD pages are being sent by sender
         # threads while the next is mapped and diffed here (against the journal and the pages in flight);
         # pages are recorded in page order, by this thread alone, so cursors, fingerprints and quarantine
@@ -86,11 +85,9 @@ class PushPipeline(EngineCore):
         sender: SendAhead[_PageWork] = SendAhead(SEND_AHEAD, lambda work: self._send_page(ctx, entity, work), record)
         try:
             # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
-            with contextlib.closing(read_ahead(self._source(ctx).pull(entity, cursor, filters),
-                                               more=lambda page: page.cursor is not None)) as pages:
+            feed = skip.parse_needed(self._source(ctx).pull(entity, cursor, filters))
+            with contextlib.closing(read_ahead(feed, more=lambda page: page.cursor is not None)) as pages:
                 for page in trail.follow(pages):
-                    records = page.records
-                    ctx.result.read += len(records)
                     page_digest = skip.meet(page)
                     if skip.known(page):
                         log.debug("%s/%s: page skipped: the same bytes were recorded whole before", ctx.name, entity)
@@ -116,13 +113,16 @@ class PushPipeline(EngineCore):
                                   entity)
                         if sender.record_all() and self.should_stop():
                             return
-                        if records:
-                            ctx.result.unchanged += sum(1 for r in records if not isinstance(r, BadRecord))
+                        if page.parsed:
+                            ctx.result.read += len(page.records)
+                            ctx.result.unchanged += sum(1 for r in page.records if not isinstance(r, BadRecord))
                         else:
                             _count_unparsed(ctx, page)
                         with self.journal.transaction():
                             self._advance(ctx.name, cursor_key, None)
                         continue
+                    records = page.records
+                    ctx.result.read += len(records)
                     if overlap:
                         work = self._map_page(ctx, entity, records)  # while the pages before are being sent
                         work.page = skip.page_to_note(page, page_digest, len(records))

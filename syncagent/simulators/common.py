@@ -20,7 +20,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -158,12 +159,39 @@ class SimApp:
             "CREATE TABLE IF NOT EXISTS _requests (id INTEGER PRIMARY KEY, ts REAL, method TEXT, path TEXT,"
             " query TEXT, body TEXT, status INTEGER, headers TEXT)"
         )
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self.route("GET", "/_admin/requests", self._admin_requests)
         self.route("DELETE", "/_admin/requests", self._admin_clear_requests)
         self.route("POST", "/_admin/faults", self._admin_set_faults)
         self.route("GET", "/_admin/faults", self._admin_get_faults)
         self.route("DELETE", "/_admin/faults", self._admin_clear_faults)
         self.route("GET", "/_admin/health", lambda req: Response(200, {"ok": True, "system": self.system}))
+
+    # -- storage shared by every simulator -----------------------------------------------
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        """One transaction: a write and what it moves happen together or not at all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def meta(self, key: str) -> str | None:
+        """A setting or counter kept in the simulator's file (it outlives a restart, as the real system's)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def counter(self, name: str, start: int = 0) -> int:
+        """The next value of a named counter (invoice numbers, customer codes, ids), kept in meta."""
+        value = int(self.meta(name) or start) + 1
+        self.set_meta(name, str(value))
+        return value
 
     # -- routing -------------------------------------------------------------------------
     def route(self, method: str, pattern: str, handler: Handler) -> None:

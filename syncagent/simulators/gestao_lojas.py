@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -538,50 +538,26 @@ class GestaoLojasSim(SimApp):
         super().__init__(db_path, log_bodies=log_bodies)
         self.seed = seed
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
-        seeded = self._meta("seeded")
-        if seeded is not None and self._meta("schema") != SCHEMA_VERSION:
+        seeded = self.meta("seeded")
+        if seeded is not None and self.meta("schema") != SCHEMA_VERSION:
             raise ValueError(f"{db_path} was made by another version of this simulator; delete it")
         if seeded is None:
             count = seeddata.customer_count(products) if customers is None else customers
             self._seed(products, count)
         else:
-            self.seed = int(self._meta("seed") or seed)  # the data's seed, not this start's
+            self.seed = int(self.meta("seed") or seed)  # the data's seed, not this start's
         # settings given at start win; otherwise the last ones set through /_admin/config survive a restart
-        self.client_id = client_id or self._meta("client_id") or seeddata.DEMO_CLIENT_ID
-        self.client_secret = client_secret or self._meta("client_secret") or seeddata.DEMO_CLIENT_SECRET
-        self.token_ttl = token_ttl or int(self._meta("token_ttl") or 3600)
+        self.client_id = client_id or self.meta("client_id") or seeddata.DEMO_CLIENT_ID
+        self.client_secret = client_secret or self.meta("client_secret") or seeddata.DEMO_CLIENT_SECRET
+        self.token_ttl = token_ttl or int(self.meta("token_ttl") or 3600)
         self._routes()
 
     # -- storage ---------------------------------------------------------------------------------------
-    @contextmanager
-    def _tx(self) -> Iterator[None]:
-        """One transaction: a write and what it moves (stock, events) happen together or not at all."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
     def _script(self, script: str) -> None:
         """Statement by statement: executescript would commit the transaction in hand first."""
         for statement in script.split(";"):
             if statement.strip():
                 self.db.execute(statement)
-
-    def _meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return str(row[0]) if row else None
-
-    def _set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-    def _counter(self, name: str, start: int = 0) -> int:
-        """The next value of a named counter (invoice numbers, customer codes), kept in meta."""
-        value = int(self._meta(name) or start) + 1
-        self._set_meta(name, str(value))
-        return value
 
     def _get(self, table: str, where: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
         row = self.db.execute(f"SELECT data FROM {table} WHERE {where}", args).fetchone()  # nosec B608
@@ -614,7 +590,7 @@ class GestaoLojasSim(SimApp):
         self.db.execute("PRAGMA journal_mode=DELETE")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA cache_size=-262144")
-        with self._tx():
+        with self.tx():
             self._script(SCHEMA)
             self.db.executemany("INSERT INTO item_groups (seq, code, data) VALUES (?, ?, ?)", [
                 (i, code, ENCODE({"code": code, "description": name, "parent_code": parent, "active": True,
@@ -634,7 +610,7 @@ class GestaoLojasSim(SimApp):
             self._script(INDEXES)
             for key, value in (("schema", SCHEMA_VERSION), ("seed", str(seed)), ("products", str(products)),
                                ("customer_code", str(customers)), ("seeded", f"{time.monotonic() - started:.2f}")):
-                self._set_meta(key, value)
+                self.set_meta(key, value)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA cache_size=-2000")
@@ -754,7 +730,7 @@ class GestaoLojasSim(SimApp):
             raise HttpError(401, "invalid_client", "client authentication failed")
         token = secrets.token_urlsafe(32)
         now = time.time()
-        with self._tx():
+        with self.tx():
             self.db.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
             self.db.execute("INSERT INTO tokens (token, expires) VALUES (?, ?)", (token, now + self.token_ttl))
         return Response(200, {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl},
@@ -839,7 +815,7 @@ class GestaoLojasSim(SimApp):
         if self._get("products", "code = ?", (product["code"],)) is not None:
             raise HttpError(409, "duplicate_code", f"product {product['code']} already exists",
                             existing_code=product["code"])
-        with self._tx():
+        with self.tx():
             self._put("products", {"code": product["code"]}, product)
         return Response(201, product)
 
@@ -857,7 +833,7 @@ class GestaoLojasSim(SimApp):
         body = json_body(req)
         self._product(code)
         product = self._product_in(body, code)
-        with self._tx():
+        with self.tx():
             self._put("products", {"code": code}, product)
         return Response(200, product)
 
@@ -876,7 +852,7 @@ class GestaoLojasSim(SimApp):
 
     def _new_customer_code(self) -> str:
         while True:
-            code = f"C{self._counter('customer_code'):06d}"
+            code = f"C{self.counter('customer_code'):06d}"
             if self._get("customers", "code = ?", (code,)) is None:
                 return code
 
@@ -889,7 +865,7 @@ class GestaoLojasSim(SimApp):
         if owner is not None:
             raise HttpError(409, "duplicate_document", f"customer {owner} already has this document",
                             existing_code=owner)
-        with self._tx():
+        with self.tx():
             customer = self._customer_record(self._new_customer_code(), body)
             self._put("customers", {"code": customer["code"]}, customer)
         return Response(201, customer)
@@ -909,7 +885,7 @@ class GestaoLojasSim(SimApp):
             raise HttpError(409, "duplicate_document", f"customer {owner} already has this document",
                             existing_code=owner)
         customer = self._customer_record(code, body)
-        with self._tx():
+        with self.tx():
             self._put("customers", {"code": code}, customer)
         return Response(200, customer)
 
@@ -1005,7 +981,7 @@ class GestaoLojasSim(SimApp):
                          for p in body["payments"]],
             "shipping": body.get("shipping") or "0.00", "total": body["total"], "notes": body.get("notes"),
         }
-        with self._tx():
+        with self.tx():
             seq = int(self.db.execute("SELECT coalesce(max(created_seq), 0) + 1 FROM orders").fetchone()[0])
             order["number"] = str(ORDER_NUMBER_BASE + seq)
             self.db.execute("INSERT INTO orders (created_seq, number, channel, external_id, status, created, data)"
@@ -1053,7 +1029,7 @@ class GestaoLojasSim(SimApp):
         if order["status"] != "open":
             raise HttpError(409, "not_cancellable", f"order {order['number']} is {order['status']}: it can no longer"
                                                     " be cancelled here")
-        with self._tx():
+        with self.tx():
             self._cancel(order, body.get("reason") or "cancelled by the channel", None)
         return Response(200, order)
 
@@ -1073,7 +1049,7 @@ class GestaoLojasSim(SimApp):
             "invoice": None, "shipment": None, "delivered_at": None,
         }
         if kind == "invoiced":
-            number = self._counter("invoice_number", 1000)
+            number = self.counter("invoice_number", 1000)
             key = nfe_key(f"{self.seed}:{order['number']}", issued=datetime.now(UTC), number=number)
             event["invoice"] = {"key": key, "number": str(number), "series": "1", "issued_at": stamp,
                                 "total": order["total"], "xml_url": f"https://nfe.gestaolojas.example/xml/{key}.xml"}
@@ -1119,10 +1095,10 @@ class GestaoLojasSim(SimApp):
     def admin_config(self, req: Request) -> Response:
         """{"token_ttl": s, "client_secret": "...", "client_id": "..."}; kept across restarts."""
         body = self._admin_body(req, CONFIG, strict=True)
-        with self._tx():
+        with self.tx():
             for key, value in body.items():
                 setattr(self, key, value)
-                self._set_meta(key, str(value))
+                self.set_meta(key, str(value))
         return Response(200, {"client_id": self.client_id, "token_ttl": self.token_ttl})
 
     def admin_patch_product(self, req: Request) -> Response:
@@ -1132,7 +1108,7 @@ class GestaoLojasSim(SimApp):
         if body.get("code", code) != code:
             raise invalid([{"field": "code", "message": "a product's code cannot change"}], "admin body", 400)
         product = self._product(code) | body | {"updated_at": now_iso()}
-        with self._tx():
+        with self.tx():
             self._put("products", {"code": code}, product)
         return Response(200, product)
 
@@ -1156,7 +1132,7 @@ class GestaoLojasSim(SimApp):
             price = {"sku": sku, "price_list": price_list, "list_price": None, "promo_price": None,
                      "promo_start": None, "promo_end": None, "scheduled": []}
         price |= {k: v for k, v in body.items() if k != "sku"} | {"updated_at": now_iso()}
-        with self._tx():
+        with self.tx():
             self._put("prices", {"sku": sku, "price_list": price_list}, price)
         return Response(200, price)
 
@@ -1170,7 +1146,7 @@ class GestaoLojasSim(SimApp):
         old = self._get("stock", "sku = ? AND warehouse = ?", (sku, warehouse)) or {}
         level = {"sku": sku, "warehouse": warehouse, "available": body["available"],
                  "reserved": body.get("reserved", old.get("reserved", 0)), "updated_at": now_iso()}
-        with self._tx():
+        with self.tx():
             self._put("stock", {"sku": sku, "warehouse": warehouse}, level)
         return Response(200, level)
 
@@ -1194,7 +1170,7 @@ class GestaoLojasSim(SimApp):
         code = body.get("code")
         if code is not None and self._get("customers", "code = ?", (code,)) is not None:
             raise HttpError(409, "duplicate_code", f"customer {safe(code, 30)} exists", existing_code=code)
-        with self._tx():
+        with self.tx():
             customer = self._customer_record(code or self._new_customer_code(), body)
             self._put("customers", {"code": customer["code"]}, customer)
         return Response(201, customer)
@@ -1213,7 +1189,7 @@ class GestaoLojasSim(SimApp):
                 raise HttpError(409, "duplicate_document", f"customer {owner} already has this document",
                                 existing_code=owner)
         customer |= body | {"updated_at": now_iso()}
-        with self._tx():
+        with self.tx():
             self._put("customers", {"code": code}, customer)
         return Response(200, customer)
 
@@ -1234,7 +1210,7 @@ class GestaoLojasSim(SimApp):
                 record = {"code": code} | {name: None for name, *_ in fields}
                 status = 201
             record |= body | {"updated_at": now_iso()}
-            with self._tx():
+            with self.tx():
                 self._put(table, {"code": code}, record)
             return Response(status, record)
 
@@ -1276,7 +1252,7 @@ class GestaoLojasSim(SimApp):
         if order["status"] != EVENT_AFTER[kind]:
             raise HttpError(409, "out_of_order", f"order {order['number']} is {order['status']}: it cannot be {kind}"
                                                  f" (only a {EVENT_AFTER[kind]} order can)")
-        with self._tx():
+        with self.tx():
             if kind == "cancelled":
                 event = self._cancel(order, "cancelled in the back office", body)
             else:
@@ -1301,7 +1277,7 @@ class GestaoLojasSim(SimApp):
             if body.get(name):
                 event[name] = (event.get(name) or {}) | body[name]
         event |= {k: v for k, v in body.items() if k in ("occurred_at", "delivered_at")}
-        with self._tx():
+        with self.tx():
             seq = int(self.db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])
             self.db.execute("UPDATE events SET seq = ?, data = ? WHERE id = ?", (seq, ENCODE(event), event_id))
         return Response(200, event)
@@ -1313,7 +1289,7 @@ class GestaoLojasSim(SimApp):
         for table in ("orders", "warehouses"):
             counts[table] = self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # nosec B608
         counts["tokens"] = self.db.execute("SELECT count(*) FROM tokens WHERE expires > ?", (time.time(),)).fetchone()[0]
-        counts["seed_seconds"] = float(self._meta("seeded") or 0)
+        counts["seed_seconds"] = float(self.meta("seeded") or 0)
         return Response(200, counts)
 
 

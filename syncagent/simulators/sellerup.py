@@ -24,8 +24,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -236,37 +235,19 @@ class SellerUpSim(SimApp):
         self.seed = seed
         self._catalog: dict[int, tuple[bool, Decimal]] = {}
         # a key given at start wins; otherwise the last one set through /_admin/config survives a restart
-        self.api_key = api_key or self._meta("api_key") or seeddata.DEMO_API_KEY
-        self.revoked = self._meta("revoked") == "1"  # a revocation is the store's decision: it outlives restarts
+        self.api_key = api_key or self.meta("api_key") or seeddata.DEMO_API_KEY
+        self.revoked = self.meta("revoked") == "1"  # a revocation is the store's decision: it outlives restarts
         self.seq = int(self.db.execute(
             "SELECT max(coalesce((SELECT max(seq) FROM orders), 0), coalesce((SELECT max(seq) FROM tablet_customers), 0))"
         ).fetchone()[0])
-        if self._meta("seeded") is None:
+        if self.meta("seeded") is None:
             if orders > 0 and products < 1:
                 raise ValueError("seeded orders need at least one product")
-            with self._tx():
+            with self.tx():
                 self._seed(orders, tablet_customers)
         self._routes()
 
     # -- storage ---------------------------------------------------------------------------------------
-    @contextmanager
-    def _tx(self) -> Iterator[None]:
-        """One transaction: a batch or a bulk admin call is applied whole or not at all, and fast."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
-    def _meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return str(row[0]) if row else None
-
-    def _set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
     def _bump(self) -> int:
         """The next seq, shared by orders and tablet customers; the stored maximum restores it on restart."""
         self.seq += 1
@@ -316,7 +297,7 @@ class SellerUpSim(SimApp):
             status = "approved" if roll < 0.6 else "draft" if roll < 0.85 else "cancelled"
             created = seeddata.EPOCH - timedelta(minutes=rng.randint(5, 3 * 24 * 60))
             self._put_order(self._make_order(rng, number=i, status=status, tablet_ids=tablet_ids, created=created))
-        self._set_meta("seeded", "1")
+        self.set_meta("seeded", "1")
 
     def _product(self, index: int) -> tuple[bool, Decimal]:
         """(active, list price) of a back office product, memoised: bulk order generation asks often."""
@@ -492,7 +473,7 @@ class SellerUpSim(SimApp):
             results.append({"key": key, "status": "created" if before is None else "updated"})
             writes.append((collection, key, text, stamp))
         if writes:
-            with self._tx():
+            with self.tx():
                 self.db.executemany(UPSERT_ITEM, writes)
         return Response(200, {"results": results})
 
@@ -523,7 +504,7 @@ class SellerUpSim(SimApp):
         if customer.get("code") != code:
             customer["code"] = code
             customer["updated_at"] = now_iso()
-            with self._tx():
+            with self.tx():
                 self._put_customer(customer)
         return Response(204)
 
@@ -548,7 +529,7 @@ class SellerUpSim(SimApp):
         number = body.get("backoffice_number")
         if not isinstance(number, str) or not number.strip():
             raise HttpError(422, "validation_error", "backoffice_number is required", field="backoffice_number")
-        with self._tx():
+        with self.tx():
             self.db.execute("INSERT INTO acks (order_id, backoffice_number, received) VALUES (?, ?, ?)",
                             (order["id"], number, time.time()))
             if not order.get("exported"):
@@ -596,7 +577,7 @@ class SellerUpSim(SimApp):
         missing = [need for need in EVENT_NEEDS[kind] if need not in have]
         if missing and kind not in have:
             raise HttpError(409, "out_of_order", f"{kind} must come after {' and '.join(missing)}")
-        with self._tx():
+        with self.tx():
             self.db.execute("INSERT INTO order_events (order_id, type, body, received) VALUES (?, ?, ?, ?)",
                             (order["id"], kind, json.dumps(body, ensure_ascii=False), time.time()))
         return Response(204)
@@ -614,12 +595,12 @@ class SellerUpSim(SimApp):
 
     def admin_revoke(self, req: Request) -> Response:
         self.revoked = True
-        self._set_meta("revoked", "1")
+        self.set_meta("revoked", "1")
         return Response(204)
 
     def admin_restore(self, req: Request) -> Response:
         self.revoked = False
-        self._set_meta("revoked", "0")
+        self.set_meta("revoked", "0")
         return Response(204)
 
     def admin_config(self, req: Request) -> Response:
@@ -631,7 +612,7 @@ class SellerUpSim(SimApp):
             if not isinstance(body["api_key"], str) or not body["api_key"]:
                 raise HttpError(400, "validation_error", "api_key must be a non-empty string", field="api_key")
             self.api_key = body["api_key"]
-            self._set_meta("api_key", self.api_key)
+            self.set_meta("api_key", self.api_key)
         return Response(204)
 
     # -- admin: orders ---------------------------------------------------------------------------------
@@ -672,7 +653,7 @@ class SellerUpSim(SimApp):
                 order["payments"] = self._payments(rng, Decimal(order["total"]))
             except (InvalidOperation, TypeError, ValueError):
                 pass  # a deliberately bad total: the payments stay as generated
-        with self._tx():
+        with self.tx():
             self._put_order(order)
         return Response(201, order)
 
@@ -687,7 +668,7 @@ class SellerUpSim(SimApp):
         start = self._order_count()
         now = datetime.now(UTC)
         ids = []
-        with self._tx():
+        with self.tx():
             for i in range(count):
                 rng = seeddata.rng_for(self.seed, "admin-order", self.seq + 1)
                 order = self._make_order(rng, number=start + i + 1, status=status, tablet_ids=tablet_ids, created=now)
@@ -730,7 +711,7 @@ class SellerUpSim(SimApp):
             raise HttpError(400, "validation_error", "an order's id cannot change", field="id")
         number = body.pop("backoffice_number", None)
         order |= {k: v for k, v in body.items() if k != "seq"}
-        with self._tx():
+        with self.tx():
             self._put_order(order)
             if number is not None:
                 self.db.execute("UPDATE orders SET backoffice_number = ? WHERE id = ?", (number, order["id"]))
@@ -740,7 +721,7 @@ class SellerUpSim(SimApp):
         def handler(req: Request) -> Response:
             order = self._order(req.params["id"])
             order["status"] = status
-            with self._tx():
+            with self.tx():
                 self._put_order(order)
             return Response(200, order)
 
@@ -765,7 +746,7 @@ class SellerUpSim(SimApp):
         rng = seeddata.rng_for(self.seed, "admin-tablet-customer", self.seq + 1)
         customer = {"id": new_uuid(rng), "code": None, **data, "updated_at": now_iso()}
         customer |= {k: v for k, v in body.items() if k != "seq"}
-        with self._tx():
+        with self.tx():
             self._put_customer(customer)
         return Response(201, customer)
 
@@ -782,7 +763,7 @@ class SellerUpSim(SimApp):
         if "id" in body and body["id"] != customer["id"]:
             raise HttpError(400, "validation_error", "a tablet customer's id cannot change", field="id")
         customer |= {"updated_at": now_iso()} | {k: v for k, v in body.items() if k != "seq"}
-        with self._tx():
+        with self.tx():
             self._put_customer(customer)
         return Response(200, customer)
 

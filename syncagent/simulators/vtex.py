@@ -101,7 +101,7 @@ class VtexSim(SimApp):
         self.refid_miss = options.get("refid_miss", "null")
         self.clock_offset = 0.0
         self.rng = random.Random(f"{seed}:vtex-admin")
-        if self._meta("seeded") is None:
+        if self.meta("seeded") is None:
             self._seed(int(options.get("orders", "10")), options.get("feed_config", "1") == "1")
         self._routes()
 
@@ -111,15 +111,6 @@ class VtexSim(SimApp):
 
     def now_iso(self) -> str:
         return _iso(datetime.fromtimestamp(self.now(), UTC))
-
-    def _meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def _counter(self, key: str, start: int) -> int:
-        value = int(self._meta(key) or start) + 1
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
-        return value
 
     def _seed(self, orders: int, feed_config: bool) -> None:
         self.db.execute("BEGIN")
@@ -263,7 +254,7 @@ class VtexSim(SimApp):
         # POST /api/catalog/pvt/product (Catalog, no operationId): create; an integer Id may be given
         body = self._body(req)
         self._check_product(body, None)
-        product_id = body.get("Id") if _is_int(body.get("Id")) else self._counter("product_id", 0)
+        product_id = body.get("Id") if _is_int(body.get("Id")) else self.counter("product_id", 0)
         if self._product(product_id) is not None:
             raise HttpError(409, "conflict", f"product {product_id} already exists")
         doc = self._product_doc(product_id, body)
@@ -364,7 +355,7 @@ class VtexSim(SimApp):
         # POST /api/catalog/pvt/stockkeepingunit (Catalog, no operationId)
         body = self._body(req)
         self._check_sku(body, None)
-        sku_id = body.get("Id") if _is_int(body.get("Id")) else self._counter("sku_id", SKU_ID_BASE)
+        sku_id = body.get("Id") if _is_int(body.get("Id")) else self.counter("sku_id", SKU_ID_BASE)
         if self._sku(sku_id) is not None:
             raise HttpError(409, "conflict", f"SKU {sku_id} already exists")
         doc = self._sku_doc(sku_id, body, self.now_iso()[:19])
@@ -566,7 +557,7 @@ class VtexSim(SimApp):
         return str(900_000 + index), str(800_000 + index), seeddata.ean13(index)
 
     def _new_order(self, fields: dict[str, Any]) -> dict[str, Any]:
-        seq = self._counter("order_seq", 500_000)
+        seq = self.counter("order_seq", 500_000)
         rng = random.Random(f"{self.seed}:vtex-order:{seq}")
         items = []
         for n in range(rng.randint(1, 3)):

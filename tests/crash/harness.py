@@ -149,7 +149,7 @@ def converge(scenario: Scenario, *, max_cycles: int = 4, env: dict[str, str] | N
 def _journal_in_flight(journal: Path) -> int:
     conn = sqlite3.connect(journal)
     try:
-        orders = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'pending')").fetchone()[0]
+        orders = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'parked')").fetchone()[0]
         events = conn.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0]
         return int(orders + events)
     finally:
@@ -169,7 +169,7 @@ def check_invariants(scenario: Scenario, *, secrets: tuple[str, ...] = (CANARY_S
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         quarantined = {(c, k) for c, k in conn.execute(
             "SELECT channel, key FROM quarantine WHERE entity = 'orders' AND state = 'open'")}
-        stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'pending')").fetchone()[0]
+        stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'parked')").fetchone()[0]
         assert stuck == 0, f"{stuck} orders stuck in flight"
     finally:
         conn.close()

@@ -167,7 +167,7 @@ def check_intake(scenario: VtexScenario) -> dict[str, Any]:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         quarantined = {(c, k) for c, k in conn.execute(
             "SELECT channel, key FROM quarantine WHERE entity = 'orders' AND state = 'open'")}
-        stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'pending')").fetchone()[0]
+        stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'parked')").fetchone()[0]
         assert stuck == 0, f"{stuck} orders stuck in flight"
     finally:
         conn.close()

@@ -59,7 +59,7 @@ def test_a_channel_failing_n_cycles_in_a_row_and_a_late_order(tmp_path: Path) ->
         assert cycle([StepResult("loja", "stock")]) == ["[syncagent] recovered: loja: failing for 3 cycles"]
 
         with journal.transaction():  # parked: the back office did not answer; it stays past 15 minutes
-            journal.set_order("loja", "o-77", "pending", reason="backoffice: POST /orders answered 503")
+            journal.set_order("loja", "o-77", "parked", reason="backoffice: POST /orders answered 503")
             journal.set_order("loja", "o-78", "seen")  # not importable (not approved): no alert
         now["t"] = datetime.now(UTC)  # the journal stamps rows with the wall clock
         assert cycle([StepResult("loja", "orders")], minutes=10) == []
@@ -72,7 +72,7 @@ def test_a_channel_failing_n_cycles_in_a_row_and_a_late_order(tmp_path: Path) ->
 
 def _late_order(journal: Journal, order_id: str) -> None:
     with journal.transaction():
-        journal.set_order("loja", order_id, "pending", reason="backoffice: POST /orders answered 503")
+        journal.set_order("loja", order_id, "parked", reason="backoffice: POST /orders answered 503")
 
 
 def test_a_cr_lf_in_an_order_id_makes_one_safe_subject_line(tmp_path: Path) -> None:

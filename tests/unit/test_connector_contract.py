@@ -10,6 +10,7 @@ import pytest
 
 from syncagent.connectors import registry
 from syncagent.connectors.base import BaseConnector, Connector
+from syncagent.connectors.rest import RestConnector
 from syncagent.doctor import _clients
 from syncagent.errors import ChannelError
 from syncagent.http import HttpClient, HttpSettings
@@ -26,7 +27,8 @@ def test_every_connector_has_every_member_of_the_contract(type_name: str) -> Non
     assert missing == []
     assert cls.type_name == type_name and isinstance(dict(cls.options), dict)
     assert inspect.ismethod(cls.from_config)  # a classmethod: built from its own config section
-    lists = cls.listing is not BaseConnector.listing
+    # a REST connector lists what it declares in `lists`; any other overrides `listing`
+    lists = bool(cls.lists) if issubclass(cls, RestConnector) else cls.listing is not BaseConnector.listing
     assert lists == bool(cls.capabilities.listing)  # it lists exactly when it says it does
 
 

@@ -137,12 +137,12 @@ def test_a_window_too_deep_is_split_and_the_cursor_is_the_newest_date_and_id() -
     responses.add_callback(responses.GET, f"{API}/orders/search", callback=search, content_type="application/json")
     client = HttpClient(API, HttpSettings(max_attempts=1), name="ml")
     windows = DateWindows(since=timedelta(hours=3), window=timedelta(hours=3), max_offset=2, limit=2)
-    pages = list(windows.pages(client, "7", None, NOW))
+    pages = list(windows.walk(client, "/orders/search", "7", None, NOW))
     ids = [o["id"] for items, _ in pages for o in items]
     assert sorted(ids) == ids == [o["id"] for o in orders]  # each once, oldest update first
     cursors = [c for _, c in pages if c]
     assert parse_cursor(cursors[-1])[2] == "106" and len(set(cursors)) == len(cursors)
-    again = list(windows.pages(client, "7", cursors[-1], NOW))  # the next poll: from the cursor, less an overlap
+    again = list(windows.walk(client, "/orders/search", "7", cursors[-1], NOW))  # the next poll: from the cursor, less an overlap
     assert all(c is None for _, c in again)  # nothing newer: the cursor stays
 
 

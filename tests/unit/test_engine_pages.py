@@ -1,4 +1,4 @@
-"""Page skipping on its own: what a push tells its source it knows, and what it learns from a pass."""
+"""Page skipping on its own: which pages a push leaves unparsed, and what it learns from a pass."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_a_whole_pass_notes_the_pages_it_met_and_forgets_the_others(journal: Jou
     with journal.transaction():
         journal.add_page_digest("loja", "products", "old", context, 5, "c1")
     skip = skipper(journal, c)
-    assert skip.whole_pass and skip.filters(None) == {"known_pages": {"old": (5, "c1")}}
+    assert skip.whole_pass and skip.known_pages == {"old": (5, "c1")}
     page = Page([], "c2", {"digest": "new"})
     assert skip.meet(page) == "new" and not skip.known(page)
     assert skip.page_to_note(page, "new", 3) == ("new", context, 3, "c2")
@@ -54,10 +54,17 @@ def test_a_known_page_and_the_recorded_tail_are_recognised_and_skipped_cursors_s
         journal.add_page_digest("loja", "products", "known", page_context(c.setup, "products"), 2, "c3")
     saved: list[str | None] = []
     skip = skipper(journal, c, "c9", saved=saved)
-    assert not skip.whole_pass and skip.filters({"warehouses": ["CD01"]}) == {
-        "warehouses": ["CD01"], "known_tail_digest": "tail", "known_pages": {"known": (2, "c3")}}
-    assert skip.known(Page([], "c3", {"digest": "known", "known": True}))
-    assert not skip.known(Page([], "c3", {"digest": "known"}))  # the source parsed it: not skipped
+    assert not skip.whole_pass
+    parsed: list[str] = []
+
+    def lazy(digest: str, cursor: str | None) -> Page:
+        return Page(None, cursor, {"digest": digest, "items": 2}, load=lambda: parsed.append(digest) or ["r"])
+
+    pages = list(skip.parse_needed(iter([lazy("known", "c3"), lazy("other", "c4"), lazy("tail", None),
+                                         lazy("tail", "c5")])))
+    # the known page and the recorded tail stay unparsed; the tail's bytes in the middle of the feed are not it
+    assert parsed == ["other", "tail"] and [p.parsed for p in pages] == [False, True, False, True]
+    assert skip.known(pages[0]) and skip.skippable(pages[2]) and not skip.skippable(pages[3])
     last = Page([], None, {"digest": "tail"})
     assert skip.is_tail(skip.unchanged_tail(last)) and not skip.is_tail(skip.unchanged_tail(Page([], "c4", {})))
     skip.skipped_to = "c3"

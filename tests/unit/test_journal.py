@@ -197,3 +197,36 @@ def test_a_journal_replaced_under_the_agent_stops_it(tmp_path: Path) -> None:
             journal.record_sent("c", "products", [("P1", "fp", None)])
         assert "was replaced" in str(err.value)
     assert sqlite3.connect(path).execute("SELECT count(*) FROM sent").fetchone()[0] == 0
+
+
+def test_a_journal_of_schema_6_keeps_its_parked_orders_under_their_new_name(tmp_path: Path) -> None:
+    from syncagent.journal import MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "j.db")  # a journal as syncagent wrote it before the rename
+    with conn:
+        conn.execute("CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL,"
+                     " description TEXT NOT NULL)")
+        for version, (description, script) in enumerate(MIGRATIONS[:6], start=1):
+            conn.executescript(script)
+            conn.execute("INSERT INTO migrations VALUES (?, 'then', ?)", (version, description))
+        conn.execute("INSERT INTO orders (channel, order_id, state, reason, seen_at, updated_at)"
+                     " VALUES ('loja', 'o1', 'pending', 'back office down', 'then', 'then')")
+    conn.close()
+    with Journal(tmp_path / "j.db") as journal:
+        row = journal.order("loja", "o1")
+        assert row is not None and row.state == "parked" and row.reason == "back office down"
+
+
+def test_what_a_quarantined_record_waits_for_is_kept_as_data(tmp_path: Path) -> None:
+    from syncagent.journal import missing_references, open_quarantine
+
+    with Journal(tmp_path / "j.db") as journal:
+        journal.quarantine("loja", "orders", "o1", "validation_error", "the back office said no", {},
+                           waiting_for=(("product", "P 1"), ("customer", "c'9")))
+        journal.quarantine("loja", "orders", "o2", "validation_error", "unknown product 'P2'", {})  # before schema 8
+        rows = {r.key: r for r in journal.quarantined("loja")}
+        assert rows["o1"].waiting_for == (("product", "P 1"), ("customer", "c'9"))
+        assert missing_references("validation_error", rows["o1"].reason, rows["o1"].waiting_for) == {
+            ("product", "P 1"), ("customer", "c'9")}
+        assert missing_references("validation_error", rows["o2"].reason, rows["o2"].waiting_for) == {("product", "P2")}
+        assert [r[5] for r in open_quarantine(journal.conn)] == [(("product", "P 1"), ("customer", "c'9")), ()]

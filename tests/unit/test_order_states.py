@@ -100,10 +100,10 @@ def test_a_passing_failure_parks_the_order_and_the_next_run_takes_it_from_pendin
     ch.pull = lambda entity, cursor, filters=None: down(entity, cursor) if entity == "channel-customers" \
         else FakeChannel.pull(ch, entity, cursor, filters)
     engine.run_step("loja", "orders")
-    assert (None, "pending") in moves.seen
+    assert (None, "parked") in moves.seen
     ch.orders = [order("o1", status="draft")]  # it left the importable statuses meanwhile
     engine.run_step("loja", "orders")
-    assert ("pending", "seen") in moves.seen and journal.order("loja", "o1").state == "seen"
+    assert ("parked", "seen") in moves.seen and journal.order("loja", "o1").state == "seen"
 
 
 def test_an_unknown_customer_or_an_unreadable_order_is_quarantined(parts: Any) -> None:
