@@ -328,21 +328,30 @@ def check_config(ctx: click.Context, online: bool) -> None:
         click.echo(describe(config))
         if not online:
             return 0
+        from syncagent.doctor import state_journal
+
         failures = 0
-        for name, cfg in config.endpoints():
-            try:
-                connector = build_connector(cfg)
-                try:
-                    connector.check()
-                finally:
-                    connector.close()
-                click.echo(f"{name}: reachable, credentials accepted")
-            except SyncAgentError as exc:
-                failures += 1
-                click.echo(f"{name}: FAILED: {exc}")
+        with state_journal(config) as journal:  # tokens a connector keeps in the journal (OAuth code)
+            for name, cfg in config.endpoints():
+                failures += _check_online(name, cfg, journal, build_connector)
         return 1 if failures else 0
 
     _guard(body)
+
+
+def _check_online(name: str, cfg: Any, journal: Any, build_connector: Callable[..., Any]) -> int:
+    """One endpoint's `check-config --online` line; 1 when it failed."""
+    try:
+        connector = build_connector(cfg, journal=journal)
+        try:
+            connector.check()
+        finally:
+            connector.close()
+        click.echo(f"{name}: reachable, credentials accepted")
+    except SyncAgentError as exc:
+        click.echo(f"{name}: FAILED: {exc}")
+        return 1
+    return 0
 
 
 @main.command("auth")

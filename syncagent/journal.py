@@ -968,9 +968,13 @@ class Journal:
                 "SELECT value FROM connector_state WHERE channel = ? AND key = ?", (channel, key)).fetchone()
         return row[0] if row else None
 
-    def set_state(self, channel: str, key: str, value: str | None) -> None:
+    def set_state(self, channel: str, key: str, value: str | None, *, expected: str | None | object = ...) -> bool:
         """Save one value, committed and on disk (synchronous=FULL) before returning: the caller may act on
-        it at once (a refresh token that works only once must be stored before its access token is used)."""
+        it at once (a refresh token that works only once must be stored before its access token is used).
+
+        With `expected`, only if the value is still that (another process may have stored a newer one
+        meanwhile): answers whether it was saved.
+        """
         with self._state_lock:
             conn = self._state_connection()
             self.check_still_there()
@@ -981,6 +985,12 @@ class Journal:
             failpoints.hit("state.before_commit")
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if expected is not ...:
+                    row = conn.execute("SELECT value FROM connector_state WHERE channel = ? AND key = ?",
+                                       (channel, key)).fetchone()
+                    if (row[0] if row else None) != expected:
+                        conn.execute("ROLLBACK")
+                        return False
                 conn.execute(_SET_STATE, (channel, key, value, now_iso()))
                 conn.execute("COMMIT")
             except BaseException:
@@ -988,6 +998,7 @@ class Journal:
                     conn.execute("ROLLBACK")
                 raise
             failpoints.hit("state.after_commit")
+            return True
 
     def state_of(self, channel: str) -> JournalState:
         """The `ConnectorState` of one channel, backed by this journal."""
@@ -1010,6 +1021,9 @@ class JournalState:
 
     def put(self, key: str, value: str | None) -> None:
         self.journal.set_state(self.channel, key, value)
+
+    def put_if(self, key: str, value: str | None, expected: str | None) -> bool:
+        return self.journal.set_state(self.channel, key, value, expected=expected)
 
 
 REFERENCE_CODES = ("missing_reference", "unmapped_sku")

@@ -105,12 +105,16 @@ class ConnectorState(Protocol):
     """Small values a connector must keep across runs and crashes (a rotating refresh token, say).
 
     ``put`` returns only once the value is durably stored: a connector may act on it at once.
-    Values are text; None clears one.
+    ``put_if`` stores only if the value is still `expected` (another process, e.g. ``syncagent auth``
+    beside the daemon, may have stored a newer one) and answers whether it did. Values are text;
+    None clears one.
     """
 
     def get(self, key: str) -> str | None: ...
 
     def put(self, key: str, value: str | None) -> None: ...
+
+    def put_if(self, key: str, value: str | None, expected: str | None) -> bool: ...
 
 
 class MemoryState:
@@ -127,6 +131,12 @@ class MemoryState:
             self.values.pop(key, None)
         else:
             self.values[key] = value
+
+    def put_if(self, key: str, value: str | None, expected: str | None) -> bool:
+        if self.values.get(key) != expected:
+            return False
+        self.put(key, value)
+        return True
 
 
 class Connector(Protocol):

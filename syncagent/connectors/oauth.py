@@ -180,6 +180,7 @@ class RotatingRefreshAuth:
                          f"`{self.reauthorize}`", code="reauthorize", target=self.channel)
 
     def _refresh(self) -> None:
+        stored_text = self.state.get(STATE_KEY)
         doc = load_doc(self.state)
         if doc.get("locked"):
             raise self._locked_out(str(doc["locked"]))
@@ -200,7 +201,7 @@ class RotatingRefreshAuth:
         failpoints.hit("oauth.refresh.answered")
         code, text = oauth_error(resp)
         if resp.status == 400 and code == "invalid_grant":
-            self._refused(doc, used)
+            self._refused(doc, used, stored_text)
             return
         if resp.status in (400, 401, 403):
             raise AuthError(redact(f"{self.channel}: {what}: the app's credentials were refused: "
@@ -215,16 +216,22 @@ class RotatingRefreshAuth:
         self.refreshes += 1
         self._adopt(new)
 
-    def _refused(self, doc: dict[str, Any], used: str) -> None:
-        """invalid_grant: a newer token stored meanwhile is used; none means the authorization is lost."""
-        stored = load_doc(self.state)
-        if stored.get("refresh_token") not in (None, used):
-            self._adopt(stored)
-            if self.wall() >= stored.get("expires_at", 0) - self.margin:
-                self._refresh()
-            return
+    def _refused(self, doc: dict[str, Any], used: str, stored_text: str | None) -> None:
+        """invalid_grant: a newer token stored meanwhile is used; none means the authorization is lost.
+
+        The lock-out is stored only if nothing newer was stored since this refresh began (a process
+        beside this one may be storing the token it just got): never over a live token.
+        """
         why = (f"{self.platform} refused the stored refresh token (invalid_grant: already used or expired, e.g. by "
                "an earlier refresh whose answer was lost)")
-        self.state.put(STATE_KEY, json.dumps({**doc, "locked": why, "access_token": None}))
+        locked = json.dumps({**doc, "locked": why, "access_token": None})
+        if not self.state.put_if(STATE_KEY, locked, stored_text):
+            stored = load_doc(self.state)
+            if stored.get("refresh_token") in (None, used) or stored.get("locked"):
+                raise self._locked_out(str(stored.get("locked") or why))
+            self._adopt(stored)  # a newer token: use it (refreshed first if it is due)
+            if self._headers is None or self.wall() >= stored.get("expires_at", 0) - self.margin:
+                self._refresh()
+            return
         self._adopt({})
         raise self._locked_out(why)

@@ -132,6 +132,18 @@ def test_refresh_rotates_the_token_and_stores_the_new_one_before_using_it(world:
     assert grants == ["authorization_code", "refresh_token"]
 
 
+def test_check_config_online_uses_the_stored_tokens_and_stores_a_refreshed_one(world: World) -> None:
+    proc = cli(world.config, "check-config", "--online", env=ENV)
+    assert proc.returncode == 1 and f"syncagent auth mercadolivre --channel {CHANNEL}" in proc.stdout
+    authorize(world)
+    world.ml.admin("POST", "/_admin/tokens/expire")
+    proc = cli(world.config, "check-config", "--online", env=ENV)
+    assert proc.returncode == 0 and f"{CHANNEL}: reachable, credentials accepted" in proc.stdout
+    # the check refreshed: the token it got is the one stored, so the agent goes on with it
+    assert world.ml.admin("GET", "/_admin/tokens/refresh")["items"] == [stored_tokens(world)["refresh_token"]]
+    assert all(r.status == "ok" for r in world.run(["products"]))
+
+
 def test_a_revoked_authorization_stops_the_channel_with_a_clear_status_and_auth_gives_it_back(world: World) -> None:
     authorize(world)
     world.ml.admin("POST", "/_admin/tokens/revoke")  # the seller removed the app (or a refresh answer was lost)
