@@ -387,6 +387,9 @@ def auth(ctx: click.Context, system: str, channel: str, code: str | None) -> Non
             doc = authorize(cfg, journal, given)
         seller = f" (seller {doc['user_id']})" if doc.get("user_id") else ""
         click.echo(f"{channel}: authorized{seller}; the tokens are stored in the journal {config.journal}")
+        if not doc.get("refresh_token"):
+            click.echo(f"warning: {system} gave no refresh token (is the app's offline_access scope on?): the "
+                       "access ends when the access token expires, and this command must be run again", err=True)
         return 0
 
     _guard(body)

@@ -24,11 +24,18 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import (
+    BaseConnector,
+    Capabilities,
+    ConnectorState,
+    OptionSpec,
+    Outgoing,
+    PushResult,
+)
 from syncagent.connectors.common import parse_items
 from syncagent.connectors.mercadolivre_fulfil import Fulfilment
 from syncagent.connectors.mercadolivre_orders import SEARCH, DateWindows
@@ -46,7 +53,8 @@ from syncagent.connectors.mercadolivre_wire import (
 )
 from syncagent.connectors.rest import AuthKind, AuthorizationCode, Feed, RestConnector
 from syncagent.errors import AmbiguousError, MappingError, PermanentError, TransientError
-from syncagent.model import ChannelCustomer, Page
+from syncagent.http import HttpSettings
+from syncagent.model import ChannelCustomer, Page, utcnow
 
 log = logging.getLogger("syncagent.connectors.mercadolivre")
 
@@ -94,9 +102,12 @@ class MercadoLivreConnector(RestConnector):
     check_path: ClassVar[str] = "/users/me"
     max_page: ClassVar[int] = 50  # API.md L96-97: keep limit <= 50
 
-    def __init__(self, name: str, base_url: str, options: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("page_size", 50)
-        super().__init__(name, base_url, options, *args, **kwargs)
+    def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings, *,
+                 sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
+                 page_size: int = 50, order_statuses: Sequence[str] | None = None,
+                 state: ConnectorState | None = None) -> None:
+        super().__init__(name, base_url, options, http, sleep=sleep, clock=clock, page_size=page_size,
+                         order_statuses=order_statuses, state=state)
         opts = dict(options)
         self.site_id = str(opts.get("site_id") or "MLB")
         self.category_id = str(opts["category_id"]) if opts.get("category_id") else None
