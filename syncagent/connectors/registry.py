@@ -13,6 +13,7 @@ from syncagent.errors import ConfigError
 
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
+    "jumpseller": "syncagent.connectors.jumpseller:JumpsellerConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
     "mercadolivre": "syncagent.connectors.mercadolivre:MercadoLivreConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",

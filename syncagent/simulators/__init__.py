@@ -11,6 +11,7 @@ from syncagent.simulators.common import SimApp
 
 SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
+    "jumpseller": "syncagent.simulators.jumpseller",
     "sellerup": "syncagent.simulators.sellerup",
     "mercadolivre": "syncagent.simulators.mercadolivre",
     "vtex": "syncagent.simulators.vtex",

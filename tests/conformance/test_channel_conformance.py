@@ -86,6 +86,19 @@ def _revoke_vtex(server: RunningServer) -> None:
     requests.post(server.url + "/_admin/config", json={"app_token": "revoked-" + SECRET[::-1]}, timeout=10)
 
 
+def _jumpseller(url: str, secret: str) -> Connector:
+    from syncagent.connectors.jumpseller import JumpsellerConnector
+
+    return JumpsellerConnector("conf", url, {"login": "conf-login", "auth_token": secret, "customer_code": "C1"},
+                               HttpSettings(max_attempts=2), sleep=lambda s: None, page_size=7)
+
+
+def _revoke_jumpseller(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"auth_token": "reset-" + SECRET[::-1]}, timeout=10)
+
+
 ML_CLIENT_ID = "1234567890123456"
 
 
@@ -120,6 +133,9 @@ CASES = [
                 _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad check digit
     ChannelCase("vtex", "vtex", _vtex, {"app_key": VTEX_APP_KEY, "app_token": SECRET, "orders": "12"}, _revoke_vtex,
                 _vtex_product, _vtex_product("P000002", "Ruim", None, group=VTEX_GHOST_GROUP)),  # unknown category
+    # a shop that is only a source (catalogue, stock, orders out of it): it takes no product to refuse
+    ChannelCase("jumpseller", "jumpseller", _jumpseller, {"login": "conf-login", "auth_token": SECRET, "orders": "12"},
+                _revoke_jumpseller, _plain_product, _plain_product("P000002", "Ruim", None)),
     ChannelCase("mercadolivre", "mercadolivre", _mercadolivre,
                 {"client_secret": SECRET, "orders": "12", "shipping_mode": "me1"}, _revoke_mercadolivre,
                 _vtex_product, _vtex_product("P000002", "Ruim", None, group=VTEX_GHOST_GROUP),  # unknown category

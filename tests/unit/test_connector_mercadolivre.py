@@ -3,6 +3,7 @@ windows and the wire parsers (hostile answers become reasons, never crashes)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import responses
 
+from syncagent.connectors import registry
 from syncagent.connectors.base import MemoryState
 from syncagent.connectors.mercadolivre_orders import DateWindows, parse_cursor
 from syncagent.connectors.mercadolivre_wire import ml_error, nfe_xml_problem, parse_buyer, parse_order
@@ -209,3 +211,9 @@ def test_the_nfe_xml_must_be_the_authorised_one_of_its_key() -> None:
     assert nfe_xml_problem(good, key) is None
     assert "nfeProc" in (nfe_xml_problem(b"<NFe/>", key) or "")
     assert "not" in (nfe_xml_problem(good, "4" * 44) or "")
+
+
+@pytest.mark.parametrize("type_name", sorted(registry.CONNECTORS))
+def test_every_connector_is_built_with_the_channel_state(type_name: str) -> None:
+    """The agent passes `state=` to every connector's from_config (the journal-backed ConnectorState)."""
+    assert "state" in inspect.signature(registry.load(type_name).from_config).parameters
