@@ -264,6 +264,16 @@ def test_paid_orders_are_imported_exactly_once_and_nfe_and_tracking_reach_the_ch
         assert journal.has_open_quarantine(CHANNEL, "order-events") is False
 
 
+def test_a_paid_order_cancelled_on_mercado_livre_is_cancelled_in_the_back_office(world: World) -> None:
+    authorize(world)
+    (order,) = world.ml.admin("POST", "/_admin/orders", json={"count": 1})["items"]
+    world.run(["orders"])
+    world.ml.admin("POST", f"/_admin/orders/{order['id']}/status", json={"status": "cancelled"})
+    world.run(["orders"])
+    (held,) = [o for o in world.bo.admin("GET", "/_admin/orders")["items"] if o["external_id"] == str(order["id"])]
+    assert held["status"] == "cancelled" and held["cancel_reason"]
+
+
 def test_an_order_that_cannot_be_mapped_is_quarantined_with_its_reason_and_the_rest_go_on(world: World) -> None:
     authorize(world)
     good = world.ml.admin("POST", "/_admin/orders", json={"count": 2})["items"]
