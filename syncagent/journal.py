@@ -288,6 +288,7 @@ class Journal:
         self._state_conn: sqlite3.Connection | None = None
         self._state_lock = threading.Lock()
         self._tx_thread: int | None = None
+        self._named_locks: dict[str, threading.Lock] = {}
         try:
             if lock:
                 self._take_lock()
@@ -1000,6 +1001,23 @@ class Journal:
             failpoints.hit("state.after_commit")
             return True
 
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Held by one thread of one process at a time (flock on `<journal>.<name>.lock`); a journal in memory
+        has only this process to keep out."""
+        lock = self._named_locks.setdefault(name, threading.Lock())
+        with lock:
+            if str(self.path) == ":memory:":
+                yield
+                return
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100]
+            fd = os.open(f"{self.path}.{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the lock
+
     def state_of(self, channel: str) -> JournalState:
         """The `ConnectorState` of one channel, backed by this journal."""
         return JournalState(self, channel)
@@ -1024,6 +1042,13 @@ class JournalState:
 
     def put_if(self, key: str, value: str | None, expected: str | None) -> bool:
         return self.journal.set_state(self.channel, key, value, expected=expected)
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """A lock file beside the journal, per channel and name: the daemon, `doctor`, `check-config --online`
+        and `auth` may run at once, and some work (a refresh) must never."""
+        with self.journal.exclusive(f"{self.channel}.{name}"):
+            yield
 
 
 REFERENCE_CODES = ("missing_reference", "unmapped_sku")

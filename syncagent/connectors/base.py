@@ -32,7 +32,9 @@ office code its customer became), ``channel-customers`` (customers registered on
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -116,12 +118,17 @@ class ConnectorState(Protocol):
 
     def put_if(self, key: str, value: str | None, expected: str | None) -> bool: ...
 
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        """Held by one process (and thread) at a time, e.g. around a refresh that must never run twice at once."""
+        ...
+
 
 class MemoryState:
     """A `ConnectorState` that lives as long as the process: tests, and commands with no journal."""
 
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         self.values: dict[str, str] = dict(values or {})
+        self._lock = threading.RLock()
 
     def get(self, key: str) -> str | None:
         return self.values.get(key)
@@ -137,6 +144,9 @@ class MemoryState:
             return False
         self.put(key, value)
         return True
+
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        return self._lock  # one process: a lock of its own keeps its threads apart
 
 
 class Connector(Protocol):

@@ -180,6 +180,17 @@ class RotatingRefreshAuth:
                          f"`{self.reauthorize}`", code="reauthorize", target=self.channel)
 
     def _refresh(self) -> None:
+        """Renew, one process at a time (API.md L28: two refreshes with one token disconnect the seller)."""
+        with self.state.exclusive("oauth-refresh"):
+            stored = load_doc(self.state)  # another process may have refreshed while this one waited
+            if stored.get("access_token") and not stored.get("locked") \
+                    and stored.get("access_token") != self._doc.get("access_token") \
+                    and self.wall() < stored.get("expires_at", 0) - self.margin:
+                self._adopt(stored)
+                return
+            self._refresh_now()
+
+    def _refresh_now(self) -> None:
         stored_text = self.state.get(STATE_KEY)
         doc = load_doc(self.state)
         if doc.get("locked"):
@@ -231,7 +242,7 @@ class RotatingRefreshAuth:
                 raise self._locked_out(str(stored.get("locked") or why))
             self._adopt(stored)  # a newer token: use it (refreshed first if it is due)
             if self._headers is None or self.wall() >= stored.get("expires_at", 0) - self.margin:
-                self._refresh()
+                self._refresh_now()
             return
         self._adopt({})
         raise self._locked_out(why)

@@ -217,3 +217,28 @@ def test_the_nfe_xml_must_be_the_authorised_one_of_its_key() -> None:
 def test_every_connector_is_built_with_the_channel_state(type_name: str) -> None:
     """The agent passes `state=` to every connector's from_config (the journal-backed ConnectorState)."""
     assert "state" in inspect.signature(registry.load(type_name).from_config).parameters
+
+
+def test_a_refresh_waits_for_another_process_and_uses_the_token_it_stored(tmp_path: Path) -> None:
+    """API.md L28: never two refreshes with one token. The second one in line finds the new token stored."""
+    with Journal(tmp_path / "j.db") as journal:
+        journal.set_state("ml", STATE_KEY, json.dumps({"access_token": "A0", "refresh_token": "R0", "expires_at": 0}))
+        state = journal.state_of("ml")
+        entered = threading.Event()
+        release = threading.Event()
+
+        def other_process() -> None:  # holds the refresh lock, then stores what its refresh got
+            with Journal(tmp_path / "j.db", lock=False) as other, other.state_of("ml").exclusive("oauth-refresh"):
+                entered.set()
+                release.wait(10)
+                other.set_state("ml", STATE_KEY, json.dumps({"access_token": "A1", "refresh_token": "R1",
+                                                             "expires_at": 99999.0}))
+
+        worker = threading.Thread(target=other_process)
+        worker.start()
+        assert entered.wait(10)
+        threading.Timer(0.2, release.set).start()
+        with responses.RequestsMock() as mocked:  # no call may reach the token endpoint
+            assert _auth(state).headers() == {"Authorization": "Bearer A1"}
+            assert len(mocked.calls) == 0
+        worker.join(10)
