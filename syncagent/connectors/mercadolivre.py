@@ -257,13 +257,13 @@ class MercadoLivreConnector(RestConnector):
         """Where our code is listed: remembered, else searched by seller SKU (API.md L50)."""
         known = self._listings.get(code)
         if known is None:
-            text = self.state.get(f"sku:{code}")
-            known = json.loads(text) if text else None
+            known = _stored_listing(self.state.get(f"sku:{code}"))
         if known is None:
-            known = self._search(code)
+            known = self._search(code)  # not remembered when absent: a listing made in ML meanwhile is found
             if known is not None:
                 self._remember(code, known)
-        self._listings[code] = known or {}
+        else:
+            self._listings[code] = known
         return known
 
     def _remember(self, code: str, listing: dict[str, Any]) -> None:
@@ -379,3 +379,12 @@ class MercadoLivreConnector(RestConnector):
 
     def _push_stock(self, out: Outgoing) -> PushResult:
         return self._per_listing(out, "available_quantity")
+
+
+def _stored_listing(text: str | None) -> dict[str, Any] | None:
+    """A listing remembered in the journal; anything unreadable is as good as none (searched again)."""
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) and isinstance(found.get("item"), str) else None
