@@ -183,7 +183,8 @@ class MercadoLivreConnector(RestConnector):
     def _order_record(self, item: Any) -> Any:
         """One order of a search page as an Order (its buyer noted) or a BadRecord."""
         document = None
-        if isinstance(item, dict) and item.get("status") == "paid" and item.get("id") is not None:
+        # the buyer's document is read for the orders that will be imported (hidden until payment, API.md L115)
+        if isinstance(item, dict) and item.get("status") in self.importable and item.get("id") is not None:
             billing = self._billing(str(item["id"]))
             buyer = parse_buyer(item, billing)
             if buyer is not None:
