@@ -25,7 +25,15 @@ from syncagent.failpoints import CRASH_EXIT_CODE
 from syncagent.journal import Journal
 from tests.crash.harness import count_points, run_agent
 from tests.integration.harness import start
-from tests.integration.test_mercadolivre import CHANNEL, ENV, HTTP, ML_CLIENT, ML_SECRET, write_config
+from tests.integration.test_mercadolivre import (
+    CHANNEL,
+    ENV,
+    HTTP,
+    ML_CLIENT,
+    ML_SECRET,
+    stop_all,
+    write_config,
+)
 
 REFRESH_POINTS = ("oauth.refresh.before_post", "oauth.refresh.answered", "state.before_commit",
                   "state.after_commit", "oauth.refresh.stored")
@@ -55,8 +63,7 @@ class World:
             return journal.channel_states().get(CHANNEL, ("unknown", None))
 
     def stop(self) -> None:
-        for sim in (self.ml, self.bo):
-            sim.server.stop()
+        stop_all(self.ml, self.bo)
 
 
 @pytest.fixture
