@@ -45,7 +45,9 @@ contract-test: $(STAMP)
 	npm ci --no-audit --no-fund
 	$(BIN)/pytest -q -s tests/contract/
 
-soak: $(STAMP)
+soak: $(STAMP)  # every crash point, 100 compound crashes, 1000 random kills, the long property runs
+	SYNCAGENT_CRASH_STRIDE=1 SYNCAGENT_COMPOUND=100 $(BIN)/pytest -q tests/crash/test_crash_points.py \
+	  -k "every_point or compound"
 	$(BIN)/pytest -q -m slow tests/crash
 	HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q tests/unit/test_malformed.py
 
