@@ -109,12 +109,37 @@ def test_a_kill_at_any_point_of_a_refresh_never_loses_access_silently(world: Wor
     assert world.channel_state()[0] == "ok"
 
 
+INTAKE_POINTS = ("order.before_create", "order.after_create", "ack.before_send", "ack.after_send",
+                 "journal.cursor_save", "journal.before_commit", "journal.after_commit")
+FAST = "{max_attempts: 4, connect_timeout: 0.2, read_timeout: 0.5}"
+
+
+@pytest.mark.parametrize("point", INTAKE_POINTS)
+def test_a_kill_at_each_point_of_order_intake_neither_loses_nor_duplicates(
+        point: str, workroot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    world = World(workroot, ["orders"], http=FAST, orders="3")
+    try:
+        world.authorize()
+        # the point's first instant, then its second in the recovery run (another order, or the same one again)
+        codes = [run_agent(world.config, f"crash:{point}:{nth}", env=ENV) for nth in (1, 2)]
+        assert codes[0] == CRASH_EXIT_CODE and codes[1] in (CRASH_EXIT_CODE, 0, 1)
+        assert run_agent(world.config, env=ENV) == 0
+        created = Counter(o["external_id"] for o in world.bo.admin("GET", "/_admin/orders")["items"])
+        assert len(created) == 3 and set(created.values()) == {1}, created
+        with Journal(world.journal, lock=False) as journal:
+            assert journal.order_counts(CHANNEL) == {"acknowledged": 3}
+    finally:
+        world.stop()
+
+
 def test_order_intake_in_a_fault_storm_imports_each_paid_order_once(workroot: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """429s (in ML's shape), 5xx and lost answers on both sides: every paid order once in the back office."""
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    world = World(workroot, ["orders"], http="{max_attempts: 4, connect_timeout: 0.2, read_timeout: 0.5}", orders="6")
+    world = World(workroot, ["orders"], http=FAST, orders="6")
     try:
         world.authorize()
         world.ml.admin("POST", "/_admin/faults", json={"seed": 3, "rate_5xx": 0.15, "rate_429": 0.1,
