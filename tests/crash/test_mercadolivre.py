@@ -1,4 +1,4 @@
-"""Mercado Livre's rotating refresh token under a kill at every point of a refresh, and order intake in a storm.
+"""Mercado Livre under kills: at every point of a token refresh and of order intake; and intake in a fault storm.
 
 Each refresh answers a new refresh token and kills the old one at once (API.md L26). The agent is
 killed (a failpoint's abrupt exit: no cleanup) at each named point of a refresh, then run again:
