@@ -197,6 +197,11 @@ def test_catalogue_is_created_then_only_changes_are_sent(world: World) -> None:
     assert [(w["method"], w["path"]) for w in writes] == [("PUT", f"/items/{items[code]['id']}")] * 2
     after = {sku(i): i for i in world.items()}[code]
     assert (after["title"], after["price"]) == ("Camiseta Nova Coleção", 77.7)
+    # the product's active flag is the listing's status: paused, then active again
+    for active, status in ((False, "paused"), (True, "active")):
+        world.bo.admin("PATCH", f"/_admin/products/{code}", json={"active": active})
+        assert all(r.status == "ok" for r in world.run(["products"]))
+        assert {sku(i): i for i in world.items()}[code]["status"] == status
 
 
 def test_a_listing_made_in_mercado_livre_is_found_by_seller_sku_in_its_variations(world: World) -> None:
