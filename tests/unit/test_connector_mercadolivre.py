@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,11 +15,14 @@ from typing import Any
 import pytest
 import responses
 
+from syncagent.config import load_config
 from syncagent.connectors import registry
 from syncagent.connectors.base import MemoryState
+from syncagent.connectors.mercadolivre import MercadoLivreConnector
 from syncagent.connectors.mercadolivre_orders import DateWindows, parse_cursor
 from syncagent.connectors.mercadolivre_wire import ml_error, nfe_xml_problem, parse_buyer, parse_order
 from syncagent.connectors.oauth import STATE_KEY, RotatingRefreshAuth, load_doc
+from syncagent.connectors.rest import AuthorizationCode
 from syncagent.errors import AuthError, JournalError, MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse, HttpSettings
 from syncagent.journal import Journal
@@ -242,3 +246,23 @@ def test_a_refresh_waits_for_another_process_and_uses_the_token_it_stored(tmp_pa
             assert _auth(state).headers() == {"Authorization": "Bearer A1"}
             assert len(mocked.calls) == 0
         worker.join(10)
+
+
+def test_the_config_of_the_docs_loads_and_builds_the_connector(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "connectors" / "mercadolivre.md").read_text()
+    example = re.search(r"```yaml\n(channels:.*?)```", text, re.S)
+    assert example is not None
+    monkeypatch.setenv("ML_CLIENT_SECRET", "value-of-the-secret")
+    monkeypatch.setenv("GL_CLIENT_SECRET", "value-of-the-bo-secret")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"journal: {tmp_path / 'j.db'}\nbackoffice:\n  type: gestao-lojas\n  base_url: http://127.0.0.1:1\n"
+                    "  client_id: x\n  client_secret: ${GL_CLIENT_SECRET}\n" + example.group(1))
+    (channel,) = load_config(path).channels
+    conn = MercadoLivreConnector.from_config(channel)
+    assert conn.category_map["CALC"] == "MLB23262" and conn.payment_map["pix"] == "PIX"
+    assert conn.client.settings.rate_per_second == 5.0
+    assert isinstance(conn.auth, AuthorizationCode)
+    assert conn.auth.consent_url(channel.options).startswith(
+        "https://auth.mercadolivre.com.br/authorization?response_type=code&client_id=1234567890123456")
+    conn.close()
