@@ -132,6 +132,10 @@ def server_date(client: HttpClient) -> tuple[datetime, datetime] | None:
 
 def _endpoint_failure(name: str, cfg: Any, exc: SyncAgentError) -> Finding:
     url = getattr(cfg, "base_url", "")
+    if isinstance(exc, AuthError) and exc.code == "reauthorize":  # an OAuth code grant lost or never given
+        return Finding(f"endpoint:{name}", FAIL, f"not authorized: {exc}",
+                       f"the seller must authorize the app again: `syncagent auth {cfg.type} --channel {name}` "
+                       "(it prints the address to open in any browser)")
     if isinstance(exc, AuthError):
         text = str(exc) if "credentials rejected" in str(exc) else f"credentials rejected: {exc}"
         return Finding(f"endpoint:{name}", FAIL, text,

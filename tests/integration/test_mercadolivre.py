@@ -159,6 +159,13 @@ def test_check_config_online_uses_the_stored_tokens_and_stores_a_refreshed_one(w
     assert all(r.status == "ok" for r in world.run(["products"]))
 
 
+def test_doctor_says_which_command_gives_the_authorization_back(world: World) -> None:
+    proc = cli(world.config, "doctor", env=ENV)
+    assert proc.returncode == 1
+    assert f"endpoint:{CHANNEL}: not authorized" in proc.stdout
+    assert f"`syncagent auth mercadolivre --channel {CHANNEL}`" in proc.stdout
+
+
 def test_a_revoked_authorization_stops_the_channel_with_a_clear_status_and_auth_gives_it_back(world: World) -> None:
     authorize(world)
     world.ml.admin("POST", "/_admin/tokens/revoke")  # the seller removed the app (or a refresh answer was lost)
