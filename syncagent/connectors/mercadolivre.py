@@ -24,6 +24,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -62,6 +63,7 @@ ORDERS = Feed(SEARCH, DateWindows(), key="id")  # paged by the connector's own D
 PUSHES = ("products", "prices", "stock", "order-acks", "order-events", "customer-links")
 CREATE_PRICE = 1  # a new listing's price until the prices flow sends it (it stays paused until then)
 SEARCH_LIMIT = 5  # listings looked at for one seller SKU
+DEFAULT_RATE = 5  # requests per second when the config sets no `http.rate_limit` (API.md L33: UNKNOWN)
 
 
 class MercadoLivreConnector(RestConnector):
@@ -106,6 +108,8 @@ class MercadoLivreConnector(RestConnector):
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
                  page_size: int = 50, order_statuses: Sequence[str] | None = None,
                  state: ConnectorState | None = None) -> None:
+        if http.rate_per_second is None:  # API.md L33: no published limit; a gentle pace unless the config sets one
+            http = replace(http, rate_per_second=DEFAULT_RATE, rate_burst=DEFAULT_RATE)
         super().__init__(name, base_url, options, http, sleep=sleep, clock=clock, page_size=page_size,
                          order_statuses=order_statuses, state=state)
         opts = dict(options)

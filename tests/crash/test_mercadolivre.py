@@ -111,7 +111,7 @@ def test_a_kill_at_any_point_of_a_refresh_never_loses_access_silently(world: Wor
 
 INTAKE_POINTS = ("order.before_create", "order.after_create", "ack.before_send", "ack.after_send",
                  "journal.cursor_save", "journal.before_commit", "journal.after_commit")
-FAST = "{max_attempts: 4, connect_timeout: 0.2, read_timeout: 0.5}"
+FAST = "{max_attempts: 4, connect_timeout: 0.2, read_timeout: 0.5, rate_limit: {per_second: 1000, burst: 100}}"
 
 
 @pytest.mark.parametrize("point", INTAKE_POINTS)

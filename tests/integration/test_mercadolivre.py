@@ -33,7 +33,7 @@ backoffice:
   base_url: {bo}
   client_id: ${{GL_CLIENT_ID}}
   client_secret: ${{GL_CLIENT_SECRET}}
-  http: {{max_attempts: 3, connect_timeout: 2, read_timeout: 10}}
+  http: {http}
 channels:
   - name: {channel}
     type: mercadolivre
@@ -44,7 +44,7 @@ channels:
     category_id: MLB31447
     warehouses: [CD01, LJ01]
     order_warehouse: LJ01
-    http: {{max_attempts: 3, connect_timeout: 2, read_timeout: 10}}
+    http: {http}
     flows:
 {flows}
 """
@@ -69,15 +69,14 @@ class World:
         return [r for r in self.ml.requests_log(after) if r["method"] != "GET" and r["path"] != "/oauth/token"]
 
 
-HTTP = "{max_attempts: 3, connect_timeout: 2, read_timeout: 10}"
+HTTP = "{max_attempts: 3, connect_timeout: 2, read_timeout: 10, rate_limit: {per_second: 1000, burst: 100}}"
 
 
 def write_config(tmp_path: Path, bo: Sim, ml: Sim, flows: list[str], http: str = HTTP) -> Path:
     lines = "\n".join(f"      {f}: {{every: 1m}}" for f in flows)
     path = tmp_path / "syncagent.yaml"
-    text = CONFIG.format(journal=tmp_path / "journal.db", bo=bo.url, ml=ml.url, channel=CHANNEL, client=ML_CLIENT,
-                         flows=lines)
-    path.write_text(text.replace(HTTP, http))
+    path.write_text(CONFIG.format(journal=tmp_path / "journal.db", bo=bo.url, ml=ml.url, channel=CHANNEL,
+                                  client=ML_CLIENT, flows=lines, http=http))
     return path
 
 

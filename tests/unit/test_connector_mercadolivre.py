@@ -261,7 +261,10 @@ def test_the_config_of_the_docs_loads_and_builds_the_connector(tmp_path: Path,
     (channel,) = load_config(path).channels
     conn = MercadoLivreConnector.from_config(channel)
     assert conn.category_map["CALC"] == "MLB23262" and conn.payment_map["pix"] == "PIX"
-    assert conn.client.settings.rate_per_second == 5.0
+    assert conn.client.settings.rate_per_second == 8.0
+    unpaced = MercadoLivreConnector("ml", API, channel.options, HttpSettings())
+    assert unpaced.client.settings.rate_per_second == 5  # none configured: a gentle pace all the same
+    unpaced.close()
     assert isinstance(conn.auth, AuthorizationCode)
     assert conn.auth.consent_url(channel.options).startswith(
         "https://auth.mercadolivre.com.br/authorization?response_type=code&client_id=1234567890123456")
