@@ -19,7 +19,6 @@ from typing import Any
 
 from syncagent.simulators.auth import TokenIssuer
 from syncagent.simulators.common import HttpError, Request, Response, SimApp
-from syncagent.simulators.gestao_lojas import nfe_key
 from syncagent.simulators.mercadolivre_admin import MercadoLivreAdmin
 from syncagent.simulators.store import DocStore
 
@@ -27,7 +26,6 @@ DEMO_CLIENT_ID = "1234567890123456"
 DEMO_CLIENT_SECRET = "ml-demo-secret"  # noqa: S105 - a simulator's demo credential, not a real secret
 DEMO_USER = "123456789"
 CATEGORIES = ("MLB31447", "MLB1276", "MLB1430", "MLB3530", "MLB1246", "MLB1574")  # accepted category ids
-ME2_LOGISTICS = ("drop_off", "xd_drop_off", "xd_same_day", "cross_docking")  # L124
 MAX_LIMIT = 50  # L96-97: the connector keeps limit <= 50; more is refused here
 BRT = timezone(timedelta(hours=-3))
 CHNFE = re.compile(rb"<chNFe>\s*([0-9]{44})\s*</chNFe>")
@@ -350,4 +348,4 @@ def build(db_path: str, *, products: int, seed: int, log_bodies: bool = True, **
     return MercadoLivreSim(db_path, products=products, seed=seed, log_bodies=log_bodies, options=options)
 
 
-__all__ = ["MercadoLivreSim", "build", "nfe_key"]
+__all__ = ["MercadoLivreSim", "build"]
