@@ -61,6 +61,10 @@ class Capabilities:
     stable: frozenset[str] = frozenset()
     # entities whose records `listing` can show as the system holds them now (reconcile, adopt)
     listing: frozenset[str] = frozenset()
+    # orders come from a queue that hands an order over, one at a time, until it is acknowledged: an
+    # order handed over again after it was acknowledged is acknowledged again (else it would come back
+    # for ever), and the channel's buyers are pulled again for each page (each page brings new ones)
+    order_queue: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,10 @@ from syncagent.errors import ConfigError
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
     "jumpseller": "syncagent.connectors.jumpseller:JumpsellerConnector",
-    "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
     "mercadolivre": "syncagent.connectors.mercadolivre:MercadoLivreConnector",
+    "netshoes": "syncagent.connectors.netshoes:NetshoesConnector",
+    "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
+    "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }
 
