@@ -23,7 +23,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import (
+    BaseConnector,
+    Capabilities,
+    ConnectorState,
+    OptionSpec,
+    Outgoing,
+    PushResult,
+)
 from syncagent.connectors.common import body_of, http_settings, need, opt, refused
 from syncagent.errors import AuthError, MappingError, TransientError
 from syncagent.http import ApiKeyAuth, HttpClient, HttpSettings, redact
@@ -157,7 +164,7 @@ class CorreiosConnector(BaseConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> CorreiosConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> CorreiosConnector:
         settings = http_settings(cfg.http)
         if settings.rate_per_second is None:  # the carrier's limits are UNKNOWN: a modest pace unless the config says
             settings = replace(settings, rate_per_second=DEFAULT_RATE, rate_burst=2)

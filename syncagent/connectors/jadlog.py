@@ -16,7 +16,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import (
+    BaseConnector,
+    Capabilities,
+    ConnectorState,
+    OptionSpec,
+    Outgoing,
+    PushResult,
+)
 from syncagent.connectors.common import body_of, http_settings, need, opt, refused
 from syncagent.connectors.correios import zone
 from syncagent.errors import MappingError
@@ -63,7 +70,7 @@ class JadlogConnector(BaseConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> JadlogConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> JadlogConnector:
         settings = http_settings(cfg.http)
         if settings.rate_per_second is None:  # the carrier's limits are UNKNOWN: a modest pace unless the config says
             settings = replace(settings, rate_per_second=DEFAULT_RATE, rate_burst=2)

@@ -31,7 +31,14 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from syncagent import fastjson
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import (
+    BaseConnector,
+    Capabilities,
+    ConnectorState,
+    OptionSpec,
+    Outgoing,
+    PushResult,
+)
 from syncagent.connectors.common import http_settings, need, need_time, opt
 from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse, HttpSettings, OAuthClientCredentials
@@ -320,7 +327,7 @@ class MercadoLivreSacConnector(MercadoLivreSac, BaseConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> MercadoLivreSacConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> MercadoLivreSacConnector:
         settings = http_settings(cfg.http)
         if settings.rate_per_second is None:  # ML: 500 requests a minute of each kind; one limit under both
             settings = replace(settings, rate_per_second=DEFAULT_RATE, rate_burst=int(DEFAULT_RATE))
