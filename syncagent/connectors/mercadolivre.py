@@ -40,6 +40,7 @@ from syncagent.connectors.base import (
 from syncagent.connectors.common import parse_items
 from syncagent.connectors.mercadolivre_fulfil import Fulfilment
 from syncagent.connectors.mercadolivre_orders import SEARCH, DateWindows
+from syncagent.connectors.mercadolivre_sac import MercadoLivreSac
 from syncagent.connectors.mercadolivre_wire import (
     as_number,
     event_out,
@@ -66,8 +67,9 @@ SEARCH_LIMIT = 5  # listings looked at for one seller SKU
 DEFAULT_RATE = 5  # requests per second when the config sets no `http.rate_limit` (API.md L33: UNKNOWN)
 
 
-class MercadoLivreConnector(RestConnector):
-    """One seller's Mercado Livre account."""
+class MercadoLivreConnector(MercadoLivreSac, RestConnector):
+    """One seller's Mercado Livre account; its customer service (questions, post-sale messages, claims) comes in as
+    tickets and the back office's answers go back (`mercadolivre_sac`)."""
 
     type_name: ClassVar[str] = "mercadolivre"
     options: ClassVar[dict[str, OptionSpec]] = {
@@ -93,9 +95,13 @@ class MercadoLivreConnector(RestConnector):
                                         help="where the buyer's CPF/CNPJ is read (API.md L113-114: path UNKNOWN)"),
         "tracking": OptionSpec("str", default="seller_notifications", choices=("seller_notifications", "none"),
                                help="how tracking of ME1/custom shipments is sent (API.md L141-144)"),
+        "claim_reply_path": OptionSpec("str", help="customer service: the path that posts a claim message, with "
+                                       "{claim_id} (UNKNOWN in the reference: none by default, claim answers wait in "
+                                       "quarantine; docs/connectors/sac.md)"),
     }
     capabilities: ClassVar[Capabilities] = Capabilities(
-        push=frozenset(PUSHES), pull=frozenset({"orders", "channel-customers"}), max_batch=50,
+        push=frozenset({*PUSHES, "ticket-answers"}), pull=frozenset({"orders", "channel-customers", "tickets"}),
+        max_batch=50,
         importable_statuses=("paid",), cancelled_statuses=("cancelled",),  # API.md L106-107
         stable=frozenset({"products"}),
     )
@@ -121,6 +127,7 @@ class MercadoLivreConnector(RestConnector):
         self.payment_map = {str(k): str(v) for k, v in (opts.get("payment_map") or {}).items()}
         self.billing_path = str(opts.get("billing_info_path") or "/orders/{order_id}/billing_info")
         self.tracking = str(opts.get("tracking") or "seller_notifications")
+        self.claim_reply_path = str(opts["claim_reply_path"]) if opts.get("claim_reply_path") else None
         self.windows = DateWindows(since=timedelta(days=int(opts.get("orders_since_days") or 30)),
                                    window=timedelta(hours=int(opts.get("order_window_hours") or 24)),
                                    overlap=timedelta(minutes=int(opts.get("order_overlap_minutes") or 10)),
@@ -139,6 +146,9 @@ class MercadoLivreConnector(RestConnector):
         resp = self.client.get(self.check_path)
         if resp.status != 200:
             raise refused(self.client, f"GET {self.check_path}", resp)
+
+    def sac_seller(self) -> str:
+        return self.seller()
 
     def seller(self) -> str:
         """The seller's user id: from the token answer (API.md L25), else GET /users/me."""
@@ -161,6 +171,9 @@ class MercadoLivreConnector(RestConnector):
         if entity == "channel-customers":
             self._read_ahead()
             yield Page(list(self._customers.values()), None)
+            return
+        if entity == "tickets":  # customer service (mercadolivre_sac)
+            yield from self.sac_tickets()
             return
         if entity != "orders":
             raise ValueError(f"{self.name} has no {entity} feed")
@@ -227,6 +240,8 @@ class MercadoLivreConnector(RestConnector):
             return Outgoing(record.code, {"available_quantity": max(0, int(record.available))})
         if entity == "order-events":
             return event_out(record)
+        if entity == "ticket-answers":
+            return self.sac_prepare(record)
         if entity in ("order-acks", "customer-links"):
             key = record.get("order_id") or record.get("remote_id")
             if not key:
@@ -242,6 +257,7 @@ class MercadoLivreConnector(RestConnector):
             # API.md L116: there is no acknowledge call; ML keeps no back office code either
             "order-acks": lambda out: PushResult(out.key, "unchanged"),
             "customer-links": lambda out: PushResult(out.key, "unchanged"),
+            "ticket-answers": self.sac_push,
         }
         handler = handlers.get(entity)
         if handler is None:

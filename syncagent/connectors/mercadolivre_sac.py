@@ -17,38 +17,31 @@ conversation become three ticket kinds, keyed `question:<id>`, `message:<pack id
   answer to a claim is quarantined saying so, never sent to a guessed path).
 
 Rate limits (API.md: GETs share 500 rpm, POSTs 500 rpm) are the config's `rate_limit`; the
-simulator answers 429 with Retry-After past them. This module is a connector of its own
-(`mercadolivre-sac`) whose class is also a mixin, so the Mercado Livre connector can take it on.
+simulator answers 429 with Retry-After past them. A mixin of `MercadoLivreConnector` (which gives
+the client, its authorization-code login and the seller).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
-from datetime import datetime
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from syncagent import fastjson
 from syncagent.connectors.base import (
-    BaseConnector,
-    Capabilities,
-    ConnectorState,
-    OptionSpec,
     Outgoing,
     PushResult,
 )
-from syncagent.connectors.common import http_settings, need, need_time, opt
+from syncagent.connectors.common import need, need_time, opt
 from syncagent.errors import MappingError, PermanentError, TransientError
-from syncagent.http import HttpClient, HttpResponse, HttpSettings, OAuthClientCredentials
-from syncagent.model import BadRecord, Page, utcnow
+from syncagent.http import HttpClient, HttpResponse
+from syncagent.model import BadRecord, Page
 from syncagent.model_sac import Ticket, TicketAnswer, TicketMessage, split_ticket_key
 
 MAX_ANSWER = 2000  # API.md: one tool's maximum for an answer [third party]
 PAGE = 50
 MAX_PAGES = 200  # a listing that never ends stops here (10,000 records a kind a run)
-DEFAULT_RATE = 8.0  # requests a second when the config sets no rate_limit: under ML's 500 a minute (API.md)
 
 
 def ml_reason(resp: HttpResponse) -> tuple[str, str]:
@@ -283,6 +276,12 @@ class MercadoLivreSac:
             return {"found": any(str(m.get("text") or "").strip() == text for m in mine)}
         return None  # claims: their message list may hide our own messages (API.md): cannot tell
 
+    def lookup(self, entity: str, **keys: str) -> Any:
+        """Whether an answer is on the channel already (after a crash while sending it); nothing else to look up."""
+        if entity == "ticket-answers":
+            return self.sac_lookup(keys["ticket"], keys.get("body", ""))
+        return None
+
 
 def _parse(item: Any, parse: Callable[[dict[str, Any]], Ticket], kind: str) -> Ticket | BadRecord:
     key = f"{kind}:{item.get('id') if isinstance(item, dict) else '?'}"
@@ -296,69 +295,3 @@ def _parse(item: Any, parse: Callable[[dict[str, Any]], Ticket], kind: str) -> T
 
 def _number(text: str) -> int | str:
     return int(text) if text.isdigit() else text
-
-
-class MercadoLivreSacConnector(MercadoLivreSac, BaseConnector):
-    """Mercado Livre's customer service as a channel of its own (`tickets` and `ticket-answers` flows)."""
-
-    type_name: ClassVar[str] = "mercadolivre-sac"
-    options: ClassVar[dict[str, OptionSpec]] = {
-        "client_id": OptionSpec("str", required=True, help="the app's APP_ID"),
-        "client_secret": OptionSpec("str", required=True, secret=True, help="the app's secret key"),
-        "seller_id": OptionSpec("str", required=True, help="the seller's user id"),
-        "claim_reply_path": OptionSpec("str", help="path that posts a claim message, with {claim_id} (UNKNOWN in "
-                                                   "the reference: none by default, claim answers wait in quarantine)"),
-    }
-    capabilities: ClassVar[Capabilities] = Capabilities(pull=frozenset({"tickets"}),
-                                                        push=frozenset({"ticket-answers"}), max_batch=1)
-
-    def __init__(self, name: str, base_url: str, options: Mapping[str, Any], http: HttpSettings, *,
-                 sleep: Callable[[float], None] | None = None) -> None:
-        self.name = name
-        secret = str(options["client_secret"])
-        token_client = HttpClient(base_url, http, name=name, secrets=(secret,), sleep=sleep)
-        self.auth = OAuthClientCredentials(token_client, str(options["client_id"]), secret)
-        self.client = HttpClient(base_url, http, name=name, auth=self.auth, secrets=(secret,), sleep=sleep)
-        self.seller_id = str(options["seller_id"])
-        self.claim_reply_path = options.get("claim_reply_path") or None
-
-    def sac_seller(self) -> str:
-        return self.seller_id
-
-    @classmethod
-    def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> MercadoLivreSacConnector:
-        settings = http_settings(cfg.http)
-        if settings.rate_per_second is None:  # ML: 500 requests a minute of each kind; one limit under both
-            settings = replace(settings, rate_per_second=DEFAULT_RATE, rate_burst=int(DEFAULT_RATE))
-        return cls(cfg.name, cfg.base_url, cfg.options, settings, sleep=sleep)
-
-    def check(self) -> None:
-        self._get("/messages/unread", {"role": "seller", "tag": "post_sale"})
-
-    def http_clients(self) -> Sequence[HttpClient]:
-        return (self.client,)
-
-    def close(self) -> None:
-        self.client.close()
-        self.auth.client.close()
-
-    def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
-        if entity != "tickets":
-            raise ValueError(f"{self.name} has no {entity} feed")
-        return self.sac_tickets()
-
-    def prepare(self, entity: str, record: Any) -> Outgoing:
-        if entity != "ticket-answers":
-            raise ValueError(f"{self.name} cannot take {entity}")
-        return self.sac_prepare(record)
-
-    def push(self, entity: str, batch: Sequence[Outgoing]) -> list[PushResult]:
-        if entity != "ticket-answers":
-            raise ValueError(f"{self.name} cannot take {entity}")
-        return [self.sac_push(out) for out in batch]
-
-    def lookup(self, entity: str, **keys: str) -> Any:
-        if entity == "ticket-answers":
-            return self.sac_lookup(keys["ticket"], keys.get("body", ""))
-        return None

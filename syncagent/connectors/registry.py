@@ -19,7 +19,6 @@ CONNECTORS: dict[str, str] = {
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
     "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
-    "mercadolivre-sac": "syncagent.connectors.mercadolivre_sac:MercadoLivreSacConnector",
     "correios": "syncagent.connectors.correios:CorreiosConnector",
     "jadlog": "syncagent.connectors.jadlog:JadlogConnector",
 }

@@ -17,7 +17,6 @@ SIMULATORS = {
     "sellerup": "syncagent.simulators.sellerup",
     "skyhub": "syncagent.simulators.skyhub",
     "vtex": "syncagent.simulators.vtex",
-    "mercadolivre-sac": "syncagent.simulators.mercadolivre_sac",
     "correios": "syncagent.simulators.correios",
     "jadlog": "syncagent.simulators.jadlog",
 }

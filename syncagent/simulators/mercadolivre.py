@@ -20,6 +20,7 @@ from typing import Any
 from syncagent.simulators.auth import TokenIssuer
 from syncagent.simulators.common import HttpError, Request, Response, SimApp
 from syncagent.simulators.mercadolivre_admin import MercadoLivreAdmin
+from syncagent.simulators.mercadolivre_sac import MercadoLivreSacRoutes
 from syncagent.simulators.store import DocStore
 
 DEMO_CLIENT_ID = "1234567890123456"
@@ -48,7 +49,7 @@ def _invalid(field: str, message: str) -> MlError:
                    [{"code": f"item.{field}.invalid", "message": message, "type": "error", "references": [field]}])
 
 
-class MercadoLivreSim(MercadoLivreAdmin, SimApp):
+class MercadoLivreSim(MercadoLivreAdmin, MercadoLivreSacRoutes, SimApp):
     system = "mercadolivre"
 
     def __init__(self, db_path: str, *, products: int, seed: int, log_bodies: bool, options: dict[str, str]) -> None:
@@ -91,6 +92,8 @@ class MercadoLivreSim(MercadoLivreAdmin, SimApp):
         r("POST", "/_admin/items", self.admin_create_item)
         r("GET", "/_admin/shipments", lambda req: Response(200, {"items": [d for _, d in self.store.all("shipments")]}))
         r("GET", "/_admin/nfe/{key}", self.admin_nfe_xml)
+        self.sac_seller_id = self.user_id
+        self._sac_routes()  # customer service: questions, post-sale messages, claims (mercadolivre_sac)
         for _ in range(int(options.get("orders", "0") or 0) if self.store.count("orders") == 0 else 0):
             self._new_order({"shipping_mode": options.get("shipping_mode", "me2")})
 
@@ -116,6 +119,12 @@ class MercadoLivreSim(MercadoLivreAdmin, SimApp):
             self.throttle -= 1  # L33-35: 429 in ML's shape; Retry-After is UNKNOWN, so none is sent
             return MlError(429, "too_many_requests", "Too Many Requests").response()
         return super().dispatch(req)
+
+    def _sac_auth(self, req: Request) -> None:
+        self._user(req)
+
+    def _sac_error(self, status: int, error: str, message: str) -> HttpError:
+        return MlError(status, error, message)
 
     def _user(self, req: Request) -> str:
         """L15: a live Bearer token on every call (401 `invalid_token` otherwise, L29)."""

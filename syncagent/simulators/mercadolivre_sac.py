@@ -1,4 +1,4 @@
-"""Simulator of Mercado Livre's customer-service API, to ../shared/contracts/sac/API.md "Mercado Livre".
+"""The customer-service routes of the Mercado Livre simulator, to ../shared/contracts/sac/API.md "Mercado Livre".
 
 Questions (search by seller, `api_version=4`; `POST /answers` only to an UNANSWERED question, 2000
 characters at most), post-sale messages per pack (unread packs; a seller message only in a
@@ -6,26 +6,21 @@ conversation the buyer started, addressed to who the conversation says: the inte
 agent for a pack under the 2026 change, else the buyer), claims (search, messages; the claim
 message POST path is UNKNOWN in the reference: this simulator serves
 `POST /post-purchase/v1/claims/{id}/messages`, a documented choice). Errors in ML's shape
-`{"message", "error", "status", "cause"}`; GETs and POSTs each limited to `rpm` a minute (API.md:
-500 rpm shared) with 429 and Retry-After. Admin routes play the buyer, the agent and the mediator.
+`{"message", "error", "status", "cause"}`, behind the simulator's token check (and its throttle knob
+for 429s). Admin routes play the buyer, the agent and the mediator.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from syncagent.simulators.auth import TokenIssuer
-from syncagent.simulators.common import HttpError, Request, Response, SimApp
+from syncagent.simulators.common import HttpError, Request, Response
 from syncagent.simulators.store import DocStore
 
-DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_SELLER = "ml-sac-demo", "ml-sac-demo-secret", "123456789"
 MAX_ANSWER = 2000  # API.md: questions, answer max length [third party]
-OPTIONS = ("client_id", "client_secret", "seller_id", "rpm")
 
 
 def now_iso() -> str:
@@ -269,59 +264,3 @@ class MercadoLivreSacRoutes:
     def admin_sent(self, req: Request) -> Response:
         """Every answer and seller message the API accepted, in order (an answer sent twice shows twice)."""
         return Response(200, {"items": [doc for _, doc in self.store.all("sent")]})
-
-
-class MercadoLivreSacSim(MercadoLivreSacRoutes, SimApp):
-    """The customer-service routes on their own, with client-credentials tokens and ML's 500 rpm limits."""
-
-    system = "mercadolivre-sac"
-
-    def __init__(self, db_path: str, *, log_bodies: bool = True, client_id: str = DEMO_CLIENT_ID,
-                 client_secret: str = DEMO_CLIENT_SECRET, seller_id: str = DEMO_SELLER, rpm: int = 500) -> None:
-        super().__init__(db_path, log_bodies=log_bodies)
-        self.store = DocStore(self.db, self.lock)
-        self.sac_seller_id = seller_id
-        self.issuer = TokenIssuer(self, {client_id: client_secret}, grants=("client_credentials",))
-        self.rpm = rpm
-        self.window: dict[str, list[float]] = {"GET": [], "POST": []}
-        self.window_lock = threading.Lock()
-        self.route("POST", "/oauth/token", self.issuer.token)
-        self._sac_routes()
-
-    def _sac_auth(self, req: Request) -> None:
-        try:
-            self.issuer.require(req)
-        except HttpError as err:
-            raise MlSacError(401, "invalid_token", err.message) from None
-
-    def dispatch(self, req: Request) -> Response:
-        """The rate limit (API.md: GETs share 500 rpm, POSTs 500 rpm) before the route."""
-        if not req.path.startswith("/_admin") and req.path != "/oauth/token":
-            limited = self._throttle(req.method)
-            if limited is not None:
-                return limited
-        return super().dispatch(req)
-
-    def _throttle(self, method: str) -> Response | None:
-        kind = "POST" if method in ("POST", "PUT") else "GET"
-        now = time.monotonic()
-        with self.window_lock:
-            calls = [t for t in self.window[kind] if now - t < 60.0]
-            if len(calls) >= self.rpm:
-                self.window[kind] = calls
-                wait = max(1, int(60.0 - (now - calls[0])) + 1)
-                return Response(429, {"message": "too many requests", "error": "local_rate_limited", "status": 429,
-                                      "cause": []}, headers={"Retry-After": str(wait)})
-            calls.append(now)
-            self.window[kind] = calls
-        return None
-
-
-def build(db_path: str, *, products: int = 0, seed: int = 0, log_bodies: bool = True, **options: str) -> SimApp:
-    """Options: client_id, client_secret, seller_id, rpm (requests a minute, GETs and POSTs each)."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ValueError(f"unknown mercadolivre-sac options: {sorted(unknown)}; known: {', '.join(OPTIONS)}")
-    return MercadoLivreSacSim(db_path, log_bodies=log_bodies, client_id=options.get("client_id") or DEMO_CLIENT_ID,
-                              client_secret=options.get("client_secret") or DEMO_CLIENT_SECRET,
-                              seller_id=options.get("seller_id") or DEMO_SELLER, rpm=int(options.get("rpm") or 500))

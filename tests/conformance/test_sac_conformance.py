@@ -8,6 +8,7 @@ back office's statuses, credentials refused as an AuthError that never quotes th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -133,11 +134,25 @@ class SacCase:
     revoke: dict[str, str]  # sim options under which our secret is wrong
 
 
-def _ml(url: str, secret: str) -> Connector:
-    from syncagent.connectors.mercadolivre_sac import MercadoLivreSacConnector
+ML_CLIENT_ID = "1234567890123456"
 
-    return MercadoLivreSacConnector("conf", url, {"client_id": "ml-sac-demo", "client_secret": secret,
-                                                  "seller_id": "123456789"}, FAST, sleep=lambda s: None)
+
+def _ml(url: str, secret: str) -> Connector:
+    """Authorized as `syncagent auth` does it (a code exchanged, the tokens kept); a refused code: not authorized."""
+    from syncagent.connectors.base import MemoryState
+    from syncagent.connectors.mercadolivre import MercadoLivreConnector
+    from syncagent.connectors.oauth import exchange_code
+    from syncagent.errors import ChannelError
+    from syncagent.http import HttpClient
+
+    state = MemoryState()
+    code = requests.post(url + "/_admin/auth/code", timeout=10).json()["code"]
+    with contextlib.suppress(ChannelError):  # wrong credentials: the connector then has no token to use
+        exchange_code(HttpClient(url), state, client_id=ML_CLIENT_ID, client_secret=secret, code=code,
+                      redirect_uri="https://loja.example/ml")
+    options = {"client_id": ML_CLIENT_ID, "client_secret": secret, "redirect_uri": "https://loja.example/ml",
+               "authorize_url": "https://auth.mercadolivre.com.br/authorization"}
+    return MercadoLivreConnector("conf", url, options, FAST, sleep=lambda s: None, state=state)
 
 
 def _skyhub(url: str, secret: str) -> Connector:
@@ -160,7 +175,8 @@ def _seed_skyhub(server: RunningServer) -> str:
 
 
 SAC_CASES = [
-    SacCase("mercadolivre-sac", {"client_secret": SECRET}, _ml, _seed_ml, {"client_secret": "other-" + SECRET}),
+    SacCase("mercadolivre", {"client_secret": SECRET, "client_id": ML_CLIENT_ID}, _ml, _seed_ml,
+            {"client_secret": "other-" + SECRET, "client_id": ML_CLIENT_ID}),
     SacCase("skyhub", {"api_key": SECRET, "account_manager_key": "conf-manager", "email": "loja@example.com"},
             _skyhub, _seed_skyhub, {"api_key": "other-" + SECRET, "account_manager_key": "conf-manager",
                                     "email": "loja@example.com"}),

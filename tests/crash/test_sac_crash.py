@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from syncagent import failpoints
+from syncagent.authorize import authorize
+from syncagent.config import load_config
+from syncagent.journal import Journal
 from syncagent.simulators import build
 from syncagent.simulators.common import serve_in_thread
 from tests.crash.harness import SETTLE, run_agent
@@ -34,11 +37,11 @@ backoffice:
 defaults: {{every: 1m, http: {{max_attempts: 3, connect_timeout: 0.2, read_timeout: 0.5}}}}
 channels:
   - name: ml
-    type: mercadolivre-sac
+    type: mercadolivre
     base_url: {ml}
-    client_id: ml-sac-demo
+    client_id: "1234567890123456"
     client_secret: ${{ML_SECRET}}
-    seller_id: "123456789"
+    redirect_uri: https://loja.example/ml/callback
     flows: {{tickets: {{}}, ticket-answers: {{}}, deliveries: {{}}}}
 carriers:
   - name: correios
@@ -54,7 +57,8 @@ def scenario(tmp: Path) -> tuple[Sim, Sim, Sim, Path]:
     tmp.mkdir(parents=True, exist_ok=True)
     bo = Sim(serve_in_thread(build("gestao-lojas", str(tmp / "bo.db"), products=20, seed=7,
                                    client_secret=CANARY_SECRET)))
-    ml = Sim(serve_in_thread(build("mercadolivre-sac", str(tmp / "ml.db"), client_secret=ML_SECRET)))
+    ml = Sim(serve_in_thread(build("mercadolivre", str(tmp / "ml.db"), products=0, client_secret=ML_SECRET,
+                                   client_id="1234567890123456")))
     correios = Sim(serve_in_thread(build("correios", str(tmp / "co.db"), access_code=CORREIOS_CODE)))
     for qid in (1, 2):
         ml.admin("POST", "/_admin/questions", json={"id": qid, "text": f"Pergunta {qid}?"})
@@ -66,6 +70,13 @@ def scenario(tmp: Path) -> tuple[Sim, Sim, Sim, Path]:
         correios.admin("POST", f"/_admin/objects/{CODE}/events", json={"codigo": event, "tipo": "01"})
     config = tmp / "syncagent.yaml"
     config.write_text(CONFIG.format(tmp=tmp, bo=bo.url, ml=ml.url, correios=correios.url))
+    with pytest.MonkeyPatch.context() as env:  # what `syncagent auth mercadolivre --channel ml` does once
+        env.setenv("ML_SECRET", ML_SECRET)
+        env.setenv("GL_CLIENT_SECRET", CANARY_SECRET)
+        env.setenv("CORREIOS_CODE", CORREIOS_CODE)
+        loaded = load_config(config)
+        with Journal(loaded.journal) as journal:
+            authorize(loaded.channel("ml"), journal, ml.admin("POST", "/_admin/auth/code")["code"])
     return bo, ml, correios, config
 
 

@@ -11,13 +11,15 @@ import pytest
 import requests
 
 from syncagent.agent import Agent
+from syncagent.authorize import authorize
 from syncagent.config import load_config
+from syncagent.journal import Journal
 from tests.integration.harness import CANARY_ENV, CANARY_SECRET, Sim, assert_no_canary, start
 from tests.integration.sac_harness import bo_token
 
 ML_SECRET = "canary-ml-" + CANARY_SECRET[-10:]
 SH_KEY, SH_MANAGER = "canary-sh-" + CANARY_SECRET[-10:], "canary-shm-" + CANARY_SECRET[-10:]
-SELLER = "123456789"
+ML_CLIENT = "1234567890123456"
 
 CONFIG = """\
 journal: {tmp}/journal.db
@@ -31,11 +33,11 @@ backoffice:
 defaults: {{every: 1m, http: {{max_attempts: 2, connect_timeout: 2, read_timeout: 10}}}}
 channels:
   - name: ml
-    type: mercadolivre-sac
+    type: mercadolivre
     base_url: {ml}
-    client_id: ml-sac-demo
+    client_id: "{ml_client}"
     client_secret: ${{ML_SECRET}}
-    seller_id: "{seller}"
+    redirect_uri: https://loja.example/ml/callback
     claim_reply_path: /post-purchase/v1/claims/{{claim_id}}/messages
     rate_limit: {{per_second: 8, burst: 8}}
     flows: {{tickets: {{}}, ticket-answers: {{}}}}
@@ -79,12 +81,15 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reply_call: str = "cha
     for key, value in {**CANARY_ENV, "ML_SECRET": ML_SECRET, "SH_KEY": SH_KEY, "SH_MANAGER": SH_MANAGER}.items():
         monkeypatch.setenv(key, value)
     bo = start("gestao-lojas", tmp_path / "bo.db")
-    ml = start("mercadolivre-sac", tmp_path / "ml.db", client_secret=ML_SECRET, seller_id=SELLER)
+    ml = start("mercadolivre", tmp_path / "ml.db", client_secret=ML_SECRET, client_id=ML_CLIENT, products=0)
     sh = start("skyhub", tmp_path / "sh.db", api_key=SH_KEY, account_manager_key=SH_MANAGER,
                email="loja@example.com", reply_call=sim_reply, products=0)
     path = tmp_path / "syncagent.yaml"
-    path.write_text(CONFIG.format(tmp=tmp_path, bo=bo.url, ml=ml.url, sh=sh.url, seller=SELLER,
+    path.write_text(CONFIG.format(tmp=tmp_path, bo=bo.url, ml=ml.url, sh=sh.url, ml_client=ML_CLIENT,
                                   reply_call=reply_call))
+    config = load_config(path)  # what `syncagent auth mercadolivre --channel ml` does once
+    with Journal(config.journal) as journal:
+        authorize(config.channel("ml"), journal, ml.admin("POST", "/_admin/auth/code")["code"])
     try:
         yield Sac(bo, ml, sh, path)
     finally:

@@ -6,9 +6,9 @@ import pytest
 import responses
 
 from syncagent.connectors.correios import CorreiosConnector
-from syncagent.connectors.mercadolivre_sac import MercadoLivreSacConnector
+from syncagent.connectors.mercadolivre_sac import MercadoLivreSac
 from syncagent.errors import AuthError, TransientError
-from syncagent.http import HttpSettings
+from syncagent.http import HttpClient, HttpSettings
 from syncagent.model import BadRecord
 from syncagent.model_sac import ShipmentRef, Ticket, Tracking
 
@@ -72,10 +72,18 @@ def test_correios_unknown_object_is_no_news_and_events_come_oldest_first() -> No
     assert tracking.events[0].occurred_at.isoformat() == "2026-12-01T13:00:00+00:00"
 
 
+class MlHost(MercadoLivreSac):
+    """The SAC part alone, over a plain client (the Mercado Livre connector gives it its logged-in one)."""
+
+    def __init__(self) -> None:
+        self.name, self.client, self.claim_reply_path = "ml", HttpClient(ML, FAST, sleep=lambda s: None), None
+
+    def sac_seller(self) -> str:
+        return "77"
+
+
 @responses.activate
 def test_ml_questions_missing_fields_are_quarantined_one_by_one() -> None:
-    responses.add(responses.POST, f"{ML}/oauth/token", json={"access_token": "A", "token_type": "Bearer",
-                                                              "expires_in": 3600})
     responses.add(responses.GET, f"{ML}/questions/search", json={"total": 3, "limit": 50, "questions": [
         {"id": 1, "text": "ok?", "date_created": "2026-12-01T10:00:00.000-03:00", "status": "UNANSWERED"},
         {"id": 2, "text": "no date", "status": "UNANSWERED"},
@@ -85,9 +93,7 @@ def test_ml_questions_missing_fields_are_quarantined_one_by_one() -> None:
     responses.add(responses.GET, f"{ML}/messages/packs/9/sellers/77", json={"messages": [
         {"id": "m1", "from": {"user_id": 5}, "text": "oi", "date_created": "not a date"}]})
     responses.add(responses.GET, f"{ML}/post-purchase/v1/claims/search", json={"paging": {"total": 0}, "data": []})
-    conn = MercadoLivreSacConnector("ml", ML, {"client_id": "c", "client_secret": SECRET, "seller_id": "77"}, FAST,
-                                    sleep=lambda s: None)
-    records = [r for page in conn.pull("tickets", None) for r in page.records]
+    records = [r for page in MlHost().sac_tickets() for r in page.records]
     assert [r.key for r in records if isinstance(r, Ticket)] == ["question:1"]
     bad = {r.key: r.code for r in records if isinstance(r, BadRecord)}
     assert bad == {"question:2": "missing_field", "question:?": "bad_type", "message:9": "bad_time"}
