@@ -40,7 +40,7 @@ from syncagent.connectors.base import (
 from syncagent.connectors.common import parse_items
 from syncagent.connectors.mercadolivre_fulfil import Fulfilment
 from syncagent.connectors.mercadolivre_orders import SEARCH, DateWindows
-from syncagent.connectors.mercadolivre_sac import MercadoLivreSac
+from syncagent.connectors.mercadolivre_sac import ME2_CARRIERS, MercadoLivreSac
 from syncagent.connectors.mercadolivre_wire import (
     as_number,
     event_out,
@@ -100,8 +100,9 @@ class MercadoLivreConnector(MercadoLivreSac, RestConnector):
                                        "quarantine; docs/connectors/sac.md)"),
     }
     capabilities: ClassVar[Capabilities] = Capabilities(
-        push=frozenset({*PUSHES, "ticket-answers"}), pull=frozenset({"orders", "channel-customers", "tickets"}),
-        max_batch=50,
+        push=frozenset({*PUSHES, "ticket-answers"}),
+        pull=frozenset({"orders", "channel-customers", "tickets", "tracking"}), max_batch=50,
+        owned_tracking=ME2_CARRIERS,  # API.md L139: under Mercado Envios, ML owns tracking and delivery
         importable_statuses=("paid",), cancelled_statuses=("cancelled",),  # API.md L106-107
         stable=frozenset({"products"}),
     )
@@ -174,6 +175,9 @@ class MercadoLivreConnector(MercadoLivreSac, RestConnector):
             return
         if entity == "tickets":  # customer service (mercadolivre_sac)
             yield from self.sac_tickets()
+            return
+        if entity == "tracking":  # ME2 shipments: their status is Mercado Livre's (mercadolivre_sac)
+            yield Page(self.me2_tracking((filters or {}).get("shipments") or ()), None)
             return
         if entity != "orders":
             raise ValueError(f"{self.name} has no {entity} feed")

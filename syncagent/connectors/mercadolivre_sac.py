@@ -24,7 +24,7 @@ the client, its authorization-code login and the seller).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -36,12 +36,24 @@ from syncagent.connectors.base import (
 from syncagent.connectors.common import need, need_time, opt
 from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse
-from syncagent.model import BadRecord, Page
-from syncagent.model_sac import Ticket, TicketAnswer, TicketMessage, split_ticket_key
+from syncagent.model import BadRecord, Page, parse_time, utcnow
+from syncagent.model_sac import (
+    ShipmentRef,
+    Ticket,
+    TicketAnswer,
+    TicketMessage,
+    Tracking,
+    TrackingEvent,
+    split_ticket_key,
+)
 
 MAX_ANSWER = 2000  # API.md: one tool's maximum for an answer [third party]
 PAGE = 50
 MAX_PAGES = 200  # a listing that never ends stops here (10,000 records a kind a run)
+# ME2 shipment statuses (ML API.md L110-112) in the back office's terms; the ones before shipping say nothing yet
+ME2_STATUSES = {"shipped": "in_transit", "delivered": "delivered", "not_delivered": "delivery_failed",
+                "cancelled": "exception"}
+ME2_CARRIERS = frozenset({"mercado envios", "mercado envíos", "mercadoenvios", "me2"})
 
 
 def ml_reason(resp: HttpResponse) -> tuple[str, str]:
@@ -275,6 +287,41 @@ class MercadoLivreSac:
                     if str((m.get("from") or {}).get("user_id") or "") == self.sac_seller()]
             return {"found": any(str(m.get("text") or "").strip() == text for m in mine)}
         return None  # claims: their message list may hide our own messages (API.md): cannot tell
+
+    # -- Mercado Envios (ME2): Mercado Livre owns the tracking (API.md, ML L139) -------------------------
+    def me2_tracking(self, refs: Sequence[ShipmentRef]) -> list[Tracking | BadRecord]:
+        """The shipment's status as ML holds it (`GET /orders/{id}` → `GET /shipments/{id}`, new format)."""
+        found: list[Tracking | BadRecord] = []
+        for ref in refs:
+            order = self._get(f"/orders/{quote(ref.order_id, safe='')}") if ref.order_id else None
+            shipping = order.get("shipping") if isinstance(order, dict) else None
+            shipment_id = shipping.get("id") if isinstance(shipping, dict) else None
+            if shipment_id is None:
+                found.append(Tracking(ref.tracking_code))
+                continue
+            path = f"/shipments/{quote(str(shipment_id), safe='')}"
+            resp = self.client.get(path, headers={"x-format-new": "true"})
+            if resp.status != 200:
+                code, text = ml_reason(resp)
+                raise TransientError(f"{self.name}: GET {path} answered {resp.status}: {text}", status=resp.status,
+                                     code=code)
+            shipment = resp.json()
+            status = str(shipment.get("status") or "") if isinstance(shipment, dict) else ""
+            substatus = str(shipment.get("substatus") or "") if isinstance(shipment, dict) else ""
+            ours = ME2_STATUSES.get(status)
+            if status == "not_delivered" and substatus in ("returning_to_sender", "returned", "returned_to_sender"):
+                ours = "returned"
+            if ours is None:  # pending, handling, ready_to_ship: nothing to write yet
+                found.append(Tracking(ref.tracking_code))
+                continue
+            stamp = shipment.get("last_updated") if isinstance(shipment, dict) else None
+            try:
+                moment = parse_time(stamp, "last_updated") if isinstance(stamp, str) else None
+            except MappingError:
+                moment = None
+            words = f"{status}/{substatus}" if substatus else status
+            found.append(Tracking(ref.tracking_code, (TrackingEvent(ours, moment or utcnow(), None, words, words),)))
+        return found
 
     def lookup(self, entity: str, **keys: str) -> Any:
         """Whether an answer is on the channel already (after a crash while sending it); nothing else to look up."""

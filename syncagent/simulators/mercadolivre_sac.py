@@ -66,6 +66,7 @@ class MercadoLivreSacRoutes:
         r("POST", "/_admin/claims/{id}/messages", self.admin_claim_message)
         r("POST", "/_admin/claims/{id}/close", self.admin_close_claim)
         r("GET", "/_admin/sent", self.admin_sent)
+        r("POST", "/_admin/shipments/{id}/status", self.admin_shipment_status)
 
     # -- questions -----------------------------------------------------------------------------------
     def search_questions(self, req: Request) -> Response:
@@ -260,6 +261,16 @@ class MercadoLivreSacRoutes:
         claim["status"] = "closed"
         self.store.put("claims", str(claim["id"]), claim)
         return Response(200, claim)
+
+    def admin_shipment_status(self, req: Request) -> Response:
+        """{"status": "shipped" | "delivered" | "not_delivered", "substatus"?}: Mercado Envios moves a shipment (ME2)."""
+        shipment = self.store.get("shipments", unquote(req.params["id"]))
+        if shipment is None:
+            raise HttpError(404, "not_found", "no such shipment")
+        body = req.json()
+        shipment.update(status=str(body.get("status")), substatus=body.get("substatus"), last_updated=now_iso())
+        self.store.put("shipments", str(shipment["id"]), shipment)
+        return Response(200, shipment)
 
     def admin_sent(self, req: Request) -> Response:
         """Every answer and seller message the API accepted, in order (an answer sent twice shows twice)."""

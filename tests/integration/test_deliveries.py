@@ -11,9 +11,11 @@ import pytest
 
 from syncagent.agent import Agent
 from syncagent.alerts import Alerter
+from syncagent.authorize import authorize
 from syncagent.config import EmailAlerts, load_config
 from syncagent.connectors import registry
 from syncagent.connectors.sellerup import SellerUpConnector
+from syncagent.journal import Journal
 from syncagent.model import Page
 from syncagent.model_sac import Tracking, TrackingEvent
 from syncagent.report import status_data, status_notes
@@ -186,3 +188,42 @@ def test_americanas_entrega_is_read_from_the_skyhub_order_not_a_carrier(setup, t
         assert agent_requests(correios) == []
     finally:
         skyhub.server.stop()
+
+
+def test_mercado_envios_is_read_from_the_ml_shipment_not_a_carrier(setup, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    sims, correios, _, path = setup
+    monkeypatch.setenv("ML_SECRET", "ml-secret-deliveries")
+    ml = start("mercadolivre", tmp_path / "ml.db", products=0, client_secret="ml-secret-deliveries",
+               client_id="1234567890123456")
+    try:
+        (order,) = ml.admin("POST", "/_admin/orders", json={"count": 1, "shipping_mode": "me2"})["items"]
+        channel = f"""\
+  - name: ml
+    type: mercadolivre
+    base_url: {ml.url}
+    client_id: "1234567890123456"
+    client_secret: ${{ML_SECRET}}
+    redirect_uri: https://loja.example/ml/callback
+    flows: {{deliveries: {{}}}}
+"""
+        path.write_text(path.read_text().replace("carriers:\n", channel + "carriers:\n", 1))
+        config = load_config(path)
+        with Journal(config.journal) as journal:  # `syncagent auth mercadolivre --channel ml`, once
+            authorize(config.channel("ml"), journal, ml.admin("POST", "/_admin/auth/code")["code"])
+        number = place_order(sims.bo, "ml", str(order["id"]))
+        ship(sims.bo, number, "Mercado Envios", "ME2-44556677")
+        shipment = order["shipping"]["id"]
+        ml.admin("POST", f"/_admin/shipments/{shipment}/status", json={"status": "shipped"})
+        with Agent(load_config(path)) as agent:
+            (result,) = agent.run_entity("deliveries", channel="ml")
+            assert result.status == "ok", result.error
+            ml.admin("POST", f"/_admin/shipments/{shipment}/status", json={"status": "not_delivered",
+                                                                          "substatus": "returning_to_sender"})
+            agent.run_entity("deliveries", channel="ml")
+            agent.run_entity("deliveries", channel="ml")
+            assert agent.journal.shipment_counts("ml") == {"final": 1}
+        assert [(d["status"], d["source"]) for d in deliveries(sims.bo, number)] == [("in_transit", "channel"),
+                                                                                    ("returned", "channel")]
+        assert agent_requests(correios) == []
+    finally:
+        ml.server.stop()
