@@ -29,7 +29,8 @@ MIGRATION = (
     CREATE TABLE shipments (channel TEXT NOT NULL, tracking_code TEXT NOT NULL, carrier TEXT NOT NULL,
         order_number TEXT NOT NULL, order_id TEXT NOT NULL, tracker TEXT, state TEXT NOT NULL,
         failures INTEGER NOT NULL DEFAULT 0, next_poll_at TEXT NOT NULL, silent_at TEXT, last_status TEXT,
-        reason TEXT, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (channel, tracking_code));
+        reason TEXT, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, event_id TEXT,
+        PRIMARY KEY (channel, tracking_code));
     CREATE INDEX shipments_due ON shipments (channel, state, next_poll_at);
     CREATE TABLE delivery_statuses (channel TEXT NOT NULL, tracking_code TEXT NOT NULL, status_key TEXT NOT NULL,
         PRIMARY KEY (channel, tracking_code, status_key)) WITHOUT ROWID;
@@ -59,7 +60,7 @@ class ShipmentRow:
     order_number: str
     order_id: str
     tracker: str | None  # "carrier:<name>", "channel", or None (no connector tracks this carrier)
-    state: str  # open | unknown_carrier | final | quarantined
+    state: str  # open | unknown_carrier | final | quarantined | replaced
     failures: int
     next_poll_at: str
     silent_at: str | None
@@ -131,12 +132,20 @@ class SacJournal:
 
     # -- shipments -------------------------------------------------------------------------------------
     def add_shipment(self, channel: str, tracking_code: str, carrier: str, order_number: str, order_id: str,
-                     tracker: str | None, state: str, *, now: str, silent_at: str | None) -> bool:
-        """Note a shipment to track; False when it is known already (a shipped event read again)."""
+                     tracker: str | None, state: str, *, now: str, silent_at: str | None, event_id: str) -> bool:
+        """Note a shipment to track; False when it is known already (a shipped event read again).
+
+        A shipped event corrected with another tracking code (a typo fixed in the back office) replaces
+        the shipment it announced before: that one is no longer polled (state `replaced`).
+        """
         cur = self.conn.execute(
-            f"INSERT OR IGNORE INTO shipments ({SHIPMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL,"
-            " ?, ?)", (channel, tracking_code, carrier, order_number, order_id, tracker, state, now, silent_at, now,
-                       now))
+            f"INSERT OR IGNORE INTO shipments ({SHIPMENT_COLUMNS}, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?,"
+            " NULL, NULL, ?, ?, ?)", (channel, tracking_code, carrier, order_number, order_id, tracker, state, now,
+                                     silent_at, now, now, event_id))
+        if cur.rowcount > 0:
+            self.conn.execute("UPDATE shipments SET state = 'replaced', updated_at = ? WHERE channel = ? AND"
+                              " event_id = ? AND tracking_code != ? AND state IN ('open', 'unknown_carrier')",
+                              (now, channel, event_id, tracking_code))
         return cur.rowcount > 0
 
     def shipment(self, channel: str, tracking_code: str) -> ShipmentRow | None:

@@ -86,7 +86,7 @@ class DeliveryFlows(EngineCore):
                     added = self.journal.add_shipment(
                         ctx.name, shipment.tracking_code.strip(), shipment.carrier, event.order_number,
                         event.remote_order_id, tracker, "open" if tracker else "unknown_carrier",
-                        now=_key(now), silent_at=_key(now + timedelta(seconds=silent)))
+                        now=_key(now), silent_at=_key(now + timedelta(seconds=silent)), event_id=event.id)
                 if not added:
                     ctx.result.unchanged += 1
                 elif tracker is None:

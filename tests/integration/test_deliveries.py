@@ -227,3 +227,20 @@ def test_mercado_envios_is_read_from_the_ml_shipment_not_a_carrier(setup, tmp_pa
         assert agent_requests(correios) == []
     finally:
         ml.server.stop()
+
+
+def test_a_tracking_code_corrected_in_the_back_office_replaces_the_wrong_one(setup) -> None:  # type: ignore[no-untyped-def]
+    sims, correios, _, path = setup
+    wrong, right = s10(22222222), s10(33333333)
+    number = place_order(sims.bo, "loja-centro", "SU-3001")
+    ship(sims.bo, number, "Correios", wrong)
+    run(path)
+    (event,) = [e for e in sims.bo.admin("GET", f"/_admin/orders/{number}")["events"] if e["type"] == "shipped"]
+    sims.bo.admin("PATCH", f"/_admin/events/{event['id']}", json={"shipment": {"tracking_code": right}})
+    correios.admin("POST", f"/_admin/objects/{right}/events", json={"codigo": "PO", "tipo": "01"})
+    run(path)
+    asked = json.dumps(agent_requests(correios)[-1])
+    assert right in asked and wrong not in asked  # the wrong code is not polled any more
+    assert [d["tracking_code"] for d in deliveries(sims.bo, number)] == [right]
+    with Agent(load_config(path)) as agent:
+        assert agent.journal.shipment_counts("loja-centro") == {"open": 1, "replaced": 1}
