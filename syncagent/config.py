@@ -1127,6 +1127,15 @@ def describe(config: Config) -> str:
                            for k, v in flow.options.items())
             lines.append(f"    {flow.name:<16} every {_human(flow.every):>5}  {flow.direction:<4}  "
                          f"batch {flow.batch_size}{opts}{off}")
+    if config.carriers:
+        lines.append(f"carriers: {len(config.carriers)}")
+    for carrier in config.carriers:
+        lines.append(f"  {carrier.name} ({carrier.type}) at {carrier.base_url}: tracks {', '.join(carrier.names)}")
+        lines.append(f"    silent after {_human(carrier.silent_after)}; each shipment polled "
+                     + (f"at most every {_human(carrier.poll_every)}" if carrier.poll_every else "every run"))
+        if carrier.options:
+            lines.append(f"    options: {show(carrier.options)}")
+        lines.append(f"    http: {http(carrier.http)}")
     from syncagent.http import redact
 
     return redact("\n".join(lines), secrets)  # a secret inside another value (a URL) is hidden too

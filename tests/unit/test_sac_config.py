@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncagent.config import ConfigProblems, load_config
+from syncagent.config import ConfigProblems, describe, load_config
 from syncagent.connectors.correios import check_digit, code_problem, status_of
 from syncagent.doctor import check_sac
 
@@ -57,6 +57,9 @@ def test_carriers_load_with_their_names_silence_and_poll_interval(tmp_path: Path
     assert jadlog.silent_after == 7 * 86400 and jadlog.poll_every == 0
     assert "secret-value" in config.secrets
     assert [name for name, _ in config.endpoints()] == ["backoffice", "loja", "correios", "jadlog"]
+    summary = describe(config)
+    assert "correios (correios) at https://api.correios.com.br: tracks Correios, SEDEX" in summary
+    assert "silent after 5d; each shipment polled at most every 2h" in summary and "secret-value" not in summary
 
 
 def test_carrier_mistakes_are_named_with_their_line(tmp_path: Path) -> None:
