@@ -13,6 +13,7 @@ SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
     "jumpseller": "syncagent.simulators.jumpseller",
     "sellerup": "syncagent.simulators.sellerup",
+    "vendus": "syncagent.simulators.vendus",
     "vtex": "syncagent.simulators.vtex",
 }
 
