@@ -15,6 +15,7 @@ CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
     "jumpseller": "syncagent.connectors.jumpseller:JumpsellerConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
+    "vendus": "syncagent.connectors.vendus:VendusConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }
 

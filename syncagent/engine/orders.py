@@ -216,7 +216,7 @@ class OrderIntake(EngineCore):
         try:
             out = self.backoffice.prepare("orders", bo_order)
         except MappingError as exc:
-            self._quarantine_order(ctx, order, exc.code, exc.reason)
+            self._quarantine_order(ctx, order, exc.code, exc.reason, waiting_for=exc.missing)
             return
         if ctx.setup.shadow:
             return
