@@ -123,7 +123,7 @@ class VendusSim(SimApp):
         r("GET", f"{API}/documents/{{did}}", self._api(lambda req: self.one(req, "documents", req.params["did"])))
         r("PATCH", f"{API}/documents/{{did}}", self._api(self.patch_document))  # L79
         r("DELETE", f"{API}/documents/{{did}}", self._api(self.delete_document))  # L80
-        for collection in ("documents", "clients", "products", "registers"):
+        for collection in ("documents", "clients", "products", "registers", "brands", "categories"):
             r("GET", f"/_admin/{collection}",
               lambda req, c=collection: Response(200, {"items": [d for _, d in self.store.all(c)]}))
         r("PATCH", "/_admin/registers/{rid}", self.admin_register)
