@@ -248,3 +248,44 @@ def test_an_order_waiting_for_a_mapping_cause_is_retried_by_the_engine(tmp_path:
         assert len(hub.posts) == 1 and journal.quarantined("loja", "orders") == []
     finally:
         journal.close()
+
+
+# -- config ------------------------------------------------------------------------------------------
+YAML = """\
+journal: {journal}
+backoffice:
+  type: vendus
+  base_url: http://127.0.0.1:9/ws/v1.1
+  api_key: ${{UT_VENDUS_KEY}}
+  register_id: 2
+  payment_method_id: 2
+  document_type: {kind}
+channels:
+  - name: loja
+    type: jumpseller
+    base_url: https://api.jumpseller.com/v1
+    login: l
+    auth_token: ${{UT_VENDUS_KEY}}
+    customer_code: cf
+    order_warehouse: LOJA
+    flows:
+      orders: {{every: 1m}}
+      stock: {{every: 1m, source: channel, sink: backoffice}}
+      products: {{every: 1m, source: channel, sink: backoffice}}
+"""
+
+
+def test_config_takes_the_shops_catalogue_first_and_names_a_bad_option_by_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncagent.config import ConfigProblems, load_config
+
+    monkeypatch.setenv("UT_VENDUS_KEY", KEY)
+    path = tmp_path / "s.yaml"
+    path.write_text(YAML.format(journal=tmp_path / "j.db", kind="FR"))
+    loaded = load_config(path)
+    # no warehouses: stock read from the shop sums none; its catalogue runs before its orders
+    assert [f.name for f in loaded.channels[0].flows] == ["products", "stock", "orders"]
+    path.write_text(YAML.format(journal=tmp_path / "j.db", kind="FS"))
+    with pytest.raises(ConfigProblems) as caught:
+        load_config(path)
+    assert ":8: backoffice.document_type" in str(caught.value) and KEY not in str(caught.value)
