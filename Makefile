@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-vtex test test-future lint soak bench bench-large contract-test clean
+.PHONY: install demo demo-vtex demo-jumpseller test test-future lint soak bench bench-large contract-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: $(STAMP)
 
 demo-vtex: $(STAMP)  # the same, with a VTEX store as a third channel
 	DEMO_VTEX=1 $(BIN)/python -m syncagent.demo
+
+demo-jumpseller: $(STAMP)  # a Jumpseller shop invoiced in Vendus: one sync, the invoices and credit notes
+	$(BIN)/python -m syncagent.demo_jumpseller
 
 lint: $(STAMP)
 	$(BIN)/ruff check syncagent tests bench

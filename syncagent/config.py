@@ -907,9 +907,7 @@ def _channel(reader: _Reader, section: _Section, inherited: _Inherited,
         reader.problem(section.line_of("warehouses"), f"{key}.warehouses",
                        "a non-empty list of warehouses whose stock is summed (required with the stock flow)",
                        "nothing" if not section.has("warehouses") else "an empty list")
-    # a catalogue read from the channel runs first: an order may name a product only that catalogue brings
-    flows.sort(key=lambda f: (not (f.direction == "pull" and f.name in entities.CATALOGUE and f.name != "customers"),
-                              ALL_FLOWS.index(f.name)))
+    flows.sort(key=lambda f: ALL_FLOWS.index(f.name))
     adopt = section.get("adopt", "bool", False)
     if adopt and capabilities is not None and not _can_list(type_name):
         reader.problem(section.line_of("adopt"), f"{key}.adopt",

@@ -277,14 +277,15 @@ channels:
 
 def test_config_takes_the_shops_catalogue_first_and_names_a_bad_option_by_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncagent.agent import Agent
     from syncagent.config import ConfigProblems, load_config
 
     monkeypatch.setenv("UT_VENDUS_KEY", KEY)
     path = tmp_path / "s.yaml"
     path.write_text(YAML.format(journal=tmp_path / "j.db", kind="FR"))
-    loaded = load_config(path)
     # no warehouses: stock read from the shop sums none; its catalogue runs before its orders
-    assert [f.name for f in loaded.channels[0].flows] == ["products", "stock", "orders"]
+    with Agent(load_config(path)) as agent:
+        assert [s.flow for s in agent.steps()] == ["products", "stock", "orders"]
     path.write_text(YAML.format(journal=tmp_path / "j.db", kind="FS"))
     with pytest.raises(ConfigProblems) as caught:
         load_config(path)
