@@ -123,9 +123,9 @@ class VendusSim(SimApp):
         r("GET", f"{API}/documents/{{did}}", self._api(lambda req: self.one(req, "documents", req.params["did"])))
         r("PATCH", f"{API}/documents/{{did}}", self._api(self.patch_document))  # L79
         r("DELETE", f"{API}/documents/{{did}}", self._api(self.delete_document))  # L80
-        for collection in ("documents", "clients", "products", "registers", "brands", "categories"):
-            r("GET", f"/_admin/{collection}",
-              lambda req, c=collection: Response(200, {"items": [d for _, d in self.store.all(c)]}))
+        for path in ("/_admin/documents", "/_admin/clients", "/_admin/products", "/_admin/registers",
+                     "/_admin/brands", "/_admin/categories"):
+            r("GET", path, self._admin_list)
         r("PATCH", "/_admin/registers/{rid}", self.admin_register)
         r("PATCH", "/_admin/products/{pid}", self.admin_product)
         r("POST", "/_admin/config", self.admin_config)
@@ -474,6 +474,10 @@ class VendusSim(SimApp):
         raise _err(403, "D031", "documents cannot be deleted (certified invoicing); issue a credit note")  # L80
 
     # -- admin --------------------------------------------------------------------------------------
+    def _admin_list(self, req: Request) -> Response:
+        """What Vendus holds of one collection (the last segment of the path)."""
+        return Response(200, {"items": [d for _, d in self.store.all(req.path.rsplit("/", 1)[1])]})
+
     def admin_register(self, req: Request) -> Response:
         doc = self.store.get("registers", _key(int(req.params["rid"])))
         if doc is None:
