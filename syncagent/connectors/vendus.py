@@ -130,9 +130,11 @@ class VendusConnector(BaseConnector):
         if resp.status != 200:
             raise refused(self.client, f"GET {path}", resp)
         body = resp.json()
-        if not isinstance(body, list):
-            raise TransientError(f"{self.name}: GET {path}: the answer is not a list", code="bad_response")
-        return [item for item in body if isinstance(item, dict)]
+        if not isinstance(body, list) or not all(isinstance(i, dict) and _is_id(i.get("id")) for i in body):
+            # a record we cannot name is not "none found": creating again could duplicate it
+            raise TransientError(f"{self.name}: GET {path}: the answer is not a list of records with ids",
+                                 code="bad_response")
+        return body
 
     def _product_id(self, reference: str) -> int | None:
         if reference not in self.ids:
@@ -197,7 +199,7 @@ class VendusConnector(BaseConnector):
                 resp = self.client.post(path, json={"title": title}, idempotent=True)  # a repeat is looked up first
                 if resp.status != 201:
                     raise refused(self.client, f"POST {path}", resp)
-                found = [resp.json()]
+                found = [{"id": self._new_id(resp, f"POST {path}")}]
             self.named[key] = int(found[0]["id"])
         return self.named[key]
 
@@ -220,7 +222,7 @@ class VendusConnector(BaseConnector):
             resp = self.client.post("/products/", json={**body, "unit_id": self._unit(), "type_id": "P"},
                                     idempotent=False)
             if resp.status == 201:
-                self.ids[out.key] = int(resp.json()["id"])
+                self.ids[out.key] = self._new_id(resp, "POST /products/")
                 return PushResult(out.key, "created", remote_id=str(self.ids[out.key]))
             return self._rejected(out.key, resp)
         resp = self.client.request("PATCH", f"/products/{pid}", json=body, idempotent=True)
@@ -254,7 +256,7 @@ class VendusConnector(BaseConnector):
                     return int(found[0]["id"])
         resp = self.client.post("/clients/", json=dict(spec), idempotent=False)
         if resp.status == 201:
-            return int(resp.json()["id"])
+            return self._new_id(resp, "POST /clients/")
         if resp.status == 422 and nif:  # created meanwhile (a lost answer): it is there now
             found = self._list("/clients/", {"fiscal_id": nif})
             if found:
@@ -287,13 +289,16 @@ class VendusConnector(BaseConnector):
         if resp.status != 200:
             return self._rejected(out.key, resp)
         invoice = resp.json()
-        if not isinstance(invoice, dict):
+        if not isinstance(invoice, dict) or not isinstance(invoice.get("items"), list):
             raise TransientError(f"{self.name}: GET documents/{invoice_id}: not an object", code="bad_response")
         reference = credit_reference(str(invoice.get("external_reference") or invoice_id))
         existing = self._credit_note(reference)
         if existing is not None:
             return PushResult(out.key, "exists", remote_id=existing)
-        body = credit_note_out(invoice, self.rules, str(out.payload.get("reason") or ""))
+        try:
+            body = credit_note_out(invoice, self.rules, str(out.payload.get("reason") or ""))
+        except MappingError as exc:
+            return PushResult(out.key, "rejected", reason_code=exc.code, reason=exc.reason)
         try:
             resp = self.client.post("/documents/", json=body, idempotent=False)
         except AmbiguousError:
@@ -312,15 +317,19 @@ class VendusConnector(BaseConnector):
 
     def _created_id(self, resp: HttpResponse) -> str:
         """L73: the 201 names the document's id; without it we cannot tell which document it is."""
+        return str(self._new_id(resp, "POST /documents/"))
+
+    def _new_id(self, resp: HttpResponse, what: str) -> int:
+        """The id a 201 names; without it the record was created but cannot be named (looked up later)."""
         try:
             body = resp.json()
         except TransientError:
             body = None
         value = body.get("id") if isinstance(body, dict) else None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise AmbiguousError(f"{self.name}: POST documents/ answered 201 without its id; the document was "
-                                 "created", status=resp.status, code="bad_response")
-        return str(value)
+        if not _is_id(value):
+            raise AmbiguousError(f"{self.name}: {what} answered 201 without its id; the record was created",
+                                 status=resp.status, code="bad_response")
+        return int(value)
 
     def _rejected(self, key: str, resp: HttpResponse) -> PushResult:
         if resp.status in (401, 403) or resp.status >= 500 or resp.status == 429:
@@ -351,6 +360,10 @@ def _errors(resp: HttpResponse) -> list[dict[str, Any]]:
             if isinstance(body.get(name), str):
                 return [{"message": body[name]}]
     return []
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def _code(resp: HttpResponse) -> str:

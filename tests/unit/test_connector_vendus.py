@@ -290,3 +290,42 @@ def test_config_takes_the_shops_catalogue_first_and_names_a_bad_option_by_line(
     with pytest.raises(ConfigProblems) as caught:
         load_config(path)
     assert ":8: backoffice.document_type" in str(caught.value) and KEY not in str(caught.value)
+
+
+# -- hostile answers: a clear channel error or a rejection, never a crash -----------------------------
+@pytest.mark.parametrize(("method", "path", "status", "body", "call"), [
+    ("GET", "/documents/", 200, b'{"not": "a list"}', lambda bo: bo.lookup("orders", external_id="1", channel="x")),
+    ("GET", "/documents/", 200, b'[{"number": "FR 1"}]', lambda bo: bo.lookup("orders", external_id="1", channel="x")),
+    ("GET", "/documents/", 200, b"<html>oops</html>", lambda bo: bo.lookup("orders", external_id="1", channel="x")),
+    ("GET", "/products/", 200, b'[{"id": "7"}]', lambda bo: bo.lookup("products", code="P1")),
+])
+def test_a_hostile_listing_is_a_transient_error(method: str, path: str, status: int, body: bytes, call: Any) -> None:
+    import responses
+
+    bo = VendusConnector("backoffice", "http://vendus.test/ws/v1.1", {"api_key": KEY, "register_id": 2,
+                                                                        "payment_method_id": 2},
+                         HttpSettings(max_attempts=1), sleep=lambda s: None)
+    with responses.RequestsMock() as mocked:
+        mocked.add(method, "http://vendus.test/ws/v1.1" + path, body=body, status=status,
+                   content_type="application/json" if body.startswith((b"{", b"[")) else "text/html")
+        with pytest.raises(TransientError) as caught:
+            call(bo)
+    assert KEY not in str(caught.value)
+
+
+def test_a_created_answer_without_an_id_is_ambiguous_and_a_broken_invoice_a_rejected_cancel() -> None:
+    import responses
+
+    bo = VendusConnector("backoffice", "http://vendus.test/ws/v1.1", {"api_key": KEY, "register_id": 2,
+                                                                        "payment_method_id": 2},
+                         HttpSettings(max_attempts=1), sleep=lambda s: None)
+    base = "http://vendus.test/ws/v1.1"
+    with responses.RequestsMock() as mocked:
+        mocked.add("POST", base + "/documents/", json={"number": "FR 1"}, status=201)
+        with pytest.raises(AmbiguousError):
+            bo.push("orders", [bo.prepare("orders", sale())])
+    with responses.RequestsMock() as mocked:
+        mocked.add("GET", base + "/documents/5", json={"id": 5, "items": [], "number": 7}, status=200)
+        mocked.add("GET", base + "/documents/", json={"errors": [{"message": "No data"}]}, status=404)
+        (result,) = bo.push("order-cancels", [bo.prepare("order-cancels", {"number": "5"})])
+    assert result.status == "rejected" and "no number or rows" in (result.reason or "")
