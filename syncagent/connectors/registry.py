@@ -14,7 +14,10 @@ from syncagent.errors import ConfigError
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
     "jumpseller": "syncagent.connectors.jumpseller:JumpsellerConnector",
+    "mercadolivre": "syncagent.connectors.mercadolivre:MercadoLivreConnector",
+    "netshoes": "syncagent.connectors.netshoes:NetshoesConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
+    "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
     "vendus": "syncagent.connectors.vendus:VendusConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }

@@ -18,7 +18,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import (
+    BaseConnector,
+    Capabilities,
+    ConnectorState,
+    OptionSpec,
+    Outgoing,
+    PushResult,
+)
 from syncagent.connectors.common import http_settings, refused
 from syncagent.connectors.vendus_docs import (
     InvoiceRules,
@@ -102,7 +109,8 @@ class VendusConnector(BaseConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> VendusConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> VendusConnector:
+        """`state` is not needed: the key is static (L28), nothing to keep across runs."""
         return cls(getattr(cfg, "name", None) or "backoffice", cfg.base_url, cfg.options, http_settings(cfg.http),
                    sleep=sleep, clock=clock)
 

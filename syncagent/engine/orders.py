@@ -57,7 +57,10 @@ class OrderIntake(EngineCore):
             self._release_waiting_orders(ctx)
         cursor = self.journal.cursor(ctx.name, "orders")
         trail = CursorTrail(f"{ctx.name}/orders", cursor)
+        queue = ctx.conn.capabilities.order_queue
         for page in trail.follow(ctx.conn.pull("orders", cursor)):
+            if queue:
+                ctx.customers_pulled = False  # a queue's next order may bring a buyer the last pull did not have
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):
@@ -186,6 +189,9 @@ class OrderIntake(EngineCore):
     def _import_order(self, ctx: _Ctx, order: Order) -> None:
         row = self.journal.order(ctx.name, order.remote_id)
         if row is not None:
+            if row.state == S.ACKNOWLEDGED and ctx.conn.capabilities.order_queue and not ctx.plan_only:
+                self._acknowledge_again(ctx, order.remote_id, row.bo_number or "")
+                return
             if row.state in (S.ACKNOWLEDGED, S.CANCELLED):
                 return
             if row.state == S.CREATED:
@@ -292,6 +298,17 @@ class OrderIntake(EngineCore):
                 self.journal.quarantine(ctx.name, "order-acks", order_id, res.reason_code or "rejected",
                                         res.reason or "acknowledge refused", _out(out))
                 ctx.result.quarantined += 1
+
+    def _acknowledge_again(self, ctx: _Ctx, order_id: str, number: str) -> None:
+        """A queue handed an acknowledged order over again (its item came back): take it off the queue again.
+
+        Nothing changes in the journal; a refusal is quarantined like a first acknowledgement's.
+        """
+        out = ctx.conn.prepare("order-acks", {"order_id": order_id, "backoffice_number": number})
+        (res,) = ctx.conn.push("order-acks", [out])
+        if not res.ok:
+            self._quarantine(ctx, "order-acks", order_id, res.reason_code or "rejected",
+                             res.reason or "acknowledge refused", _out(out))
 
     def _cancel_order(self, ctx: _Ctx, order: Order) -> None:
         """An order cancelled on the channel is cancelled in the back office (if it got there)."""

@@ -12,7 +12,10 @@ from syncagent.simulators.common import SimApp
 SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
     "jumpseller": "syncagent.simulators.jumpseller",
+    "mercadolivre": "syncagent.simulators.mercadolivre",
+    "netshoes": "syncagent.simulators.netshoes",
     "sellerup": "syncagent.simulators.sellerup",
+    "skyhub": "syncagent.simulators.skyhub",
     "vendus": "syncagent.simulators.vendus",
     "vtex": "syncagent.simulators.vtex",
 }
