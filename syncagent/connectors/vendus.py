@@ -253,20 +253,25 @@ class VendusConnector(BaseConnector):
         return self._rejected(out.key, resp)
 
     def _client_id(self, spec: Mapping[str, Any]) -> int:
-        """L120-123: the client by NIF, else by e-mail, else created (a duplicate NIF is looked up again)."""
-        nif, email = spec.get("fiscal_id"), spec.get("email")
-        for field, value in (("fiscal_id", nif), ("email", email)):
+        """L120-123: the client by NIF, else by e-mail, else created (a duplicate NIF is looked up again).
+
+        A client found by e-mail is taken only if its NIF is the order's once normalised (Vendus may
+        hold it as typed, `PT 501 964 843`, where the exact NIF search misses it): an invoice must
+        never name another tax id than the buyer gave.
+        """
+        nif = normalise_nif(str(spec.get("fiscal_id") or ""))
+        for field, value in (("fiscal_id", spec.get("fiscal_id")), ("email", spec.get("email"))):
             if value:
                 found = [c for c in self._list("/clients/", {field: value})
-                         if (normalise_nif(str(c.get(field) or "")) if field == "fiscal_id" else c.get(field)) ==
-                         (normalise_nif(str(value)) if field == "fiscal_id" else value)]
+                         if normalise_nif(str(c.get("fiscal_id") or "")) == nif]
                 if found:
                     return int(found[0]["id"])
         resp = self.client.post("/clients/", json=dict(spec), idempotent=False)
         if resp.status == 201:
             return self._new_id(resp, "POST /clients/")
-        if resp.status == 422 and nif:  # created meanwhile (a lost answer): it is there now
-            found = self._list("/clients/", {"fiscal_id": nif})
+        if resp.status == 422:  # created meanwhile (a lost answer): it is there now
+            found = [c for c in self._list("/clients/", {"fiscal_id": nif})
+                     if normalise_nif(str(c.get("fiscal_id") or "")) == nif]
             if found:
                 return int(found[0]["id"])
         raise _Refused(resp)

@@ -329,3 +329,17 @@ def test_a_created_answer_without_an_id_is_ambiguous_and_a_broken_invoice_a_reje
         mocked.add("GET", base + "/documents/", json={"errors": [{"message": "No data"}]}, status=404)
         (result,) = bo.push("order-cancels", [bo.prepare("order-cancels", {"number": "5"})])
     assert result.status == "rejected" and "no number or rows" in (result.reason or "")
+
+
+def test_a_client_is_found_by_nif_or_by_e_mail_only_with_the_same_nif(sim: RunningServer) -> None:
+    url, auth = sim.url + API, (KEY, "")
+    ana = requests.post(f"{url}/clients/", json={"fiscal_id": NIF, "name": "Ana", "email": "a@x.pt"},
+                        auth=auth, timeout=5).json()
+    rui = requests.post(f"{url}/clients/", json={"fiscal_id": "123456789", "name": "Rui", "email": "r@x.pt"},
+                        auth=auth, timeout=5).json()
+    bo = connector(sim)
+    assert bo._client_id({"fiscal_id": "PT 501 964 843", "email": "a@x.pt", "country": "PT"}) == ana["id"]
+    # Rui's e-mail with another NIF is another buyer for the tax authority: a client of its own, never Rui
+    new = bo._client_id({"fiscal_id": "200010018", "email": "r@x.pt", "country": "PT", "name": "Rui & Filhos"})
+    assert new not in (ana["id"], rui["id"])
+    assert bo._client_id({"fiscal_id": "200010018", "email": "r@x.pt", "country": "PT"}) == new  # found again
