@@ -135,7 +135,7 @@ class VendusSim(Documents, SimApp):
                    "Rate-Limit-Remaining": str(max(0, self.rate_limit - count)), "Rate-Limit-Reset": reset}
         if count > self.rate_limit:
             err = _err(429, "A429", "rate limit exceeded")
-            err.headers.update({**headers, "Retry-After": reset})
+            err.headers.update(headers)  # L43: the reset in Rate-Limit-Reset; no Retry-After is documented
             raise err
         return headers
 

@@ -343,3 +343,33 @@ def test_a_client_is_found_by_nif_or_by_e_mail_only_with_the_same_nif(sim: Runni
     new = bo._client_id({"fiscal_id": "200010018", "email": "r@x.pt", "country": "PT", "name": "Rui & Filhos"})
     assert new not in (ana["id"], rui["id"])
     assert bo._client_id({"fiscal_id": "200010018", "email": "r@x.pt", "country": "PT"}) == new  # found again
+
+
+@pytest.mark.parametrize(("headers", "waited"), [({"Rate-Limit-Reset": "7"}, [7.0]), ({"RateLimit-Reset": "3"}, [3.0]),
+                                                 ({"Retry-After": "2", "Rate-Limit-Reset": "9"}, [2.0])])
+def test_a_429_waits_for_the_window_its_headers_name(headers: dict[str, str], waited: list[float]) -> None:
+    import responses
+
+    from syncagent.http import HttpClient
+
+    sleeps: list[float] = []
+    client = HttpClient("http://limited.test", HttpSettings(max_attempts=2), sleep=sleeps.append)
+    with responses.RequestsMock() as mocked:
+        mocked.add("GET", "http://limited.test/x", status=429, headers=headers, json={})
+        mocked.add("GET", "http://limited.test/x", status=200, json={})
+        assert client.get("/x").status == 200
+    assert sleeps == waited
+
+
+def test_a_reset_that_is_not_a_delta_is_not_read_as_one() -> None:
+    import responses
+
+    from syncagent.http import HttpClient
+
+    sleeps: list[float] = []
+    client = HttpClient("http://limited.test", HttpSettings(max_attempts=2), sleep=sleeps.append)
+    with responses.RequestsMock() as mocked:
+        mocked.add("GET", "http://limited.test/x", status=429, headers={"Rate-Limit-Reset": "1767225600"}, json={})
+        mocked.add("GET", "http://limited.test/x", status=200, json={})
+        client.get("/x")
+    assert len(sleeps) == 1 and sleeps[0] < 60  # the usual backoff, not an epoch time in seconds
