@@ -38,7 +38,7 @@ from syncagent.connectors.vendus_docs import (
     product_out,
     stock_out,
 )
-from syncagent.connectors.vendus_tax import normalise_nif, parse_rates
+from syncagent.connectors.vendus_tax import normalise_nif, parse_rates, pt_tax_id
 from syncagent.errors import AmbiguousError, ConfigError, MappingError, TransientError
 from syncagent.http import ApiKeyAuth, HttpClient, HttpResponse, HttpSettings
 from syncagent.model import Page, Product, utcnow
@@ -79,32 +79,15 @@ class VendusConnector(BaseConnector):
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow) -> None:
         self.name = name
         self.clock = clock
+        self.rules = _rules(name, options)
         key = str(options["api_key"])
         encoded = base64.b64encode(f"{key}:".encode()).decode()  # L27: the key as user, an empty password
         auth = ApiKeyAuth("Authorization", "Basic " + encoded)
         auth.secrets = (key, encoded, "Basic " + encoded)
         self.client = HttpClient((base_url or API_URL).rstrip("/"), http, name=name, auth=auth, secrets=(key,),
                                  sleep=sleep)
-        kind = str(options.get("document_type") or "FR")
-        payment = options.get("payment_method_id")
-        if kind == "FR" and payment is None:
-            raise ConfigError(f"{name}: payment_method_id is required with document_type FR (an invoice-receipt "
-                              "records its payment); see Vendus > Documentos > Métodos de pagamento")
-        default_rate = options.get("default_vat_rate")
-        try:
-            oss_rates = parse_rates(options.get("oss_rates"))
-        except ValueError as exc:
-            raise ConfigError(f"{name}: {exc}") from None
-        self.rules = InvoiceRules(
-            document_type=kind, register_id=int(options["register_id"]),
-            payment_method_id=int(payment) if payment is not None else None,
-            default_vat_rate=Decimal(str(default_rate)) if default_rate is not None else None,
-            oss=bool(options.get("oss")), oss_rates=oss_rates,
-            shipping_reference=str(options.get("shipping_reference") or "PORTES"),
-            store_id=int(options["store_id"]) if options.get("store_id") is not None else None,
-            mode=str(options.get("mode") or "normal"))
         self.unit_id = int(options["unit_id"]) if options.get("unit_id") is not None else None
-        self.ids: dict[str, int] = {}  # product reference → Vendus id, for this run
+        self.ids: dict[str, int] = {}  # product reference → Vendus id, while the agent runs (a 404 drops one)
         self.named: dict[tuple[str, str], int] = {}  # (brands|categories, title) → id
 
     @classmethod
@@ -236,6 +219,10 @@ class VendusConnector(BaseConnector):
         resp = self.client.request("PATCH", f"/products/{pid}", json=body, idempotent=True)
         if resp.status == 200:
             return PushResult(out.key, "updated", remote_id=str(pid))
+        if resp.status == 404 and self.ids.pop(out.key, None) is not None:  # deleted in Vendus since: made again
+            return self._push_product(out)
+        if resp.status == 422:  # a brand or category deleted in Vendus since: found or made again next time
+            self.named.clear()
         return self._rejected(out.key, resp)
 
     def _patch_product(self, out: Outgoing) -> PushResult:
@@ -250,6 +237,8 @@ class VendusConnector(BaseConnector):
         resp = self.client.request("PATCH", f"/products/{pid}", json=body, idempotent=True)
         if resp.status == 200:
             return PushResult(out.key, "updated", remote_id=str(pid))
+        if resp.status == 404 and self.ids.pop(reference, None) is not None:  # deleted in Vendus since
+            return self._patch_product(out)
         return self._rejected(out.key, resp)
 
     def _client_id(self, spec: Mapping[str, Any]) -> int:
@@ -373,6 +362,30 @@ def _errors(resp: HttpResponse) -> list[dict[str, Any]]:
             if isinstance(body.get(name), str):
                 return [{"message": body[name]}]
     return []
+
+
+def _rules(name: str, options: Mapping[str, Any]) -> InvoiceRules:
+    """The invoice options, checked once: a mistake stops the agent at start with its reason."""
+    kind = str(options.get("document_type") or "FR")
+    payment = options.get("payment_method_id")
+    if kind == "FR" and payment is None:
+        raise ConfigError(f"{name}: payment_method_id is required with document_type FR (an invoice-receipt "
+                          "records its payment); see Vendus > Documentos > Métodos de pagamento")
+    default = options.get("default_vat_rate")
+    default_rate = Decimal(str(default)) if default is not None else None
+    if default_rate is not None and pt_tax_id(default_rate) is None:
+        raise ConfigError(f"{name}: default_vat_rate {default}: expected a Portuguese rate (23, 13, 6 or 0)")
+    try:
+        oss_rates = parse_rates(options.get("oss_rates"))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return InvoiceRules(
+        document_type=kind, register_id=int(options["register_id"]),
+        payment_method_id=int(payment) if payment is not None else None, default_vat_rate=default_rate,
+        oss=bool(options.get("oss")), oss_rates=oss_rates,
+        shipping_reference=str(options.get("shipping_reference") or "PORTES"),
+        store_id=int(options["store_id"]) if options.get("store_id") is not None else None,
+        mode=str(options.get("mode") or "normal"))
 
 
 def _is_id(value: Any) -> bool:

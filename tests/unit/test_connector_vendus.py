@@ -373,3 +373,17 @@ def test_a_reset_that_is_not_a_delta_is_not_read_as_one() -> None:
         mocked.add("GET", "http://limited.test/x", status=200, json={})
         client.get("/x")
     assert len(sleeps) == 1 and sleeps[0] < 60  # the usual backoff, not an epoch time in seconds
+
+
+def test_a_product_id_gone_stale_is_looked_up_again_and_a_bad_default_rate_stops_at_start(sim: RunningServer) -> None:
+    bo = connector(sim)
+    product = Product("JS-9", "Caneca", True)
+    bo.push("products", [bo.prepare("products", product)])
+    real = bo.ids["JS-9"]
+    bo.ids["JS-9"] = 99999  # what the agent remembered of a product since deleted in Vendus
+    assert bo.push("stock", [bo.prepare("stock", StockLevel("JS-9", 3))])[0].status == "updated"
+    assert bo.ids["JS-9"] == real
+    bo.ids["JS-9"] = 99999
+    assert bo.push("products", [bo.prepare("products", product)])[0].status == "updated"
+    with pytest.raises(ConfigError, match="default_vat_rate 21"):
+        connector(sim, default_vat_rate=21.0)
