@@ -164,8 +164,18 @@ def invoice_out(record: BackOfficeOrder, rules: InvoiceRules) -> dict[str, Any]:
     if rules.store_id is not None:
         body["store_id"] = rules.store_id
     if rules.document_type == "FR":  # an invoice-receipt is paid in full at once (L66)
-        body["payments"] = [{"id": rules.payment_method_id, "amount": money_str(order.total)}]
+        body["payments"] = [{"id": _payment_method(order, rules), "amount": money_str(order.total)}]
     return body
+
+
+def _payment_method(order: Order, rules: InvoiceRules) -> int | None:
+    """The Vendus payment method: the order's own when the channel mapped it to a Vendus id (a channel's
+    `payment_map`, e.g. {mbway: 2}), else `payment_method_id`."""
+    for payment in order.payments:
+        code = payment.method_code.strip()
+        if code.isascii() and code.isdigit() and 0 < int(code) < 2**31:
+            return int(code)
+    return rules.payment_method_id
 
 
 def credit_note_out(invoice: Mapping[str, Any], rules: InvoiceRules, reason: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from syncagent.engine.actions import RELEASE_EVERY
 from syncagent.errors import AmbiguousError, ConfigError, MappingError, TransientError
 from syncagent.http import HttpSettings
 from syncagent.journal import Journal
-from syncagent.model import BackOfficeOrder, Order, OrderItem, Price, Product, StockLevel
+from syncagent.model import BackOfficeOrder, Order, OrderItem, OrderPayment, Price, Product, StockLevel
 from syncagent.simulators import build
 from syncagent.simulators.common import RunningServer, serve_in_thread
 from syncagent.simulators.vendus import API
@@ -100,6 +100,9 @@ def test_an_invoice_carries_shipping_as_a_line_and_the_final_consumer_has_no_cli
     with pytest.raises(MappingError, match="not a valid Portuguese NIF"):
         invoice_out(sale(document="501964844"), rules)
     assert "payments" not in invoice_out(sale(), replace(rules, document_type="FT"))
+    mapped = sale()  # the channel's payment_map named a Vendus payment method: it wins over the default
+    mapped = replace(mapped, order=replace(mapped.order, payments=(OrderPayment("3", Decimal("24.70")),)))
+    assert invoice_out(mapped, rules)["payments"] == [{"id": 3, "amount": "24.70"}]
 
 
 def test_refusals_name_their_cause_fix_and_what_they_wait_for() -> None:
