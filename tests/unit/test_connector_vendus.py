@@ -390,3 +390,16 @@ def test_a_product_id_gone_stale_is_looked_up_again_and_a_bad_default_rate_stops
     assert bo.push("products", [bo.prepare("products", product)])[0].status == "updated"
     with pytest.raises(ConfigError, match="default_vat_rate 21"):
         connector(sim, default_vat_rate=21.0)
+
+
+def test_the_documented_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncagent.config import load_config
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "connectors" / "vendus.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    for name in ("VENDUS_API_KEY", "JUMPSELLER_LOGIN", "JUMPSELLER_TOKEN"):
+        monkeypatch.setenv(name, "x" * 32)
+    path = tmp_path / "syncagent.yaml"
+    path.write_text(block.replace("/var/lib/syncagent/journal.db", str(tmp_path / "j.db")))
+    loaded = load_config(path)
+    assert loaded.backoffice.type == "vendus" and loaded.backoffice.options["register_id"] == 12
