@@ -36,9 +36,26 @@ from syncagent.model import Page, parse_time, time_str, utcnow
 
 # -- auth kinds -------------------------------------------------------------------------------------
 class AuthKind(Protocol):
+    """How a channel signs in. A kind whose tokens live in the channel's state (the journal) has a
+    ``session(options, token_client, state, *, channel, type_name)`` too (see `StatefulAuthKind`),
+    which the connector calls instead of ``provider``."""
+
     def secrets(self, options: Mapping[str, Any]) -> tuple[str, ...]: ...
 
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider: ...
+
+
+class StatefulAuthKind(AuthKind, Protocol):
+    def session(self, options: Mapping[str, Any], token_client: Callable[[str | None], HttpClient],
+                state: ConnectorState, *, channel: str, type_name: str) -> AuthProvider:
+        """The provider, given the channel's state; token_client(root) is a client of that root (None: the API's)
+        with the channel's HTTP settings."""
+        ...
+
+
+def stateful(kind: AuthKind) -> StatefulAuthKind | None:
+    """The kind, if its tokens live in the channel's state."""
+    return kind if callable(getattr(kind, "session", None)) else None  # type: ignore[return-value]
 
 
 def _header_auth(header: str, value: str, secrets: tuple[str, ...]) -> AuthProvider:
@@ -150,9 +167,9 @@ class AuthorizationCode:
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
         raise TypeError("AuthorizationCode keeps its tokens in the journal: use session()")
 
-    def session(self, options: Mapping[str, Any], token_client: HttpClient, state: ConnectorState, *,
-                channel: str, type_name: str) -> RotatingRefreshAuth:
-        return RotatingRefreshAuth(token_client, str(options[self.id_option]), str(options[self.secret_option]),
+    def session(self, options: Mapping[str, Any], token_client: Callable[[str | None], HttpClient],
+                state: ConnectorState, *, channel: str, type_name: str) -> RotatingRefreshAuth:
+        return RotatingRefreshAuth(token_client(None), str(options[self.id_option]), str(options[self.secret_option]),
                                    state, channel=channel, platform=self.platform, token_path=self.token_path,
                                    reauthorize=f"syncagent auth {type_name} --channel {channel}")
 
@@ -427,14 +444,13 @@ class RestConnector(BaseConnector):
         self.secrets: tuple[str, ...] = self.auth.secrets(options)
         roots = self.api_roots(base_url, options)
         token_root = next(iter(roots.values()))
-        auth: AuthProvider
-        if isinstance(self.auth, AuthorizationCode):  # its tokens live in the channel's state
-            auth = self.auth.session(options, HttpClient(token_root, http, name=name, secrets=self.secrets,
-                                                         sleep=sleep),
-                                     self.state, channel=name, type_name=self.type_name)
-        else:
-            auth = self.auth.provider(options, lambda: HttpClient(token_root, http, name=name, secrets=self.secrets,
-                                                                  sleep=sleep))
+
+        def token_client(root: str | None = None) -> HttpClient:
+            return HttpClient(root or token_root, http, name=name, secrets=self.secrets, sleep=sleep)
+
+        kind = stateful(self.auth)
+        auth: AuthProvider = (kind.session(options, token_client, self.state, channel=name, type_name=self.type_name)
+                              if kind is not None else self.auth.provider(options, token_client))
         clients: dict[str, HttpClient] = {}
         for api, root in roots.items():  # one pooled client per distinct root
             same = next((c for other, c in clients.items() if roots[other] == root), None)
@@ -454,7 +470,7 @@ class RestConnector(BaseConnector):
                     clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> RestConnector:
         flow = cfg.flow("orders") if hasattr(cfg, "flow") else None
         statuses = flow.options.get("statuses") if flow is not None else None
-        if isinstance(cls.auth, AuthorizationCode):  # its tokens are read from the state while it is built
+        if stateful(cls.auth) is not None:  # its tokens are read from the state while it is built
             return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
                        order_statuses=statuses, state=state)
         conn = cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
@@ -472,6 +488,9 @@ class RestConnector(BaseConnector):
     def close(self) -> None:
         for client in self.http_clients():
             client.close()
+        closer = getattr(self.client.auth, "close", None)  # a token endpoint's own client
+        if callable(closer):
+            closer()
 
     def http_clients(self) -> tuple[HttpClient, ...]:
         return tuple({id(c): c for c in self.clients.values()}.values())
