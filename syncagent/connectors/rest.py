@@ -23,7 +23,7 @@ import base64
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
 from syncagent.connectors.base import BaseConnector, ConnectorState, Listed, MemoryState
@@ -45,17 +45,13 @@ class AuthKind(Protocol):
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider: ...
 
 
+@runtime_checkable
 class StatefulAuthKind(AuthKind, Protocol):
     def session(self, options: Mapping[str, Any], token_client: Callable[[str | None], HttpClient],
                 state: ConnectorState, *, channel: str, type_name: str) -> AuthProvider:
         """The provider, given the channel's state; token_client(root) is a client of that root (None: the API's)
         with the channel's HTTP settings."""
         ...
-
-
-def stateful(kind: AuthKind) -> StatefulAuthKind | None:
-    """The kind, if its tokens live in the channel's state."""
-    return kind if callable(getattr(kind, "session", None)) else None  # type: ignore[return-value]
 
 
 def _header_auth(header: str, value: str, secrets: tuple[str, ...]) -> AuthProvider:
@@ -448,9 +444,9 @@ class RestConnector(BaseConnector):
         def token_client(root: str | None = None) -> HttpClient:
             return HttpClient(root or token_root, http, name=name, secrets=self.secrets, sleep=sleep)
 
-        kind = stateful(self.auth)
+        kind = self.auth
         auth: AuthProvider = (kind.session(options, token_client, self.state, channel=name, type_name=self.type_name)
-                              if kind is not None else self.auth.provider(options, token_client))
+                              if isinstance(kind, StatefulAuthKind) else kind.provider(options, token_client))
         clients: dict[str, HttpClient] = {}
         for api, root in roots.items():  # one pooled client per distinct root
             same = next((c for other, c in clients.items() if roots[other] == root), None)
@@ -470,7 +466,7 @@ class RestConnector(BaseConnector):
                     clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> RestConnector:
         flow = cfg.flow("orders") if hasattr(cfg, "flow") else None
         statuses = flow.options.get("statuses") if flow is not None else None
-        if stateful(cls.auth) is not None:  # its tokens are read from the state while it is built
+        if isinstance(cls.auth, StatefulAuthKind):  # its tokens are read from the state while it is built
             return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
                        order_statuses=statuses, state=state)
         conn = cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
