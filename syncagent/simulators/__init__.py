@@ -11,6 +11,7 @@ from syncagent.simulators.common import SimApp
 
 SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
+    "pluggto": "syncagent.simulators.pluggto",
     "sellerup": "syncagent.simulators.sellerup",
     "vtex": "syncagent.simulators.vtex",
 }
