@@ -13,6 +13,7 @@ from syncagent.errors import ConfigError
 
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
+    "pluggto": "syncagent.connectors.pluggto:PluggtoConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }

@@ -342,9 +342,9 @@ class PluggtoSim(SimApp):
             price = Decimal(seeddata.price(self.seed, index)["list_price"])
             quantity = rng.randint(1, 3)
             discount = (price * Decimal("0.10")).quantize(Decimal("0.01")) if rng.random() < 0.25 else Decimal(0)
-            items.append({"sku": info["code"], "name": info["description"], "quantity": quantity,
+            items.append({"sku": info["code"], "name": info["description"], "quantity": quantity,  # discount: the line's
                           "price": float(price), "discount": float(discount),
-                          "total": float(price * quantity - discount * quantity), "variation": {"sku": info["code"]}})
+                          "total": float(price * quantity - discount), "variation": {"sku": info["code"]}})
         subtotal = sum(Decimal(str(i["total"])) for i in items)
         shipping = Decimal(rng.choice(["0", "15.00", "23.90"]))
         total = subtotal + shipping
