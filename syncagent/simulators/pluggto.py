@@ -8,7 +8,7 @@ shipment `id` appends a new shipment.
 Admin (tests, the demo): ``POST /_admin/orders`` ({count, status, ...fields}), ``POST
 /_admin/orders/{id}/status``, ``GET /_admin/orders[/{id}]``, ``POST /_admin/products`` (a product with
 variations, as made in the Plugg.to panel), ``GET /_admin/products``, ``POST /_admin/tokens/expire``,
-``POST /_admin/tokens/revoke``, ``POST /_admin/config`` ({rate_per_minute}), ``POST /_admin/clock``.
+``POST /_admin/tokens/revoke``, ``POST /_admin/config`` ({rate_per_minute, api_password}), ``POST /_admin/clock``.
 """
 
 from __future__ import annotations
@@ -317,6 +317,9 @@ class PluggtoSim(SimApp):
 
     def admin_config(self, req: Request) -> Response:
         body = self._body(req)
+        if "api_password" in body:  # the seller changed the API password: the old one and its tokens stop
+            self.tokens.users = {user: str(body["api_password"]) for user in self.tokens.users}
+            self.tokens.revoke_all()
         if "rate_per_minute" in body:
             self.rate_per_minute = int(body["rate_per_minute"])
             self.set_meta("rate_per_minute", str(self.rate_per_minute))

@@ -84,11 +84,27 @@ def _revoke_vtex(server: RunningServer) -> None:
     requests.post(server.url + "/_admin/config", json={"app_token": "revoked-" + SECRET[::-1]}, timeout=10)
 
 
+def _pluggto(url: str, secret: str) -> Connector:
+    from syncagent.connectors.pluggto import PluggtoConnector
+
+    options = {"client_id": "conf-app", "client_secret": secret, "api_user": "conf-seller", "api_password": secret}
+    return PluggtoConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+def _revoke_pluggto(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"api_password": "changed-" + SECRET[::-1]}, timeout=10)
+
+
 CASES = [
     ChannelCase("sellerup", "sellerup", _sellerup, {"api_key": SECRET, "orders": "12"}, _revoke_sellerup,
                 _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad check digit
     ChannelCase("vtex", "vtex", _vtex, {"app_key": VTEX_APP_KEY, "app_token": SECRET, "orders": "12"}, _revoke_vtex,
                 _vtex_product, _vtex_product("P000002", "Ruim", None, group=VTEX_GHOST_GROUP)),  # unknown category
+    ChannelCase("pluggto", "pluggto", _pluggto, {"client_id": "conf-app", "client_secret": SECRET,
+                                                 "api_user": "conf-seller", "api_password": SECRET, "orders": "12"},
+                _revoke_pluggto, _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad EAN
 ]
 
 
