@@ -15,6 +15,7 @@ CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
     "pluggto": "syncagent.connectors.pluggto:PluggtoConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
+    "via": "syncagent.connectors.via:ViaConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }
 

@@ -13,6 +13,7 @@ SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
     "pluggto": "syncagent.simulators.pluggto",
     "sellerup": "syncagent.simulators.sellerup",
+    "via": "syncagent.simulators.via",
     "vtex": "syncagent.simulators.vtex",
 }
 
