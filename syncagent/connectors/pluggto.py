@@ -21,29 +21,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
-from syncagent.connectors.common import body_of, need, opt, parse_items, reason, refused
+from syncagent.connectors.common import body_of, parse_items, reason, refused
+from syncagent.connectors.pluggto_orders import is_number, order_key, parse_customer, parse_order, unwrap
 from syncagent.connectors.rest import MAX_PAGES, AuthKind, Feed, PasswordGrant, RestConnector
 from syncagent.errors import MappingError, TransientError
 from syncagent.http import HttpResponse, HttpSettings
 from syncagent.model import (
-    CENT,
-    Address,
     ChannelCustomer,
     Order,
     OrderEvent,
-    OrderItem,
-    OrderPayment,
     Page,
     Price,
     Product,
     StockLevel,
-    normalize_document,
-    parse_time,
     time_str,
 )
 
@@ -52,12 +47,7 @@ STEPS = {"approved": 0, "invoiced": 1, "shipped": 2, "delivered": 3}
 NEEDS = {"shipped": ("nfe_key",), "delivered": ("nfe_key", "track_code")}  # what a step needs Plugg.to to hold
 EVENT_STATUS = {"invoiced": "invoiced", "shipped": "shipped", "delivered": "delivered", "cancelled": "canceled"}
 # Plugg.to payment types / methods to the back office's payment method codes; `payment_map` overrides them
-PAYMENT_TYPES = {"credit": "CC", "credit_card": "CC", "debit": "CD", "debit_card": "CD", "pix": "PIX",
-                 "boleto": "BOL", "ticket": "BOL", "bank_billet": "BOL", "voucher": "VALE", "account_money": "DIN"}
 PAGE = 100  # API.md L53: limit=100
-MAX_MONEY = Decimal("1e12")
-
-
 @dataclass(frozen=True, slots=True)
 class OrderPages:
     """API.md L51-57: ``?status=a,b&limit&page=N``, or ``next`` when the answer carries one; after the first
@@ -84,7 +74,7 @@ class OrderPages:
             body = body_of(conn.client, what, resp, "result")
             items = list(body["result"])
             for item in items:
-                modified = _unwrap(item).get("modified")
+                modified = unwrap(item).get("modified")
                 if isinstance(modified, str) and len(modified) >= 10 and (latest is None or modified[:10] > latest):
                     latest = modified[:10]
             nxt = body.get("next")
@@ -138,10 +128,10 @@ class PluggtoConnector(RestConnector):
         if feed is None:
             raise ValueError(f"{self.name} has no {entity} feed")
         for items, next_cursor in feed.paging.pages(self, feed, entity, cursor):
-            yield Page(parse_items(items, self._parse_order, _order_key), next_cursor)
+            yield Page(parse_items(items, self._parse_order, order_key), next_cursor)
 
     def _parse_order(self, item: dict[str, Any]) -> Order:
-        data = _unwrap(item)
+        data = unwrap(item)
         order = parse_order(data, self.payment_map)
         customer = parse_customer(data)
         if customer is not None:
@@ -281,7 +271,7 @@ def product_out(conn: PluggtoConnector, p: Product) -> dict[str, Any]:
     dims = {k: v for k, v in (("weight", p.weight_kg), ("height", p.height_cm), ("width", p.width_cm),
                               ("length", p.length_cm)) if v}
     if dims:
-        payload["dimension"] = {k: float(v) for k, v in dims.items() if _is_number(v)}
+        payload["dimension"] = {k: float(v) for k, v in dims.items() if is_number(v)}
     if conn.handling_time is not None:
         payload["handling_time"] = conn.handling_time
     if not p.active:
@@ -334,105 +324,6 @@ def event_out(event: OrderEvent) -> Outgoing:
     return Outgoing(_required(event.id, "id"), payload, {"order_id": _required(event.remote_order_id, "order id")})
 
 
-# -- wire → model ----------------------------------------------------------------------------------
-def _unwrap(item: Any) -> dict[str, Any]:
-    """API.md L23, L54: list items come as {"Order": {...}}."""
-    inner = item.get("Order") if isinstance(item, dict) else None
-    return inner if isinstance(inner, dict) else (item if isinstance(item, dict) else {})
-
-
-def _order_key(item: Mapping[str, Any]) -> Any:
-    return _unwrap(item).get("id")
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        return Decimal(str(value)).is_finite()
-    except InvalidOperation:
-        return False
-
-
-def money(value: Any, name: str) -> Decimal:
-    """Plugg.to money is a JSON number (API.md L115); anything else, or an absurd amount, is a mapping error."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise MappingError("bad_money", f"{name}: expected a number, found {type(value).__name__}")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise MappingError("bad_money", f"{name}: {str(value)[:40]!r} is not an amount") from None
-    if not amount.is_finite() or abs(amount) > MAX_MONEY:
-        raise MappingError("bad_money", f"{name}: {str(value)[:40]!r} is not an amount")
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def _document(data: Mapping[str, Any]) -> str | None:
-    raw = data.get("payer_cnpj") or data.get("payer_cpf")
-    document = normalize_document(str(raw)) if isinstance(raw, str | int) and not isinstance(raw, bool) else ""
-    return document or None
-
-
-def parse_order(data: dict[str, Any], payment_map: Mapping[str, str] | None = None) -> Order:
-    """An order as get-one-order gives it (API.md L112-124); the item SKU is the variation's when it has one."""
-    payment_map = payment_map or {}
-    order_id = need(data, "id")
-    entries = need(data, "items", list)
-    if not entries:
-        raise MappingError("missing_field", "items: an order needs at least one item")
-    items = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise MappingError("bad_type", f"items[{i}]: expected an object")
-        variation = entry.get("variation") if isinstance(entry.get("variation"), dict) else {}
-        code = variation.get("sku") or entry.get("sku")
-        if not isinstance(code, str) or not code.strip():
-            raise MappingError("missing_field", f"items[{i}].sku is required")
-        quantity = need(entry, "quantity", int)
-        if not 1 <= quantity <= 1_000_000:
-            raise MappingError("bad_quantity", f"items[{i}].quantity: {quantity} is not a quantity")
-        price = money(need(entry, "price", (int, float, str)), f"items[{i}].price")
-        discount = money(entry.get("discount") or 0, f"items[{i}].discount")
-        if price < 0 or discount < 0:
-            raise MappingError("negative_price", f"items[{i}]: price {price} / discount {discount} is negative")
-        items.append(OrderItem(code, quantity, price, discount))
-    payments = []
-    for i, pay in enumerate(opt(data, "payments", list) or []):
-        if not isinstance(pay, dict):
-            raise MappingError("bad_type", f"payments[{i}]: expected an object")
-        kind, method = str(pay.get("payment_type") or ""), str(pay.get("payment_method") or "")
-        code = payment_map.get(method) or payment_map.get(kind) or PAYMENT_TYPES.get(kind) or PAYMENT_TYPES.get(method)
-        if code is None:
-            raise MappingError("unmapped_payment", f"payment {kind!r}/{method!r} is not in payment_map")
-        installments = pay.get("payment_installments") or 1
-        installments = installments if isinstance(installments, int) and not isinstance(installments, bool) else 1
-        payments.append(OrderPayment(code, money(need(pay, "payment_total", (int, float, str)),
-                                                 f"payments[{i}].payment_total"), max(1, installments)))
-    return Order(
-        remote_id=order_id, status=need(data, "status"), items=tuple(items),
-        total=money(need(data, "total", (int, float, str)), "total"), payments=tuple(payments),
-        number=opt(data, "original_id") or order_id, channel_customer_id=_document(data),
-        shipping=money(data.get("shipping") or 0, "shipping"),
-        created_at=parse_time(data.get("created"), "created"), version=str(data.get("modified") or ""),
-    )
-
-
-def parse_customer(data: Mapping[str, Any]) -> ChannelCustomer | None:
-    """The payer, keyed by CPF/CNPJ so the engine binds it to the back office customer."""
-    document = _document(data)
-    if document is None:
-        return None
-    text = {k: (str(v) if v is not None else None) for k, v in data.items() if isinstance(v, str | int | type(None))}
-    name = text.get("payer_razao_social") or " ".join(
-        p for p in (text.get("payer_name"), text.get("payer_lastname")) if p).strip()
-    phone = "".join(p for p in (text.get("payer_phone_area"), text.get("payer_phone")) if p) or None
-    address = Address(street=text.get("payer_address"), number=text.get("payer_address_number"),
-                      complement=text.get("payer_address_complement"), district=text.get("payer_neighborhood"),
-                      city=text.get("payer_city"), state=text.get("payer_state"), zip=text.get("payer_zipcode"),
-                      country=text.get("payer_country") or "BR")
-    return ChannelCustomer(remote_id=document, document=document, name=name or document,
-                           email=text.get("payer_email"), phone=phone, address=address,
-                           version=str(data.get("modified") or ""))
-
-
-PluggtoConnector.feeds = {"orders": Feed("/orders", OrderPages(), parse_order, _order_key, limit=PAGE)}
+PluggtoConnector.feeds = {"orders": Feed("/orders", OrderPages(), parse_order, order_key, limit=PAGE)}
 
 __all__ = ["PluggtoConnector", "event_out", "parse_order"]
