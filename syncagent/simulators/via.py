@@ -37,6 +37,7 @@ PATH_STATUS = {"new": ("NEW",), "approved": ("APR",), "sent": ("SHP",), "cancele
 RANK = {"NEW": -1, "APR": 0, "INV": 1, "SHP": 2, "DLV": 3}
 PAYMENTS = ["CREDIT_CARD", "PIX", "BOLETO", "DEBIT_CARD"]
 IMPORTER = "/api/v4/api-front-importer-v4/jersey/import/itens"
+CATEGORIES = {100 + i: name for i, (_code, name, _parent) in enumerate(seeddata.GROUPS)}  # the simulator's tree
 
 
 def _iso(moment: datetime) -> str:
@@ -87,6 +88,7 @@ class ViaSim(SimApp):
         r = self.route
         r("POST", IMPORTER, self.api(self.load))  # L38
         r("GET", IMPORTER + "/statusSku", self.api(self.load_status))  # L39
+        r("GET", "/api/v4/api-front-categories-v3/jersey/categories", self.api(self.categories))  # L41
         r("GET", "/api/v2/sellerItems", self.api(self.list_items))  # L42
         r("GET", "/api/v2/sellerItems/{sku}", self.api(self.get_item))  # L42
         r("PUT", "/api/v2/sellerItems/{sku}/prices", self.api(self.put_prices))  # L49
@@ -144,6 +146,8 @@ class ViaSim(SimApp):
                 if not isinstance(item, dict) or not item.get("titulo") or not isinstance(item.get("skus"), list) \
                         or not item["skus"] or item.get("idCategoria") in (None, ""):
                     raise HttpError(400, "invalid_item", f"itens[{n}]: titulo, idCategoria and skus are required")
+                if item["idCategoria"] not in CATEGORIES:  # L41: a category of Via's tree
+                    raise HttpError(422, "invalid_category", f"itens[{n}]: category {item['idCategoria']} not found")
                 for sku in item["skus"]:
                     if not isinstance(sku, dict) or not sku.get("idSkuLojista"):
                         raise HttpError(400, "invalid_item", f"itens[{n}].skus: idSkuLojista is required")
@@ -158,6 +162,11 @@ class ViaSim(SimApp):
                         self._approve(code)
                     received.append({"idSkuLojista": code, "status": "RECEBIDO"})
         return Response(202, {"itens": received})
+
+    def categories(self, req: Request) -> Response:
+        offset, limit = self._window_params(req)
+        rows = [{"id": k, "name": v} for k, v in CATEGORIES.items()]
+        return Response(200, {"categories": rows[offset:offset + limit], "total": len(rows)})
 
     def _approve(self, code: str) -> None:
         load = self.store.get("loads", code)
