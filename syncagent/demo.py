@@ -89,9 +89,26 @@ PLUGGTO_CHANNEL = """\
       prices: {{every: 15m}}
       stock: {{every: 15m}}
 """
+VIA_CHANNEL = """\
+  - name: via
+    type: via
+    base_url: {url}
+    client_id: via-demo-client
+    access_token: ${{VIA_ACCESS_TOKEN:-via-demo-token}}
+    category_id: 100
+    warehouses: [CD01]
+    order_warehouse: CD01
+    flows:
+      orders: {{every: 2m}}
+      order-events: {{every: 5m}}
+      products: {{every: 15m}}
+      prices: {{every: 15m}}
+      stock: {{every: 5m}}
+"""
 # DEMO_<NAME>=1 adds that channel: (simulator, label, its config section with {url})
 EXTRA_CHANNELS: dict[str, tuple[str, str, str]] = {
     "DEMO_PLUGGTO": ("pluggto", "Plugg.to simulator:    ", PLUGGTO_CHANNEL),
+    "DEMO_VIA": ("via", "Via simulator:         ", VIA_CHANNEL),
 }
 
 
