@@ -48,6 +48,7 @@ channels:
     warehouses: [CD01, LJ01]
     order_warehouse: CD01
     shadow: {shadow}
+    adopt: {adopt}
     http: {{max_attempts: 3, connect_timeout: 2, read_timeout: 10}}
     flows:
       products: {{every: 15m}}
@@ -64,10 +65,11 @@ class World:
     via: Sim
     tmp: Path
 
-    def config(self, *, shadow: bool = False, extra: str = "") -> Path:
+    def config(self, *, shadow: bool = False, adopt: bool = False, extra: str = "") -> Path:
         path = self.tmp / "syncagent.yaml"
         path.write_text(CONFIG.format(journal=self.tmp / "journal.db", bo=self.bo.url, via=self.via.url,
-                                      categories=json.dumps(CATEGORIES), shadow=str(shadow).lower(), extra=extra))
+                                      categories=json.dumps(CATEGORIES), shadow=str(shadow).lower(),
+                                      adopt=str(adopt).lower(), extra=extra))
         return path
 
     def run(self, **kw: Any) -> list[Any]:
@@ -244,6 +246,20 @@ def test_integrator_switch_de_para_shadow_first_then_only_differences(world: Wor
     world.via.admin("POST", "/_admin/tokens", json={"access_token": OLD_TOKEN})
     world.via.admin("POST", "/_admin/tokens/revoke", json={"access_token": OLD_TOKEN})
     world.run()
+
+
+def test_adopt_binds_the_old_integrators_offers_by_ean_in_shadow(world: World) -> None:
+    """`adopt: true` where Via lists the store's offers: each one whose EAN is a product's barcode is bound."""
+    offers = [{"skuSellerId": f"OLD-{i:04d}", "ean": seeddata.ean13(i)} for i in range(1, 11)]
+    offers.append({"skuSellerId": "OLD-9999", "ean": "7890000099999"})  # a product the back office does not have
+    world.via.admin("POST", "/_admin/offers", json={"items": offers})
+    mark = world.via.last_request_id()
+    world.run(shadow=True, adopt=True)
+    assert world.via_writes(mark) == []
+    listed = json.loads(cli(world.config(shadow=True, adopt=True), "mapping", "list", "--channel", "via",
+                            "--json").stdout)
+    pairs = {(p["code"], p["channel_sku"], p["source"]) for p in listed}
+    assert pairs == {(seeddata.product_code(i), f"OLD-{i:04d}", "adopt") for i in range(1, 11)}
 
 
 def test_a_revoked_token_stops_that_channel_only_with_a_clear_status(world: World, tmp_path: Path,
