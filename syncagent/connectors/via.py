@@ -76,7 +76,7 @@ class OrderLists:
     def pages(self, conn: RestConnector, feed: Feed, entity: str, cursor: str | None
               ) -> Iterator[tuple[list[Any], str | None]]:
         now = conn.clock().astimezone(UTC)
-        days = getattr(conn, "order_days", 15)
+        days = conn.order_days if isinstance(conn, ViaConnector) else 15
         window = f"{(now - timedelta(days=days)):%Y-%m-%dT%H:%M:%S},{(now + timedelta(hours=1)):%Y-%m-%dT%H:%M:%S}"
         for status in dict.fromkeys([*conn.importable, *conn.capabilities.cancelled_statuses]):
             listed = Feed(f"{feed.path}/{quote(status, safe='')}", self.inner, limit=feed.limit)
@@ -109,7 +109,10 @@ class ViaConnector(RestConnector):
     auth: ClassVar[AuthKind] = ViaAuth()
     check_path: ClassVar[str] = "/api/v2/sellerItems"
     max_page: ClassVar[int] = PAGE
-    lists: ClassVar[Mapping[str, Feed]] = {}  # `listing` is its own: one offer list shown as each entity
+    # one list of offers, shown as each entity's payload (`listing` below)
+    lists: ClassVar[Mapping[str, Feed]] = {
+        entity: Feed("/api/v2/sellerItems", OffsetLimit("_offset", "_limit", "sellerItems", "total"), key="skuSellerId",
+                     limit=PAGE) for entity in ("products", "prices", "stock")}
     feeds: ClassVar[Mapping[str, Feed]] = {}  # set at the end of the module
 
     def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings,
@@ -153,10 +156,9 @@ class ViaConnector(RestConnector):
 
     def listing(self, entity: str) -> Iterator[list[Listed]]:
         """The offers Via holds, shown as each entity's payload (reconcile, adopt)."""
-        shape = LISTED.get(entity)
-        if shape is None:
+        shape, feed = LISTED.get(entity), self.lists.get(entity)
+        if shape is None or feed is None:
             raise ValueError(f"{self.name} lists only {', '.join(LISTED)}, not {entity}")
-        feed = Feed("/api/v2/sellerItems", OffsetLimit("_offset", "_limit", "sellerItems", "total"), limit=PAGE)
         for items, _ in feed.paging.pages(self, feed, entity, None):
             offers = [i for i in items if isinstance(i, dict) and isinstance(i.get("skuSellerId"), str)]
             yield [Listed(o["skuSellerId"], shape(self, o), o.get("ean") if isinstance(o.get("ean"), str) else None)
