@@ -13,8 +13,10 @@ from syncagent.errors import ConfigError
 
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
+    "jumpseller": "syncagent.connectors.jumpseller:JumpsellerConnector",
     "pluggto": "syncagent.connectors.pluggto:PluggtoConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
+    "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
     "via": "syncagent.connectors.via:ViaConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }

@@ -11,8 +11,10 @@ from syncagent.simulators.common import SimApp
 
 SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
+    "jumpseller": "syncagent.simulators.jumpseller",
     "pluggto": "syncagent.simulators.pluggto",
     "sellerup": "syncagent.simulators.sellerup",
+    "skyhub": "syncagent.simulators.skyhub",
     "via": "syncagent.simulators.via",
     "vtex": "syncagent.simulators.vtex",
 }
