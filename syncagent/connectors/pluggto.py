@@ -59,7 +59,7 @@ class OrderPages:
     def pages(self, conn: RestConnector, feed: Feed, entity: str, cursor: str | None
               ) -> Iterator[tuple[list[Any], str | None]]:
         statuses = ",".join(dict.fromkeys([*conn.importable, *CANCELLED]))
-        size = feed.limit or PAGE
+        size = feed.limit or conn.page_size
         params: dict[str, Any] = {"status": statuses, "limit": size}
         if cursor:
             until = (conn.clock() + timedelta(days=1)).strftime("%Y-%m-%d")
@@ -127,8 +127,12 @@ class PluggtoConnector(RestConnector):
         feed = self.feeds.get(entity)
         if feed is None:
             raise ValueError(f"{self.name} has no {entity} feed")
-        for items, next_cursor in feed.paging.pages(self, feed, entity, cursor):
-            yield Page(parse_items(items, self._parse_order, order_key), next_cursor)
+        # every page is read before the first is handed over: the engine asks for the buyers once per step, when
+        # the first order needs one, and they come with the orders (no customer feed): all of them are known then
+        pages = [(parse_items(items, self._parse_order, order_key), next_cursor)
+                 for items, next_cursor in feed.paging.pages(self, feed, entity, cursor)]
+        for records, next_cursor in pages:
+            yield Page(records, next_cursor)
 
     def _parse_order(self, item: dict[str, Any]) -> Order:
         data = unwrap(item)
@@ -324,6 +328,6 @@ def event_out(event: OrderEvent) -> Outgoing:
     return Outgoing(_required(event.id, "id"), payload, {"order_id": _required(event.remote_order_id, "order id")})
 
 
-PluggtoConnector.feeds = {"orders": Feed("/orders", OrderPages(), parse_order, order_key, limit=PAGE)}
+PluggtoConnector.feeds = {"orders": Feed("/orders", OrderPages(), parse_order, order_key)}  # pages of page_size
 
 __all__ = ["PluggtoConnector", "event_out", "parse_order"]

@@ -144,8 +144,12 @@ class ViaConnector(RestConnector):
         feed = self.feeds.get(entity)
         if feed is None:
             raise ValueError(f"{self.name} has no {entity} feed")
-        for items, next_cursor in feed.paging.pages(self, feed, entity, cursor):
-            yield Page(parse_items(items, self._parse_order, "id"), next_cursor)
+        # every page is read before the first is handed over: the engine asks for the buyers once per step, when
+        # the first order needs one, and they come with the orders (no customer feed): all of them are known then
+        pages = [(parse_items(items, self._parse_order, "id"), next_cursor)
+                 for items, next_cursor in feed.paging.pages(self, feed, entity, cursor)]
+        for records, next_cursor in pages:
+            yield Page(records, next_cursor)
 
     def _parse_order(self, data: dict[str, Any]) -> Order:
         order = parse_order(data, self.payment_map)
@@ -346,6 +350,6 @@ def _required(value: Any, name: str) -> str:
     return str(value)
 
 
-ViaConnector.feeds = {"orders": Feed("/api/v2/orders/status", OrderLists(), parse_order, "id", limit=PAGE)}
+ViaConnector.feeds = {"orders": Feed("/api/v2/orders/status", OrderLists(), parse_order, "id")}  # pages of page_size
 
 __all__ = ["ViaConnector", "event_out", "parse_order"]

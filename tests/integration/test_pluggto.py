@@ -225,3 +225,21 @@ def test_expired_token_is_renewed_and_429_is_waited_out(tmp_path: Path) -> None:
         assert sleeps == [9.0]
     finally:
         hub.server.stop()
+
+
+def test_the_buyers_of_every_page_are_known_when_the_engine_asks(tmp_path: Path) -> None:
+    hub = start_hub(tmp_path)
+    try:
+        made = hub.admin("POST", "/_admin/orders", json={"count": 5})["items"]
+        conn = PluggtoConnector("pluggto", hub.url, {"client_id": "itest-app", "client_secret": CLIENT_SECRET,
+                                                     "api_user": "itest-seller", "api_password": PASSWORD},
+                                HttpSettings(max_attempts=3), sleep=lambda s: None, page_size=2)
+        pages = conn.pull("orders", None)
+        first = next(pages)
+        assert len(first.records) == 2
+        (buyers,) = list(conn.pull("channel-customers", None))  # asked while the first page is being handled
+        documents = {(o["payer_cpf"] or o["payer_cnpj"]).replace(".", "").replace("-", "") for o in made}
+        assert {c.remote_id for c in buyers.records} == documents
+        assert sum(len(p.records) for p in pages) == 3
+    finally:
+        hub.server.stop()

@@ -305,3 +305,18 @@ def test_429_is_waited_out_and_an_offer_not_approved_yet_is_a_rejection(tmp_path
         assert price.status == "updated" and sleeps == [62.0]
     finally:
         via.server.stop()
+
+
+def test_the_buyers_of_every_page_are_known_when_the_engine_asks(tmp_path: Path) -> None:
+    via = start_via(tmp_path)
+    try:
+        made = via.admin("POST", "/_admin/orders", json={"count": 5})["items"]
+        conn = ViaConnector("via", via.url, {"client_id": "itest-client", "access_token": TOKEN},
+                            HttpSettings(max_attempts=3), sleep=lambda s: None, page_size=2)
+        pages = conn.pull("orders", None)
+        assert len(next(pages).records) == 2
+        (buyers,) = list(conn.pull("channel-customers", None))
+        assert {c.remote_id for c in buyers.records} == {o["customer"]["documentNumber"] for o in made}
+        assert sum(len(p.records) for p in pages) == 3
+    finally:
+        via.server.stop()
