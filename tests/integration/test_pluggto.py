@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -241,5 +242,25 @@ def test_the_buyers_of_every_page_are_known_when_the_engine_asks(tmp_path: Path)
         documents = {(o["payer_cpf"] or o["payer_cnpj"]).replace(".", "").replace("-", "") for o in made}
         assert {c.remote_id for c in buyers.records} == documents
         assert sum(len(p.records) for p in pages) == 3
+    finally:
+        hub.server.stop()
+
+
+def test_variations_made_in_the_panel_are_updated_in_place_by_their_sku(tmp_path: Path) -> None:
+    from syncagent.model import Price, Product, StockLevel
+
+    hub = start_hub(tmp_path)
+    try:
+        hub.admin("POST", "/_admin/products", json={"sku": "CAM-1", "name": "Camiseta", "variations": [
+            {"sku": "P000007", "name": "Camiseta P", "quantity": 1, "price": 10.0},
+            {"sku": "P000008", "name": "Camiseta M", "quantity": 1, "price": 10.0}]})
+        conn = connector(hub)
+        assert conn.push("products", [conn.prepare("products", Product("P000007", "Camiseta Azul P", True))])[0].ok
+        assert conn.push("prices", [conn.prepare("prices", Price("P000007", Decimal("59.90")))])[0].ok
+        assert conn.push("stock", [conn.prepare("stock", StockLevel("P000008", 12))])[0].ok
+        (product,) = hub.admin("GET", "/_admin/products")["items"]  # no new product: the variations were updated
+        small, medium = product["variations"]
+        assert (small["name"], small["price"], small["special_price"]) == ("Camiseta Azul P", 59.9, 59.9)
+        assert (medium["sku"], medium["quantity"]) == ("P000008", 12)
     finally:
         hub.server.stop()

@@ -18,6 +18,7 @@ from syncagent.config import load_config
 from syncagent.connectors.base import Outgoing
 from syncagent.connectors.gestao_lojas import GestaoLojasConnector
 from syncagent.connectors.via import ViaConnector
+from syncagent.errors import TransientError
 from syncagent.http import HttpSettings
 from syncagent.model import BackOfficeOrder, Order, OrderItem, OrderPayment
 from syncagent.simulators import build, seeddata
@@ -318,5 +319,21 @@ def test_the_buyers_of_every_page_are_known_when_the_engine_asks(tmp_path: Path)
         (buyers,) = list(conn.pull("channel-customers", None))
         assert {c.remote_id for c in buyers.records} == {o["customer"]["documentNumber"] for o in made}
         assert sum(len(p.records) for p in pages) == 3
+    finally:
+        via.server.stop()
+
+
+def test_the_per_minute_budget_answers_429_with_retry_after_which_is_waited_out(tmp_path: Path) -> None:
+    via = start_via(tmp_path, per_minute="2")
+    try:
+        sleeps: list[float] = []
+        conn = ViaConnector("via", via.url, {"client_id": "itest-client", "access_token": TOKEN},
+                            HttpSettings(max_attempts=2), sleep=sleeps.append)
+        conn.check()
+        conn.check()
+        with pytest.raises(TransientError):  # the sleeps are not real here: still over the budget, then given up
+            conn.check()
+        assert len(sleeps) == 1 and 1 <= sleeps[0] <= 61  # the Retry-After Via gave: the rest of its minute
+        assert [r["status"] for r in via.requests_log()][-2:] == [429, 429]
     finally:
         via.server.stop()
