@@ -231,8 +231,12 @@ class ViaConnector(RestConnector):
             resp = self.client.post(IMPORTER, json={"itens": [item]}, idempotent=True)  # a load again: same result
             if resp.status not in (200, 201, 202):
                 return self._rejection(out.key, resp, f"POST {IMPORTER}")
-            if offer is None:
+            if offer is None and p["active"]:
                 return PushResult(out.key, "created")
+            if offer is None:  # an inactive product: loaded (its price and stock need the offer), then switched off
+                offer = self._offer(out.key)
+                if offer is None:
+                    return _not_an_offer(out.key, "loaded; it is switched off once Via approves the load")
         changed = differs
         for site in self.sites:
             if offer is not None and (offer.get("status") or {}).get(site, True) != p["active"]:
@@ -321,9 +325,8 @@ class ViaConnector(RestConnector):
         return PushResult(key, "rejected", reason_code=code, reason=f"{what}: {reason(resp, self.client)}")
 
 
-def _not_an_offer(key: str) -> PushResult:
-    return PushResult(key, "rejected", reason_code="not_an_offer",
-                      reason=f"SKU {key} is not an offer on Via yet (its load is not approved, or it was never sent)")
+def _not_an_offer(key: str, why: str = "its load is not approved, or it was never sent") -> PushResult:
+    return PushResult(key, "rejected", reason_code="not_an_offer", reason=f"SKU {key} is not an offer on Via yet ({why})")
 
 
 def _same_money(have: Any, want: str) -> bool:

@@ -112,6 +112,9 @@ def test_new_skus_are_loaded_then_only_differences_go(world: World) -> None:
     assert len(offers) == world.bo.admin("GET", "/_admin/counts")["products"]
     some = offers["P000001"]
     assert set(some["prices"]) == {"CB", "PF", "EX"} and some["titulo"]
+    inactive = {seeddata.product_code(i) for i in range(1, 61) if not seeddata.product(7, i)["active"]}
+    assert inactive and all(set(offers[c]["status"].values()) == {False} for c in inactive)  # loaded, switched off
+    assert all(set(o["status"].values()) == {True} for c, o in offers.items() if c not in inactive)
     mark = world.via.last_request_id()
     world.bo.admin("PATCH", "/_admin/prices/P000005", json={"list_price": "321.00", "promo_price": None})
     world.bo.admin("PUT", "/_admin/stock/P000006/CD01", json={"available": 55, "reserved": 0})
