@@ -108,3 +108,34 @@ def test_via_price_per_site_only_where_it_differs() -> None:
     assert result.status == "updated" and len(puts) == 1 and b'"site":"EX"' in puts[0].body
     assert responses.calls[0].request.headers["client_id"] == "c"
     assert responses.calls[0].request.headers["access_token"] == "tok-123"
+
+
+def plugg_connector(**kw: Any) -> PluggtoConnector:
+    return PluggtoConnector("pluggto", "https://hub.test", {"client_id": "a", "client_secret": "s", "api_user": "u",
+                                                            "api_password": "p"}, HttpSettings(max_attempts=1),
+                            sleep=lambda s: None, **kw)
+
+
+@responses.activate
+def test_plugg_orders_follow_next_when_given_and_the_last_page_carries_the_latest_modified_day() -> None:
+    responses.post("https://hub.test/oauth/token", json={"access_token": "t", "expires_in": 3600})
+    first = [{"Order": plugg(id="o1", modified="2026-11-20T10:00:00Z")},
+             {"Order": plugg(id="o2", modified="2026-11-22T10:00:00Z")}]
+    responses.get("https://hub.test/orders", json={"result": first, "next": "cur-2"})
+    responses.get("https://hub.test/orders", json={"result": [{"Order": plugg(id="o3", modified="2026-11-21T09:00Z")}]})
+    pages = list(plugg_connector(page_size=2).pull("orders", None))
+    assert [p.cursor for p in pages] == [None, "2026-11-22"]
+    assert [r.remote_id for p in pages for r in p.records] == ["o1", "o2", "o3"]
+    gets = [c.request.url for c in responses.calls if "/orders" in c.request.url]
+    assert "page=1" in gets[0] and "status=approved%2Ccanceled%2Ccancelled" in gets[0]
+    assert "next=cur-2" in gets[1] and "page=" not in gets[1]
+
+
+@responses.activate
+def test_plugg_orders_after_a_cursor_ask_only_those_modified_since_that_day() -> None:
+    responses.post("https://hub.test/oauth/token", json={"access_token": "t", "expires_in": 3600})
+    responses.get("https://hub.test/orders", json={"result": []})
+    conn = plugg_connector(clock=lambda: datetime(2026, 11, 23, 15, 0, tzinfo=UTC))
+    (page,) = list(conn.pull("orders", "2026-11-22"))
+    assert page.records == [] and page.cursor == "2026-11-22"
+    assert "modified=2026-11-22to2026-11-24" in responses.calls[-1].request.url
