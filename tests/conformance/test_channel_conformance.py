@@ -111,6 +111,25 @@ def _revoke_jumpseller(server: RunningServer) -> None:
     import requests
 
     requests.post(server.url + "/_admin/config", json={"auth_token": "reset-" + SECRET[::-1]}, timeout=10)
+NETSHOES_CLIENT = "netshoes-conformance-app"
+
+
+def _netshoes(url: str, secret: str) -> Connector:
+    from syncagent.connectors.netshoes import NetshoesConnector
+
+    options = {"client_id": NETSHOES_CLIENT, "access_token": secret, "department": "esporte",
+               "product_type": "camiseta", "cancellation_reason": 3}
+    return NetshoesConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+def _netshoes_product(code: str, name: str, barcode: str | None) -> Product:
+    return Product(code, name, True, barcode=barcode, brand="Hering", weight_kg="0.250", height_cm="3")
+
+
+def _revoke_netshoes(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"access_token": "revoked-" + SECRET[::-1]}, timeout=10)
 
 
 def _pluggto(url: str, secret: str) -> Connector:
@@ -154,6 +173,9 @@ CASES = [
     # a shop that is only a source (catalogue, stock, orders out of it): it takes no product to refuse
     ChannelCase("jumpseller", "jumpseller", _jumpseller, {"login": "conf-login", "auth_token": SECRET, "orders": "12"},
                 _revoke_jumpseller, _plain_product, _plain_product("P000002", "Ruim", None)),
+    ChannelCase("netshoes", "netshoes", _netshoes, {"client_id": NETSHOES_CLIENT, "access_token": SECRET,
+                                                    "orders": "12", "rate_per_minute": "0"}, _revoke_netshoes,
+                _netshoes_product, Product("P000002", "Ruim", True, barcode="7890000000018", brand="Hering")),
     ChannelCase("pluggto", "pluggto", _pluggto, {"client_id": "conf-app", "client_secret": SECRET,
                                                  "api_user": "conf-seller", "api_password": SECRET, "orders": "12"},
                 _revoke_pluggto, _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad EAN
