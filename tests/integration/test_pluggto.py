@@ -142,6 +142,10 @@ def test_only_approved_orders_are_imported_once_and_acknowledged_after(world: Wo
     world.run()
     ids = [o["external_id"] for o in world.bo_orders()]
     assert sorted(ids) == sorted([*numbers, pending["id"]])
+    # cancelled on Plugg.to after it was imported: cancelled in the back office
+    world.hub.admin("POST", f"/_admin/orders/{approved[0]['id']}/status", json={"status": "canceled"})
+    world.run()
+    assert world.bo.admin("GET", f"/_admin/orders/{numbers[approved[0]['id']]}")["status"] == "cancelled"
 
 
 def test_fulfilment_reaches_plugg_in_order_and_a_corrected_tracking_code_is_sent_again(world: World) -> None:
