@@ -529,6 +529,7 @@ class _Call:
     data: Any
     idempotent: bool
     authenticated: bool
+    headers: Mapping[str, str] | None = None  # the call's own, e.g. a Content-Type for a raw body
     attempts: int = 0
     refreshed: bool = False
     auth_headers: dict[str, str] = field(default_factory=dict)  # the exact dict sent: refresh()'s `stale`
@@ -575,8 +576,8 @@ class HttpClient:
         return self.request("PUT", path, **kw)
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
-                json: Any = None, data: Mapping[str, str] | None = None, idempotent: bool | None = None,
-                authenticated: bool = True) -> HttpResponse:
+                json: Any = None, data: Mapping[str, str] | bytes | None = None, idempotent: bool | None = None,
+                authenticated: bool = True, headers: Mapping[str, str] | None = None) -> HttpResponse:
         """Send with retries; returns any answer but 401/429/5xx (and 3xx when authenticated).
 
         Raises TransientError (retries used up), AmbiguousError (a non-idempotent request may
@@ -586,7 +587,7 @@ class HttpClient:
         method = method.upper()
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
-        call = _Call(method, path, params, json, data, idempotent, authenticated)
+        call = _Call(method, path, params, json, data, idempotent, authenticated, headers)
         self._count("requests")
         retrying = tenacity.Retrying(
             # once the agent is stopping, a failed attempt is not tried again
@@ -650,7 +651,7 @@ class HttpClient:
         return resp
 
     def _send(self, call: _Call) -> HttpResponse:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(call.headers or {})
         call.auth_headers = {}
         if call.authenticated and self.auth is not None:
             call.auth_headers = self.auth.headers()

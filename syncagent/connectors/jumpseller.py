@@ -25,7 +25,14 @@ from functools import partial
 from typing import Any, ClassVar
 
 from syncagent import fastjson
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import (
+    BaseConnector,
+    Capabilities,
+    ConnectorState,
+    OptionSpec,
+    Outgoing,
+    PushResult,
+)
 from syncagent.connectors.common import http_settings, parse_items, refused
 from syncagent.connectors.jumpseller_auth import TOKEN_URL, RefreshTokenAuth, StoreOrApp
 from syncagent.connectors.jumpseller_map import (
@@ -97,13 +104,17 @@ class JumpsellerConnector(RestConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> JumpsellerConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None
+                    ) -> JumpsellerConnector:
         settings = http_settings(cfg.http)
         if settings.rate_per_second is None:  # the documented limits hold whatever the config forgot
             settings = replace(settings, rate_per_second=RATE_PER_SECOND, rate_burst=RATE_BURST)
         flow = cfg.flow("orders")
-        return cls(cfg.name, cfg.base_url, cfg.options, settings, sleep=sleep, clock=clock,
+        conn = cls(cfg.name, cfg.base_url, cfg.options, settings, sleep=sleep, clock=clock,
                    order_statuses=flow.options.get("statuses") if flow is not None else None)
+        if state is not None:
+            conn.state = state
+        return conn
 
     def check(self) -> None:
         """The credentials are accepted: GET /products/count.json, the cheapest authenticated call."""

@@ -24,9 +24,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlencode
 
-from syncagent.connectors.base import BaseConnector, Listed
+from syncagent.connectors.base import BaseConnector, ConnectorState, Listed, MemoryState
 from syncagent.connectors.common import KeyOf, body_of, http_settings, parse_items, refused
+from syncagent.connectors.oauth import RotatingRefreshAuth
 from syncagent.errors import MappingError, PermanentError
 from syncagent.http import ApiKeyAuth, AuthProvider, HttpClient, HttpSettings, OAuthClientCredentials
 from syncagent.model import Page, parse_time, time_str, utcnow
@@ -149,6 +151,40 @@ class Headers:
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
         headers = {header: str(options[option]) for header, option in self.options.items()}
         return FixedHeaders({**headers, **self.fixed}, self.secrets(options))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCode:
+    """OAuth2 authorization code, then single-use refresh tokens that rotate at every refresh.
+
+    The tokens live in the channel's `ConnectorState` (the journal), stored before they are used
+    (see `syncagent.connectors.oauth`); ``syncagent auth <type> --channel C`` stores the first ones.
+    """
+
+    id_option: str
+    secret_option: str
+    redirect_option: str
+    authorize_url_option: str
+    platform: str
+    token_path: str = "/oauth/token"
+
+    def secrets(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        return (str(options[self.secret_option]),)
+
+    def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
+        raise TypeError("AuthorizationCode keeps its tokens in the journal: use session()")
+
+    def session(self, options: Mapping[str, Any], token_client: HttpClient, state: ConnectorState, *,
+                channel: str, type_name: str) -> RotatingRefreshAuth:
+        return RotatingRefreshAuth(token_client, str(options[self.id_option]), str(options[self.secret_option]),
+                                   state, channel=channel, platform=self.platform, token_path=self.token_path,
+                                   reauthorize=f"syncagent auth {type_name} --channel {channel}")
+
+    def consent_url(self, options: Mapping[str, Any]) -> str:
+        """The page where the seller lets the app in; it redirects to redirect_uri with ?code=."""
+        query = urlencode({"response_type": "code", "client_id": str(options[self.id_option]),
+                           "redirect_uri": str(options[self.redirect_option])})
+        return f"{str(options[self.authorize_url_option]).rstrip('?')}?{query}"
 
 
 # -- pagination kinds -------------------------------------------------------------------------------
@@ -404,17 +440,25 @@ class RestConnector(BaseConnector):
 
     def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings, *,
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
-                 page_size: int = 500, order_statuses: Sequence[str] | None = None) -> None:
+                 page_size: int = 500, order_statuses: Sequence[str] | None = None,
+                 state: ConnectorState | None = None) -> None:
         self.name = name
         self.clock = clock
         self.page_size = max(1, min(page_size, self.max_page))
         # the order statuses the config imports (`orders: {statuses: [...]}`), else the connector's own
         self.importable: tuple[str, ...] = tuple(order_statuses or self.capabilities.importable_statuses)
+        self.state: ConnectorState = state if state is not None else MemoryState()
         self.secrets: tuple[str, ...] = self.auth.secrets(options)
         roots = self.api_roots(base_url, options)
         token_root = next(iter(roots.values()))
-        auth = self.auth.provider(options, lambda: HttpClient(token_root, http, name=name, secrets=self.secrets,
-                                                              sleep=sleep))
+        auth: AuthProvider
+        if isinstance(self.auth, AuthorizationCode):  # its tokens live in the channel's state
+            auth = self.auth.session(options, HttpClient(token_root, http, name=name, secrets=self.secrets,
+                                                         sleep=sleep),
+                                     self.state, channel=name, type_name=self.type_name)
+        else:
+            auth = self.auth.provider(options, lambda: HttpClient(token_root, http, name=name, secrets=self.secrets,
+                                                                  sleep=sleep))
         clients: dict[str, HttpClient] = {}
         for api, root in roots.items():  # one pooled client per distinct root
             same = next((c for other, c in clients.items() if roots[other] == root), None)
@@ -431,11 +475,17 @@ class RestConnector(BaseConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> RestConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> RestConnector:
         flow = cfg.flow("orders") if hasattr(cfg, "flow") else None
         statuses = flow.options.get("statuses") if flow is not None else None
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
+        if isinstance(cls.auth, AuthorizationCode):  # its tokens are read from the state while it is built
+            return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
+                       order_statuses=statuses, state=state)
+        conn = cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
                    order_statuses=statuses)
+        if state is not None:
+            conn.state = state
+        return conn
 
     def check(self) -> None:
         """The credentials are accepted and the system reachable: the cheapest authenticated call."""
