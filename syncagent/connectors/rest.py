@@ -110,6 +110,30 @@ class ClientCredentials:
                                       token_path=self.token_path)
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordGrant:
+    """OAuth2 password grant: the app's client id/secret and the seller's API user/password, all options.
+
+    The token is fetched once, renewed before expiry or once on a 401 by asking the same grant again
+    (no refresh token kept: a rotating, single-use one is lost with a crash between two writes).
+    """
+
+    id_option: str
+    secret_option: str
+    user_option: str
+    password_option: str
+    token_path: str = "/oauth/token"
+
+    def secrets(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        return (str(options[self.secret_option]), str(options[self.password_option]))
+
+    def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
+        password = str(options[self.password_option])
+        grant = {"grant_type": "password", "username": str(options[self.user_option]), "password": password}
+        return OAuthClientCredentials(token_client(), str(options[self.id_option]), str(options[self.secret_option]),
+                                      token_path=self.token_path, grant=grant, grant_secrets=(password,))
+
+
 class FixedHeaders:
     """Headers that never change (an app key pair, a store id): a 401 is final."""
 

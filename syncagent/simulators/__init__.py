@@ -14,8 +14,10 @@ SIMULATORS = {
     "jumpseller": "syncagent.simulators.jumpseller",
     "mercadolivre": "syncagent.simulators.mercadolivre",
     "netshoes": "syncagent.simulators.netshoes",
+    "pluggto": "syncagent.simulators.pluggto",
     "sellerup": "syncagent.simulators.sellerup",
     "skyhub": "syncagent.simulators.skyhub",
+    "via": "syncagent.simulators.via",
     "vtex": "syncagent.simulators.vtex",
 }
 
