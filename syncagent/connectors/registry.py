@@ -16,9 +16,11 @@ CONNECTORS: dict[str, str] = {
     "jumpseller": "syncagent.connectors.jumpseller:JumpsellerConnector",
     "mercadolivre": "syncagent.connectors.mercadolivre:MercadoLivreConnector",
     "netshoes": "syncagent.connectors.netshoes:NetshoesConnector",
+    "pluggto": "syncagent.connectors.pluggto:PluggtoConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
     "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
     "vendus": "syncagent.connectors.vendus:VendusConnector",
+    "via": "syncagent.connectors.via:ViaConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }
 

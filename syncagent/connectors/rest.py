@@ -23,7 +23,7 @@ import base64
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
 from syncagent.connectors.base import BaseConnector, ConnectorState, Listed, MemoryState
@@ -36,9 +36,22 @@ from syncagent.model import Page, parse_time, time_str, utcnow
 
 # -- auth kinds -------------------------------------------------------------------------------------
 class AuthKind(Protocol):
+    """How a channel signs in. A kind whose tokens live in the channel's state (the journal) has a
+    ``session(options, token_client, state, *, channel, type_name)`` too (see `StatefulAuthKind`),
+    which the connector calls instead of ``provider``."""
+
     def secrets(self, options: Mapping[str, Any]) -> tuple[str, ...]: ...
 
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider: ...
+
+
+@runtime_checkable
+class StatefulAuthKind(AuthKind, Protocol):
+    def session(self, options: Mapping[str, Any], token_client: Callable[[str | None], HttpClient],
+                state: ConnectorState, *, channel: str, type_name: str) -> AuthProvider:
+        """The provider, given the channel's state; token_client(root) is a client of that root (None: the API's)
+        with the channel's HTTP settings."""
+        ...
 
 
 def _header_auth(header: str, value: str, secrets: tuple[str, ...]) -> AuthProvider:
@@ -97,6 +110,30 @@ class ClientCredentials:
                                       token_path=self.token_path)
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordGrant:
+    """OAuth2 password grant: the app's client id/secret and the seller's API user/password, all options.
+
+    The token is fetched once, renewed before expiry or once on a 401 by asking the same grant again
+    (no refresh token kept: a rotating, single-use one is lost with a crash between two writes).
+    """
+
+    id_option: str
+    secret_option: str
+    user_option: str
+    password_option: str
+    token_path: str = "/oauth/token"
+
+    def secrets(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        return (str(options[self.secret_option]), str(options[self.password_option]))
+
+    def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
+        password = str(options[self.password_option])
+        grant = {"grant_type": "password", "username": str(options[self.user_option]), "password": password}
+        return OAuthClientCredentials(token_client(), str(options[self.id_option]), str(options[self.secret_option]),
+                                      token_path=self.token_path, grant=grant, grant_secrets=(password,))
+
+
 class FixedHeaders:
     """Headers that never change (an app key pair, a store id): a 401 is final."""
 
@@ -150,9 +187,9 @@ class AuthorizationCode:
     def provider(self, options: Mapping[str, Any], token_client: Callable[[], HttpClient]) -> AuthProvider:
         raise TypeError("AuthorizationCode keeps its tokens in the journal: use session()")
 
-    def session(self, options: Mapping[str, Any], token_client: HttpClient, state: ConnectorState, *,
-                channel: str, type_name: str) -> RotatingRefreshAuth:
-        return RotatingRefreshAuth(token_client, str(options[self.id_option]), str(options[self.secret_option]),
+    def session(self, options: Mapping[str, Any], token_client: Callable[[str | None], HttpClient],
+                state: ConnectorState, *, channel: str, type_name: str) -> RotatingRefreshAuth:
+        return RotatingRefreshAuth(token_client(None), str(options[self.id_option]), str(options[self.secret_option]),
                                    state, channel=channel, platform=self.platform, token_path=self.token_path,
                                    reauthorize=f"syncagent auth {type_name} --channel {channel}")
 
@@ -427,14 +464,13 @@ class RestConnector(BaseConnector):
         self.secrets: tuple[str, ...] = self.auth.secrets(options)
         roots = self.api_roots(base_url, options)
         token_root = next(iter(roots.values()))
-        auth: AuthProvider
-        if isinstance(self.auth, AuthorizationCode):  # its tokens live in the channel's state
-            auth = self.auth.session(options, HttpClient(token_root, http, name=name, secrets=self.secrets,
-                                                         sleep=sleep),
-                                     self.state, channel=name, type_name=self.type_name)
-        else:
-            auth = self.auth.provider(options, lambda: HttpClient(token_root, http, name=name, secrets=self.secrets,
-                                                                  sleep=sleep))
+
+        def token_client(root: str | None = None) -> HttpClient:
+            return HttpClient(root or token_root, http, name=name, secrets=self.secrets, sleep=sleep)
+
+        kind = self.auth
+        auth: AuthProvider = (kind.session(options, token_client, self.state, channel=name, type_name=self.type_name)
+                              if isinstance(kind, StatefulAuthKind) else kind.provider(options, token_client))
         clients: dict[str, HttpClient] = {}
         for api, root in roots.items():  # one pooled client per distinct root
             same = next((c for other, c in clients.items() if roots[other] == root), None)
@@ -454,7 +490,7 @@ class RestConnector(BaseConnector):
                     clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> RestConnector:
         flow = cfg.flow("orders") if hasattr(cfg, "flow") else None
         statuses = flow.options.get("statuses") if flow is not None else None
-        if isinstance(cls.auth, AuthorizationCode):  # its tokens are read from the state while it is built
+        if isinstance(cls.auth, StatefulAuthKind):  # its tokens are read from the state while it is built
             return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
                        order_statuses=statuses, state=state)
         conn = cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
@@ -472,6 +508,9 @@ class RestConnector(BaseConnector):
     def close(self) -> None:
         for client in self.http_clients():
             client.close()
+        closer = getattr(self.client.auth, "close", None)  # a token endpoint's own client
+        if callable(closer):
+            closer()
 
     def http_clients(self) -> tuple[HttpClient, ...]:
         return tuple({id(c): c for c in self.clients.values()}.values())

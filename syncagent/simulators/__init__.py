@@ -14,9 +14,11 @@ SIMULATORS = {
     "jumpseller": "syncagent.simulators.jumpseller",
     "mercadolivre": "syncagent.simulators.mercadolivre",
     "netshoes": "syncagent.simulators.netshoes",
+    "pluggto": "syncagent.simulators.pluggto",
     "sellerup": "syncagent.simulators.sellerup",
     "skyhub": "syncagent.simulators.skyhub",
     "vendus": "syncagent.simulators.vendus",
+    "via": "syncagent.simulators.via",
     "vtex": "syncagent.simulators.vtex",
 }
 
