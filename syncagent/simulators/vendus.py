@@ -51,6 +51,9 @@ class VendusSim(Documents, SimApp):
         self.rate_limit = int(options.get("rate_limit", "0"))  # L42-44: 0 = no limits apply
         self.series = options.get("series", "SIM")
         self.window: tuple[int, int] = (0, 0)  # (minute, requests in it)
+        # "frozen": the rate-limit window moves only by /_admin/clock, so tests do not hang on machine speed
+        self.frozen = options.get("clock") == "frozen"
+        self.offset = 0.0
         if self.meta("seeded") is None:
             self._seed(products, seed)
         self._routes()
@@ -95,6 +98,7 @@ class VendusSim(Documents, SimApp):
         r("PATCH", "/_admin/registers/{rid}", self.admin_register)
         r("PATCH", "/_admin/products/{pid}", self.admin_product)
         r("POST", "/_admin/config", self.admin_config)
+        r("POST", "/_admin/clock", self.admin_clock)
 
     def _api(self, handler: Any) -> Any:
         def run(req: Request) -> Response:
@@ -126,7 +130,7 @@ class VendusSim(Documents, SimApp):
         """L42-44: when limits apply every answer carries `Rate-Limit-*`; over the limit, 429."""
         if not self.rate_limit:
             return {}
-        now = time.time()
+        now = (seeddata.EPOCH.timestamp() if self.frozen else time.time()) + self.offset
         minute = int(now // 60)
         count = self.window[1] + 1 if self.window[0] == minute else 1
         self.window = (minute, count)
@@ -285,6 +289,11 @@ class VendusSim(Documents, SimApp):
         doc.update(req.json())
         self.store.put("products", _key(doc["id"]), doc)
         return Response(200, doc)
+
+    def admin_clock(self, req: Request) -> Response:
+        """{"advance": SECONDS}: move the clock of the rate-limit window."""
+        self.offset += float(req.json().get("advance", 0))
+        return Response(200, {"offset": self.offset})
 
     def admin_config(self, req: Request) -> Response:
         body = req.json()

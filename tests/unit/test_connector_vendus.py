@@ -198,16 +198,22 @@ def test_the_simulator_is_strict_as_the_reference(sim: RunningServer) -> None:
     assert resp.status_code == 422  # the final consumer is never a client
 
 
-def test_rate_limits_are_honoured_with_the_servers_wait(sim: RunningServer) -> None:
-    admin(sim, "POST", "/_admin/config", json={"rate_limit": 2})
+def test_rate_limits_are_honoured_with_the_servers_wait(tmp_path: Path) -> None:
+    sim = serve_in_thread(build("vendus", str(tmp_path / "rl.db"), products=1, api_key=KEY, clock="frozen",
+                                rate_limit="2"))  # the window moves only when the test says
     waits: list[float] = []
     bo = VendusConnector("backoffice", sim.url + API, {"api_key": KEY, "register_id": 2, "payment_method_id": 2},
                          HttpSettings(max_attempts=3), sleep=waits.append)
-    bo.check()
-    with pytest.raises(TransientError, match="429"):
-        for _ in range(3):
+    try:
+        bo.check()
+        bo.check()
+        with pytest.raises(TransientError, match="429"):
             bo.check()
-    assert waits and all(w >= 1 for w in waits)  # Retry-After / Rate-Limit-Reset, not a guess
+        assert waits == [60.0, 60.0]  # Rate-Limit-Reset (the frozen clock sits on a whole minute), not a guess
+        admin(sim, "POST", "/_admin/clock", json={"advance": 60})
+        bo.check()  # a new window
+    finally:
+        sim.stop()
 
 
 def test_a_lost_answer_is_ambiguous_never_retried_blindly(sim: RunningServer) -> None:
