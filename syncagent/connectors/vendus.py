@@ -370,7 +370,7 @@ def _rules(name: str, options: Mapping[str, Any]) -> InvoiceRules:
     payment = options.get("payment_method_id")
     if kind == "FR" and payment is None:
         raise ConfigError(f"{name}: payment_method_id is required with document_type FR (an invoice-receipt "
-                          "records its payment); see Vendus > Documentos > Métodos de pagamento")
+                          "records its payment); GET documents/paymentmethods/ lists them")
     default = options.get("default_vat_rate")
     default_rate = Decimal(str(default)) if default is not None else None
     if default_rate is not None and pt_tax_id(default_rate) is None:
