@@ -219,7 +219,8 @@ def explain(status: int, code: str, message: str, register_id: int) -> tuple[str
                 (("register", str(register_id)),))
     if "register" in text:
         return ("bad_register", f"Vendus refused register {register_id}: {message}. Set register_id in the "
-                "config to a register of the account (GET registers/ lists them; type api is meant for integrations)", (("register", str(register_id)),))
+                "config to a register of the account (GET registers/ lists them; type api is meant for "
+                "integrations)", (("register", str(register_id)),))
     if "fiscal_id" in text or "nif" in text:
         return ("nif_refused", f"Vendus refused the customer's NIF: {message}. Correct the tax id on the order's "
                 "billing address in the shop (or remove it to invoice the final consumer); the order is invoiced "
