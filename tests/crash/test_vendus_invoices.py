@@ -180,6 +180,8 @@ def sweep(template: Path, workroot: Path, label: str, before: Any = None, credit
         finally:
             case.stop()
             shutil.rmtree(workroot / f"{label}-{k}", ignore_errors=True)
+    print(f"vendus {label}: killed at {len(chosen)} of {len(points)} points ({', '.join(sorted(set(points)))}); "
+          "each converged with one document per order")
     return len(chosen)
 
 
