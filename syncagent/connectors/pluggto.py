@@ -103,7 +103,7 @@ class PluggtoConnector(RestConnector):
     capabilities: ClassVar[Capabilities] = Capabilities(
         push=frozenset({"products", "prices", "stock", "order-acks", "order-events", "customer-links"}),
         pull=frozenset({"orders", "channel-customers"}), max_batch=50,
-        importable_statuses=("approved",), cancelled_statuses=CANCELLED, stable=frozenset({"products", "stock"}),
+        importable_statuses=("approved",), cancelled_statuses=CANCELLED, stable=frozenset({"products"}),
     )
     auth: ClassVar[AuthKind] = PasswordGrant("client_id", "client_secret", "api_user", "api_password")
     check_path: ClassVar[str] = "/orders"

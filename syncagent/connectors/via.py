@@ -104,7 +104,7 @@ class ViaConnector(RestConnector):
         push=frozenset({"products", "prices", "stock", "order-acks", "order-events", "customer-links"}),
         pull=frozenset({"orders", "channel-customers"}), max_batch=50,
         importable_statuses=("approved",), cancelled_statuses=("canceled",),
-        stable=frozenset({"products", "stock"}), listing=frozenset({"products", "prices", "stock"}),
+        stable=frozenset({"products"}), listing=frozenset({"products", "prices", "stock"}),
     )
     auth: ClassVar[AuthKind] = ViaAuth()
     check_path: ClassVar[str] = "/api/v2/sellerItems"
