@@ -377,21 +377,29 @@ class ApiKeyAuth:
 
 
 class OAuthClientCredentials:
-    """OAuth2 client-credentials: token fetched lazily, renewed before expiry or once on a 401.
+    """OAuth2 token fetched lazily, renewed before expiry or once on a 401 (client credentials by default).
+
+    `grant` names another grant whose fields are known up front and may be asked again at will
+    (``{"grant_type": "password", "username": …, "password": …}``); its `grant_secrets` are masked
+    like the client secret. Such a grant is simply asked again at renewal: no refresh token is kept,
+    since platforms that rotate them (single use) would otherwise need each new one stored atomically.
 
     Thread-safe and single-flight: concurrent callers that saw the same stale token wait on one
     lock for one fetch instead of each fetching their own.
     """
 
     def __init__(self, client: HttpClient, client_id: str, client_secret: str, *, token_path: str = "/oauth/token",
-                 clock: Callable[[], float] = time.monotonic, margin: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, margin: float = 30.0,
+                 grant: Mapping[str, str] | None = None, grant_secrets: tuple[str, ...] = ()) -> None:
         self.client = client
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_path = token_path
         self.clock = clock
         self.margin = margin
-        self.secrets: tuple[str, ...] = (client_secret,)
+        self.grant = dict(grant or {"grant_type": "client_credentials"})
+        self.grant_secrets = tuple(s for s in grant_secrets if s)
+        self.secrets: tuple[str, ...] = (client_secret, *self.grant_secrets)
         self.fetches = 0
         self._headers: dict[str, str] | None = None
         self._expires = 0.0
@@ -418,8 +426,7 @@ class OAuthClientCredentials:
         try:
             resp = self.client.request(
                 "POST", self.token_path, authenticated=False, idempotent=True,  # a second token is harmless
-                data={"grant_type": "client_credentials", "client_id": self.client_id,
-                      "client_secret": self.client_secret},
+                data={**self.grant, "client_id": self.client_id, "client_secret": self.client_secret},
             )
         except ChannelError as exc:  # the token client may not know our secret: scrub here too
             exc.args = (redact(str(exc), self.secrets),)
@@ -453,7 +460,7 @@ class OAuthClientCredentials:
         previous = self._headers.get("Authorization", "")[len("Bearer "):] if self._headers else ""
         self._headers = {"Authorization": f"Bearer {token}"}
         # the previous token stays a secret too: a server may quote it while rejecting it
-        self.secrets = tuple(s for s in (self.client_secret, token, previous) if s)
+        self.secrets = tuple(s for s in (self.client_secret, *self.grant_secrets, token, previous) if s)
         self._expires = self.clock() + max(lifetime - min(self.margin, lifetime / 2), 0.0)
         self.fetches += 1
 
@@ -782,10 +789,21 @@ def _stopping(retry_state: tenacity.RetryCallState) -> bool:
     return _WATCHDOG.stopping.is_set()
 
 
+# without Retry-After, a rate-limited answer may say when its window resets: the IETF draft's
+# `RateLimit-Reset` or its hyphenated spelling, both in seconds from now (a larger number is some
+# other convention, an epoch time say, and is not read)
+RESET_HEADERS = ("RateLimit-Reset", "Rate-Limit-Reset")
+MAX_RESET_DELTA = 86400
+
+
 def _retry_after(resp: HttpResponse) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    """Retry-After as seconds: delta-seconds or an HTTP-date; else a window reset in seconds; None when absent."""
     value = (resp.headers.get("Retry-After") or "").strip()
     if not value:
+        for name in RESET_HEADERS:
+            reset = (resp.headers.get(name) or "").strip()
+            if reset.isascii() and reset.isdigit() and int(reset) <= MAX_RESET_DELTA:
+                return float(reset)
         return None
     try:
         seconds = float(value)

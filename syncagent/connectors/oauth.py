@@ -17,10 +17,16 @@ again. So the tokens live in the channel's `ConnectorState` (the journal), never
 The one window no client can close: the platform rotated the token and its answer never reached
 the store (the answer lost on the wire, or the process killed between receiving and storing it).
 That ends in the clear status above, never in a silent failure.
+
+A platform whose app receives its first refresh token outside the agent (an App installed in the
+store hands it over) gives it in the config: `seed`. It is stored when the journal holds none, or
+when the config's value changed since it was stored (the operator put a new one there); as long as
+the config keeps the value it was seeded from, the journal's newer token wins.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -72,14 +78,26 @@ def token_doc(body: Mapping[str, Any], *, now: float, previous: Mapping[str, Any
         lifetime = 21600.0
     refresh = body.get("refresh_token")
     user = body.get("user_id", previous.get("user_id"))
-    return {"access_token": str(body["access_token"]),
-            "refresh_token": str(refresh) if isinstance(refresh, str) and refresh else previous.get("refresh_token"),
-            "expires_at": now + max(lifetime, 1.0), "user_id": str(user) if user is not None else None}
+    doc = {"access_token": str(body["access_token"]),
+           "refresh_token": str(refresh) if isinstance(refresh, str) and refresh else previous.get("refresh_token"),
+           "expires_at": now + max(lifetime, 1.0), "user_id": str(user) if user is not None else None}
+    if previous.get("seed"):  # which config value the chain started from (see `RotatingRefreshAuth`)
+        doc["seed"] = previous["seed"]
+    return doc
+
+
+def seed_mark(token: str) -> str:
+    """What the journal keeps of the config's first refresh token: enough to tell it changed, not the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def load_doc(state: ConnectorState) -> dict[str, Any]:
     """The stored tokens ({} when the seller never authorized the app, or the value is unreadable)."""
-    text = state.get(STATE_KEY)
+    return parse_doc(state.get(STATE_KEY))
+
+
+def parse_doc(text: str | None) -> dict[str, Any]:
+    """A stored value as tokens ({} for none or an unreadable one)."""
     if not text:
         return {}
     try:
@@ -116,6 +134,7 @@ class RotatingRefreshAuth:
 
     def __init__(self, token_client: HttpClient, client_id: str, client_secret: str, state: ConnectorState, *,
                  channel: str, reauthorize: str, platform: str = "the platform", token_path: str = "/oauth/token",
+                 seed: str | None = None, remedy: str | None = None,
                  wall: Callable[[], float] = time.time, margin: float = 300.0) -> None:
         self.client = token_client
         self.client_id = client_id
@@ -123,11 +142,13 @@ class RotatingRefreshAuth:
         self.state = state
         self.channel = channel
         self.reauthorize = reauthorize  # the command that gives the authorization back
+        self.remedy = remedy  # or, where no command can, what the operator does instead
+        self.seed = seed or None  # the first refresh token, from the config (module docstring)
         self.platform = platform
         self.token_path = token_path
         self.wall = wall
         self.margin = margin
-        self.secrets: tuple[str, ...] = (client_secret,)
+        self.secrets: tuple[str, ...] = tuple(s for s in (client_secret, self.seed) if s)
         self.refreshes = 0
         self._doc: dict[str, Any] = {}
         self._headers: dict[str, str] | None = None
@@ -138,14 +159,14 @@ class RotatingRefreshAuth:
         """The seller the tokens were issued for (the platform's user id)."""
         with self._lock:
             if not self._doc:
-                self._adopt(load_doc(self.state))
+                self._adopt(self._read()[1])
             value = self._doc.get("user_id")
             return str(value) if value else None
 
     def headers(self) -> dict[str, str]:
         with self._lock:
             if self._headers is None or self.wall() >= self._doc.get("expires_at", 0) - self.margin:
-                self._adopt(load_doc(self.state))  # the journal first: a newer token may be there
+                self._adopt(self._read()[1])  # the journal first: a newer token may be there
                 if self._headers is None or self.wall() >= self._doc.get("expires_at", 0) - self.margin:
                     self._refresh()
             assert self._headers is not None
@@ -156,7 +177,7 @@ class RotatingRefreshAuth:
         with self._lock:
             if self._headers is not None and stale is not self._headers:
                 return True
-            stored = load_doc(self.state)
+            stored = self._read()[1]
             if stored.get("access_token") and stored.get("access_token") != self._doc.get("access_token") \
                     and self.wall() < stored.get("expires_at", 0) - self.margin:
                 self._adopt(stored)
@@ -165,24 +186,47 @@ class RotatingRefreshAuth:
             self._refresh()
             return True
 
+    def close(self) -> None:
+        self.client.close()
+
     # -- inside the lock ---------------------------------------------------------------------------
+    def _read(self) -> tuple[str | None, dict[str, Any]]:
+        """The stored value and tokens, seeded from the config first if it holds none or an older seed.
+
+        Compare-and-set: a process that stored a rotated token meanwhile is never overwritten.
+        """
+        for _ in range(3):
+            text = self.state.get(STATE_KEY)
+            doc = parse_doc(text)
+            if self.seed is None or doc.get("seed") == seed_mark(self.seed):
+                return text, doc
+            seeded = {"access_token": None, "refresh_token": self.seed, "expires_at": 0,
+                      "user_id": doc.get("user_id"), "seed": seed_mark(self.seed)}
+            value = json.dumps(seeded)
+            if self.state.put_if(STATE_KEY, value, text):
+                return value, seeded
+        text = self.state.get(STATE_KEY)
+        return text, parse_doc(text)
+
     def _adopt(self, doc: dict[str, Any]) -> None:
         self._doc = doc
         token = doc.get("access_token")
         previous = self._headers.get("Authorization", "")[len("Bearer "):] if self._headers else ""
         self._headers = {"Authorization": f"Bearer {token}"} if token and not doc.get("locked") else None
         # the tokens are secrets too: a server may quote one while rejecting it
-        self.secrets = tuple(s for s in (self.client_secret, token, doc.get("refresh_token"), previous)
+        self.secrets = tuple(s for s in (self.client_secret, self.seed, token, doc.get("refresh_token"), previous)
                              if isinstance(s, str) and s)
 
     def _locked_out(self, why: str) -> AuthError:
+        if self.remedy:  # no command gives it back: say what the operator does
+            return AuthError(f"{self.channel}: {why}; {self.remedy}", code="reinstall", target=self.channel)
         return AuthError(f"{self.channel}: {why}; the seller must authorize the app again: run "
                          f"`{self.reauthorize}`", code="reauthorize", target=self.channel)
 
     def _refresh(self) -> None:
         """Renew, one process at a time (API.md L28: two refreshes with one token disconnect the seller)."""
         with self.state.exclusive("oauth-refresh"):
-            stored = load_doc(self.state)  # another process may have refreshed while this one waited
+            stored = self._read()[1]  # another process may have refreshed while this one waited
             if stored.get("access_token") and not stored.get("locked") \
                     and stored.get("access_token") != self._doc.get("access_token") \
                     and self.wall() < stored.get("expires_at", 0) - self.margin:
@@ -191,8 +235,7 @@ class RotatingRefreshAuth:
             self._refresh_now()
 
     def _refresh_now(self) -> None:
-        stored_text = self.state.get(STATE_KEY)
-        doc = load_doc(self.state)
+        stored_text, doc = self._read()
         if doc.get("locked"):
             raise self._locked_out(str(doc["locked"]))
         used = doc.get("refresh_token")

@@ -163,6 +163,36 @@ def _revoke_mercadolivre(server: RunningServer) -> None:
     requests.post(server.url + "/_admin/tokens/revoke", timeout=10)
 
 
+def _pluggto(url: str, secret: str) -> Connector:
+    from syncagent.connectors.pluggto import PluggtoConnector
+
+    options = {"client_id": "conf-app", "client_secret": secret, "api_user": "conf-seller", "api_password": secret}
+    return PluggtoConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+def _revoke_pluggto(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"api_password": "changed-" + SECRET[::-1]}, timeout=10)
+
+
+def _via(url: str, secret: str) -> Connector:
+    from syncagent.connectors.via import ViaConnector
+
+    options = {"client_id": "conf-client", "access_token": secret, "category_id": 100,
+               "category_map": {VIA_GHOST_GROUP: 999_999}}
+    return ViaConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+VIA_GHOST_GROUP = "SEM-CATEGORIA-VIA"  # mapped to a category Via does not have
+
+
+def _revoke_via(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/tokens/revoke", timeout=10)
+
+
 CASES = [
     ChannelCase("sellerup", "sellerup", _sellerup, {"api_key": SECRET, "orders": "12"}, _revoke_sellerup,
                 _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad check digit
@@ -181,6 +211,11 @@ CASES = [
                 {"client_secret": SECRET, "orders": "12", "shipping_mode": "me1"}, _revoke_mercadolivre,
                 _vtex_product, _vtex_product("P000002", "Ruim", None, group=VTEX_GHOST_GROUP),  # unknown category
                 lambda server, key: f"{server.url}/_admin/nfe/{key}.xml"),
+    ChannelCase("pluggto", "pluggto", _pluggto, {"client_id": "conf-app", "client_secret": SECRET,
+                                                 "api_user": "conf-seller", "api_password": SECRET, "orders": "12"},
+                _revoke_pluggto, _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad EAN
+    ChannelCase("via", "via", _via, {"client_id": "conf-client", "access_token": SECRET, "orders": "12"}, _revoke_via,
+                _plain_product, Product("P000002", "Ruim", True, group_code=VIA_GHOST_GROUP)),  # unknown category
 ]
 
 
