@@ -244,3 +244,26 @@ def test_a_tracking_code_corrected_in_the_back_office_replaces_the_wrong_one(set
     assert [d["tracking_code"] for d in deliveries(sims.bo, number)] == [right]
     with Agent(load_config(path)) as agent:
         assert agent.journal.shipment_counts("loja-centro") == {"open": 1, "replaced": 1}
+
+
+def test_a_failing_carrier_backs_its_shipments_off_and_the_step_says_why(setup) -> None:  # type: ignore[no-untyped-def]
+    sims, correios, _, path = setup
+    code = s10(44444444)
+    number = place_order(sims.bo, "loja-centro", "SU-4001")
+    ship(sims.bo, number, "Correios", code)
+    correios.admin("POST", f"/_admin/objects/{code}/events", json={"codigo": "PO", "tipo": "01"})
+    correios.admin("POST", "/_admin/faults", json={"fail_next": 50, "fail_status": 503,
+                                                   "only": "GET /srorastro"})
+    now = datetime.now(UTC)
+    with Agent(load_config(path), clock=lambda: now, sleep=lambda s: None) as agent:
+        (failed,) = agent.run_entity("deliveries")
+        assert failed.status == "failed" and "tracking failed" in (failed.error or "") and "correios" in failed.error
+        asked = len(agent_requests(correios))
+        (quiet,) = agent.run_entity("deliveries")  # backing off: the carrier is not asked again yet
+        assert quiet.status == "ok" and len(agent_requests(correios)) == asked
+    correios.admin("DELETE", "/_admin/faults")
+    later = now + timedelta(minutes=6)
+    with Agent(load_config(path), clock=lambda: later, sleep=lambda s: None) as agent:
+        (result,) = agent.run_entity("deliveries")
+        assert result.status == "ok", result.error
+    assert [d["status"] for d in deliveries(sims.bo, number)] == ["posted"]
