@@ -244,3 +244,20 @@ def test_a_lost_answer_of_the_back_office_is_looked_up_and_the_ticket_is_not_cre
     assert result.status == "ok", result.error  # committed then lost: found by the lookup at once
     sac.run("tickets", "ml")
     assert [t["external_id"] for t in sac.tickets("ml")] == ["question:444"]
+
+
+def test_answers_wait_behind_one_that_failed_and_then_go_in_order(sac: Sac) -> None:
+    code = "Lojas Americanas-201000000004009"
+    sac.sh.admin("POST", f"/_admin/sacs/{code}/messages", json={"parts": "CUSTOMER_SELLER", "content": "Oi"})
+    sac.run("tickets", "americanas")
+    sac.reply(f"ticket:{code}#CUSTOMER_SELLER", "Primeira resposta")
+    sac.reply(f"ticket:{code}#CUSTOMER_SELLER", "Segunda resposta")
+    sac.sh.admin("POST", "/_admin/faults", json={"fail_next": 5, "fail_status": 503, "only": "POST /sac"})
+    with Agent(load_config(sac.path), sleep=lambda s: None) as agent:
+        (failed,) = agent.run_entity("ticket-answers", channel="americanas")
+    assert failed.status == "failed" and sac.sh.admin("GET", "/_admin/sac-replies")["items"] == []
+    sac.sh.admin("DELETE", "/_admin/faults")
+    (result,) = sac.run("ticket-answers", "americanas")
+    assert result.status == "ok" and result.sent == 2, result.error
+    sent = [s["content"] for s in sac.sh.admin("GET", "/_admin/sac-replies")["items"]]
+    assert sent == ["Primeira resposta", "Segunda resposta"]
