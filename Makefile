@@ -50,7 +50,7 @@ contract-test: $(STAMP)
 
 soak: $(STAMP)  # every crash point, 100 compound crashes, 1000 random kills, the long property runs
 	SYNCAGENT_CRASH_STRIDE=1 SYNCAGENT_COMPOUND=100 $(BIN)/pytest -q tests/crash/test_crash_points.py \
-	  -k "every_point or compound"
+	  tests/crash/test_vtex_intake.py -k "every_point or every_intake_point or compound"
 	SYNCAGENT_CRASH_STRIDE=1 $(BIN)/pytest -q tests/crash/test_vendus_invoices.py
 	$(BIN)/pytest -q -m slow tests/crash
 	HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q tests/unit/test_malformed.py
