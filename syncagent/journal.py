@@ -267,6 +267,7 @@ class Journal:
         self._lock_fds: list[int] = []
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._depth = 0
+        self._replayable = 0  # steps of several channels side by side may each be in replayable()
         self._write = not readonly
         try:
             if lock:
@@ -442,11 +443,19 @@ class Journal:
         """
         if self._depth:
             raise RuntimeError("replayable() inside a transaction")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        if not self._replayable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._replayable += 1
         try:
             yield
         finally:
-            self.conn.execute("PRAGMA synchronous=FULL")
+            self._replayable -= 1
+            if not self._replayable:
+                self.conn.execute("PRAGMA synchronous=FULL")
+
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open (a step side by side with others keeps its turn until it ends)."""
+        return self._depth > 0
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -163,7 +163,8 @@ class Daemon:
         self.resume.pop(key, None)  # this run is the resumption: at most one run when due
         self.current, self._yielded = step, False
         try:
-            results = self.agent.run_steps([step])
+            self.agent.begin_cycle()  # the steps run back to back share the back office's pages
+            results = self.agent.run_steps([step], new_cycle=False)
         finally:
             self.current = None
         yielded = self._yielded and not self.stopping
@@ -204,6 +205,7 @@ class Daemon:
                     job.run()
                     continue
                 cycles += 1
+                self.agent.end_cycle()  # nothing due: the cycle ended; the next one reads anew
                 idle = self.scheduler.idle_seconds
                 self.sleep(min(1.0, max(0.05, idle if idle is not None else 1.0)))
             log.info("syncagent daemon stopped")

@@ -51,7 +51,13 @@ class FakeAgent:
     def steps(self) -> list[Step]:
         return sorted(self.step_list, key=lambda s: s.priority)
 
-    def run_steps(self, steps: Iterable[Step]) -> list[StepResult]:
+    def begin_cycle(self) -> None:
+        pass
+
+    def end_cycle(self) -> None:
+        pass
+
+    def run_steps(self, steps: Iterable[Step], *, new_cycle: bool = True) -> list[StepResult]:
         results = []
         for step in steps:
             key = (step.channel, step.flow)

@@ -1,0 +1,186 @@
+"""One read of a source feed for every channel: a bounded cache of the pages read, and the turn steps share.
+
+Each channel keeps its own cursor: a step asks for the page *at its cursor*. The first step to ask
+reads it from the source; a step of another channel asking for the same page (same feed, filters and
+cursor) a moment later gets the very same page, parsed once. A page read while another thread reads
+it waits for that read (single flight). The cache holds at most `max_pages` pages, none older than
+`max_age` seconds: a channel that fell further behind (slow, failing, added later) reads the pages it
+needs itself, from its own cursor; memory stays flat whatever the catalogue's size.
+
+A served page is one the source gave for that cursor a moment ago: to the step that gets it, it is
+as if it had run that moment earlier, which a change feed allows (what changed since comes after).
+
+`Turns` lets steps of several channels run side by side while only one of them at a time works on
+the journal: a step holds the turn while it maps, diffs and records, and gives it up while it waits
+on the network (its channel's answer, the next page).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from syncagent.connectors.base import Connector
+from syncagent.model import Page
+
+MAX_PAGES = 12  # pages kept: the spread between channels moving side by side (read ahead, two in flight)
+MAX_AGE = 30.0  # seconds: a page older than this is read again (a cycle's steps run well within it)
+
+_Key = tuple[str, str, str | None]
+_CURRENT = threading.local()  # the turns the thread's step takes part in, if any
+
+
+def filters_key(filters: Mapping[str, Any] | None) -> str:
+    """A stable text for a feed's filters (the same warehouses in another order are another feed: kept apart)."""
+    if not filters:
+        return ""
+    return repr(sorted((k, repr(v)) for k, v in filters.items()))
+
+
+class SharedReader:
+    """The pages of a source's feeds, read once and handed to every step that asks for them."""
+
+    def __init__(self, source: Connector, *, max_pages: int = MAX_PAGES, max_age: float = MAX_AGE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.source = source
+        self.max_pages, self.max_age, self.clock = max_pages, max_age, clock
+        self._pages: collections.OrderedDict[_Key, tuple[float, Page]] = collections.OrderedDict()
+        self._reading: dict[_Key, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.fetched = 0  # pages read from the source
+        self.served = 0  # pages handed over from the cache
+        self.active = False  # pages are kept only during a cycle; outside one, each read goes to the source
+
+    @contextlib.contextmanager
+    def cycle(self) -> Iterator[None]:
+        """The steps run inside share the pages they read; none is kept after (the next cycle reads anew)."""
+        if self.active:
+            yield
+            return
+        self.begin()
+        try:
+            yield
+        finally:
+            self.end()
+
+    def begin(self) -> None:
+        self.active = True
+
+    def end(self) -> None:
+        self.active = False
+        self.clear()
+
+    def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
+        """The feed from `cursor`, like the source's `pull`: each page from the cache or read from the source."""
+        if not self.active:
+            yield from self.source.pull(entity, cursor, filters)
+            return
+        fkey = filters_key(filters)
+        while True:
+            page = self._page((entity, fkey, cursor), lambda c=cursor: self._read(entity, c, filters))
+            if page is None:
+                return
+            yield page
+            if page.cursor is None or page.cursor == cursor:
+                return  # the feed's end (for now), as the source says it
+            cursor = page.cursor
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pages.clear()
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def _read(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None) -> Page | None:
+        """One page of the source at `cursor` (its generator is closed at once: nothing read ahead)."""
+        with contextlib.closing(iter(self.source.pull(entity, cursor, filters))) as pages:  # type: ignore[type-var]
+            return next(pages, None)
+
+    def _page(self, key: _Key, read: Callable[[], Page | None]) -> Page | None:
+        while True:
+            with self._lock:
+                found = self._pages.get(key)
+                if found is not None and self.clock() - found[0] <= self.max_age:
+                    self._pages.move_to_end(key)
+                    self.served += 1
+                    return found[1]
+                busy = self._reading.get(key)
+                if busy is None:
+                    busy = self._reading[key] = threading.Event()
+                    break
+            busy.wait()  # another step reads this very page now: it is shared once read (or read again on failure)
+        try:
+            page = read()
+            with self._lock:
+                self.fetched += 1
+                if page is not None:
+                    self._pages[key] = (self.clock(), page)
+                    self._pages.move_to_end(key)
+                    while len(self._pages) > self.max_pages:
+                        self._pages.popitem(last=False)
+            return page
+        finally:
+            with self._lock:
+                del self._reading[key]
+            busy.set()
+
+
+class Turns:
+    """Steps of several channels side by side, one at a time on the journal (see the module docstring).
+
+    `hold()` is the whole of a step's work; `waiting()` wraps what waits on the network in it. Given up
+    only outside a journal transaction (`in_transaction` says), so a transaction is never shared.
+    """
+
+    def __init__(self, in_transaction: Callable[[], bool]) -> None:
+        self._lock = threading.RLock()
+        self._in_transaction = in_transaction
+        self._mine = threading.local()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            self._mine.held = True
+            _CURRENT.turns = self
+            try:
+                yield
+            finally:
+                self._mine.held = False
+                _CURRENT.turns = None
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Let the other steps work while this one waits (a no-op for a thread that holds no turn)."""
+        if not getattr(self._mine, "held", False) or self._in_transaction():
+            yield
+            return
+        self._mine.held = False
+        self._lock.release()
+        try:
+            yield
+        finally:
+            self._lock.acquire()
+            self._mine.held = True
+
+    def pass_turn(self) -> None:
+        """Between two pages: another step waiting for the turn gets it now."""
+        with self.waiting():
+            time.sleep(0)
+
+
+def network_wait() -> contextlib.AbstractContextManager[None]:
+    """Around a wait on the network: the other steps side by side work meanwhile (a no-op otherwise)."""
+    turns: Turns | None = getattr(_CURRENT, "turns", None)
+    return turns.waiting() if turns is not None else contextlib.nullcontext()
+
+
+def pass_turn() -> None:
+    """Between two pages of a step: the other steps side by side get their turn (a no-op otherwise)."""
+    turns: Turns | None = getattr(_CURRENT, "turns", None)
+    if turns is not None:
+        turns.pass_turn()
