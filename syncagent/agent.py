@@ -260,7 +260,11 @@ class Agent:
         try:
             if note:
                 self._note_whole_pass(step, full)
+            # the notifications that came for this step so far are done once it ran (a later one waits on)
+            woken = self.journal.notifications_through(step.channel, step.flow) if self.config.listen else 0
             result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
+            if woken and result.status in ("ok", "quarantined"):
+                self.journal.finish_notifications(step.channel, step.flow, woken)
         except (sqlite3.Error, OSError) as exc:  # the journal, not the network: the network's are ChannelErrors
             failure = journal_failure(exc, self.journal.path)
             if failure is None:

@@ -111,6 +111,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         UPDATE orders SET state = 'parked' WHERE state = 'pending';
         """,
     ),
+    (
+        "notifications",
+        """
+        CREATE TABLE notifications (id INTEGER PRIMARY KEY, channel TEXT NOT NULL, flow TEXT NOT NULL,
+            topic TEXT, key TEXT, digest TEXT NOT NULL, source TEXT, received_at TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'waiting', done_at TEXT, UNIQUE (channel, digest));
+        CREATE INDEX notifications_waiting ON notifications (channel, flow, state);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -481,6 +490,43 @@ class Journal:
             raise
         finally:
             self._depth = 0
+
+    # -- notifications ------------------------------------------------------------------------
+    def add_notifications(self, rows: Sequence[tuple[str, str, str, str | None, str, str]]) -> list[bool]:
+        """Store notifications (channel, flow, topic, key, digest of the body, source) in one transaction;
+        whether each is new (the same body again, a replay, is kept once)."""
+        now = now_iso()
+        new = []
+        with self.transaction():
+            for channel, flow, topic, key, digest, source in rows:
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO notifications (channel, flow, topic, key, digest, source, received_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (channel, flow, topic, key, digest, source, now))
+                new.append(cur.rowcount == 1)
+        return new
+
+    def notifications_through(self, channel: str, flow: str) -> int:
+        """The id of the last notification waiting for this step (0: none)."""
+        row = self.conn.execute("SELECT max(id) FROM notifications WHERE channel = ? AND flow = ? AND state = ?",
+                                (channel, flow, "waiting")).fetchone()
+        return int(row[0] or 0)
+
+    def finish_notifications(self, channel: str, flow: str, through: int) -> None:
+        """The step ran after these notifications came: they are done (a later one waits for the next run)."""
+        with self.transaction():
+            self.conn.execute("UPDATE notifications SET state = 'done', done_at = ? WHERE channel = ? AND flow = ?"
+                              " AND state = 'waiting' AND id <= ?", (now_iso(), channel, flow, through))
+
+    def notification_summary(self) -> dict[str, tuple[str, int]]:
+        """Per channel: when the last notification came, and how many wait for their step."""
+        rows = self.conn.execute("SELECT channel, max(received_at), sum(state = 'waiting') FROM notifications"
+                                 " GROUP BY channel").fetchall()
+        return {channel: (last, int(waiting or 0)) for channel, last, waiting in rows}
+
+    def prune_notifications(self, before: str) -> None:
+        """Forget notifications done before `before` (a replay of one forgotten only wakes its step again)."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM notifications WHERE state = 'done' AND done_at < ?", (before,))
 
     # -- fingerprints -------------------------------------------------------------------------
     def fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:

@@ -21,9 +21,11 @@ Built on `schedule`: one job per step. Rules, in the order the loop applies them
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -67,6 +69,11 @@ class Daemon:
         # steps that gave way to others, with when: each runs again right after the steps due by then
         self.resume: dict[StepKey, dt.datetime] = {}
         self.reloads = 0  # successful reloads (for tests and logs)
+        self.after_reload: Callable[[], None] | None = None  # e.g. the notification endpoint learns the new channels
+        # notifications (from the endpoint's threads) wake their step: due now, and the loop's nap cut short
+        self._wakes: collections.deque[StepKey] = collections.deque(maxlen=10_000)
+        self._woken = threading.Event()
+        self._woken_during: set[StepKey] = set()  # woken while it ran
         self._yielded = False
         self.scheduler = schedule.Scheduler()
         self.jobs: dict[StepKey, schedule.Job] = {}
@@ -96,6 +103,33 @@ class Daemon:
             self.jobs[_key(step)] = job
             self.steps[job] = step
         self.resume = {key: since for key, since in self.resume.items() if key in self.jobs}
+
+    # -- notifications --------------------------------------------------------------------------
+    def wake(self, channel: str, flow: str) -> None:
+        """A notification came for (channel, flow): its step is due at once. Safe from any thread."""
+        self._wakes.append((channel, flow))
+        self._woken.set()
+
+    def _apply_wakes(self) -> None:
+        """The steps woken since the last look are due now (each once, however many notifications came)."""
+        now = dt.datetime.now()
+        while self._wakes:
+            key = self._wakes.popleft()
+            if self.current is not None and key == _key(self.current):
+                self._woken_during.add(key)  # it may have read its feed already: it runs once more after
+                continue
+            job = self.jobs.get(key)
+            if job is not None and (job.next_run is None or job.next_run > now):
+                job.next_run = now
+                log.debug("%s/%s woken by a notification", *key)
+
+    def _nap(self, seconds: float) -> None:
+        """Wait for the next due step; a notification cuts the wait short (unless a test gave its own sleep)."""
+        if self.sleep is time.sleep:
+            self._woken.wait(seconds)
+        else:
+            self.sleep(seconds)
+        self._woken.clear()
 
     # -- signals --------------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -141,6 +175,7 @@ class Daemon:
         """Asked by the engine after each recorded page: stop now, or yield to a waiting step."""
         if self.stopping:
             return True
+        self._apply_wakes()
         current = self.current
         if current is None:
             return False
@@ -200,14 +235,17 @@ class Daemon:
             while not self.stopping and (max_cycles is None or cycles < max_cycles):
                 if self.reload_requested:
                     self.reload()
+                self._apply_wakes()
                 job = self._next_job()
                 if job is not None:
                     job.run()
+                    self._wakes.extend(self._woken_during)  # `schedule` set their next run: due again now
+                    self._woken_during.clear()
                     continue
                 cycles += 1
                 self.agent.end_cycle()  # nothing due: the cycle ended; the next one reads anew
                 idle = self.scheduler.idle_seconds
-                self.sleep(min(1.0, max(0.05, idle if idle is not None else 1.0)))
+                self._nap(min(1.0, max(0.05, idle if idle is not None else 1.0)))
             log.info("syncagent daemon stopped")
         finally:
             for sig, handler in previous.items():
@@ -243,6 +281,8 @@ class Daemon:
             setup_logging(config.log, (*previous.secrets, *config.secrets), verbose=verbose)
         self._attach()
         self._build(self.agent.steps(), due_now=False)
+        if self.after_reload is not None:
+            self.after_reload()
         self.reloads += 1
         log.warning("configuration reloaded from %s: %d steps", self.config_path, len(self.jobs))
         return True
