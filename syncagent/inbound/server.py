@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -38,6 +39,7 @@ from syncagent.journal import Journal
 
 log = logging.getLogger("syncagent.inbound")
 
+THREADS = 16  # request threads: each waits for its notification's commit, so one commit serves up to this many
 QUEUE_MAX = 1000  # notifications waiting for the writer; past it a sender is asked to come back (503)
 BATCH_MAX = 500  # notifications stored in one journal transaction
 ANSWER_WITHIN = 5.0  # seconds a request waits for its notification to be stored before a 503
@@ -185,7 +187,7 @@ class Inbound:
         wait = self.buckets.take(source)
         if wait:
             self.counts["limited"] += 1
-            return _answer("429 Too Many Requests", {"error": "rate_limited"}, [("Retry-After", str(int(wait) + 1))])
+            return _answer("429 Too Many Requests", {"error": "rate_limited"}, [("Retry-After", str(max(1, math.ceil(wait))))])
         body = _read(environ, self.listen.max_body)
         if body is None:
             return _answer("413 Content Too Large", {"error": "too_large", "max_body": self.listen.max_body})
@@ -238,7 +240,7 @@ class Listener:
         self.app = Inbound(hooks, self.writer, wake, listen)
         self.listen = listen
         self.server = create_server(
-            self.app, host=listen.host, port=listen.port, threads=4, connection_limit=listen.connections,
+            self.app, host=listen.host, port=listen.port, threads=THREADS, connection_limit=listen.connections,
             channel_timeout=listen.client_timeout, cleanup_interval=max(0.5, min(5.0, listen.client_timeout / 2)),
             max_request_body_size=listen.max_body, ident="syncagent", expose_tracebacks=False,
             trusted_proxy="127.0.0.1", trusted_proxy_count=1, trusted_proxy_headers={"x-forwarded-for"},
