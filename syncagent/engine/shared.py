@@ -49,7 +49,7 @@ class SharedReader:
         self.source = source
         self.max_pages, self.max_age, self.clock = max_pages, max_age, clock
         self._pages: collections.OrderedDict[_Key, tuple[float, Page]] = collections.OrderedDict()
-        self._reading: dict[_Key, threading.Event] = {}
+        self._reading: dict[_Key, _Flight] = {}
         self._lock = threading.Lock()
         self.fetched = 0  # pages read from the source
         self.served = 0  # pages handed over from the cache
@@ -109,11 +109,13 @@ class SharedReader:
                     self._pages.move_to_end(key)
                     self.served += 1
                     return found[1]
-                busy = self._reading.get(key)
-                if busy is None:
-                    busy = self._reading[key] = threading.Event()
+                flight = self._reading.get(key)
+                if flight is None:
+                    flight = self._reading[key] = _Flight()
                     break
-            busy.wait()  # another step reads this very page now: it is shared once read (or read again on failure)
+            flight.done.wait()  # another step reads this very page now: its page, or its failure, is shared
+            if flight.error is not None:
+                raise flight.error
         try:
             page = read()
             with self._lock:
@@ -124,10 +126,21 @@ class SharedReader:
                     while len(self._pages) > self.max_pages:
                         self._pages.popitem(last=False)
             return page
+        except BaseException as exc:
+            flight.error = exc  # the steps waiting for this page fail with it, not with a second read at once
+            raise
         finally:
             with self._lock:
                 del self._reading[key]
-            busy.set()
+            flight.done.set()
+
+
+class _Flight:
+    """One read of a page in progress, and how it ended."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
 
 
 class Turns:

@@ -132,3 +132,33 @@ def test_a_turn_is_kept_inside_a_journal_transaction() -> None:
             t.start()
             t.join(0.2)
         assert t.is_alive()  # the other step could not take the turn
+
+
+def test_a_failed_read_fails_the_steps_waiting_for_it_without_a_second_read() -> None:
+    gate = threading.Event()
+
+    class Failing(Feed):
+        def pull(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None = None) -> Iterator[Page]:
+            gate.wait(5)
+            self.reads.append(cursor)
+            raise OSError("the back office is down")
+            yield  # pragma: no cover
+
+    feed = Failing(1)
+    shared = SharedReader(feed)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            list(shared.pull("products", None))
+        except OSError as exc:
+            errors.append(exc)
+
+    with shared.cycle():
+        threads = [threading.Thread(target=step) for _ in range(3)]
+        for t in threads:
+            t.start()
+        gate.set()
+        for t in threads:
+            t.join(5)
+    assert len(errors) == 3 and feed.reads == [None]
