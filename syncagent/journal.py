@@ -519,8 +519,11 @@ class Journal:
 
     def notification_summary(self) -> dict[str, tuple[str, int]]:
         """Per channel: when the last notification came, and how many wait for their step."""
-        rows = self.conn.execute("SELECT channel, max(received_at), sum(state = 'waiting') FROM notifications"
-                                 " GROUP BY channel").fetchall()
+        try:
+            rows = self.conn.execute("SELECT channel, max(received_at), sum(state = 'waiting') FROM notifications"
+                                     " GROUP BY channel").fetchall()
+        except sqlite3.OperationalError:  # a journal of an earlier version, opened read-only (not migrated)
+            return {}
         return {channel: (last, int(waiting or 0)) for channel, last, waiting in rows}
 
     def prune_notifications(self, before: str) -> None:
