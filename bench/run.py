@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import channels, floors
+from bench import channels, floors, inbound
 from bench.common import (
     PY,
     ROOT,
@@ -443,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the scripts (implies --no-write)")
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(ROOT)} alone")
     parser.add_argument("--only", choices=("push", "rss", "orders", "rate", "cycle", "startup", "five",
-                                                 "five-rss", "five-cycle"), action="append",
+                                                 "five-rss", "five-cycle", "hooks"), action="append",
                         help="run only these benchmarks (repeatable; implies --no-write)")
     args = parser.parse_args(argv)
     command = "make bench-large" if args.large else "make bench"
@@ -463,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             channels.push_to_five(b, 5000, 2)
             channels.peak_rss_five(b, 5000)
             channels.no_change_five(b, 5000, 5)
+            inbound.notifications(b, 2000, 100, 25, 1000)
         elif args.only:
             n = 1_000_000 if args.large else 100_000
             runs: dict[str, Callable[[], None]] = {
@@ -475,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "five": lambda: channels.push_to_five(b, n, 3),
                 "five-rss": lambda: channels.peak_rss_five(b, n),
                 "five-cycle": lambda: channels.no_change_five(b, n, 15),
+                "hooks": lambda: inbound.notifications(b, 10_000, 1000, 25, 10_000),
             }
             for name in args.only:
                 runs[name]()
@@ -492,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             channels.push_to_five(b, 100_000, 3)
             channels.peak_rss_five(b, 100_000)
             channels.no_change_five(b, 100_000, 15)
+            inbound.notifications(b, 10_000, 1000, 25, 10_000)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started

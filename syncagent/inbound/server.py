@@ -9,7 +9,7 @@ understands the proxy's X-Forwarded-For. On top of it, here:
   per (channel, source), never stored or acted on;
 * a token bucket per source (429 with Retry-After past it), a bounded queue to the journal (503
   with Retry-After when full): a flood costs neither memory nor the sync's time;
-* a client still sending its request `client_timeout` seconds after it connected is cut off;
+* a client still sending its request `client_timeout` seconds after it began is cut off;
 * durability before the answer: one writer thread stores what the request threads hand it in one
   journal transaction per batch (a flood of 10,000 is a few hundred commits, not 10,000), on a
   connection of its own to the journal; only then is the request answered 200 and the step woken.
@@ -247,13 +247,22 @@ class Listener:
             clear_untrusted_proxy_headers=True, log_untrusted_proxy_headers=False,
         )
         timeout = listen.client_timeout
+        sending: dict[int, float] = {}  # a request being received (its parser's id) -> when it was first seen
 
         def maintenance(now: float) -> None:
-            """waitress closes idle connections; this also cuts one still sending after `client_timeout`."""
+            """waitress closes idle connections; this also cuts a client still sending its request (a trickle
+            that keeps the connection busy) `client_timeout` after it was first seen half received."""
+            seen = set()
             for channel in list(self.server.active_channels.values()):
-                if not channel.requests and (now - channel.last_activity > timeout
-                                             or now - channel.creation_time > timeout):
+                partial = getattr(channel, "request", None)
+                if partial is not None and not channel.requests:
+                    seen.add(id(partial))
+                    if now - sending.setdefault(id(partial), now) > timeout:
+                        channel.will_close = True
+                elif not channel.requests and now - channel.last_activity > timeout:
                     channel.will_close = True
+            for key in [k for k in sending if k not in seen]:
+                del sending[key]
 
         self.server.maintenance = maintenance  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, name="syncagent-inbound", daemon=True)

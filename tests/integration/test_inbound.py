@@ -206,3 +206,32 @@ def test_a_flood_is_answered_without_memory_growth_and_the_sync_goes_on(
     (entry,) = sent_log(sims.su, 1)
     wait_for("the order after the flood", lambda: entry["key"] in bo_orders(sims), timeout=20)
     stop(proc)
+
+
+def test_a_client_trickling_its_request_is_cut_off(tmp_path: Path) -> None:
+    from syncagent.config import ListenConfig
+    from syncagent.inbound.server import Listener
+    from syncagent.journal import Journal
+
+    Journal(tmp_path / "journal.db").close()
+    listener = Listener(ListenConfig(port=0, client_timeout=1.0), {}, tmp_path / "journal.db", lambda c, f: None)
+    listener.start()
+    try:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+            sock.sendall(b"POST /hooks/loja HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            closed = False
+            for _ in range(40):  # one byte every 0.25 s keeps it busy; cut within about two seconds
+                try:
+                    sock.sendall(b" ")
+                    sock.settimeout(0.25)
+                    if sock.recv(1) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            assert closed, "a client trickling its body for 10 s was not cut off"
+    finally:
+        listener.stop()
