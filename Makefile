@@ -40,12 +40,14 @@ test-future: $(STAMP) lint $(if $(shell command -v npx 2>/dev/null),$(NODE_STAMP
 	  "import datetime; print('tests run at', datetime.datetime.now().astimezone())"
 	SYNCAGENT_CLOCK_AHEAD_DAYS=$(DAYS_AHEAD) PYTHONPATH=tests/clock_ahead $(BIN)/pytest -q -p no:cacheprovider
 
-# every call of the VTEX connector through Stoplight Prism (validating proxy) against VTEX's own specs
+# every call of the VTEX and Jumpseller connectors through Stoplight Prism (validating proxy) against the vendors' own specs
 contract-test: $(STAMP)
 	npm ci --no-audit --no-fund
 	$(BIN)/pytest -q -s tests/contract/
 
-soak: $(STAMP)
+soak: $(STAMP)  # every crash point, 100 compound crashes, 1000 random kills, the long property runs
+	SYNCAGENT_CRASH_STRIDE=1 SYNCAGENT_COMPOUND=100 $(BIN)/pytest -q tests/crash/test_crash_points.py \
+	  -k "every_point or compound"
 	$(BIN)/pytest -q -m slow tests/crash
 	HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q tests/unit/test_malformed.py
 

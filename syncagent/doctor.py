@@ -289,8 +289,8 @@ def check_references(conn: sqlite3.Connection) -> list[Finding]:
     """Open quarantine rows waiting for a product, payment method, customer… grouped per missing thing."""
     rows = open_quarantine(conn)
     groups: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
-    for channel, entity, key, code, reason in rows:
-        for ref in missing_references(code or "", reason or ""):
+    for channel, entity, key, code, reason, waiting_for in rows:
+        for ref in missing_references(code or "", reason or "", waiting_for):
             groups.setdefault(ref, []).append((channel, entity, key))
     if not groups:
         return [Finding("references", OK, "no quarantined record waits for an unknown product, payment method "

@@ -112,6 +112,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "what a quarantined record waits for, as data",
+        """
+        ALTER TABLE quarantine ADD COLUMN waiting_for TEXT;
+        """,
+    ),
+    (
         "notifications",
         """
         CREATE TABLE notifications (id INTEGER PRIMARY KEY, channel TEXT NOT NULL, flow TEXT NOT NULL,
@@ -251,6 +257,9 @@ class QuarantineRow:
     attempts: int
     closed_by: str | None
     close_reason: str | None
+    # (kind, reference) the sink said it does not know, or the engine could not resolve: the record
+    # may go once they exist
+    waiting_for: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -772,14 +781,15 @@ class Journal:
     # -- quarantine ---------------------------------------------------------------------------
     def quarantine(
         self, channel: str, entity: str, key: str, reason_code: str, reason: str, payload: Any,
-        source_fingerprint: str | None = None,
+        source_fingerprint: str | None = None, waiting_for: Sequence[tuple[str, str]] = (),
     ) -> None:
         stamp = now_iso()
+        waits = json.dumps([[kind, ref] for kind, ref in waiting_for], ensure_ascii=False) if waiting_for else None
         self.conn.execute(
             "INSERT INTO quarantine (channel, entity, key, state, reason_code, reason, payload, source_fingerprint,"
-            " first_seen, last_seen, attempts) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, 1)"
+            " first_seen, last_seen, attempts, waiting_for) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, 1, ?)"
             " ON CONFLICT (channel, entity, key) DO UPDATE SET state = 'open', reason_code = excluded.reason_code,"
-            " reason = excluded.reason, payload = excluded.payload,"
+            " reason = excluded.reason, payload = excluded.payload, waiting_for = excluded.waiting_for,"
             " source_fingerprint = excluded.source_fingerprint, last_seen = excluded.last_seen,"
             " first_seen = CASE WHEN quarantine.state = 'open' THEN quarantine.first_seen ELSE excluded.first_seen END,"
             " attempts = CASE WHEN quarantine.state = 'open' THEN quarantine.attempts + 1 ELSE 1 END,"
@@ -788,7 +798,7 @@ class Journal:
             " WHERE NOT (quarantine.state = 'dropped' AND excluded.source_fingerprint IS NOT NULL"
             " AND quarantine.source_fingerprint IS excluded.source_fingerprint)",
             (channel, entity, _text(key), _text(reason_code), _text(reason[:2000]), _dump(payload), source_fingerprint,
-             stamp, stamp),
+             stamp, stamp, waits),
         )
 
     def has_open_quarantine(self, channel: str, entity: str) -> bool:
@@ -838,7 +848,7 @@ class Journal:
         row_id: int | None = None, key: str | None = None,
     ) -> list[QuarantineRow]:
         sql = ("SELECT rowid, channel, entity, key, state, reason_code, reason, payload, source_fingerprint,"
-               " first_seen, last_seen, attempts, closed_by, close_reason FROM quarantine WHERE 1 = 1")
+               " first_seen, last_seen, attempts, closed_by, close_reason, waiting_for FROM quarantine WHERE 1 = 1")
         args: list[Any] = []
         for column, value in (("channel", channel), ("entity", entity), ("state", state), ("rowid", row_id),
                               ("key", key)):
@@ -846,7 +856,7 @@ class Journal:
                 sql += f" AND {column} = ?"
                 args.append(value)
         rows = self.conn.execute(sql + " ORDER BY first_seen, channel, entity, key", args).fetchall()
-        return [QuarantineRow(*r[:7], _load(r[7]), *r[8:]) for r in rows]
+        return [QuarantineRow(*r[:7], _load(r[7]), *r[8:14], _waits(r[14])) for r in rows]
 
     def quarantine_counts(self) -> dict[tuple[str, str], int]:
         rows = self.conn.execute(
@@ -1012,10 +1022,12 @@ def schema_version_of(conn: sqlite3.Connection) -> int:
         return 0
 
 
-def open_quarantine(conn: sqlite3.Connection) -> list[tuple[str, str, str, str | None, str | None]]:
-    """(channel, entity, key, reason code, reason) of every open quarantine row."""
-    return conn.execute("SELECT channel, entity, key, reason_code, reason FROM quarantine WHERE state = 'open'"
-                        " ORDER BY channel, entity, key").fetchall()
+def open_quarantine(conn: sqlite3.Connection
+                    ) -> list[tuple[str, str, str, str | None, str | None, tuple[tuple[str, str], ...]]]:
+    """(channel, entity, key, reason code, reason, waiting for) of every open quarantine row."""
+    rows = conn.execute("SELECT channel, entity, key, reason_code, reason, waiting_for FROM quarantine"
+                        " WHERE state = 'open' ORDER BY channel, entity, key").fetchall()
+    return [(*r[:5], _waits(r[5])) for r in rows]
 
 
 def quarantine_backlog(conn: sqlite3.Connection) -> list[tuple[str, str, int, str | None]]:
@@ -1024,11 +1036,16 @@ def quarantine_backlog(conn: sqlite3.Connection) -> list[tuple[str, str, int, st
                         " GROUP BY channel, entity ORDER BY channel, entity").fetchall()
 
 
-def missing_references(code: str, reason: str) -> set[tuple[str, str]]:
-    """What a quarantined record waits for, read from its reason: {(kind, reference)}.
+def missing_references(code: str, reason: str, waiting_for: Sequence[tuple[str, str]] = ()
+                       ) -> set[tuple[str, str]]:
+    """What a quarantined record waits for: {(kind, reference)}.
 
     The engine retries an order once these exist; `doctor` groups the waiting records by them.
+    Rows carry it as data (`waiting_for`: what the sink's connector or the engine named); only
+    rows recorded before that (journal schema < 8) are read from their reason's words.
     """
+    if waiting_for:
+        return {(kind, ref) for kind, ref in waiting_for}
     found = {(m.group(1).strip(), m.group(2)) for m in _UNKNOWN.finditer(reason)}
     found |= {(m.group(1), m.group(2)) for m in _NOT_KNOWN.finditer(reason)}
     if not found and (code in REFERENCE_CODES or code.startswith(("unmapped_", "unknown_"))):
@@ -1062,6 +1079,15 @@ def _dump(payload: Any) -> str | None:
         return json.dumps(payload, ensure_ascii=True, default=str)[:1_000_000]  # ascii: survives any junk
     except (TypeError, ValueError):
         return repr(payload)[:1_000_000]
+
+
+def _waits(text: str | None) -> tuple[tuple[str, str], ...]:
+    """The stored `waiting_for` list as pairs; anything unreadable is nothing to wait for."""
+    try:
+        pairs = json.loads(text) if text else []
+    except ValueError:
+        return ()
+    return tuple((str(p[0]), str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2)
 
 
 def _load(text: str | None) -> Any:

@@ -299,6 +299,8 @@ class OrderItem:
     quantity: int
     unit_price: Decimal
     discount: Decimal = Decimal("0.00")
+    # the VAT rate in percent the channel charged on this line (23.00), for back offices that invoice
+    tax_rate: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +328,13 @@ class Order:
     notes: str | None = None
     created_at: datetime | None = None
     version: str = ""
+    # what a back office that issues the invoice itself needs of the sale; None: the channel does not say
+    shipping_total: Decimal | None = None  # shipping charged, taxes included
+    currency: str | None = None  # ISO 4217
+    customer_document: str | None = None  # the buyer's tax id as given at checkout (a NIF, a VAT number)
+    customer_name: str | None = None
+    customer_email: str | None = None
+    customer_country: str | None = None  # ISO 3166-1 alpha-2 of the billing address (OSS VAT)
 
     @property
     def key(self) -> str:
@@ -518,15 +527,23 @@ def order_from_dict(data: dict[str, Any]) -> Order:
     return Order(
         remote_id=data["remote_id"], status=data["status"], total=Decimal(str(data["total"])),
         items=tuple(OrderItem(i["code"], int(i["quantity"]), Decimal(str(i["unit_price"])),
-                              Decimal(str(i.get("discount") or "0.00"))) for i in data["items"]),
+                              Decimal(str(i.get("discount") or "0.00")), _decimal_or_none(i.get("tax_rate")))
+                    for i in data["items"]),
         payments=tuple(OrderPayment(p["method_code"], Decimal(str(p["amount"])), int(p.get("installments") or 1))
                        for p in data.get("payments") or ()),
         number=data.get("number"), customer_code=data.get("customer_code"),
         channel_customer_id=data.get("channel_customer_id"), seller_code=data.get("seller_code"),
         store_code=data.get("store_code"), shipping=Decimal(str(data.get("shipping") or "0.00")),
         notes=data.get("notes"), created_at=parse_time(data.get("created_at"), "created_at"),
-        version=str(data.get("version") or ""),
+        version=str(data.get("version") or ""), shipping_total=_decimal_or_none(data.get("shipping_total")),
+        currency=data.get("currency"), customer_document=data.get("customer_document"),
+        customer_name=data.get("customer_name"), customer_email=data.get("customer_email"),
+        customer_country=data.get("customer_country"),
     )
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 def channel_customer_from_dict(data: dict[str, Any]) -> ChannelCustomer:

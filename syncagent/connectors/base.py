@@ -63,6 +63,10 @@ class Capabilities:
     stable: frozenset[str] = frozenset()
     # entities whose records `listing` can show as the system holds them now (reconcile, adopt)
     listing: frozenset[str] = frozenset()
+    # orders come from a queue that hands an order over, one at a time, until it is acknowledged: an
+    # order handed over again after it was acknowledged is acknowledged again (else it would come back
+    # for ever), and the channel's buyers are pulled again for each page (each page brings new ones)
+    order_queue: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,8 @@ class PushResult:
 
     status: ``created`` | ``updated`` | ``unchanged`` | ``exists`` (a duplicate the server already
     had: remote_id names it) | ``rejected`` (reason_code/reason say why; quarantine it).
+    missing: on a rejection, the (kind, reference) pairs the system said it does not know
+    (("product", "P1"), ("payment method", "PIX")): the record waits for them and goes once they exist.
     """
 
     key: str
@@ -87,6 +93,7 @@ class PushResult:
     remote_id: str | None = None
     reason_code: str | None = None
     reason: str | None = None
+    missing: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:

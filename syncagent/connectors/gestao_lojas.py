@@ -9,6 +9,7 @@ an order up by external id before any second attempt, so this module never retri
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -194,7 +195,7 @@ class GestaoLojasConnector(BaseConnector):
         resp = self.client.post("/orders", json=out.payload, idempotent=False)
         if resp.status == 201:
             return PushResult(out.key, "created", remote_id=self._created_id(resp, "number", "POST /orders"))
-        return self._rejected(out.key, resp)
+        return self._rejected(out.key, resp, sent=out.payload)
 
     def _push_customer(self, out: Outgoing) -> PushResult:
         # safe to repeat: a second create of the same document answers 409 with the existing code
@@ -247,9 +248,10 @@ class GestaoLojasConnector(BaseConnector):
                                  status=resp.status, code="bad_response")
         return str(value)
 
-    def _rejected(self, key: str, resp: HttpResponse, code: str | None = None) -> PushResult:
+    def _rejected(self, key: str, resp: HttpResponse, code: str | None = None,
+                  sent: Mapping[str, Any] | None = None) -> PushResult:
         return PushResult(key, "rejected", reason_code=code or resp.error_code() or f"http_{resp.status}",
-                          reason=reason(resp, self.client))
+                          reason=reason(resp, self.client), missing=unknown_references(resp, sent or {}))
 
     def lookup(self, entity: str, **keys: str) -> Any:
         """An order by (external_id, channel) as {"number", "status"}; a customer by document."""
@@ -545,3 +547,54 @@ def _loader(items: list[Any], parse: Callable[[dict[str, Any]], Any], key_of: An
             raw: bytes) -> Callable[[], list[Any]]:
     """The records of one feed page, parsed when the engine asks for them."""
     return lambda: parse_items(items, parse, key_of, raw=raw)
+
+
+# the fields of a written record that name another record, and what kind of record each names
+REFERENCE_FIELDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"items\[(\d+)\]\.sku"), "product"),
+    (re.compile(r"payments\[(\d+)\]\.method_code"), "payment method"),
+    (re.compile(r"customer_code"), "customer"),
+    (re.compile(r"seller_code"), "seller"),
+    (re.compile(r"store_code"), "store"),
+    (re.compile(r"warehouse"), "warehouse"),
+    (re.compile(r"group_code"), "group"),
+)
+# how the back office words a reference it does not have (its 422 details: "unknown product 'X'")
+UNKNOWN_WORDING = re.compile(r"\bunknown\b|\bnot known\b|\bnot found\b", re.IGNORECASE)
+
+
+def unknown_references(resp: HttpResponse, sent: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The (kind, reference) pairs a 422 says the back office does not know, read from the record sent.
+
+    The details name the field (``items[2].sku``); the reference is that field's value in what we
+    sent, so nothing depends on how the message quotes it.
+    """
+    details = resp.error_field("details")
+    found: list[tuple[str, str]] = []
+    for detail in details if isinstance(details, list) else []:
+        if not isinstance(detail, dict) or not UNKNOWN_WORDING.search(str(detail.get("message") or "")):
+            continue
+        field = str(detail.get("field") or "")
+        for pattern, kind in REFERENCE_FIELDS:
+            match = pattern.fullmatch(field)
+            if match is None:
+                continue
+            value = _value_at(sent, field)
+            if isinstance(value, str | int) and not isinstance(value, bool) and (kind, str(value)) not in found:
+                found.append((kind, str(value)))
+            break
+    return tuple(found)
+
+
+def _value_at(record: Mapping[str, Any], path: str) -> Any:
+    """The value at a details path (``payments[0].method_code``) of a record; None when it is not there."""
+    value: Any = record
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            value = value[index] if isinstance(value, list) and index < len(value) else None
+        else:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is None:
+            return None
+    return value

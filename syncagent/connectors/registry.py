@@ -13,7 +13,10 @@ from syncagent.errors import ConfigError
 
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
+    "jumpseller": "syncagent.connectors.jumpseller:JumpsellerConnector",
+    "netshoes": "syncagent.connectors.netshoes:NetshoesConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
+    "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }
 

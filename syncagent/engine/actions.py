@@ -240,7 +240,8 @@ class OperatorActions(EngineCore):
 
 def _back_office_references(row: QuarantineRow) -> list[tuple[str, str]]:
     """The things the back office said it did not know ("unknown product 'X'"), of the kinds that may appear."""
-    return [(kind, key) for kind, key in missing_references(row.reason_code, row.reason) if kind in WAITING_KINDS]
+    return [(kind, key) for kind, key in missing_references(row.reason_code, row.reason, row.waiting_for)
+            if kind in WAITING_KINDS]
 
 
 def _waits_for_reference(row: QuarantineRow) -> bool:

@@ -59,7 +59,10 @@ class OrderIntake(EngineCore):
             self._release_waiting_orders(ctx)
         cursor = self.journal.cursor(ctx.name, "orders")
         trail = CursorTrail(f"{ctx.name}/orders", cursor)
+        queue = ctx.conn.capabilities.order_queue
         for page in trail.follow(ctx.conn.pull("orders", cursor)):
+            if queue:
+                ctx.customers_pulled = False  # a queue's next order may bring a buyer the last pull did not have
             for record in page.records:
                 ctx.result.read += 1
                 if isinstance(record, BadRecord):
@@ -188,6 +191,9 @@ class OrderIntake(EngineCore):
     def _import_order(self, ctx: _Ctx, order: Order) -> None:
         row = self.journal.order(ctx.name, order.remote_id)
         if row is not None:
+            if row.state == S.ACKNOWLEDGED and ctx.conn.capabilities.order_queue and not ctx.plan_only:
+                self._acknowledge_again(ctx, order.remote_id, row.bo_number or "")
+                return
             if row.state in (S.ACKNOWLEDGED, S.CANCELLED):
                 return
             if row.state == S.CREATED:
@@ -209,7 +215,8 @@ class OrderIntake(EngineCore):
             raise TransientError(f"order {order.remote_id}: customer {order.channel_customer_id} not known yet")
         if customer_code is None:
             self._quarantine_order(ctx, order, "missing_reference",
-                                   f"customer {order.channel_customer_id or '(none)'} is not known in the back office")
+                                   f"customer {order.channel_customer_id or '(none)'} is not known in the back office",
+                                   waiting_for=(("customer", order.channel_customer_id or "(none)"),))
             return
         source = order  # as the channel gave it (channel SKUs), kept if the back office refuses it
         order = self._backoffice_skus(ctx, order)
@@ -260,7 +267,8 @@ class OrderIntake(EngineCore):
                     # the source order is kept too: once a missing reference appears it is mapped again
                     kept = {"outgoing": payload, **({"source": _describe(source)} if source is not None else {})}
                     self.journal.quarantine(ctx.name, "orders", order_id, res.reason_code or "rejected",
-                                            res.reason or "rejected by the back office", kept)
+                                            res.reason or "rejected by the back office", kept,
+                                            waiting_for=res.missing)
                 ctx.result.quarantined += 1
                 return
             number = res.remote_id
@@ -295,6 +303,17 @@ class OrderIntake(EngineCore):
                                         res.reason or "acknowledge refused", _out(out))
                 ctx.result.quarantined += 1
 
+    def _acknowledge_again(self, ctx: _Ctx, order_id: str, number: str) -> None:
+        """A queue handed an acknowledged order over again (its item came back): take it off the queue again.
+
+        Nothing changes in the journal; a refusal is quarantined like a first acknowledgement's.
+        """
+        out = ctx.conn.prepare("order-acks", {"order_id": order_id, "backoffice_number": number})
+        (res,) = ctx.conn.push("order-acks", [out])
+        if not res.ok:
+            self._quarantine(ctx, "order-acks", order_id, res.reason_code or "rejected",
+                             res.reason or "acknowledge refused", _out(out))
+
     def _cancel_order(self, ctx: _Ctx, order: Order) -> None:
         """An order cancelled on the channel is cancelled in the back office (if it got there)."""
         row = self.journal.order(ctx.name, order.remote_id)
@@ -318,10 +337,12 @@ class OrderIntake(EngineCore):
             self._set_order(ctx, order.remote_id, S.CANCELLED, version=order.version, bo_number=number)
             self.journal.release(ctx.name, "orders", [order.remote_id])
 
-    def _quarantine_order(self, ctx: _Ctx, order: Order, code: str, reason: str) -> None:
+    def _quarantine_order(self, ctx: _Ctx, order: Order, code: str, reason: str,
+                          waiting_for: tuple[tuple[str, str], ...] = ()) -> None:
         with self.journal.transaction():
             self._set_order(ctx, order.remote_id, S.QUARANTINED, version=order.version,
                                    reason_code=code, reason=reason)
-            self.journal.quarantine(ctx.name, "orders", order.remote_id, code, reason, _src(_describe(order)))
+            self.journal.quarantine(ctx.name, "orders", order.remote_id, code, reason, _src(_describe(order)),
+                                    waiting_for=waiting_for)
         ctx.result.quarantined += 1
         log.warning("%s/orders: quarantined %s: %s: %s", ctx.name, order.remote_id, code, reason)

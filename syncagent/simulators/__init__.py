@@ -11,7 +11,10 @@ from syncagent.simulators.common import SimApp
 
 SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
+    "jumpseller": "syncagent.simulators.jumpseller",
+    "netshoes": "syncagent.simulators.netshoes",
     "sellerup": "syncagent.simulators.sellerup",
+    "skyhub": "syncagent.simulators.skyhub",
     "vtex": "syncagent.simulators.vtex",
 }
 

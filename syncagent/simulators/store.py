@@ -86,7 +86,7 @@ class DocStore:
         """One offset/limit (or page-number) window of the records `where` keeps, and their total."""
         order = "key" if by_key else "seq"
         with self.lock:
-            rows = self.db.execute(f"SELECT key, doc FROM _docs WHERE collection = ? ORDER BY {order}",  # noqa: S608
+            rows = self.db.execute(f"SELECT key, doc FROM _docs WHERE collection = ? ORDER BY {order}",  # noqa: S608 # nosec B608
                                    (collection,)).fetchall()
         kept = [(k, d) for k, d in ((k, json.loads(d)) for k, d in rows) if where is None or where(d)]
         return kept[offset:offset + limit], len(kept)

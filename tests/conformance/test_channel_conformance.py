@@ -84,11 +84,68 @@ def _revoke_vtex(server: RunningServer) -> None:
     requests.post(server.url + "/_admin/config", json={"app_token": "revoked-" + SECRET[::-1]}, timeout=10)
 
 
+SKYHUB_EMAIL, SKYHUB_ACCOUNT = "conformance@exemplo.com.br", "conformance-accountmanager-0003"
+
+
+def _skyhub(url: str, secret: str) -> Connector:
+    from syncagent.connectors.skyhub import SkyHubConnector
+
+    options = {"email": SKYHUB_EMAIL, "api_key": secret, "account_manager_key": SKYHUB_ACCOUNT}
+    return SkyHubConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+def _revoke_skyhub(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"api_key": "revoked-" + SECRET[::-1]}, timeout=10)
+
+
+def _jumpseller(url: str, secret: str) -> Connector:
+    from syncagent.connectors.jumpseller import JumpsellerConnector
+
+    return JumpsellerConnector("conf", url, {"login": "conf-login", "auth_token": secret, "customer_code": "C1"},
+                               HttpSettings(max_attempts=2), sleep=lambda s: None, page_size=7)
+
+
+def _revoke_jumpseller(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"auth_token": "reset-" + SECRET[::-1]}, timeout=10)
+NETSHOES_CLIENT = "netshoes-conformance-app"
+
+
+def _netshoes(url: str, secret: str) -> Connector:
+    from syncagent.connectors.netshoes import NetshoesConnector
+
+    options = {"client_id": NETSHOES_CLIENT, "access_token": secret, "department": "esporte",
+               "product_type": "camiseta", "cancellation_reason": 3}
+    return NetshoesConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+def _netshoes_product(code: str, name: str, barcode: str | None) -> Product:
+    return Product(code, name, True, barcode=barcode, brand="Hering", weight_kg="0.250", height_cm="3")
+
+
+def _revoke_netshoes(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"access_token": "revoked-" + SECRET[::-1]}, timeout=10)
+
+
 CASES = [
     ChannelCase("sellerup", "sellerup", _sellerup, {"api_key": SECRET, "orders": "12"}, _revoke_sellerup,
                 _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad check digit
     ChannelCase("vtex", "vtex", _vtex, {"app_key": VTEX_APP_KEY, "app_token": SECRET, "orders": "12"}, _revoke_vtex,
                 _vtex_product, _vtex_product("P000002", "Ruim", None, group=VTEX_GHOST_GROUP)),  # unknown category
+    ChannelCase("skyhub", "skyhub", _skyhub, {"email": SKYHUB_EMAIL, "api_key": SECRET, "orders": "12",
+                                              "account_manager_key": SKYHUB_ACCOUNT, "rate_limits": "0"},
+                _revoke_skyhub, _plain_product, Product("P000002", "Ruim", True, brand="Sem Marca")),  # not a brand
+    # a shop that is only a source (catalogue, stock, orders out of it): it takes no product to refuse
+    ChannelCase("jumpseller", "jumpseller", _jumpseller, {"login": "conf-login", "auth_token": SECRET, "orders": "12"},
+                _revoke_jumpseller, _plain_product, _plain_product("P000002", "Ruim", None)),
+    ChannelCase("netshoes", "netshoes", _netshoes, {"client_id": NETSHOES_CLIENT, "access_token": SECRET,
+                                                    "orders": "12", "rate_per_minute": "0"}, _revoke_netshoes,
+                _netshoes_product, Product("P000002", "Ruim", True, barcode="7890000000018", brand="Hering")),
 ]
 
 

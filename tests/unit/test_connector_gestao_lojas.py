@@ -449,3 +449,19 @@ def test_shared_helpers() -> None:
     assert error_text({"code": "c", "message": "m", "field": "f"}) == "c: m (f)"
     assert error_text({"message": "m", "field": "f"}, with_code=False) == "m (f)"
     assert error_text(None) == "no message"
+
+
+@responses.activate
+def test_a_refused_order_names_what_the_back_office_does_not_know_as_data(bo: GestaoLojasConnector) -> None:
+    token()
+    details = [{"field": "items[1].sku", "message": "unknown product 'wrong quote"},
+               {"field": "payments[0].method_code", "message": "unknown payment method 'PIXX'"},
+               {"field": "items[0].quantity", "message": "must be at least 1"},
+               {"field": "seller_code", "message": "not known here"}]
+    responses.post(f"{BO}/orders", status=422, json={"error": {"code": "validation_error", "message": "invalid order",
+                                                               "details": details}})
+    sent = {"external_id": "o1", "items": [{"sku": "P1"}, {"sku": "P-NEW"}], "seller_code": "V9",
+            "payments": [{"method_code": "PIXX"}]}
+    (res,) = bo.push("orders", [Outgoing("o1", sent)])
+    # the references come from the record sent, by the field the details name, not from the message's wording
+    assert not res.ok and res.missing == (("product", "P-NEW"), ("payment method", "PIXX"), ("seller", "V9"))

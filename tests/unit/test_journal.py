@@ -215,3 +215,18 @@ def test_a_journal_of_schema_6_keeps_its_parked_orders_under_their_new_name(tmp_
     with Journal(tmp_path / "j.db") as journal:
         row = journal.order("loja", "o1")
         assert row is not None and row.state == "parked" and row.reason == "back office down"
+
+
+def test_what_a_quarantined_record_waits_for_is_kept_as_data(tmp_path: Path) -> None:
+    from syncagent.journal import missing_references, open_quarantine
+
+    with Journal(tmp_path / "j.db") as journal:
+        journal.quarantine("loja", "orders", "o1", "validation_error", "the back office said no", {},
+                           waiting_for=(("product", "P 1"), ("customer", "c'9")))
+        journal.quarantine("loja", "orders", "o2", "validation_error", "unknown product 'P2'", {})  # before schema 8
+        rows = {r.key: r for r in journal.quarantined("loja")}
+        assert rows["o1"].waiting_for == (("product", "P 1"), ("customer", "c'9"))
+        assert missing_references("validation_error", rows["o1"].reason, rows["o1"].waiting_for) == {
+            ("product", "P 1"), ("customer", "c'9")}
+        assert missing_references("validation_error", rows["o2"].reason, rows["o2"].waiting_for) == {("product", "P2")}
+        assert [r[5] for r in open_quarantine(journal.conn)] == [(("product", "P 1"), ("customer", "c'9")), ()]

@@ -10,7 +10,7 @@ import yaml
 
 from syncagent import demo
 from syncagent.cli import main
-from syncagent.simulators import seeddata, vtex
+from syncagent.simulators import netshoes, seeddata, vtex
 
 ROOT = Path(__file__).resolve().parents[2]
 SIMULATORS = ROOT / "syncagent" / "simulators"
@@ -43,7 +43,7 @@ def test_every_admin_endpoint_and_default_credential_of_the_simulators_is_docume
     missing = sorted(r for r in routes if r not in text)
     assert missing == []
     for credential in (seeddata.DEMO_CLIENT_ID, seeddata.DEMO_CLIENT_SECRET, seeddata.DEMO_API_KEY,
-                       vtex.DEMO_APP_KEY, vtex.DEMO_APP_TOKEN):
+                       vtex.DEMO_APP_KEY, vtex.DEMO_APP_TOKEN, netshoes.DEMO_CLIENT_ID, netshoes.DEMO_ACCESS_TOKEN):
         assert f"`{credential}`" in text
 
 
