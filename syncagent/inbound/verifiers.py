@@ -142,7 +142,18 @@ def sellerup(request: InboundRequest, settings: NotificationSettings) -> Notific
     return Notification("orders" if topic.startswith("order") else "", topic, _text(data.get("id")))
 
 
+# -- Netshoes: a notification URL set on the portal fires on every order status change; its payload and
+# signing are UNKNOWN (netshoes/API.md L99-103): the URL carries a shared token, any call wakes the orders step
+def netshoes(request: InboundRequest, settings: NotificationSettings) -> Notification | None:
+    if not shared_token(request, settings):
+        return None
+    data = body_json(request) or {}
+    key = next((_text(data.get(k)) for k in ("orderNumber", "number", "id") if _text(data.get(k))), None)
+    return Notification("orders", _text(data.get("type")) or "status", key)
+
+
 VERIFIERS: Mapping[str, Verifier] = {
+    "netshoes": netshoes,
     "vtex": vtex,
     "sellerup": sellerup,
     "jumpseller": jumpseller,

@@ -31,10 +31,12 @@ class WebhookSender:
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def start(self, url: str, headers: Mapping[str, str], make: Callable[[int], tuple[dict[str, Any], str]],
-              count: int, *, rate: float | None = None, notify: bool = True) -> None:
+    def start(self, url: str, headers: Mapping[str, str] | Callable[[bytes], Mapping[str, str]],
+              make: Callable[[int], tuple[dict[str, Any], str]], count: int, *, rate: float | None = None,
+              notify: bool = True) -> None:
         """Make `count` records with `make(i)` -> (notification body, key); POST each body unless `notify` is
-        false (a notification lost on the way: the record exists, nobody is told)."""
+        false (a notification lost on the way: the record exists, nobody is told). `headers` may be worked
+        out from the body's bytes (a signature)."""
         with self._lock:
             self.log = []
         gap = 1.0 / rate if rate else 0.0
@@ -64,11 +66,12 @@ class WebhookSender:
             return list(self.log)
 
 
-def _post(url: str, headers: Mapping[str, str], body: dict[str, Any]) -> int:
+def _post(url: str, headers: Mapping[str, str] | Callable[[bytes], Mapping[str, str]], body: dict[str, Any]) -> int:
     """POST one notification; its HTTP status (0: no answer)."""
     data = json.dumps(body).encode()
+    extra = headers(data) if callable(headers) else headers
     request = urllib.request.Request(url, data=data, method="POST",  # noqa: S310 - an http URL checked by the caller
-                                     headers={"Content-Type": "application/json", **headers})
+                                     headers={"Content-Type": "application/json", **extra})
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
             resp.read()

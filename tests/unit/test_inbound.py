@@ -50,7 +50,8 @@ def test_mercado_livre_wants_our_application_and_seller_and_a_topic_we_read() ->
     assert verifiers.mercadolivre(req(b"not json"), settings) is None
 
 
-@pytest.mark.parametrize("check", [verifiers.pluggto, verifiers.via, verifiers.vtex, verifiers.sellerup])
+@pytest.mark.parametrize("check", [verifiers.pluggto, verifiers.via, verifiers.vtex, verifiers.sellerup,
+                                   verifiers.netshoes])
 def test_a_shared_token_in_the_header_or_the_url(check: Any) -> None:
     settings = NotificationSettings(secret="s3cret")
     assert check(req({"type": "orders", "id": "7"}, {"X-Syncagent-Token": "s3cret"}), settings) is not None
