@@ -118,25 +118,15 @@ The queue to the journal is bounded (1,000: past it 503 with Retry-After), the r
 refusal log keep at most 4,096 sources; a flood of new notifications for one step wakes it once
 per run. Growth would mean something kept per notification: look at `syncagent/inbound/server.py`."""),
     "orders": ("Order intake below the floor's throughput", """\
-Same calls (listed above), same server CPU; the agent also makes three `synchronous=FULL` journal
-commits per order (`creating` before the POST, `created` before the ack, `acknowledged` after it):
-3,000 fsyncs for 1,000 orders. An experiment with `PRAGMA synchronous=OFF` on the journal cut an
-intake of 300 orders from 3.05 s to 2.12 s: the fsyncs are about 30 % of the agent's time.
-
-Fix, `syncagent/engine/push.py`: keep the two commits the guarantees need and drop the third —
-`_acknowledge` records `acknowledged` inside the next transaction the step opens (the next order's
-`creating`, or the page's cursor transaction) instead of its own: if the process dies first the
-order stays `created` and recovery acknowledges it again, which the channel accepts (an ack is
-idempotent). Further: group the page's orders k at a time (one transaction marks k orders
-`creating`, then k lookups and POSTs, one transaction marks them `created`, k acks) — 2–3 commits
-per k orders with the same crash guarantees, because every `creating` order is looked up before
-any new POST.
-
-Not done on branch `perf`: both need a flush point outside `_create_in_backoffice` and
-`_acknowledge` (the next order's `creating` transaction is written in `_import_order`, the page's
-cursor in `_orders`, and `_orders` counts orders still `created` as waiting at its end), and the
-figure is dominated by the shared machine's noise (0.60–0.89× in past runs). The CPU per order is
-already close to the floor's; the difference is the commits and their fsyncs."""),
+Same calls (listed above), same server CPU. The agent makes two `synchronous=FULL` journal commits
+per order (`creating` before the POST, `created` before the ack); the third, `acknowledged`, commits
+without an fsync of its own (`syncagent/engine/orders.py` `_acknowledge`): lost to a power cut, the
+order is still `created` and is acknowledged again, which the channel takes as the same answer. An
+experiment with `PRAGMA synchronous=OFF` cut an intake of 300 orders by about 30 %: the fsyncs are
+most of what the agent adds. Further: group the page's orders k at a time (one transaction marks k
+orders `creating`, then k lookups and POSTs, one transaction marks them `created`, k acks) — 2
+commits per k orders with the same crash guarantees, because every `creating` order is looked up
+before any new POST. The figure also moves with the shared machine's noise."""),
     "rss": ("Peak RSS above 64 MB or growing with N", """\
 What a push holds at once: the page being read and parsed, the page being mapped, up to two pages
 at the channel and one answered but not yet recorded; each page's records are dropped once it is
