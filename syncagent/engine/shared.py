@@ -80,14 +80,33 @@ class SharedReader:
             yield from self.source.pull(entity, cursor, filters)
             return
         fkey = filters_key(filters)
-        while True:
-            page = self._page((entity, fkey, cursor), lambda c=cursor: self._read(entity, c, filters))
-            if page is None:
-                return
-            yield page
-            if page.cursor is None or page.cursor == cursor:
-                return  # the feed's end (for now), as the source says it
-            cursor = page.cursor
+        # the source's own walk, kept while this pull reads page after page itself: what the source checks
+        # across pages (a feed repeating its items under new cursors) sees them all, as without sharing
+        live: list[Any] = [None, None]  # [generator, the cursor it stands at]
+
+        def read(at: str | None) -> Page | None:
+            if live[0] is None or live[1] != at:
+                self._close(live)
+                live[0] = iter(self.source.pull(entity, at, filters))
+            try:
+                page = next(live[0], None)
+            except BaseException:
+                self._close(live)  # a walk that failed is not resumed: the next read starts afresh
+                raise
+            live[1] = page.cursor if page is not None else None
+            return page
+
+        try:
+            while True:
+                page = self._page((entity, fkey, cursor), lambda c=cursor: read(c))
+                if page is None:
+                    return
+                yield page
+                if page.cursor is None or page.cursor == cursor:
+                    return  # the feed's end (for now), as the source says it
+                cursor = page.cursor
+        finally:
+            self._close(live)
 
     def clear(self) -> None:
         with self._lock:
@@ -96,10 +115,12 @@ class SharedReader:
     def __len__(self) -> int:
         return len(self._pages)
 
-    def _read(self, entity: str, cursor: str | None, filters: Mapping[str, Any] | None) -> Page | None:
-        """One page of the source at `cursor` (its generator is closed at once: nothing read ahead)."""
-        with contextlib.closing(iter(self.source.pull(entity, cursor, filters))) as pages:  # type: ignore[type-var]
-            return next(pages, None)
+    @staticmethod
+    def _close(live: list[Any]) -> None:
+        if live[0] is not None:
+            with contextlib.suppress(Exception):
+                live[0].close()
+        live[0] = live[1] = None
 
     def _page(self, key: _Key, read: Callable[[], Page | None]) -> Page | None:
         while True:
