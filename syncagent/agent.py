@@ -67,9 +67,11 @@ def cap_malloc_arenas(arenas: int = 2) -> None:
 
 
 def build_connector(cfg: ChannelConfig | BackofficeConfig, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> Connector:
+                    clock: Callable[[], datetime] = utcnow, journal: Journal | None = None) -> Connector:
+    """A connector from its config section; with `journal`, the channel's state is kept there."""
     cls: type[Connector] = registry.load(cfg.type)
-    return cls.from_config(cfg, sleep=sleep, clock=clock)
+    state = journal.state_of(getattr(cfg, "name", None) or "backoffice") if journal is not None else None
+    return cls.from_config(cfg, sleep=sleep, clock=clock, state=state)
 
 
 def channel_setup(cfg: ChannelConfig, connector: Connector, settle_seconds: float = 0.0) -> ChannelSetup:
@@ -113,7 +115,7 @@ class Agent:
     def _connect(self, config: Config) -> tuple[Connector, dict[str, ChannelSetup]]:
         """The back office and one setup per enabled channel; nothing is left open on failure."""
         sleep, clock = self._sleep, self._clock
-        backoffice = build_connector(config.backoffice, sleep=sleep, clock=clock)
+        backoffice = build_connector(config.backoffice, sleep=sleep, clock=clock, journal=self.journal)
         setups: dict[str, ChannelSetup] = {}
         try:
             # a POST whose answer was lost can run at most this long in the back office
@@ -121,7 +123,7 @@ class Agent:
             settle = http.connect_timeout + http.read_timeout
             for channel in config.channels:
                 if channel.enabled:
-                    connector = build_connector(channel, sleep=sleep, clock=clock)
+                    connector = build_connector(channel, sleep=sleep, clock=clock, journal=self.journal)
                     setups[channel.name] = channel_setup(channel, connector, settle)
         except Exception:
             for setup in setups.values():

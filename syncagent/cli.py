@@ -343,19 +343,69 @@ def check_config(ctx: click.Context, online: bool) -> None:
         click.echo(describe(config))
         if not online:
             return 0
+        from syncagent.doctor import state_journal
+
         failures = 0
-        for name, cfg in config.endpoints():
-            try:
-                connector = build_connector(cfg)
-                try:
-                    connector.check()
-                finally:
-                    connector.close()
-                click.echo(f"{name}: reachable, credentials accepted")
-            except SyncAgentError as exc:
-                failures += 1
-                click.echo(f"{name}: FAILED: {exc}")
+        with state_journal(config) as journal:  # tokens a connector keeps in the journal (OAuth code)
+            for name, cfg in config.endpoints():
+                failures += _check_online(name, cfg, journal, build_connector)
         return 1 if failures else 0
+
+    _guard(body)
+
+
+def _check_online(name: str, cfg: Any, journal: Any, build_connector: Callable[..., Any]) -> int:
+    """One endpoint's `check-config --online` line; 1 when it failed."""
+    try:
+        connector = build_connector(cfg, journal=journal)
+        try:
+            connector.check()
+        finally:
+            connector.close()
+        click.echo(f"{name}: reachable, credentials accepted")
+    except SyncAgentError as exc:
+        click.echo(f"{name}: FAILED: {exc}")
+        return 1
+    return 0
+
+
+@main.command("auth")
+@click.argument("system")
+@click.option("--channel", required=True, help="The channel to authorize (its app id, secret and redirect URI "
+              "come from the config).")
+@click.option("--code", help="The code the platform handed to the redirect URI (?code=...), or that whole URL; "
+              "asked for when not given.")
+@click.pass_context
+def auth(ctx: click.Context, system: str, channel: str, code: str | None) -> None:
+    """First authorization of a channel that signs in by OAuth code (e.g. `auth mercadolivre`).
+
+    Prints the consent page's URL: open it on any machine with a browser, sign in as the seller,
+    allow the app, then paste the code (or the whole address the browser was sent to). The tokens
+    are stored in the journal; it works beside a running daemon. Run it again whenever the channel's
+    status says the seller must authorize the app again.
+    """
+    from syncagent.authorize import authorize, consent_url
+
+    config = _load(ctx)
+    _known_channel(config, channel)
+    cfg = config.channel(channel)
+    if cfg.type != system:
+        _fail(f"channel {channel!r} is of type {cfg.type}, not {system}", 2)
+
+    def body() -> int:
+        url = consent_url(cfg)
+        click.echo(f"1. Open this address in any browser and sign in as the seller of {channel}:\n\n   {url}\n")
+        click.echo("2. Allow the app. The browser is sent to the redirect URI with ?code=...: copy that code "
+                   "(or the whole address).\n")
+        given = code if code is not None else click.prompt("code", err=True)
+        with _map_journal(config) as journal:
+            doc = authorize(cfg, journal, given)
+        seller = f" (seller {doc['user_id']})" if doc.get("user_id") else ""
+        click.echo(f"{channel}: authorized{seller}; the tokens are stored in the journal {config.journal}")
+        if not doc.get("refresh_token"):
+            click.echo(f"warning: {system} gave no refresh token (is the app's offline_access scope on?): the "
+                       "access ends when the access token expires, and this command must be run again", err=True)
+        return 0
 
     _guard(body)
 

@@ -72,6 +72,46 @@ VTEX_CHANNEL = """\
 """
 
 
+PLUGGTO_CHANNEL = """\
+  - name: pluggto
+    type: pluggto
+    base_url: {url}
+    client_id: pluggto-demo-app
+    client_secret: ${{PLUGGTO_CLIENT_SECRET:-demo-secret}}
+    api_user: demo-seller
+    api_password: ${{PLUGGTO_API_PASSWORD:-demo-password}}
+    warehouses: [CD01]
+    order_warehouse: CD01
+    flows:
+      orders: {{every: 2m}}
+      order-events: {{every: 5m}}
+      products: {{every: 15m}}
+      prices: {{every: 15m}}
+      stock: {{every: 15m}}
+"""
+VIA_CHANNEL = """\
+  - name: via
+    type: via
+    base_url: {url}
+    client_id: via-demo-client
+    access_token: ${{VIA_ACCESS_TOKEN:-via-demo-token}}
+    category_id: 100
+    warehouses: [CD01]
+    order_warehouse: CD01
+    flows:
+      orders: {{every: 2m}}
+      order-events: {{every: 5m}}
+      products: {{every: 15m}}
+      prices: {{every: 15m}}
+      stock: {{every: 5m}}
+"""
+# DEMO_<NAME>=1 adds that channel: (simulator, label, its config section with {url})
+EXTRA_CHANNELS: dict[str, tuple[str, str, str]] = {
+    "DEMO_PLUGGTO": ("pluggto", "Plugg.to simulator:    ", PLUGGTO_CHANNEL),
+    "DEMO_VIA": ("via", "Via simulator:         ", VIA_CHANNEL),
+}
+
+
 def vtex_channel(url: str) -> str:
     """A VTEX store channel (`make demo-vtex`): categories and brands as the simulator seeds them."""
     import json
@@ -128,6 +168,12 @@ def main() -> int:
             procs.append(vtex)
             print(f"VTEX simulator:        {vtex_url}")
             config += vtex_channel(vtex_url)
+        for env, (system, label, section) in EXTRA_CHANNELS.items():
+            if os.environ.get(env):
+                proc, url = start_simulator(system, 500)
+                procs.append(proc)
+                print(f"{label}{url}")
+                config += section.format(url=url)
         (DEMO_DIR / "syncagent.yaml").write_text(config)
         first = syncagent("run", "--once")
         # the back office invoices and ships one imported order; the next cycle tells the tablet

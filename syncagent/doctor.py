@@ -12,7 +12,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -21,10 +21,18 @@ from typing import Any
 
 from syncagent.config import Config, load_config
 from syncagent.connectors.base import Connector
-from syncagent.errors import AuthError, ConfigError, PermanentError, SyncAgentError, TransientError
+from syncagent.errors import (
+    AuthError,
+    ConfigError,
+    JournalError,
+    PermanentError,
+    SyncAgentError,
+    TransientError,
+)
 from syncagent.http import HttpClient
 from syncagent.journal import (
     SCHEMA_VERSION,
+    Journal,
     integrity_problems,
     is_corrupt,
     journal_failure,
@@ -124,6 +132,10 @@ def server_date(client: HttpClient) -> tuple[datetime, datetime] | None:
 
 def _endpoint_failure(name: str, cfg: Any, exc: SyncAgentError) -> Finding:
     url = getattr(cfg, "base_url", "")
+    if isinstance(exc, AuthError) and exc.code == "reauthorize":  # an OAuth code grant lost or never given
+        return Finding(f"endpoint:{name}", FAIL, f"not authorized: {exc}",
+                       f"the seller must authorize the app again: `syncagent auth {cfg.type} --channel {name}` "
+                       "(it prints the address to open in any browser)")
     if isinstance(exc, AuthError):
         text = str(exc) if "credentials rejected" in str(exc) else f"credentials rejected: {exc}"
         return Finding(f"endpoint:{name}", FAIL, text,
@@ -148,24 +160,50 @@ def check_endpoints(config: Config, *, now: Callable[[], datetime] = utcnow,
     findings: list[Finding] = []
     from syncagent.agent import build_connector
 
-    for name, cfg in config.endpoints():
-        try:
-            # retries stay, their waits are short: a diagnosis must not hang for minutes
-            connector = build_connector(cfg, sleep=lambda seconds: time.sleep(min(seconds, 0.2)))
-        except SyncAgentError as exc:
-            findings.append(Finding(f"endpoint:{name}", FAIL, f"cannot be set up: {exc}", "fix the config"))
-            continue
-        try:
-            try:
-                connector.check()
-            except SyncAgentError as exc:
-                findings.append(_endpoint_failure(name, cfg, exc))
-                continue
-            findings.append(Finding(f"endpoint:{name}", OK, f"{cfg.base_url}: reachable, credentials accepted"))
-            findings.append(_clock_finding(name, connector, now, max_skew))
-        finally:
-            connector.close()
+    with state_journal(config) as journal:
+        for name, cfg in config.endpoints():
+            findings += _check_endpoint(name, cfg, journal, now, max_skew, build_connector)
     return findings
+
+
+@contextlib.contextmanager
+def state_journal(config: Config) -> Iterator[Journal | None]:
+    """The journal, unlocked (the daemon may hold it), for what connectors keep there (OAuth tokens: a token
+    refreshed by a check must be stored, or the seller is locked out); None when there is none yet."""
+    if not config.journal.exists():
+        yield None
+        return
+    try:  # read-only: no migration here; a journal of another schema is left to its own findings
+        journal = Journal(config.journal, lock=False, readonly=True)
+    except JournalError:
+        yield None
+        return
+    if journal.schema_version() != SCHEMA_VERSION:
+        journal.close()
+        yield None
+        return
+    try:
+        yield journal
+    finally:
+        journal.close()
+
+
+def _check_endpoint(name: str, cfg: Any, journal: Journal | None, now: Callable[[], datetime], max_skew: float,
+                    build_connector: Callable[..., Connector]) -> list[Finding]:
+    try:
+        # retries stay, their waits are short: a diagnosis must not hang for minutes
+        connector = build_connector(cfg, sleep=lambda seconds: time.sleep(min(seconds, 0.2)), journal=journal)
+    except SyncAgentError as exc:
+        return [Finding(f"endpoint:{name}", FAIL, f"cannot be set up: {exc}", "fix the config")]
+    try:
+        try:
+            connector.check()
+        except SyncAgentError as exc:
+            return [_endpoint_failure(name, cfg, exc)]
+        return [Finding(f"endpoint:{name}", OK, f"{cfg.base_url}: reachable, credentials accepted"),
+                _clock_finding(name, connector, now, max_skew)]
+    finally:
+        connector.close()
 
 
 def _clock_finding(name: str, connector: Any, now: Callable[[], datetime], max_skew: float) -> Finding:

@@ -377,21 +377,29 @@ class ApiKeyAuth:
 
 
 class OAuthClientCredentials:
-    """OAuth2 client-credentials: token fetched lazily, renewed before expiry or once on a 401.
+    """OAuth2 token fetched lazily, renewed before expiry or once on a 401 (client credentials by default).
+
+    `grant` names another grant whose fields are known up front and may be asked again at will
+    (``{"grant_type": "password", "username": …, "password": …}``); its `grant_secrets` are masked
+    like the client secret. Such a grant is simply asked again at renewal: no refresh token is kept,
+    since platforms that rotate them (single use) would otherwise need each new one stored atomically.
 
     Thread-safe and single-flight: concurrent callers that saw the same stale token wait on one
     lock for one fetch instead of each fetching their own.
     """
 
     def __init__(self, client: HttpClient, client_id: str, client_secret: str, *, token_path: str = "/oauth/token",
-                 clock: Callable[[], float] = time.monotonic, margin: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, margin: float = 30.0,
+                 grant: Mapping[str, str] | None = None, grant_secrets: tuple[str, ...] = ()) -> None:
         self.client = client
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_path = token_path
         self.clock = clock
         self.margin = margin
-        self.secrets: tuple[str, ...] = (client_secret,)
+        self.grant = dict(grant or {"grant_type": "client_credentials"})
+        self.grant_secrets = tuple(s for s in grant_secrets if s)
+        self.secrets: tuple[str, ...] = (client_secret, *self.grant_secrets)
         self.fetches = 0
         self._headers: dict[str, str] | None = None
         self._expires = 0.0
@@ -418,8 +426,7 @@ class OAuthClientCredentials:
         try:
             resp = self.client.request(
                 "POST", self.token_path, authenticated=False, idempotent=True,  # a second token is harmless
-                data={"grant_type": "client_credentials", "client_id": self.client_id,
-                      "client_secret": self.client_secret},
+                data={**self.grant, "client_id": self.client_id, "client_secret": self.client_secret},
             )
         except ChannelError as exc:  # the token client may not know our secret: scrub here too
             exc.args = (redact(str(exc), self.secrets),)
@@ -453,7 +460,7 @@ class OAuthClientCredentials:
         previous = self._headers.get("Authorization", "")[len("Bearer "):] if self._headers else ""
         self._headers = {"Authorization": f"Bearer {token}"}
         # the previous token stays a secret too: a server may quote it while rejecting it
-        self.secrets = tuple(s for s in (self.client_secret, token, previous) if s)
+        self.secrets = tuple(s for s in (self.client_secret, *self.grant_secrets, token, previous) if s)
         self._expires = self.clock() + max(lifetime - min(self.margin, lifetime / 2), 0.0)
         self.fetches += 1
 
@@ -522,6 +529,7 @@ class _Call:
     data: Any
     idempotent: bool
     authenticated: bool
+    headers: Mapping[str, str] | None = None  # the call's own, e.g. a Content-Type for a raw body
     attempts: int = 0
     refreshed: bool = False
     auth_headers: dict[str, str] = field(default_factory=dict)  # the exact dict sent: refresh()'s `stale`
@@ -568,8 +576,8 @@ class HttpClient:
         return self.request("PUT", path, **kw)
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
-                json: Any = None, data: Mapping[str, str] | None = None, idempotent: bool | None = None,
-                authenticated: bool = True) -> HttpResponse:
+                json: Any = None, data: Mapping[str, str] | bytes | None = None, idempotent: bool | None = None,
+                authenticated: bool = True, headers: Mapping[str, str] | None = None) -> HttpResponse:
         """Send with retries; returns any answer but 401/429/5xx (and 3xx when authenticated).
 
         Raises TransientError (retries used up), AmbiguousError (a non-idempotent request may
@@ -579,7 +587,7 @@ class HttpClient:
         method = method.upper()
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
-        call = _Call(method, path, params, json, data, idempotent, authenticated)
+        call = _Call(method, path, params, json, data, idempotent, authenticated, headers)
         self._count("requests")
         retrying = tenacity.Retrying(
             # once the agent is stopping, a failed attempt is not tried again
@@ -643,7 +651,7 @@ class HttpClient:
         return resp
 
     def _send(self, call: _Call) -> HttpResponse:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(call.headers or {})
         call.auth_headers = {}
         if call.authenticated and self.auth is not None:
             call.auth_headers = self.auth.headers()

@@ -22,6 +22,7 @@ import pwd
 import re
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,6 +116,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         "what a quarantined record waits for, as data",
         """
         ALTER TABLE quarantine ADD COLUMN waiting_for TEXT;
+        """,
+    ),
+    (
+        "connector state",
+        """
+        CREATE TABLE connector_state (channel TEXT NOT NULL, key TEXT NOT NULL, value TEXT,
+            updated_at TEXT NOT NULL, PRIMARY KEY (channel, key)) WITHOUT ROWID;
         """,
     ),
     (
@@ -287,6 +295,10 @@ class Journal:
         self._depth = 0
         self._replayable = 0  # steps of several channels side by side may each be in replayable()
         self._write = not readonly
+        self._state_conn: sqlite3.Connection | None = None
+        self._state_lock = threading.Lock()
+        self._tx_thread: int | None = None
+        self._named_locks: dict[str, threading.Lock] = {}
         try:
             if lock:
                 self._take_lock()
@@ -439,9 +451,11 @@ class Journal:
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)  # None when opening failed half way
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        for each in (getattr(self, "_state_conn", None), conn):
+            if each is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    each.close()
+        self._state_conn = None
         self._release_lock()
 
     def __enter__(self) -> Journal:
@@ -488,6 +502,7 @@ class Journal:
         self.check_still_there()
         self.conn.execute("BEGIN IMMEDIATE")
         self._depth = 1
+        self._tx_thread = threading.get_ident()
         try:
             yield
             failpoints.hit("journal.before_commit")
@@ -991,6 +1006,107 @@ class Journal:
     def channel_states(self) -> dict[str, tuple[str, str | None]]:
         rows = self.conn.execute("SELECT channel, auth_state, message FROM channel_state")
         return {c: (s, m) for c, s, m in rows}
+
+    # -- connector state (what a connector must keep across runs: e.g. a rotating refresh token) ----
+    def _state_connection(self) -> sqlite3.Connection:
+        """A connection of its own: a connector may save state from a sender thread while the engine's
+        thread holds a transaction on the main one, and the write must be committed on its own."""
+        if str(self.path) == ":memory:":
+            return self.conn
+        if self._state_conn is None:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._state_conn = conn
+        return self._state_conn
+
+    def state(self, channel: str, key: str) -> str | None:
+        """A connector's saved value (None: never saved, or cleared)."""
+        with self._state_lock:
+            row = self._state_connection().execute(
+                "SELECT value FROM connector_state WHERE channel = ? AND key = ?", (channel, key)).fetchone()
+        return row[0] if row else None
+
+    def set_state(self, channel: str, key: str, value: str | None, *, expected: str | None | object = ...) -> bool:
+        """Save one value, committed and on disk (synchronous=FULL) before returning: the caller may act on
+        it at once (a refresh token that works only once must be stored before its access token is used).
+
+        With `expected`, only if the value is still that (another process may have stored a newer one
+        meanwhile): answers whether it was saved.
+        """
+        with self._state_lock:
+            conn = self._state_connection()
+            self.check_still_there()
+            if self.conn.in_transaction and self._tx_thread == threading.get_ident():
+                # it would wait for this very thread's transaction to end: a bug, not a busy journal
+                raise JournalError("connector state cannot be saved inside a journal transaction of the same "
+                                   "thread (it must be durable on its own before it is used)")
+            failpoints.hit("state.before_commit")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if expected is not ...:
+                    row = conn.execute("SELECT value FROM connector_state WHERE channel = ? AND key = ?",
+                                       (channel, key)).fetchone()
+                    if (row[0] if row else None) != expected:
+                        conn.execute("ROLLBACK")
+                        return False
+                conn.execute(_SET_STATE, (channel, key, value, now_iso()))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            failpoints.hit("state.after_commit")
+            return True
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Held by one thread of one process at a time (flock on `<journal>.<name>.lock`); a journal in memory
+        has only this process to keep out."""
+        lock = self._named_locks.setdefault(name, threading.Lock())
+        with lock:
+            if str(self.path) == ":memory:":
+                yield
+                return
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100]
+            fd = os.open(f"{self.path}.{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the lock
+
+    def state_of(self, channel: str) -> JournalState:
+        """The `ConnectorState` of one channel, backed by this journal."""
+        return JournalState(self, channel)
+
+
+_SET_STATE = ("INSERT INTO connector_state (channel, key, value, updated_at) VALUES (?, ?, ?, ?)"
+              " ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+
+
+class JournalState:
+    """One channel's connector state in the journal (the `ConnectorState` a connector is given)."""
+
+    def __init__(self, journal: Journal, channel: str) -> None:
+        self.journal = journal
+        self.channel = channel
+
+    def get(self, key: str) -> str | None:
+        return self.journal.state(self.channel, key)
+
+    def put(self, key: str, value: str | None) -> None:
+        self.journal.set_state(self.channel, key, value)
+
+    def put_if(self, key: str, value: str | None, expected: str | None) -> bool:
+        return self.journal.set_state(self.channel, key, value, expected=expected)
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """A lock file beside the journal, per channel and name: the daemon, `doctor`, `check-config --online`
+        and `auth` may run at once, and some work (a refresh) must never."""
+        with self.journal.exclusive(f"{self.channel}.{name}"):
+            yield
 
 
 REFERENCE_CODES = ("missing_reference", "unmapped_sku")

@@ -15,8 +15,9 @@ The engine speaks only in entity names and the dataclasses of `syncagent.model`:
 * ``stock_locations()`` names the system's own stock locations and the back office warehouses
   summed into each (empty: one level per product, the sum of the channel's warehouses);
 * ``http_clients()`` are its HTTP clients, for ``doctor`` (clock skew, reachability);
-* ``from_config(cfg, sleep=, clock=)`` builds it from its config section, whose type-specific
+* ``from_config(cfg, sleep=, clock=, state=)`` builds it from its config section, whose type-specific
   keys are declared in ``options`` (an `OptionSpec` each) and validated by the config loader;
+  ``state`` is the channel's `ConnectorState` in the journal (None: nothing kept across runs).
 * ``verify_notification(request, settings)`` checks a notification (webhook, callback) the
   platform sent to ``/hooks/<channel>`` as the platform documents it, and says which flow it
   concerns (`Notification`); None refuses it (401). A notification only wakes that flow's step:
@@ -35,7 +36,9 @@ office code its customer became), ``channel-customers`` (customers registered on
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -128,6 +131,52 @@ class Notification:
     key: str | None = None  # the record it points at (an order id), if it says
 
 
+class ConnectorState(Protocol):
+    """Small values a connector must keep across runs and crashes (a rotating refresh token, say).
+
+    ``put`` returns only once the value is durably stored: a connector may act on it at once.
+    ``put_if`` stores only if the value is still `expected` (another process, e.g. ``syncagent auth``
+    beside the daemon, may have stored a newer one) and answers whether it did. Values are text;
+    None clears one.
+    """
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, value: str | None) -> None: ...
+
+    def put_if(self, key: str, value: str | None, expected: str | None) -> bool: ...
+
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        """Held by one process (and thread) at a time, e.g. around a refresh that must never run twice at once."""
+        ...
+
+
+class MemoryState:
+    """A `ConnectorState` that lives as long as the process: tests, and commands with no journal."""
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self.values: dict[str, str] = dict(values or {})
+        self._lock = threading.RLock()
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def put(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.values.pop(key, None)
+        else:
+            self.values[key] = value
+
+    def put_if(self, key: str, value: str | None, expected: str | None) -> bool:
+        if self.values.get(key) != expected:
+            return False
+        self.put(key, value)
+        return True
+
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        return self._lock  # one process: a lock of its own keeps its threads apart
+
+
 class Connector(Protocol):
     """The whole contract of a system: what the engine, the agent, doctor and reconcile call."""
 
@@ -138,7 +187,7 @@ class Connector(Protocol):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = ...) -> Connector: ...
+                    clock: Callable[[], datetime] = ..., state: ConnectorState | None = None) -> Connector: ...
 
     def check(self) -> None: ...
 

@@ -17,7 +17,14 @@ from urllib.parse import quote
 
 import orjson
 
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import (
+    BaseConnector,
+    Capabilities,
+    ConnectorState,
+    OptionSpec,
+    Outgoing,
+    PushResult,
+)
 from syncagent.connectors.common import (
     KeyOf,
     body_of,
@@ -117,7 +124,8 @@ class GestaoLojasConnector(BaseConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> GestaoLojasConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None
+                    ) -> GestaoLojasConnector:
         """Build from a BackofficeConfig (named "backoffice") or a ChannelConfig (its own name)."""
         name = getattr(cfg, "name", None) or "backoffice"
         return cls(name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock)

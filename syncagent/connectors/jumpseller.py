@@ -2,7 +2,7 @@
 
 Contract: ../shared/contracts/jumpseller/openapi.json (the vendor's OpenAPI 3.0.3; the prose rules
 are in its `info.description`). Auth is HTTP Basic with the store's login and auth token (the
-method the spec recommends), or OAuth 2.0 for an installed App (`jumpseller_auth`). Listings page
+method the spec recommends), or OAuth 2.0 for an installed App (`jumpseller_auth`, tokens in the journal). Listings page
 by `?page=N&limit=` (at most 100); the products listing carries each product's variants, so the
 products, prices and stock flows each read that one listing. Nothing flows into the shop: stock in
 particular never goes there (`capabilities.push` has no catalogue entity), and an order's
@@ -25,9 +25,16 @@ from functools import partial
 from typing import Any, ClassVar
 
 from syncagent import fastjson
-from syncagent.connectors.base import BaseConnector, Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import (
+    BaseConnector,
+    Capabilities,
+    ConnectorState,
+    OptionSpec,
+    Outgoing,
+    PushResult,
+)
 from syncagent.connectors.common import http_settings, parse_items, refused
-from syncagent.connectors.jumpseller_auth import TOKEN_URL, RefreshTokenAuth, StoreOrApp
+from syncagent.connectors.jumpseller_auth import TOKEN_URL, StoreOrApp
 from syncagent.connectors.jumpseller_map import (
     order_in,
     order_key,
@@ -63,8 +70,8 @@ class JumpsellerConnector(RestConnector):
         # or, for a Jumpseller App installed in the store (OAuth 2.0):
         "client_id": OptionSpec("str", help="the App's OAuth client id (instead of login/auth_token)"),
         "client_secret": OptionSpec("str", secret=True, help="the App's OAuth client secret"),
-        "refresh_token": OptionSpec("str", secret=True, help="the refresh token the App got when installed"),
-        "token_file": OptionSpec("str", help="file that keeps the newest refresh token (they rotate); mode 0600"),
+        "refresh_token": OptionSpec("str", secret=True, help="the refresh token the App got when installed; the "
+                                    "journal keeps the newer ones (they rotate)"),
         "token_url": OptionSpec("str", default=TOKEN_URL, help="OAuth token endpoint"),
         "customer_code": OptionSpec("str", help="back office customer the orders are created under (the walk-in "
                                     "customer); the buyer's tax id, name, e-mail and country travel on the order"),
@@ -83,9 +90,10 @@ class JumpsellerConnector(RestConnector):
 
     def __init__(self, name: str, base_url: str | None, options: Mapping[str, Any], http: HttpSettings, *,
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], datetime] = utcnow,
-                 page_size: int = MAX_LIMIT, order_statuses: Sequence[str] | None = None) -> None:
+                 page_size: int = MAX_LIMIT, order_statuses: Sequence[str] | None = None,
+                 state: ConnectorState | None = None) -> None:
         super().__init__(name, (base_url or API_URL).rstrip("/"), options, http, sleep=sleep, clock=clock,
-                         page_size=page_size, order_statuses=order_statuses)
+                         page_size=page_size, order_statuses=order_statuses, state=state)
         self.customer_code = str(options["customer_code"]) if options.get("customer_code") else None
         self.payment_map = {str(k): str(v) for k, v in (options.get("payment_map") or {}).items()}
         self.category_map = {str(k): str(v) for k, v in (options.get("category_map") or {}).items()}
@@ -97,13 +105,15 @@ class JumpsellerConnector(RestConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> JumpsellerConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None
+                    ) -> JumpsellerConnector:
         settings = http_settings(cfg.http)
         if settings.rate_per_second is None:  # the documented limits hold whatever the config forgot
             settings = replace(settings, rate_per_second=RATE_PER_SECOND, rate_burst=RATE_BURST)
         flow = cfg.flow("orders")
+        # an App's tokens are read from the channel's state while the connector is built
         return cls(cfg.name, cfg.base_url, cfg.options, settings, sleep=sleep, clock=clock,
-                   order_statuses=flow.options.get("statuses") if flow is not None else None)
+                   order_statuses=flow.options.get("statuses") if flow is not None else None, state=state)
 
     def check(self) -> None:
         """The credentials are accepted: GET /products/count.json, the cheapest authenticated call."""
@@ -127,11 +137,6 @@ class JumpsellerConnector(RestConnector):
             digest = hashlib.sha256(fastjson.canonical(items)).hexdigest()
             yield Page(None, next_cursor, {"digest": digest, "items": len(found)},
                        load=partial(parse_items, found, parse, feed.key))
-
-    def close(self) -> None:
-        super().close()
-        if isinstance(self.client.auth, RefreshTokenAuth):
-            self.client.auth.close()
 
     # it is the catalogue's source: nothing of it is "listed on the channel" for reconcile or adopt
     listing = BaseConnector.listing

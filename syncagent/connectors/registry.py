@@ -14,9 +14,12 @@ from syncagent.errors import ConfigError
 CONNECTORS: dict[str, str] = {
     "gestao-lojas": "syncagent.connectors.gestao_lojas:GestaoLojasConnector",
     "jumpseller": "syncagent.connectors.jumpseller:JumpsellerConnector",
+    "mercadolivre": "syncagent.connectors.mercadolivre:MercadoLivreConnector",
     "netshoes": "syncagent.connectors.netshoes:NetshoesConnector",
+    "pluggto": "syncagent.connectors.pluggto:PluggtoConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
     "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
+    "via": "syncagent.connectors.via:ViaConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.base import Capabilities, ConnectorState, OptionSpec, Outgoing, PushResult
 from syncagent.connectors.common import http_settings, parse_items
 from syncagent.connectors.rest import AuthKind, Feed, Headers, PageNumber, Queue, RestConnector
 from syncagent.connectors.skyhub_wire import (
@@ -99,11 +99,14 @@ class SkyHubConnector(RestConnector):
 
     @classmethod
     def from_config(cls, cfg: Any, *, sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], datetime] = utcnow) -> SkyHubConnector:
+                    clock: Callable[[], datetime] = utcnow, state: ConnectorState | None = None) -> SkyHubConnector:
         flow = cfg.flow("orders") if hasattr(cfg, "flow") else None
         statuses = flow.options.get("statuses") if flow is not None else None
-        return cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
+        conn = cls(cfg.name, cfg.base_url, cfg.options, http_settings(cfg.http), sleep=sleep, clock=clock,
                    order_statuses=statuses, shadow=bool(getattr(cfg, "shadow", False)))
+        if state is not None:
+            conn.state = state
+        return conn
 
     def check(self) -> None:
         resp = self.client.get(self.check_path, params={"page": 1, "per_page": 1})

@@ -12,9 +12,12 @@ from syncagent.simulators.common import SimApp
 SIMULATORS = {
     "gestao-lojas": "syncagent.simulators.gestao_lojas",
     "jumpseller": "syncagent.simulators.jumpseller",
+    "mercadolivre": "syncagent.simulators.mercadolivre",
     "netshoes": "syncagent.simulators.netshoes",
+    "pluggto": "syncagent.simulators.pluggto",
     "sellerup": "syncagent.simulators.sellerup",
     "skyhub": "syncagent.simulators.skyhub",
+    "via": "syncagent.simulators.via",
     "vtex": "syncagent.simulators.vtex",
 }
 

@@ -39,6 +39,8 @@ class ChannelCase:
     product: Callable[[str, str, str | None], Product]
     # a product that maps fine but the channel itself refuses when it is sent
     refused: Product
+    # where the signed NF-e XML of a key is (channels that take the XML itself); None: nowhere
+    xml_url: Callable[[RunningServer, str], str | None] = lambda server, key: None
 
 
 def _sellerup(url: str, secret: str) -> Connector:
@@ -132,6 +134,65 @@ def _revoke_netshoes(server: RunningServer) -> None:
     requests.post(server.url + "/_admin/config", json={"access_token": "revoked-" + SECRET[::-1]}, timeout=10)
 
 
+ML_CLIENT_ID = "1234567890123456"
+
+
+def _mercadolivre(url: str, secret: str) -> Connector:
+    """Authorized as `syncagent auth` does it: a code from the consent page, exchanged, the tokens stored."""
+    import requests
+
+    from syncagent.connectors.base import MemoryState
+    from syncagent.connectors.mercadolivre import MercadoLivreConnector
+    from syncagent.connectors.oauth import exchange_code
+    from syncagent.http import HttpClient
+
+    state = MemoryState()
+    code = requests.post(url + "/_admin/auth/code", timeout=10).json()["code"]
+    exchange_code(HttpClient(url), state, client_id=ML_CLIENT_ID, client_secret=secret, code=code,
+                  redirect_uri="https://loja.example/ml")
+    options = {"client_id": ML_CLIENT_ID, "client_secret": secret, "redirect_uri": "https://loja.example/ml",
+               "authorize_url": "https://auth.mercadolivre.com.br/authorization", "category_id": "MLB31447",
+               "category_map": {VTEX_GHOST_GROUP: "MLB999999"}}
+    return MercadoLivreConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None,
+                                 state=state)
+
+
+def _revoke_mercadolivre(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/tokens/revoke", timeout=10)
+
+
+def _pluggto(url: str, secret: str) -> Connector:
+    from syncagent.connectors.pluggto import PluggtoConnector
+
+    options = {"client_id": "conf-app", "client_secret": secret, "api_user": "conf-seller", "api_password": secret}
+    return PluggtoConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+def _revoke_pluggto(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/config", json={"api_password": "changed-" + SECRET[::-1]}, timeout=10)
+
+
+def _via(url: str, secret: str) -> Connector:
+    from syncagent.connectors.via import ViaConnector
+
+    options = {"client_id": "conf-client", "access_token": secret, "category_id": 100,
+               "category_map": {VIA_GHOST_GROUP: 999_999}}
+    return ViaConnector("conf", url, options, HttpSettings(max_attempts=2), sleep=lambda s: None)
+
+
+VIA_GHOST_GROUP = "SEM-CATEGORIA-VIA"  # mapped to a category Via does not have
+
+
+def _revoke_via(server: RunningServer) -> None:
+    import requests
+
+    requests.post(server.url + "/_admin/tokens/revoke", timeout=10)
+
+
 CASES = [
     ChannelCase("sellerup", "sellerup", _sellerup, {"api_key": SECRET, "orders": "12"}, _revoke_sellerup,
                 _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad check digit
@@ -146,6 +207,15 @@ CASES = [
     ChannelCase("netshoes", "netshoes", _netshoes, {"client_id": NETSHOES_CLIENT, "access_token": SECRET,
                                                     "orders": "12", "rate_per_minute": "0"}, _revoke_netshoes,
                 _netshoes_product, Product("P000002", "Ruim", True, barcode="7890000000018", brand="Hering")),
+    ChannelCase("mercadolivre", "mercadolivre", _mercadolivre,
+                {"client_secret": SECRET, "orders": "12", "shipping_mode": "me1"}, _revoke_mercadolivre,
+                _vtex_product, _vtex_product("P000002", "Ruim", None, group=VTEX_GHOST_GROUP),  # unknown category
+                lambda server, key: f"{server.url}/_admin/nfe/{key}.xml"),
+    ChannelCase("pluggto", "pluggto", _pluggto, {"client_id": "conf-app", "client_secret": SECRET,
+                                                 "api_user": "conf-seller", "api_password": SECRET, "orders": "12"},
+                _revoke_pluggto, _plain_product, Product("P000002", "Ruim", True, barcode="7890000000018")),  # bad EAN
+    ChannelCase("via", "via", _via, {"client_id": "conf-client", "access_token": SECRET, "orders": "12"}, _revoke_via,
+                _plain_product, Product("P000002", "Ruim", True, group_code=VIA_GHOST_GROUP)),  # unknown category
 ]
 
 
@@ -276,7 +346,7 @@ def test_an_orders_feed_resumed_from_a_cursor_gives_nothing_before_it(
 
 @cases(ORDER_SOURCES)
 def test_orders_feed_then_ack_and_events_in_order(channel: tuple[ChannelCase, Connector, RunningServer]) -> None:
-    case, connector, _ = channel
+    case, connector, server = channel
     records = orders(connector)
     assert records and all(isinstance(r, Order | BadRecord) for r in records)
     approved = [r for r in records if isinstance(r, Order) and r.status in connector.capabilities.importable_statuses]
@@ -290,8 +360,9 @@ def test_orders_feed_then_ack_and_events_in_order(channel: tuple[ChannelCase, Co
     if "order-events" not in connector.capabilities.push:
         return
     now = utcnow()
+    key = nfe_key("conformance")
     invoiced = OrderEvent("ev1", "900001", "conf", order.remote_id, "invoiced", now,
-                          invoice=Invoice(nfe_key("conformance"), "1", "1"))
+                          invoice=Invoice(key, "1", "1", xml_url=case.xml_url(server, key)))
     shipped = OrderEvent("ev2", "900001", "conf", order.remote_id, "shipped", now,
                          shipment=Shipment("Correios", "BR123456789BR"))
     early = connector.push("order-events", [connector.prepare("order-events", shipped)])[0]

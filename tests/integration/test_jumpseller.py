@@ -266,50 +266,90 @@ def test_an_order_whose_creation_answer_is_lost_is_found_and_not_created_twice(
     assert row is not None and row.state == "acknowledged" and row.bo_number == str(created[0]["number"])
 
 
-def test_an_installed_app_signs_in_with_oauth_and_keeps_its_rotating_refresh_token(tmp_path: Path) -> None:
+APP_CHANNEL = """\
+  - name: loja-app
+    type: jumpseller
+    base_url: {shop}
+    client_id: {app_id}
+    client_secret: ${{IT_JS_APP_SECRET}}
+    refresh_token: ${{IT_JS_REFRESH_TOKEN}}
+    token_url: {shop}/oauth/token
+    customer_code: {customer}
+    category_map: {{"1": VEST, "2": CALC, "3": ACES}}
+    http: {{max_attempts: 2, connect_timeout: 2, read_timeout: 10}}
+    flows:
+      products: {{every: 1m, source: channel, sink: backoffice}}
+"""
+
+
+def test_an_installed_app_keeps_its_rotating_refresh_tokens_in_the_journal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    from syncagent.connectors.oauth import load_doc
     from syncagent.simulators.jumpseller import DEMO_APP_ID, DEMO_APP_SECRET
 
-    server = serve_in_thread(build("jumpseller", str(tmp_path / "js.db"), products=4, seed=5, orders="0"))
-    shop = Shop(server)
-    # the App's installation: the store owner approves it, the App swaps the code for its first tokens
-    code = shop.admin("POST", "/_admin/oauth/code")["code"]
-    installed = requests.post(server.url + "/oauth/token", timeout=10, data={
-        "grant_type": "authorization_code", "client_id": DEMO_APP_ID, "client_secret": DEMO_APP_SECRET,
-        "code": code, "redirect_uri": "urn:ietf:wg:oauth:2.0:oob"}).json()
-    first = installed["refresh_token"]
-    token_file = tmp_path / "jumpseller.refresh"
-    options = {"client_id": DEMO_APP_ID, "client_secret": DEMO_APP_SECRET, "refresh_token": first,
-               "token_file": str(token_file), "token_url": server.url + "/oauth/token"}
+    shop = Shop(serve_in_thread(build("jumpseller", str(tmp_path / "js.db"), products=4, seed=5, orders="0")))
+    bo = Shop(serve_in_thread(build("gestao-lojas", str(tmp_path / "bo.db"), products=20, seed=7,
+                                    client_secret=BO_SECRET)))
 
-    def connector(**over: Any) -> JumpsellerConnector:
-        return JumpsellerConnector("js-app", server.url, {**options, **over}, HttpSettings(max_attempts=2),
-                                   sleep=lambda s: None)
+    def install() -> str:
+        """The store owner approves the App; the App swaps the code for its first tokens."""
+        code = shop.admin("POST", "/_admin/oauth/code")["code"]
+        return str(requests.post(shop.url + "/oauth/token", timeout=10, data={
+            "grant_type": "authorization_code", "client_id": DEMO_APP_ID, "client_secret": DEMO_APP_SECRET,
+            "code": code, "redirect_uri": "urn:ietf:wg:oauth:2.0:oob"}).json()["refresh_token"])
 
-    def products(conn: JumpsellerConnector) -> list[Any]:
-        return [r for page in conn.pull("products", None) for r in page.records]
+    def setup(journal: Path, refresh_token: str) -> Path:
+        monkeypatch.setenv("IT_JS_REFRESH_TOKEN", refresh_token)
+        head = CONFIG[:CONFIG.index("  - name: loja-online")]
+        path = tmp_path / "app.yaml"
+        path.write_text(head.format(journal=journal, bo=bo.url) + APP_CHANNEL.format(
+            shop=shop.url, app_id=DEMO_APP_ID, customer=CUSTOMER))
+        return path
 
+    def stored(journal: Path) -> dict[str, Any]:
+        with Journal(journal, lock=False) as j:
+            return load_doc(j.state_of("loja-app"))
+
+    def token_posts() -> int:
+        return sum(1 for r in shop.calls() if r["path"] == "/oauth/token" and r["method"] == "POST")
+
+    monkeypatch.setenv("IT_BO_SECRET", BO_SECRET)
+    monkeypatch.setenv("IT_JS_APP_SECRET", DEMO_APP_SECRET)
+    journal = tmp_path / "journal.db"
+    first = install()
     try:
-        conn = connector()
-        assert len(products(conn)) == 4 + 2  # the third product comes in 3 sizes
-        kept = token_file.read_text()
+        path = setup(journal, first)  # the journal holds no tokens yet: seeded from the config
+        assert run(path)["products"].status == "ok"
+        kept = stored(journal)["refresh_token"]
         assert kept != first and shop.admin("GET", "/_admin/oauth/refresh-tokens")["items"] == [kept]
-        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        assert first.encode() not in journal.read_bytes()  # only a hash of the config's token is kept
+
         shop.admin("POST", "/_admin/oauth/expire")  # an hour later: the access token is refused, renewed once
-        assert len(products(conn)) == 6 and token_file.read_text() != kept
-        conn.close()
-        restarted = connector()  # the environment still holds the first (dead) token: the file wins
-        restarted.check()
-        restarted.close()
-        token_file.unlink()
-        lost = connector()  # the newest refresh token lost: refused, with what to do, and no secret
-        with pytest.raises(AuthError) as err:
-            lost.check()
-        assert "authorise the App again" in str(err.value)
-        assert all(s not in str(err.value) for s in (first, DEMO_APP_SECRET))
-        lost.close()
+        posts = token_posts()
+        assert run(path)["products"].status == "ok"
+        assert token_posts() == posts + 1 and stored(journal)["refresh_token"] not in (kept, first)
+
+        posts = token_posts()  # a restart: the environment still holds the first (dead) token, the journal wins
+        assert run(path)["products"].status == "ok" and token_posts() == posts
+        shop.admin("POST", "/_admin/oauth/expire")  # and renews with the journal's token, not the environment's
+        assert run(path)["products"].status == "ok" and token_posts() == posts + 1
+
+        lost = tmp_path / "lost.db"  # the journal's tokens lost: the dead first token is refused, saying what to do
+        result = run(setup(lost, first))["products"]
+        assert result.status == "auth_failed" and "install the App again" in str(result.error)
+        posts = token_posts()
+        assert run(setup(lost, first))["products"].status == "auth_failed"
+        assert token_posts() == posts  # the lock-out is stored: the dead token is not tried again
+
+        again = install()  # installed again: the new refresh token in the environment replaces the lock-out
+        assert run(setup(lost, again))["products"].status == "ok"
+        assert stored(lost)["refresh_token"] not in (again, first) and not stored(lost).get("locked")
         assert all(r["path"] != "/oauth/token" or r["method"] == "POST" for r in shop.calls())
     finally:
-        server.stop()
+        shop.server.stop()
+        bo.server.stop()
+    out, err = capfd.readouterr()
+    assert all(s not in out + err for s in (first, DEMO_APP_SECRET, BO_SECRET))
 
 
 def test_the_command_line_checks_the_credentials_and_runs_once(tmp_path: Path, stack: tuple[Shop, Shop]) -> None:

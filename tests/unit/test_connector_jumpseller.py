@@ -17,8 +17,10 @@ import responses
 
 from syncagent.config import load_config
 from syncagent.connectors import registry
+from syncagent.connectors.base import MemoryState
 from syncagent.connectors.jumpseller import JumpsellerConnector
 from syncagent.connectors.jumpseller_map import moment, order_in, product_in
+from syncagent.connectors.oauth import STATE_KEY, load_doc, seed_mark
 from syncagent.errors import AuthError, ChannelError, ConfigError, MappingError, PermanentError
 from syncagent.http import HttpSettings
 from syncagent.model import (
@@ -207,6 +209,70 @@ def test_a_refused_token_is_an_auth_error_without_the_token() -> None:
     with pytest.raises(AuthError) as err:
         conn.check()
     assert TOKEN not in str(err.value)
+
+
+ACCOUNTS = "http://accounts.js.test/oauth/token"
+
+
+def app(state: MemoryState, refresh_token: str = "R0") -> JumpsellerConnector:
+    """An installed App's channel whose tokens live in `state` (the journal's, in the agent)."""
+    return JumpsellerConnector("loja-app", JS, {"client_id": "app", "client_secret": "app-secret",
+                                                "refresh_token": refresh_token, "token_url": ACCOUNTS},
+                               HttpSettings(max_attempts=2), sleep=lambda s: None, state=state)
+
+
+def renewed(*pairs: tuple[str, str]) -> None:
+    """The accounts host answers each refresh with the next (access, refresh) pair."""
+    for access, refresh in pairs:
+        responses.post(ACCOUNTS, json={"access_token": access, "refresh_token": refresh, "expires_in": 3600})
+
+
+@responses.activate
+def test_an_app_seeds_the_journal_from_the_config_then_the_journal_wins() -> None:
+    renewed(("A1", "R1"), ("A2", "R2"))
+    responses.get(JS + "/products/count.json", json={"count": 0})
+    state = MemoryState()
+    app(state).check()
+    assert "refresh_token=R0" in str(responses.calls[0].request.body)  # on the accounts host, not the API's
+    assert responses.calls[1].request.headers["Authorization"] == "Bearer A1"
+    doc = load_doc(state)
+    assert doc["refresh_token"] == "R1" and "R0" not in json.dumps(doc)
+    state.put(STATE_KEY, json.dumps({**doc, "expires_at": 0}))  # a restart an hour later, the config unchanged
+    app(state).check()
+    assert "refresh_token=R1" in str(responses.calls[2].request.body) and load_doc(state)["refresh_token"] == "R2"
+
+
+@responses.activate
+def test_a_new_refresh_token_in_the_config_replaces_the_journals_even_a_lock_out() -> None:
+    responses.post(ACCOUNTS, status=400, json={"error": "invalid_grant", "error_description": "revoked"})
+    state = MemoryState()
+    with pytest.raises(AuthError) as err:
+        app(state, "R0").check()
+    assert "install the App again" in str(err.value) and err.value.code == "reinstall"
+    assert "R0" not in str(err.value) and "app-secret" not in str(err.value)
+    with pytest.raises(AuthError):
+        app(state, "R0").check()  # the lock-out is stored: the dead token is not sent again
+    assert len(responses.calls) == 1
+    responses.replace(responses.POST, ACCOUNTS, json={"access_token": "N1", "refresh_token": "N2"})
+    responses.get(JS + "/products/count.json", json={"count": 0})
+    app(state, "NEW").check()  # installed again: the new token in the environment
+    assert "refresh_token=NEW" in str(responses.calls[1].request.body) and load_doc(state)["refresh_token"] == "N2"
+
+
+def test_a_seed_never_overwrites_a_token_another_process_stored_meanwhile() -> None:
+    class Racing(MemoryState):
+        """Another process stores its rotated token just before this one seeds."""
+
+        def put_if(self, key: str, value: str | None, expected: str | None) -> bool:
+            if self.get(key) is None:
+                self.put(key, json.dumps({"access_token": "B1", "refresh_token": "S1", "expires_at": 9e12,
+                                          "seed": seed_mark("R0")}))
+            return super().put_if(key, value, expected)
+
+    state = Racing()
+    auth = app(state).client.auth
+    assert auth is not None and auth.headers() == {"Authorization": "Bearer B1"}
+    assert load_doc(state)["refresh_token"] == "S1"
 
 
 @responses.activate
