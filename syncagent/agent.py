@@ -248,6 +248,11 @@ class Agent:
                 groups.append([step])
         return groups
 
+    def shares_feed(self, step: Step) -> bool:
+        """Whether `step` reads the back office feed that the same flow of other channels reads (the daemon
+        runs such due steps side by side)."""
+        return self._shares_feed(step, None)
+
     def _shares_feed(self, step: Step, direction: str | None) -> bool:
         if step.flow not in WHOLE_FEED_FLOWS:
             return False
@@ -299,10 +304,14 @@ class Agent:
 
         threads = [threading.Thread(target=work, args=(i, step), name=f"syncagent-step-{step.channel}", daemon=True)
                    for i, step in enumerate(steps)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        self.engine.shared.takers = len(steps)  # a page all of them took is not kept: memory stays flat
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            self.engine.shared.takers = 0
         if errors:
             raise errors[0]
         return [done[i] for i in sorted(done)]

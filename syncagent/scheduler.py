@@ -196,23 +196,43 @@ class Daemon:
             return
         key = _key(step)
         self.resume.pop(key, None)  # this run is the resumption: at most one run when due
+        mates = self._mates(step)
+        for mate in mates:  # they run now, beside this one: their next run counts from now, as this one's
+            job = self.jobs[_key(mate)]
+            job.last_run = dt.datetime.now()
+            job._schedule_next_run()  # noqa: SLF001 - what `schedule` does after a job ran
+            self.resume.pop(_key(mate), None)
         self.current, self._yielded = step, False
         try:
             self.agent.begin_cycle()  # the steps run back to back share the back office's pages
-            results = self.agent.run_steps([step], new_cycle=False)
+            results = self.agent.run_steps([step, *mates], new_cycle=False)
         finally:
             self.current = None
         yielded = self._yielded and not self.stopping
-        if yielded and key in self.jobs:
-            # a step that gave way at its very last page runs once more: it re-reads that page (its
-            # cursor stays at a feed's end) and sends nothing unchanged
-            self.resume[key] = dt.datetime.now()
+        for done in (step, *mates):
+            if yielded and _key(done) in self.jobs:
+                # a step that gave way at its very last page runs once more: it re-reads that page (its
+                # cursor stays at a feed's end) and sends nothing unchanged
+                self.resume[_key(done)] = dt.datetime.now()
         self.agent.alert(results)
         for result in results:
             if yielded:
                 result.details["yielded"] = 1
             if self.on_result:
                 self.on_result(result)
+
+    def _mates(self, step: Step) -> list[Step]:
+        """Steps of the same flow on other channels, due or waiting to resume, that read the back office feed
+        as `step` does: they run side by side with it, each page of that feed read once for all of them."""
+        shares = getattr(self.agent, "shares_feed", None)
+        if shares is None or not shares(step):
+            return []
+        waiting = [self.steps[job] for job in self._due()] + [self.steps[self.jobs[k]] for k in self.resume]
+        mates: dict[StepKey, Step] = {}
+        for other in waiting:
+            if other.flow == step.flow and other.channel != step.channel and shares(other):
+                mates.setdefault(_key(other), other)
+        return list(mates.values())
 
     def _next_job(self) -> schedule.Job | None:
         """The next step: due ones by priority, but an interrupted step before those due after it gave way."""

@@ -54,6 +54,9 @@ class SharedReader:
         self.fetched = 0  # pages read from the source
         self.served = 0  # pages handed over from the cache
         self.active = False  # pages are kept only during a cycle; outside one, each read goes to the source
+        # steps side by side on this feed (0: not known): a page every one of them took is dropped at once
+        self.takers = 0
+        self._taken: dict[_Key, int] = {}
 
     @contextlib.contextmanager
     def cycle(self) -> Iterator[None]:
@@ -111,6 +114,18 @@ class SharedReader:
     def clear(self) -> None:
         with self._lock:
             self._pages.clear()
+            self._taken.clear()
+
+    def _took(self, key: _Key) -> None:
+        """One more step took this page (under the lock); once all the steps side by side did, it goes."""
+        if not self.takers:
+            return
+        count = self._taken.get(key, 0) + 1
+        if count >= self.takers:
+            self._pages.pop(key, None)
+            self._taken.pop(key, None)
+        else:
+            self._taken[key] = count
 
     def __len__(self) -> int:
         return len(self._pages)
@@ -129,6 +144,7 @@ class SharedReader:
                 if found is not None and self.clock() - found[0] <= self.max_age:
                     self._pages.move_to_end(key)
                     self.served += 1
+                    self._took(key)
                     return found[1]
                 flight = self._reading.get(key)
                 if flight is None:
@@ -144,8 +160,9 @@ class SharedReader:
                 if page is not None:
                     self._pages[key] = (self.clock(), page)
                     self._pages.move_to_end(key)
+                    self._took(key)
                     while len(self._pages) > self.max_pages:
-                        self._pages.popitem(last=False)
+                        self._taken.pop(self._pages.popitem(last=False)[0], None)
             return page
         except BaseException as exc:
             flight.error = exc  # the steps waiting for this page fail with it, not with a second read at once

@@ -110,3 +110,41 @@ def test_a_quiet_cycle_reads_each_feed_tail_once_for_five_channels(
     assert all(r.status == "ok" and r.sent == 0 for r in results.values()), results
     gets = Counter(r["path"] for r in bo.requests_log(mark) if r["method"] == "GET")
     assert gets["/products"] == 1 and gets["/groups"] == 1 and gets["/stock"] == 1, gets
+
+
+def test_the_daemon_runs_the_due_pushes_of_five_channels_side_by_side_reading_each_page_once(
+        world: tuple[Sim, dict[str, Sim], Path]) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.harness import ROOT
+
+    bo, channels, path = world
+    path.write_text(path.read_text().replace("      groups: {every: 1m}\n", "").replace("      stock: {every: 1m}\n", "")
+                    .replace("products: {every: 1m}", "products: {every: 1h}"))
+    proc = subprocess.Popen([sys.executable, "-m", "syncagent", "-c", str(path), "run"], cwd=ROOT,  # noqa: S603
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        done = 0
+        while time.monotonic() < deadline and done < len(NAMES):
+            time.sleep(0.1)
+            try:
+                with sqlite3.connect(path.parent / "journal.db") as conn:
+                    done = conn.execute("SELECT count(*) FROM runs WHERE flow = 'products' AND result = 'ok'"
+                                        ).fetchone()[0]
+            except sqlite3.Error:
+                continue
+        assert done >= len(NAMES), "the five pushes did not finish"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    reads = _feed_reads(bo, 0, "/products")
+    assert sum(reads.values()) == PRODUCTS // 500 + 1 and max(reads.values()) == 1, reads
+    for name in NAMES:
+        assert len({i["key"] for i in items_written(channels[name].requests_log(), "/v1/products")}) == PRODUCTS

@@ -162,3 +162,19 @@ def test_a_failed_read_fails_the_steps_waiting_for_it_without_a_second_read() ->
         for t in threads:
             t.join(5)
     assert len(errors) == 3 and feed.reads == [None]
+
+
+def test_a_page_every_step_side_by_side_took_is_dropped_at_once() -> None:
+    feed = Feed(5)
+    shared = SharedReader(feed)  # type: ignore[arg-type]
+    shared.takers = 2
+    with shared.cycle():
+        first = shared.pull("products", None)
+        second = shared.pull("products", None)
+        next(first)
+        assert len(shared) == 1  # read, one of the two took it
+        next(second)
+        assert len(shared) == 0  # both took it: not kept
+        list(first)
+        list(second)
+    assert len(feed.reads) == 5
