@@ -2,7 +2,9 @@
 
 Each channel keeps its own cursor: a step asks for the page *at its cursor*. The first step to ask
 reads it from the source; a step of another channel asking for the same page (same feed, filters and
-cursor) a moment later gets the very same page, parsed once. A page read while another thread reads
+cursor) a moment later gets the very same page, parsed once. Pages are kept for steps running side
+by side (each page until all of them took it) and, for steps one after the other, a feed's last page
+(the one a quiet cycle reads on every channel). A page read while another thread reads
 it waits for that read (single flight). The cache holds at most `max_pages` pages, none older than
 `max_age` seconds: a channel that fell further behind (slow, failing, added later) reads the pages it
 needs itself, from its own cursor; memory stays flat whatever the catalogue's size.
@@ -117,15 +119,15 @@ class SharedReader:
             self._taken.clear()
 
     def _took(self, key: _Key) -> None:
-        """One more step took this page (under the lock); once all the steps side by side did, it goes."""
+        """One more step took this page (under the lock); once all the steps side by side did, it goes.
+
+        The count outlives the page (a few bytes a page, for one cycle): a page read again by a step that
+        fell behind is not kept for the steps that took it already."""
         if not self.takers:
             return
-        count = self._taken.get(key, 0) + 1
+        count = self._taken[key] = self._taken.get(key, 0) + 1
         if count >= self.takers:
             self._pages.pop(key, None)
-            self._taken.pop(key, None)
-        else:
-            self._taken[key] = count
 
     def __len__(self) -> int:
         return len(self._pages)
@@ -157,12 +159,14 @@ class SharedReader:
             page = read()
             with self._lock:
                 self.fetched += 1
-                if page is not None:
+                # kept for the steps side by side, or a feed's last page (every quiet cycle reads it on each
+                # channel); a page of a step running alone has nobody to wait for it
+                if page is not None and (self.takers or page.cursor is None):
                     self._pages[key] = (self.clock(), page)
                     self._pages.move_to_end(key)
-                    self._took(key)
+                    self._took(key)  # read again by one that fell behind: kept only for those still to take it
                     while len(self._pages) > self.max_pages:
-                        self._taken.pop(self._pages.popitem(last=False)[0], None)
+                        self._pages.popitem(last=False)
             return page
         except BaseException as exc:
             flight.error = exc  # the steps waiting for this page fail with it, not with a second read at once

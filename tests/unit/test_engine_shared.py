@@ -44,6 +44,7 @@ def test_outside_a_cycle_every_read_goes_to_the_source() -> None:
 def test_in_a_cycle_each_page_is_read_once_and_a_channel_resumes_at_its_own_cursor() -> None:
     feed = Feed(4)
     shared = SharedReader(feed)  # type: ignore[arg-type]
+    shared.takers = 3  # three steps side by side: a page stays until the three took it
     with shared.cycle():
         first = list(shared.pull("products", None))
         second = list(shared.pull("products", None))
@@ -60,11 +61,13 @@ def test_in_a_cycle_each_page_is_read_once_and_a_channel_resumes_at_its_own_curs
 def test_the_cache_is_bounded_and_a_channel_left_behind_reads_for_itself() -> None:
     feed = Feed(30)
     shared = SharedReader(feed, max_pages=5)  # type: ignore[arg-type]
+    shared.takers = 2
     with shared.cycle():
         assert len(list(shared.pull("products", None))) == 30
         assert len(shared) == 5
         assert len(list(shared.pull("products", None))) == 30  # its early pages were dropped: read again
-    assert len(feed.reads) == 60
+        assert len(shared) == 0  # the pages it read again are not kept: the first step had them already
+    assert len(feed.reads) == 30 + 25  # the last five came from the cache
 
 
 def test_pages_older_than_max_age_are_read_again() -> None:
@@ -178,3 +181,13 @@ def test_a_page_every_step_side_by_side_took_is_dropped_at_once() -> None:
         list(first)
         list(second)
     assert len(feed.reads) == 5
+
+
+def test_steps_one_after_the_other_share_only_the_feeds_last_page() -> None:
+    feed = Feed(3)
+    shared = SharedReader(feed)  # type: ignore[arg-type]
+    with shared.cycle():
+        list(shared.pull("products", None))
+        assert len(shared) == 1  # the tail: what a quiet cycle reads on every channel
+        list(shared.pull("products", "2"))  # another channel, at the end of the feed
+    assert feed.reads == [None, "1", "2"]
