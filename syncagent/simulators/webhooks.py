@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import requests
 
 MAX_LOG = 200_000  # entries kept (a bench sends 1,000)
 
@@ -70,13 +70,9 @@ def _post(url: str, headers: Mapping[str, str] | Callable[[bytes], Mapping[str, 
     """POST one notification; its HTTP status (0: no answer)."""
     data = json.dumps(body).encode()
     extra = headers(data) if callable(headers) else headers
-    request = urllib.request.Request(url, data=data, method="POST",  # noqa: S310 - an http URL checked by the caller
-                                     headers={"Content-Type": "application/json", **extra})
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
-            resp.read()
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
+        resp = requests.post(url, data=data, headers={"Content-Type": "application/json", **extra}, timeout=10,
+                             allow_redirects=False)
+    except requests.RequestException:
         return 0
+    return int(resp.status_code)
