@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-vtex test test-future lint soak bench bench-large contract-test clean
+.PHONY: install demo demo-vtex demo-jumpseller test test-future lint soak bench bench-large contract-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: $(STAMP)
 
 demo-vtex: $(STAMP)  # the same, with a VTEX store as a third channel
 	DEMO_VTEX=1 $(BIN)/python -m syncagent.demo
+
+demo-jumpseller: $(STAMP)  # a Jumpseller shop invoiced in Vendus: one sync, the invoices and credit notes
+	$(BIN)/python -m syncagent.demo_jumpseller
 
 lint: $(STAMP)
 	$(BIN)/ruff check syncagent tests bench
@@ -47,7 +50,8 @@ contract-test: $(STAMP)
 
 soak: $(STAMP)  # every crash point, 100 compound crashes, 1000 random kills, the long property runs
 	SYNCAGENT_CRASH_STRIDE=1 SYNCAGENT_COMPOUND=100 $(BIN)/pytest -q tests/crash/test_crash_points.py \
-	  -k "every_point or compound"
+	  tests/crash/test_vtex_intake.py -k "every_point or every_intake_point or compound"
+	SYNCAGENT_CRASH_STRIDE=1 $(BIN)/pytest -q tests/crash/test_vendus_invoices.py
 	$(BIN)/pytest -q -m slow tests/crash
 	HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q tests/unit/test_malformed.py
 

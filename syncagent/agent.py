@@ -23,7 +23,7 @@ from syncagent.engine import BACKOFFICE_REFUSED, ChannelSetup, Engine, StepResul
 from syncagent.engine.shared import Turns
 from syncagent.errors import ConfigError, JournalError, JournalFull
 from syncagent.journal import Journal, journal_failure
-from syncagent.model import ALL_FLOWS, utcnow
+from syncagent.model import ALL_FLOWS, CATALOGUE_ENTITIES, utcnow
 
 if TYPE_CHECKING:
     from syncagent.alerts import Alerter
@@ -41,10 +41,13 @@ class Step:
     channel: str
     flow: str
     every: float
+    # a catalogue flow the config turned around (the channel is its source) goes before the orders: an
+    # order may name a product that only this catalogue brings into the back office
+    lead: bool = False
 
     @property
     def priority(self) -> int:
-        return FLOW_PRIORITY.get(self.flow, 99)
+        return FLOW_PRIORITY.get(self.flow, 99) - (100 if self.lead else 0)
 
 
 def cap_malloc_arenas(arenas: int = 2) -> None:
@@ -184,7 +187,8 @@ class Agent:
                 continue
             for flow in cfg.flows:
                 if flow.enabled and (wanted is None or flow.name in wanted):
-                    found.append(Step(cfg.name, flow.name, flow.every))
+                    lead = flow.direction == "pull" and flow.name in CATALOGUE_ENTITIES and flow.name != "customers"
+                    found.append(Step(cfg.name, flow.name, flow.every, lead))
         return sorted(found, key=lambda s: s.priority)
 
     def run_steps(self, steps: Iterable[Step], *, full: bool = False, direction: str | None = None,

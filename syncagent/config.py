@@ -967,7 +967,8 @@ def _channel(reader: _Reader, section: _Section, inherited: _Inherited,
     if "orders" in listed and not order_warehouse:
         reader.problem(section.line_of("order_warehouse"), f"{key}.order_warehouse",
                        "the warehouse this channel's orders debit (required with the orders flow)", "nothing")
-    if "stock" in listed and not warehouses:
+    # the warehouses are summed into what a channel gets; stock read from the channel (turned around) sums none
+    if any(f.name == "stock" and f.direction != "pull" for f in flows) and not warehouses:
         reader.problem(section.line_of("warehouses"), f"{key}.warehouses",
                        "a non-empty list of warehouses whose stock is summed (required with the stock flow)",
                        "nothing" if not section.has("warehouses") else "an empty list")

@@ -93,4 +93,9 @@ class RecordError(SyncAgentError):
 
 
 class MappingError(RecordError):
-    pass
+    """A record this system cannot take as it is; `missing` names what it waits for, as `PushResult.missing`
+    does ((kind, reference) pairs): once that exists (or is configured) the record may go."""
+
+    def __init__(self, code: str, reason: str, missing: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(code, reason)
+        self.missing = missing

@@ -789,10 +789,21 @@ def _stopping(retry_state: tenacity.RetryCallState) -> bool:
     return _WATCHDOG.stopping.is_set()
 
 
+# without Retry-After, a rate-limited answer may say when its window resets: the IETF draft's
+# `RateLimit-Reset` or its hyphenated spelling, both in seconds from now (a larger number is some
+# other convention, an epoch time say, and is not read)
+RESET_HEADERS = ("RateLimit-Reset", "Rate-Limit-Reset")
+MAX_RESET_DELTA = 86400
+
+
 def _retry_after(resp: HttpResponse) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    """Retry-After as seconds: delta-seconds or an HTTP-date; else a window reset in seconds; None when absent."""
     value = (resp.headers.get("Retry-After") or "").strip()
     if not value:
+        for name in RESET_HEADERS:
+            reset = (resp.headers.get(name) or "").strip()
+            if reset.isascii() and reset.isdigit() and int(reset) <= MAX_RESET_DELTA:
+                return float(reset)
         return None
     try:
         seconds = float(value)

@@ -19,6 +19,7 @@ CONNECTORS: dict[str, str] = {
     "pluggto": "syncagent.connectors.pluggto:PluggtoConnector",
     "sellerup": "syncagent.connectors.sellerup:SellerUpConnector",
     "skyhub": "syncagent.connectors.skyhub:SkyHubConnector",
+    "vendus": "syncagent.connectors.vendus:VendusConnector",
     "via": "syncagent.connectors.via:ViaConnector",
     "vtex": "syncagent.connectors.vtex:VtexConnector",
 }

@@ -21,7 +21,10 @@ from syncagent.model import (
 RELEASE_EVERY = 600.0  # a quarantined order whose missing reference cannot be checked is retried this often
 RELEASE_BATCH = 50  # quarantined orders looked at per orders step for a reference that appeared
 # what the back office may come to know later (an order naming one of these waits for it)
-WAITING_KINDS = frozenset({"product", "payment method", "customer", "seller", "group", "store", "warehouse"})
+# a kind the engine cannot check itself ("register": a closed POS register, "tax rate": one set in the config
+# or at the source) is retried every RELEASE_EVERY seconds until it goes
+WAITING_KINDS = frozenset({"product", "payment method", "customer", "seller", "group", "store", "warehouse",
+                           "register", "tax rate"})
 
 
 class OperatorActions(EngineCore):

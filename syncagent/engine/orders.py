@@ -224,7 +224,7 @@ class OrderIntake(EngineCore):
         try:
             out = self.backoffice.prepare("orders", bo_order)
         except MappingError as exc:
-            self._quarantine_order(ctx, order, exc.code, exc.reason)
+            self._quarantine_order(ctx, order, exc.code, exc.reason, waiting_for=exc.missing)
             return
         if ctx.setup.shadow:
             return
@@ -325,7 +325,9 @@ class OrderIntake(EngineCore):
             number = str(found["number"]) if found is not None else None
         if number and not ctx.setup.shadow:
             out = self.backoffice.prepare("order-cancels", {"number": number, "reason": "cancelled on the channel"})
+            failpoints.hit("cancel.before_send")
             (res,) = self.backoffice.push("order-cancels", [out])
+            failpoints.hit("cancel.after_send")
             if not res.ok:
                 self._quarantine(ctx, "order-cancels", order.remote_id, res.reason_code or "rejected",
                                  res.reason or "cancel refused", _out(out))

@@ -17,6 +17,7 @@ SIMULATORS = {
     "pluggto": "syncagent.simulators.pluggto",
     "sellerup": "syncagent.simulators.sellerup",
     "skyhub": "syncagent.simulators.skyhub",
+    "vendus": "syncagent.simulators.vendus",
     "via": "syncagent.simulators.via",
     "vtex": "syncagent.simulators.vtex",
 }

@@ -364,12 +364,16 @@ class JumpsellerSim(SimApp):
         return Response(201, {"order": self._order(req.json())})
 
     def admin_patch_order(self, req: Request) -> Response:
-        """{"state": ...} moves an order (a payment arrives, a paid order is cancelled)."""
+        """{"state": ...} moves an order (a payment arrives, a paid order is cancelled); {"billing_address": ...}
+        corrects the buyer's details (a tax id typed wrong)."""
         key = _key(int(req.params["oid"]))
         doc = self.store.get("orders", key)
         if doc is None:
             raise HttpError(404, "not_found", "no such order")
-        status, shipment = STATES[req.json()["state"]]
+        body = req.json()
+        if isinstance(body.get("billing_address"), dict):
+            doc["billing_address"] = body["billing_address"]
+        status, shipment = STATES[body.get("state") or _state_of(doc)]
         doc.update({"status": STATUS_NAMES[status], "status_name": STATUS_NAMES[status], "status_enum": status,
                     "shipment_status_enum": shipment, "fulfillment_status": shipment})
         self.store.put("orders", key, doc)
@@ -414,6 +418,11 @@ class JumpsellerSim(SimApp):
         self.per_second = int(body.get("per_second", self.per_second))
         self.per_minute = int(body.get("per_minute", self.per_minute))
         return Response(200, {"per_second": self.per_second, "per_minute": self.per_minute})
+
+
+def _state_of(doc: dict[str, Any]) -> str:
+    """The admin state an order is in now (for a change that does not move it)."""
+    return next(name for name, pair in STATES.items() if pair == (doc["status_enum"], doc["shipment_status_enum"]))
 
 
 PRODUCT_KINDS_PT = [("T-shirt", "VEST"), ("Calças de ganga", "VEST"), ("Ténis de corrida", "CALC"),

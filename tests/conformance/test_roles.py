@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from syncagent import entities
 from syncagent.connectors import registry
@@ -93,5 +94,44 @@ def test_the_back_office_as_a_sink_writes_once_repeats_harmlessly_and_refuses_as
         assert [r.status for r in bo.push(entity, batch[:2])] == ["updated", "updated"]  # a repeat is harmless
         found = bo.lookup("products", code=existing.code)
         assert isinstance(found, Product) and (found.name, found.active) == ("Renomeado", False)
+    finally:
+        bo.close()
+
+
+VENDUS_KEY = "conformance-vendus-key"
+
+
+@pytest.mark.parametrize("server", [("vendus", {"api_key": VENDUS_KEY})], indirect=True)
+@pytest.mark.parametrize("entity", ["products", "prices", "stock"])
+def test_vendus_as_the_sink_of_a_shops_catalogue_writes_once_repeats_harmlessly_and_refuses_as_data(
+        server: RunningServer, entity: str) -> None:
+    from decimal import Decimal
+
+    from syncagent.connectors.vendus import VendusConnector
+    from syncagent.model import Price, StockLevel
+    from syncagent.simulators.vendus import API
+
+    bo = VendusConnector("backoffice", server.url + API, {"api_key": VENDUS_KEY, "register_id": 2,
+                                                          "payment_method_id": 2, "default_vat_rate": 23},
+                         HttpSettings(max_attempts=2), sleep=lambda s: None)
+    try:
+        product = Product("SHOP-1", "Caneca", True, barcode="5601234567890", brand="Vista Alegre", group_code="Casa")
+        record = {"products": product, "prices": Price("SHOP-1", Decimal("12.50")),
+                  "stock": StockLevel("SHOP-1", 4)}[entity]
+        unknown = {"products": Product("SHOP-2", "Pano", True), "prices": Price("NOPE", Decimal("1.00")),
+                   "stock": StockLevel("NOPE", 1)}[entity]
+        if entity != "products":
+            bo.push("products", [bo.prepare("products", product)])
+        batch = [bo.prepare(entity, record), bo.prepare(entity, unknown)]
+        first = bo.push(entity, batch)
+        assert first[0].status in ("created", "updated")
+        if entity == "products":
+            assert first[1].status == "created"
+        else:  # a price or a level for a product Vendus lacks: refused as data, naming what it waits for
+            assert (first[1].status, first[1].missing) == ("rejected", (("product", "NOPE"),))
+        assert [r.status for r in bo.push(entity, batch[:1])] == ["updated"]  # a repeat is harmless
+        held = [p for p in requests.get(server.url + "/_admin/products", timeout=10).json()["items"]
+                if p.get("reference") == "SHOP-1"]
+        assert len(held) == 1 and bo.lookup("products", code="SHOP-1") is not None
     finally:
         bo.close()

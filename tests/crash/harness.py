@@ -236,3 +236,14 @@ def wait_for(predicate: Any, timeout: float = 10) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def sampled(points: list[str], stride: int) -> list[int]:
+    """The 1-based instants to crash at: every `stride`-th, and the first three of each kind of point."""
+    firsts: dict[str, int] = {}
+    chosen = set()
+    for k, name in enumerate(points, start=1):
+        firsts[name] = firsts.get(name, 0) + 1
+        if k % max(1, stride) == 0 or firsts[name] <= 3:
+            chosen.add(k)
+    return sorted(chosen)

@@ -1,7 +1,7 @@
 """Kill the agent at every dangerous instant, restart it, and check that nothing was duplicated or lost.
 
 Sizes in `make test`: the first three instants of every kind of point and every third point
-(`SYNCAGENT_CRASH_STRIDE=3`), 40 compound crashes and 50 random SIGKILLs; `make soak` kills at
+(`SYNCAGENT_CRASH_STRIDE=3`), 40 compound crashes and 30 random SIGKILLs; `make soak` kills at
 every point (stride 1), 100 compound crashes and 1000 random SIGKILLs. Seeds are printed so any
 failure can be replayed.
 The scenario (tests/crash/harness.py): 2 Seller Up channels × 20 tablet orders, a full catalogue
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from syncagent import failpoints
-from tests.crash.harness import count_points, run_agent, run_cases, start_scenario
+from tests.crash.harness import count_points, run_agent, run_cases, sampled, start_scenario
 
 REPORT = Path(os.environ.get("SYNCAGENT_RELIABILITY_REPORT", "/dev/null"))
 DANGEROUS = ("order.before_create", "order.after_create", "ack.before_send", "ack.after_send",
@@ -81,17 +81,6 @@ def test_crash_at_every_point_then_converge(templates: Path, workroot: Path) -> 
            f"mean {sum(cycles) / len(cycles):.2f}; {time.monotonic() - started:.0f} s")
 
 
-def sampled(points: list[str], stride: int) -> list[int]:
-    """The 1-based instants to crash at: every `stride`-th, and the first three of each kind of point."""
-    firsts: dict[str, int] = {}
-    chosen = set()
-    for k, name in enumerate(points, start=1):
-        firsts[name] = firsts.get(name, 0) + 1
-        if k % max(1, stride) == 0 or firsts[name] <= 3:
-            chosen.add(k)
-    return sorted(chosen)
-
-
 def test_the_sample_keeps_every_kind_and_stride_one_is_every_point() -> None:
     points = ["a", "b", "a", "a", "a", "c", "a", "a", "b"]
     assert sampled(points, 1) == list(range(1, 10))
@@ -138,7 +127,7 @@ def _random_kills(templates: Path, workroot: Path, iterations: int) -> None:
 
 @pytest.mark.timeout(900)
 def test_random_sigkill(templates: Path, workroot: Path) -> None:
-    _random_kills(templates, workroot, int(os.environ.get("SYNCAGENT_KILLS", "50")))
+    _random_kills(templates, workroot, int(os.environ.get("SYNCAGENT_KILLS", "30")))
 
 
 @pytest.mark.slow

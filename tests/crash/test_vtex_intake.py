@@ -10,6 +10,7 @@ minutes between real cycles would.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import sqlite3
@@ -29,6 +30,7 @@ from tests.crash.harness import (
     SCENARIO_PRODUCTS,
     _journal_in_flight,
     run_agent,
+    sampled,
 )
 from tests.crash.test_fault_storm import identical_requests, storm
 from tests.integration.harness import CANARY_SECRET, Sim
@@ -264,13 +266,16 @@ def test_crash_at_every_intake_point_then_converge(vtex_templates: Path, workroo
     missing = [name for name in INTAKE_POINTS if name not in points]
     assert not missing, f"the scenario never reaches {missing}"
     started = time.monotonic()
+    # make test: the first three instants of each kind and every third point; make soak: every point
+    chosen = sampled(points, int(os.environ.get("SYNCAGENT_CRASH_STRIDE", "3")))
     jobs = [(vtex_templates, workroot / f"k{k}", [f"crash-at:{k}"], f"crash at point {k} ({points[k - 1]})")
-            for k in range(1, len(points) + 1)]
+            for k in chosen]
     results = run_vtex_cases(jobs)
     errors = [e for _, e in results if e]
     assert not errors, errors[:5]
     cycles = [c for c, _ in results]
-    print(f"VTEX intake, every-point crash: {len(points)} points ({len(set(points))} kinds), no duplicate, no loss, "
+    print(f"VTEX intake, crash at {len(chosen)} of {len(points)} points ({len(set(points))} kinds), no duplicate, "
+          "no loss, "
           f"no early commit; cycles to converge max {max(cycles)}, mean {sum(cycles) / len(cycles):.2f}; "
           f"{time.monotonic() - started:.0f} s")
 
