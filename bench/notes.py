@@ -82,26 +82,51 @@ an indexed lookup (by key, by `(channel, state)` or by `(channel, next_at)`). A 
 therefore comes from the load of the shared machine during the run (the cycles of both sizes are
 measured in turn to limit that) and from larger SQLite files being less cached, not from a
 scan. Fix the per-cycle cost (see the previous note) and the absolute difference shrinks with it."""),
-    "orders": ("Order intake below 0.8× the floor's throughput", """\
-Same calls (listed above), same server CPU; the agent also makes three `synchronous=FULL` journal
-commits per order (`creating` before the POST, `created` before the ack, `acknowledged` after it):
-3,000 fsyncs for 1,000 orders. An experiment with `PRAGMA synchronous=OFF` on the journal cut an
-intake of 300 orders from 3.05 s to 2.12 s: the fsyncs are about 30 % of the agent's time.
+    "five": ("Initial push to five channels above 1.5× one channel", """\
+The back office is read once (the request counts above: as many GETs of the product feed for five
+channels as for one), so what remains is work that is per channel by nature, on two cores shared
+by the agent and six simulator processes: five times the PUTs (each channel's simulator parses,
+validates and stores every batch: its server CPU is in the row), five times the mapping,
+fingerprints, journal lookups and journal rows (one `sent` row per product per channel), and the
+decode of five times the PUT answers. One channel alone leaves a core idle for part of its run
+(it waits on the back office and on its channel); five keep both cores busy, so the ratio is
+bounded below by (agent CPU + server CPU of the five-channel run) / 2 cores / the one-channel
+wall time, which the figures above put near 2×, whatever the agent does with its threads. The
+steps run side by side (`syncagent/agent.py` `_side_by_side`, `syncagent/engine/shared.py`): each
+gives its turn while it waits on its channel, so a slow or failing channel holds no one back.
 
-Fix, `syncagent/engine/push.py`: keep the two commits the guarantees need and drop the third —
-`_acknowledge` records `acknowledged` inside the next transaction the step opens (the next order's
-`creating`, or the page's cursor transaction) instead of its own: if the process dies first the
-order stays `created` and recovery acknowledges it again, which the channel accepts (an ack is
-idempotent). Further: group the page's orders k at a time (one transaction marks k orders
-`creating`, then k lookups and POSTs, one transaction marks them `created`, k acks) — 2–3 commits
-per k orders with the same crash guarantees, because every `creating` order is looked up before
-any new POST.
-
-Not done on branch `perf`: both need a flush point outside `_create_in_backoffice` and
-`_acknowledge` (the next order's `creating` transaction is written in `_import_order`, the page's
-cursor in `_orders`, and `_orders` counts orders still `created` as waiting at its end), and the
-figure is dominated by the shared machine's noise (0.60–0.89× in past runs). The CPU per order is
-already close to the floor's; the difference is the commits and their fsyncs."""),
+What would lower it further: share the mapping and fingerprints among channels of one type with
+the same mapping config (their payloads are byte for byte the same), and write one journal
+transaction for the pages of all channels at the same cursor instead of one per channel; the
+channel simulators' CPU stays, so on two cores the floor of the ratio stays well above 1.5×."""),
+    "five-cycle": ("No-change cycle of five channels above 60 ms", """\
+Each feed's last page is read once for the five channels (the shared reader); each channel still
+looks its tail digest up and records its runs: about a fifth of the one-channel cycle per extra
+channel. Look at the profile below for the journal's per-step writes (`start_run`, `finish_run`,
+channel state)."""),
+    "hooks": ("A notified order above 2 s at p99", """\
+The notification is stored and answered in milliseconds; what follows is the orders step woken at
+once (`syncagent/scheduler.py` `Daemon.wake`). A step already running when the notification comes
+(a long catalogue push of another channel) gives way after its page in hand; a p99 above 2 s means
+such pages take long: lower `batch_size` on the slow channel."""),
+    "hooks-answer": ("Notification answers above 50 ms at p99", """\
+An answer waits for its notification's journal commit (fsync). The writer commits what the 16
+request threads hand it in one transaction; its `BEGIN IMMEDIATE` waits while the daemon commits a
+page. A slow disk shows here first."""),
+    "flood": ("A flood grew the daemon's memory or held the sync back", """\
+The queue to the journal is bounded (1,000: past it 503 with Retry-After), the rate buckets and the
+refusal log keep at most 4,096 sources; a flood of new notifications for one step wakes it once
+per run. Growth would mean something kept per notification: look at `syncagent/inbound/server.py`."""),
+    "orders": ("Order intake below the floor's throughput", """\
+Same calls (listed above), same server CPU. The agent makes two `synchronous=FULL` journal commits
+per order (`creating` before the POST, `created` before the ack); the third, `acknowledged`, commits
+without an fsync of its own (`syncagent/engine/orders.py` `_acknowledge`): lost to a power cut, the
+order is still `created` and is acknowledged again, which the channel takes as the same answer. An
+experiment with `PRAGMA synchronous=OFF` cut an intake of 300 orders by about 30 %: the fsyncs are
+most of what the agent adds. Further: group the page's orders k at a time (one transaction marks k
+orders `creating`, then k lookups and POSTs, one transaction marks them `created`, k acks) — 2
+commits per k orders with the same crash guarantees, because every `creating` order is looked up
+before any new POST. The figure also moves with the shared machine's noise."""),
     "rss": ("Peak RSS above 64 MB or growing with N", """\
 What a push holds at once: the page being read and parsed, the page being mapped, up to two pages
 at the channel and one answered but not yet recorded; each page's records are dropped once it is

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from syncagent.config import BackofficeConfig, CarrierConfig, ChannelConfig, Con
 from syncagent.connectors import registry
 from syncagent.connectors.base import Connector
 from syncagent.engine import BACKOFFICE_REFUSED, CarrierSetup, ChannelSetup, Engine, StepResult
+from syncagent.engine.shared import Turns
 from syncagent.errors import ConfigError, JournalError, JournalFull
 from syncagent.journal import Journal, journal_failure
 from syncagent.model import ALL_FLOWS, CATALOGUE_ENTITIES, utcnow
@@ -214,39 +216,133 @@ class Agent:
         return sorted(found, key=lambda s: s.priority)
 
     def run_steps(self, steps: Iterable[Step], *, full: bool = False, direction: str | None = None,
-                  should_stop: Callable[[], bool] = lambda: False) -> list[StepResult]:
+                  should_stop: Callable[[], bool] = lambda: False, new_cycle: bool = True) -> list[StepResult]:
         """Run steps in order; a step of a channel (or of any channel, for the back office) whose
-        credentials were rejected earlier in the cycle is skipped."""
+        credentials were rejected earlier in the cycle is skipped.
+
+        Catalogue steps of one flow on several channels, next to each other in the run order, run side
+        by side (`side_by_side`): the back office's pages are read once and handed to each of them.
+        `new_cycle`: these steps are a cycle of their own (pages read are shared among them only); the daemon
+        says itself when its cycles begin and end.
+        """
+        if new_cycle:
+            with self.engine.shared.cycle():
+                return self.run_steps(steps, full=full, direction=direction, should_stop=should_stop,
+                                      new_cycle=False)
         results: list[StepResult] = []
         auth_failed: set[str] = set()
         backoffice_refused = False
-        for step in steps:
+        for group in self._groups(list(steps), direction):
             if should_stop() or self.stop_requested():
                 break
-            if step.channel in auth_failed or backoffice_refused:
-                whose = "the back office's" if backoffice_refused else f"{step.channel}'s"
-                results.append(StepResult(step.channel, step.flow, status="skipped",
-                                          error=f"{whose} credentials were rejected earlier in this cycle"))
-                log.info("%s/%s: skipped: %s", step.channel, step.flow, results[-1].error)
-                continue
-            started = time.monotonic()
-            try:
-                self._note_whole_pass(step, full)
-                result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
-            except (sqlite3.Error, OSError) as exc:  # the journal, not the network: the network's are ChannelErrors
-                failure = journal_failure(exc, self.journal.path)
-                if failure is None:
-                    raise
-                results.append(StepResult(step.channel, step.flow, status="failed", error=str(failure)))
-                if isinstance(failure, JournalFull):
-                    failure.results = results  # the summary so far: what each finished step did
-                raise failure from None
-            log_step(result, time.monotonic() - started)
-            if result.status == "auth_failed":
-                auth_failed.add(step.channel)
-            backoffice_refused = backoffice_refused or (result.error or "").startswith(BACKOFFICE_REFUSED)
-            results.append(result)
+            ready: list[Step] = []
+            for step in group:
+                if step.channel in auth_failed or backoffice_refused:
+                    whose = "the back office's" if backoffice_refused else f"{step.channel}'s"
+                    results.append(StepResult(step.channel, step.flow, status="skipped",
+                                              error=f"{whose} credentials were rejected earlier in this cycle"))
+                    log.info("%s/%s: skipped: %s", step.channel, step.flow, results[-1].error)
+                else:
+                    ready.append(step)
+            if len(ready) > 1:
+                done = self._side_by_side(ready, full, direction, results)
+            else:
+                done = [self._run_one(step, full, direction, results) for step in ready]
+            for result in done:
+                if result.status == "auth_failed":
+                    auth_failed.add(result.channel)
+                backoffice_refused = backoffice_refused or (result.error or "").startswith(BACKOFFICE_REFUSED)
+                results.append(result)
         return results
+
+    def begin_cycle(self) -> None:
+        """Steps run from now on share the back office pages they read (the daemon's steps run back to back)."""
+        self.engine.shared.begin()
+
+    def end_cycle(self) -> None:
+        """The cycle is over: no page read in it is handed out again."""
+        self.engine.shared.end()
+
+    def _groups(self, steps: list[Step], direction: str | None) -> list[list[Step]]:
+        """The steps in run order, those that may run side by side together (a flow read from the back office
+        on several channels, next to each other); every other step on its own."""
+        groups: list[list[Step]] = []
+        for step in steps:
+            last = groups[-1] if groups else None
+            if (last is not None and last[0].flow == step.flow and self._shares_feed(step, direction)
+                    and self._shares_feed(last[0], direction) and all(s.channel != step.channel for s in last)):
+                last.append(step)
+            else:
+                groups.append([step])
+        return groups
+
+    def shares_feed(self, step: Step) -> bool:
+        """Whether `step` reads the back office feed that the same flow of other channels reads (the daemon
+        runs such due steps side by side)."""
+        return self._shares_feed(step, None)
+
+    def _shares_feed(self, step: Step, direction: str | None) -> bool:
+        if step.flow not in WHOLE_FEED_FLOWS:
+            return False
+        configured = self.engine.channels[step.channel].directions.get(step.flow) if step.channel in \
+            self.engine.channels else None
+        return (direction or configured or "push") != "pull"  # a flow turned around reads the channel
+
+    def _run_one(self, step: Step, full: bool, direction: str | None, results: list[StepResult], *,
+                 note: bool = True) -> StepResult:
+        """One step; a journal failure (not the network's) stops the agent with its own message."""
+        started = time.monotonic()
+        try:
+            if note:
+                self._note_whole_pass(step, full)
+            # the notifications that came for this step so far are done once it ran (a later one waits on)
+            woken = self.journal.notifications_through(step.channel, step.flow) if self.config.listen else 0
+            result = self.engine.run_step(step.channel, step.flow, full=full, direction=direction)
+            if woken and result.status in ("ok", "quarantined"):
+                self.journal.finish_notifications(step.channel, step.flow, woken)
+        except (sqlite3.Error, OSError) as exc:  # the journal, not the network: the network's are ChannelErrors
+            failure = journal_failure(exc, self.journal.path)
+            if failure is None:
+                raise
+            results.append(StepResult(step.channel, step.flow, status="failed", error=str(failure)))
+            if isinstance(failure, JournalFull):
+                failure.results = results  # the summary so far: what each finished step did
+            raise failure from None
+        log_step(result, time.monotonic() - started)
+        return result
+
+    def _side_by_side(self, steps: list[Step], full: bool, direction: str | None,
+                      results: list[StepResult]) -> list[StepResult]:
+        """Steps of one flow on several channels, each in a thread of its own, one at a time on the journal.
+
+        Each keeps its own cursor, journal rows and pace: one waiting on its channel lets the others
+        work, one that fails ends alone. The back office's pages they share are read once.
+        """
+        turns = Turns(self.journal.in_transaction)
+        done: dict[int, StepResult] = {}
+        errors: list[BaseException] = []
+        self._whole_pass = None
+
+        def work(i: int, step: Step) -> None:
+            with turns.hold():
+                try:
+                    done[i] = self._run_one(step, full, direction, results, note=False)
+                except BaseException as exc:  # noqa: BLE001 - raised again by the caller's thread
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i, step), name=f"syncagent-step-{step.channel}", daemon=True)
+                   for i, step in enumerate(steps)]
+        self.engine.shared.takers = len(steps)  # a page all of them took is not kept: memory stays flat
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            self.engine.shared.takers = 0
+        if errors:
+            raise errors[0]
+        return [done[i] for i in sorted(done)]
 
     def _note_whole_pass(self, step: Step, full: bool) -> None:
         """Remember whether this step reads its whole feed (--full, or no cursor yet): its length is then known."""

@@ -220,7 +220,22 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
         with _agent(config) as agent:
             if once:
                 return _run_steps(agent, agent.run_once, as_json=as_json)
-            Daemon(agent).run()
+            daemon = Daemon(agent)
+            if config.listen is None:
+                daemon.run()
+            else:
+                from syncagent.inbound.server import hooks_of, start_listener
+
+                listener = start_listener(agent, daemon.wake)
+
+                def rebuilt() -> None:  # a reload may add, remove or change channels
+                    listener.app.hooks = hooks_of(agent.config, {n: s.connector for n, s in agent.engine.channels.items()})
+
+                daemon.after_reload = rebuilt
+                try:
+                    daemon.run()
+                finally:
+                    listener.stop()
             return 0
 
     _guard(body)

@@ -90,6 +90,29 @@ class FlowConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationSettings:
+    """What a channel's notifications (webhooks, callbacks) are checked against (`notifications:`)."""
+
+    secret: str | None = None  # a shared secret: HMAC key (Jumpseller's hooks token) or token sent with each call
+    header: str | None = None  # the header that carries the token (else the `token` query parameter)
+    application_id: str | None = None  # the platform's app id a notification must name (Mercado Livre)
+    user_id: str | None = None  # the seller a notification must name (Mercado Livre)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """`listen:` the daemon's HTTP endpoint for notifications (off when absent); TLS is the proxy's job."""
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    max_body: int = 65_536  # bytes; a larger notification is refused (413) unread
+    per_second: float = 20.0  # notifications per source and second (token bucket) ...
+    burst: int = 100  # ... with this burst; past it: 429 with Retry-After
+    client_timeout: float = 10.0  # seconds a client may take to send its request before it is cut off
+    connections: int = 100  # open connections at most; more wait in the listen backlog
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelConfig:
     name: str
     type: str
@@ -104,6 +127,7 @@ class ChannelConfig:
     options: Mapping[str, Any] = field(default_factory=_empty)
     sku_mapping: str = "optional"  # required: a product with no DE/PARA SKU waits in quarantine
     adopt: bool = False  # before the first products push, bind the channel's existing listings by SKU or EAN
+    notifications: NotificationSettings = NotificationSettings()
 
     def flow(self, name: str) -> FlowConfig | None:
         """The configured flow `name`, or None when the file does not list it (it does not run)."""
@@ -165,6 +189,7 @@ class Config:
     channels: tuple[ChannelConfig, ...]
     secrets: tuple[str, ...] = ()  # every value read from a secret key, for redaction
     carriers: tuple[CarrierConfig, ...] = ()
+    listen: ListenConfig | None = None  # the notification endpoint of the daemon; None: it does not listen
 
     def endpoints(self) -> list[tuple[str, BackofficeConfig | ChannelConfig | CarrierConfig]]:
         """(name, config) of every system the agent talks to: the back office, the enabled channels, the carriers."""
@@ -588,8 +613,10 @@ class _Section:
 
 
 # -- the file -----------------------------------------------------------------------------------
-TOP_KEYS = frozenset({"journal", "log", "alerts", "backoffice", "defaults", "channels", "carriers"})
+TOP_KEYS = frozenset({"journal", "log", "alerts", "backoffice", "defaults", "channels", "listen", "carriers"})
 CARRIER_KEYS = frozenset({"name", "type", "base_url", "names", "silent_after", "poll_every", "http", "rate_limit"})
+LISTEN_KEYS = frozenset({"host", "port", "max_body", "rate_limit", "client_timeout", "connections"})
+NOTIFICATION_KEYS = frozenset({"secret", "header", "application_id", "user_id"})
 LOG_KEYS = frozenset({"level", "format", "file"})
 EMAIL_KEYS = frozenset({"smtp_host", "smtp_port", "starttls", "username", "password", "from", "to",
                         "failing_cycles", "order_late_minutes", "allow_plaintext_login"})
@@ -600,7 +627,8 @@ RATE_KEYS = frozenset({"per_second", "burst"})
 DEFAULT_KEYS = frozenset({"every", "batch_size", "enabled", "safety_stock", "http", "rate_limit"})
 BACKOFFICE_KEYS = frozenset({"type", "base_url", "http", "rate_limit"})
 CHANNEL_KEYS = frozenset({"name", "type", "enabled", "base_url", "warehouses", "order_warehouse", "safety_stock",
-                          "shadow", "flows", "every", "batch_size", "http", "rate_limit", "sku_mapping", "adopt"})
+                          "shadow", "flows", "every", "batch_size", "http", "rate_limit", "sku_mapping", "adopt",
+                          "notifications"})
 SKU_MAPPING_MODES = ("optional", "required")
 FLOW_KEYS = frozenset({"every", "enabled", "direction", "batch_size", "source", "sink"})
 # the two ends of a channel's flow, as `source:` and `sink:` name them
@@ -722,6 +750,7 @@ def _build(reader: _Reader, path: Path, root: _Value) -> Config | None:
     journal = Path(reader.path(top.get("journal", "path", DEFAULT_JOURNAL)))
     log = _log(top.section("log"), reader)
     alerts = _alerts(top.section("alerts"))
+    listen = _listen(top.section("listen"))
 
     defaults = top.section("defaults") or _Section(reader, None, "defaults", 1)
     defaults.unknown(DEFAULT_KEYS)
@@ -757,7 +786,8 @@ def _build(reader: _Reader, path: Path, root: _Value) -> Config | None:
     if backoffice is None:
         return None
     return Config(path=path, journal=journal, log=log, alerts=alerts, backoffice=backoffice,
-                  channels=tuple(channels), secrets=tuple(dict.fromkeys(reader.secrets)), carriers=carriers)
+                  channels=tuple(channels), secrets=tuple(dict.fromkeys(reader.secrets)), carriers=carriers,
+                  listen=listen)
 
 
 def _carriers(reader: _Reader, top: _Section, http: HttpOptions, channel_names: set[str]) -> tuple[CarrierConfig, ...]:
@@ -809,6 +839,42 @@ def _carriers(reader: _Reader, top: _Section, http: HttpOptions, channel_names: 
             options=_options(section, schema, enabled=True),
         ))
     return tuple(carriers)
+
+
+def _listen(section: _Section | None) -> ListenConfig | None:
+    """`listen: {host, port, ...}`: where the daemon takes notifications (absent: it does not listen)."""
+    if section is None:
+        return None
+    section.unknown(LISTEN_KEYS)
+    base = ListenConfig()
+    rate = section.section("rate_limit")
+    if rate is not None:
+        rate.unknown(RATE_KEYS)
+    return ListenConfig(
+        host=section.get("host", "str", base.host), port=section.get("port", "port", base.port),
+        max_body=section.get("max_body", "positive_int", base.max_body),
+        per_second=rate.get("per_second", "positive", base.per_second) if rate is not None else base.per_second,
+        burst=rate.get("burst", "positive_int", base.burst) if rate is not None else base.burst,
+        client_timeout=section.get("client_timeout", "positive", base.client_timeout),
+        connections=section.get("connections", "positive_int", base.connections),
+    )
+
+
+def _notifications(section: _Section | None) -> NotificationSettings:
+    """A channel's `notifications: {secret, header, application_id, user_id}` (what its notifications must carry)."""
+    if section is None:
+        return NotificationSettings()
+    section.unknown(NOTIFICATION_KEYS)
+    return NotificationSettings(
+        secret=section.get("secret", "str", secret=True) or None, header=section.get("header", "str") or None,
+        application_id=_id_text(section.get("application_id", "any")),
+        user_id=_id_text(section.get("user_id", "any")),
+    )
+
+
+def _id_text(value: Any) -> str | None:
+    """An id given as a number or a string, as text (YAML reads 123 as a number)."""
+    return None if value is None or value == "" else str(value)
 
 
 def _log(section: _Section | None, reader: _Reader) -> LogConfig:
@@ -994,7 +1060,7 @@ def _channel(reader: _Reader, section: _Section, inherited: _Inherited,
         flows=tuple(flows), warehouses=warehouses, order_warehouse=order_warehouse,
         safety_stock=own.safety_stock, shadow=section.get("shadow", "bool", False), http=own.http, options=options,
         sku_mapping=section.get("sku_mapping", "str", "optional", choices=SKU_MAPPING_MODES),
-        adopt=adopt,
+        adopt=adopt, notifications=_notifications(section.section("notifications")),
     )
 
 

@@ -127,6 +127,15 @@ MIGRATIONS: list[tuple[str, str]] = [
             updated_at TEXT NOT NULL, PRIMARY KEY (channel, key)) WITHOUT ROWID;
         """,
     ),
+    (
+        "notifications",
+        """
+        CREATE TABLE notifications (id INTEGER PRIMARY KEY, channel TEXT NOT NULL, flow TEXT NOT NULL,
+            topic TEXT, key TEXT, digest TEXT NOT NULL, source TEXT, received_at TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'waiting', done_at TEXT, UNIQUE (channel, digest));
+        CREATE INDEX notifications_waiting ON notifications (channel, flow, state);
+        """,
+    ),
     SAC_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -287,6 +296,7 @@ class Journal(SacJournal):
         self._lock_fds: list[int] = []
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._depth = 0
+        self._replayable = 0  # steps of several channels side by side may each be in replayable()
         self._write = not readonly
         self._state_conn: sqlite3.Connection | None = None
         self._state_lock = threading.Lock()
@@ -468,11 +478,19 @@ class Journal(SacJournal):
         """
         if self._depth:
             raise RuntimeError("replayable() inside a transaction")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        if not self._replayable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._replayable += 1
         try:
             yield
         finally:
-            self.conn.execute("PRAGMA synchronous=FULL")
+            self._replayable -= 1
+            if not self._replayable:
+                self.conn.execute("PRAGMA synchronous=FULL")
+
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open (a step side by side with others keeps its turn until it ends)."""
+        return self._depth > 0
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -499,6 +517,46 @@ class Journal(SacJournal):
             raise
         finally:
             self._depth = 0
+
+    # -- notifications ------------------------------------------------------------------------
+    def add_notifications(self, rows: Sequence[tuple[str, str, str, str | None, str, str]]) -> list[bool]:
+        """Store notifications (channel, flow, topic, key, digest of the body, source) in one transaction;
+        whether each is new (the same body again, a replay, is kept once)."""
+        now = now_iso()
+        new = []
+        with self.transaction():
+            for channel, flow, topic, key, digest, source in rows:
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO notifications (channel, flow, topic, key, digest, source, received_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (channel, flow, topic, key, digest, source, now))
+                new.append(cur.rowcount == 1)
+        return new
+
+    def notifications_through(self, channel: str, flow: str) -> int:
+        """The id of the last notification waiting for this step (0: none)."""
+        row = self.conn.execute("SELECT max(id) FROM notifications WHERE channel = ? AND flow = ? AND state = ?",
+                                (channel, flow, "waiting")).fetchone()
+        return int(row[0] or 0)
+
+    def finish_notifications(self, channel: str, flow: str, through: int) -> None:
+        """The step ran after these notifications came: they are done (a later one waits for the next run)."""
+        with self.transaction():
+            self.conn.execute("UPDATE notifications SET state = 'done', done_at = ? WHERE channel = ? AND flow = ?"
+                              " AND state = 'waiting' AND id <= ?", (now_iso(), channel, flow, through))
+
+    def notification_summary(self) -> dict[str, tuple[str, int]]:
+        """Per channel: when the last notification came, and how many wait for their step."""
+        try:
+            rows = self.conn.execute("SELECT channel, max(received_at), sum(state = 'waiting') FROM notifications"
+                                     " GROUP BY channel").fetchall()
+        except sqlite3.OperationalError:  # a journal of an earlier version, opened read-only (not migrated)
+            return {}
+        return {channel: (last, int(waiting or 0)) for channel, last, waiting in rows}
+
+    def prune_notifications(self, before: str) -> None:
+        """Forget notifications done before `before` (a replay of one forgotten only wakes its step again)."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM notifications WHERE state = 'done' AND done_at < ?", (before,))
 
     # -- fingerprints -------------------------------------------------------------------------
     def fingerprints(self, channel: str, entity: str, keys: Sequence[str]) -> dict[str, str]:

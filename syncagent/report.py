@@ -112,6 +112,7 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
     runs = {(r.channel, r.flow): r for r in journal.last_runs()}
     quarantine = journal.quarantine_counts()
     states = journal.channel_states()
+    notes = journal.notification_summary()
     channels = []
     stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     for channel in config.channels:
@@ -152,6 +153,8 @@ def status_data(config: Config, journal: Journal, now: datetime | None = None) -
             "orders": journal.order_counts(channel.name),
             "orders_waiting": len(waiting),
             "oldest_waiting_order_age_seconds": _age_seconds(oldest, now),
+            "notifications": None if channel.name not in notes else {
+                "last_received_at": notes[channel.name][0], "waiting": notes[channel.name][1]},
             "flows": flows,
         })
     bo_state, bo_message = states.get(BACKOFFICE_STATE, ("unknown", None))
@@ -236,8 +239,13 @@ def print_status(data: dict[str, Any], console: Console | None = None, now: date
     state = str(backoffice.get("auth_state"))
     console.print(f"back office ({backoffice.get('type')}): credentials {CREDENTIALS.get(state, state)}",
                   highlight=False, markup=False)
-    for table in status_tables(data, now or datetime.fromisoformat(generated.replace("Z", "+00:00"))):
+    moment = now or datetime.fromisoformat(generated.replace("Z", "+00:00"))
+    for channel, table in zip(data["channels"], status_tables(data, moment), strict=True):
         console.print(table)
+        notes = channel.get("notifications")
+        if notes:
+            console.print(f"notifications: last received {_ago(notes['last_received_at'], moment)}, "
+                          f"{notes['waiting']} waiting for their step", highlight=False, markup=False)
     print_causes(console, status_notes(data))
     console.print(f"quarantined records: {data['quarantined_total']}", highlight=False)
 

@@ -21,9 +21,11 @@ Built on `schedule`: one job per step. Rules, in the order the loop applies them
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -67,6 +69,11 @@ class Daemon:
         # steps that gave way to others, with when: each runs again right after the steps due by then
         self.resume: dict[StepKey, dt.datetime] = {}
         self.reloads = 0  # successful reloads (for tests and logs)
+        self.after_reload: Callable[[], None] | None = None  # e.g. the notification endpoint learns the new channels
+        # notifications (from the endpoint's threads) wake their step: due now, and the loop's nap cut short
+        self._wakes: collections.deque[StepKey] = collections.deque(maxlen=10_000)
+        self._woken = threading.Event()
+        self._woken_during: set[StepKey] = set()  # woken while it ran
         self._yielded = False
         self.scheduler = schedule.Scheduler()
         self.jobs: dict[StepKey, schedule.Job] = {}
@@ -96,6 +103,33 @@ class Daemon:
             self.jobs[_key(step)] = job
             self.steps[job] = step
         self.resume = {key: since for key, since in self.resume.items() if key in self.jobs}
+
+    # -- notifications --------------------------------------------------------------------------
+    def wake(self, channel: str, flow: str) -> None:
+        """A notification came for (channel, flow): its step is due at once. Safe from any thread."""
+        self._wakes.append((channel, flow))
+        self._woken.set()
+
+    def _apply_wakes(self) -> None:
+        """The steps woken since the last look are due now (each once, however many notifications came)."""
+        now = dt.datetime.now()
+        while self._wakes:
+            key = self._wakes.popleft()
+            if self.current is not None and key == _key(self.current):
+                self._woken_during.add(key)  # it may have read its feed already: it runs once more after
+                continue
+            job = self.jobs.get(key)
+            if job is not None and (job.next_run is None or job.next_run > now):
+                job.next_run = now
+                log.debug("%s/%s woken by a notification", *key)
+
+    def _nap(self, seconds: float) -> None:
+        """Wait for the next due step; a notification cuts the wait short (unless a test gave its own sleep)."""
+        if self.sleep is time.sleep:
+            self._woken.wait(seconds)
+        else:
+            self.sleep(seconds)
+        self._woken.clear()
 
     # -- signals --------------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -141,6 +175,7 @@ class Daemon:
         """Asked by the engine after each recorded page: stop now, or yield to a waiting step."""
         if self.stopping:
             return True
+        self._apply_wakes()
         current = self.current
         if current is None:
             return False
@@ -161,22 +196,43 @@ class Daemon:
             return
         key = _key(step)
         self.resume.pop(key, None)  # this run is the resumption: at most one run when due
+        mates = self._mates(step)
+        for mate in mates:  # they run now, beside this one: their next run counts from now, as this one's
+            job = self.jobs[_key(mate)]
+            job.last_run = dt.datetime.now()
+            job._schedule_next_run()  # noqa: SLF001 - what `schedule` does after a job ran
+            self.resume.pop(_key(mate), None)
         self.current, self._yielded = step, False
         try:
-            results = self.agent.run_steps([step])
+            self.agent.begin_cycle()  # the steps run back to back share the back office's pages
+            results = self.agent.run_steps([step, *mates], new_cycle=False)
         finally:
             self.current = None
         yielded = self._yielded and not self.stopping
-        if yielded and key in self.jobs:
-            # a step that gave way at its very last page runs once more: it re-reads that page (its
-            # cursor stays at a feed's end) and sends nothing unchanged
-            self.resume[key] = dt.datetime.now()
+        for done in (step, *mates):
+            if yielded and _key(done) in self.jobs:
+                # a step that gave way at its very last page runs once more: it re-reads that page (its
+                # cursor stays at a feed's end) and sends nothing unchanged
+                self.resume[_key(done)] = dt.datetime.now()
         self.agent.alert(results)
         for result in results:
             if yielded:
                 result.details["yielded"] = 1
             if self.on_result:
                 self.on_result(result)
+
+    def _mates(self, step: Step) -> list[Step]:
+        """Steps of the same flow on other channels, due or waiting to resume, that read the back office feed
+        as `step` does: they run side by side with it, each page of that feed read once for all of them."""
+        shares = getattr(self.agent, "shares_feed", None)
+        if shares is None or not shares(step):
+            return []
+        waiting = [self.steps[job] for job in self._due()] + [self.steps[self.jobs[k]] for k in self.resume]
+        mates: dict[StepKey, Step] = {}
+        for other in waiting:
+            if other.flow == step.flow and other.channel != step.channel and shares(other):
+                mates.setdefault(_key(other), other)
+        return list(mates.values())
 
     def _next_job(self) -> schedule.Job | None:
         """The next step: due ones by priority, but an interrupted step before those due after it gave way."""
@@ -199,13 +255,17 @@ class Daemon:
             while not self.stopping and (max_cycles is None or cycles < max_cycles):
                 if self.reload_requested:
                     self.reload()
+                self._apply_wakes()
                 job = self._next_job()
                 if job is not None:
                     job.run()
+                    self._wakes.extend(self._woken_during)  # `schedule` set their next run: due again now
+                    self._woken_during.clear()
                     continue
                 cycles += 1
+                self.agent.end_cycle()  # nothing due: the cycle ended; the next one reads anew
                 idle = self.scheduler.idle_seconds
-                self.sleep(min(1.0, max(0.05, idle if idle is not None else 1.0)))
+                self._nap(min(1.0, max(0.05, idle if idle is not None else 1.0)))
             log.info("syncagent daemon stopped")
         finally:
             for sig, handler in previous.items():
@@ -241,6 +301,8 @@ class Daemon:
             setup_logging(config.log, (*previous.secrets, *config.secrets), verbose=verbose)
         self._attach()
         self._build(self.agent.steps(), due_now=False)
+        if self.after_reload is not None:
+            self.after_reload()
         self.reloads += 1
         log.warning("configuration reloaded from %s: %d steps", self.config_path, len(self.jobs))
         return True

@@ -18,6 +18,10 @@ The engine speaks only in entity names and the dataclasses of `syncagent.model`:
 * ``from_config(cfg, sleep=, clock=, state=)`` builds it from its config section, whose type-specific
   keys are declared in ``options`` (an `OptionSpec` each) and validated by the config loader;
   ``state`` is the channel's `ConnectorState` in the journal (None: nothing kept across runs).
+* ``verify_notification(request, settings)`` checks a notification (webhook, callback) the
+  platform sent to ``/hooks/<channel>`` as the platform documents it, and says which flow it
+  concerns (`Notification`); None refuses it (401). A notification only wakes that flow's step:
+  nothing in it is trusted without reading it back from the platform's API.
 
 Everything the engine, the agent, ``doctor`` and ``reconcile`` use of a connector is declared
 here: nothing probes a connector for an attribute. `BaseConnector` gives the optional parts a
@@ -49,6 +53,7 @@ from syncagent.errors import ChannelError
 from syncagent.model import Page
 
 if TYPE_CHECKING:
+    from syncagent.config import NotificationSettings
     from syncagent.http import HttpClient
 
 
@@ -114,6 +119,25 @@ class Listed:
     key: str
     payload: dict[str, Any]
     barcode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRequest:
+    """A notification as it arrived: headers (lower-case names), query parameters, the body's bytes."""
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    source: str = ""  # the client's address (the proxy's, or the one it forwarded)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A verified notification: the flow whose step it wakes, and what it names (for the log and status)."""
+
+    flow: str
+    topic: str = ""
+    key: str | None = None  # the record it points at (an order id), if it says
 
 
 class ConnectorState(Protocol):
@@ -190,6 +214,8 @@ class Connector(Protocol):
 
     def http_clients(self) -> Sequence[HttpClient]: ...
 
+    def verify_notification(self, request: InboundRequest, settings: NotificationSettings) -> Notification | None: ...
+
     def close(self) -> None: ...
 
 
@@ -216,6 +242,17 @@ class BaseConnector:
 
     def http_clients(self) -> Sequence[HttpClient]:
         return ()
+
+    def verify_notification(self, request: InboundRequest, settings: NotificationSettings) -> Notification | None:
+        """Refused: a platform that sends notifications documents how they are told from forgeries.
+
+        A connector type whose module does not say, may have its check in `syncagent.inbound.verifiers`
+        (keyed by type); that check is used then.
+        """
+        from syncagent.inbound.verifiers import VERIFIERS
+
+        check = VERIFIERS.get(self.type_name)
+        return check(request, settings) if check is not None else None
 
     def close(self) -> None:
         for client in self.http_clients():

@@ -13,6 +13,8 @@ One module per concern, each a mixin of `Engine` over the state of `core.EngineC
   push.py          the push pipeline: read → map → diff → send → record, one transaction a page
   executor.py      its concurrency: the read-ahead helper thread and the pages sent ahead
   pages.py         page skipping: pages recorded whole and read again byte for byte are not mapped
+  shared.py        one read of a back office page per cycle for every channel (a bounded cache), and
+                   the turns that let steps of several channels run side by side on one journal
   catalogue.py     prices in force (re-sent at their boundaries) and stock summed over warehouses
                    (a sum is held back until every warehouse's rows were read to the feed's end)
   skus.py          SKU DE/PARA and adopting a channel's existing listings

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from syncagent.connectors.base import Connector, Outgoing
+from syncagent.engine.shared import SharedReader, pass_turn
 from syncagent.errors import TransientError
 from syncagent.journal import Journal
 from syncagent.model import BadRecord, Page, utcnow
@@ -141,12 +142,22 @@ class EngineCore:
         self.interrupted: Callable[[], bool] = lambda: False
         self.journal = journal
         self.backoffice = backoffice
+        # the back office's feed pages, read once and handed to every channel at the same cursor
+        self._shared = SharedReader(backoffice)
         self.channels = dict(channels)
         self.clock = clock
 
-    def _source(self, ctx: _Ctx) -> Connector:
-        """Where a push step reads: the back office, or the channel for a flow turned around."""
-        return ctx.flow_source or self.backoffice
+    @property
+    def shared(self) -> SharedReader:
+        """The shared reader of the back office in use (a test may swap the back office)."""
+        if self._shared.source is not self.backoffice:
+            self._shared = SharedReader(self.backoffice)
+        return self._shared
+
+    def _source(self, ctx: _Ctx) -> Connector | SharedReader:
+        """Where a push step reads: the back office (through the shared reader), or the channel for a flow
+        turned around."""
+        return ctx.flow_source or self.shared
 
     def _progress(self, ctx: _Ctx) -> None:
         r = ctx.result
@@ -154,6 +165,7 @@ class EngineCore:
                   r.read, r.sent, r.unchanged, r.quarantined)
         if self.on_page is not None:
             self.on_page(ctx.result)
+        pass_turn()  # steps of other channels side by side (Agent.run_steps) take their turn
 
     def _advance(self, channel: str, cursor_key: str, cursor: str | None) -> None:
         """Move the cursor past a recorded page; None (end of the feed for now) keeps it."""

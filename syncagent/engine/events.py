@@ -17,7 +17,7 @@ class OrderEvents(EngineCore):
         self._retry_pending_events(ctx)
         cursor = self.journal.cursor(ctx.name, "order-events")
         trail = CursorTrail(f"{ctx.name}/order-events", cursor)
-        for page in trail.follow(self.backoffice.pull("order-events", cursor)):
+        for page in trail.follow(self.shared.pull("order-events", cursor)):
             mine: list[OrderEvent] = []
             for record in page.records:
                 if isinstance(record, BadRecord):

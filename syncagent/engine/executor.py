@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Generic, Protocol, TypeVar
 
+from syncagent.engine.shared import network_wait
 from syncagent.errors import ChannelError
 
 _NOTHING = object()  # the end of an iterator, told apart from any item
@@ -58,6 +59,9 @@ class SendAhead(Generic[W]):
         if not self._inflight:
             return False
         future, cursor, _ = self._inflight.popleft()
+        if not future.done():
+            with network_wait():  # the channel is still answering: steps of other channels work meanwhile
+                wait([future])
         try:
             self._record(future.result(), cursor, self.failed)
         except BaseException:  # not only a send error: whatever stopped this page, no later page moves the cursor
@@ -77,7 +81,8 @@ class SendAhead(Generic[W]):
         while len(self._inflight) > self.width:  # the oldest is slow: no pile of pages behind it
             self.record_oldest()
         while len(running := [f for f, _, _ in self._inflight if not f.done()]) >= self.width:
-            wait(running, return_when=FIRST_COMPLETED)
+            with network_wait():
+                wait(running, return_when=FIRST_COMPLETED)
         if any(f.done() and w.error is not None for f, _, w in self._inflight):
             self.record_all()  # a send failed: its error ends the step here, nothing more is sent
 
@@ -94,7 +99,8 @@ class SendAhead(Generic[W]):
             with contextlib.suppress(ChannelError):
                 self.record_oldest()
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            with network_wait():
+                self._pool.shutdown(wait=True)
 
 
 def read_ahead(source: Iterator[Any], more: Callable[[Any], bool] = lambda item: True) -> Iterator[Any]:
@@ -106,7 +112,8 @@ def read_ahead(source: Iterator[Any], more: Callable[[Any], bool] = lambda item:
     read on once a step has ended. The first item is read here; when `more(first)` says it is
     the last (a feed's null cursor, e.g. each feed of a quiet cycle), no helper is started.
     """
-    first = next(source, _NOTHING)
+    with network_wait():  # the first page is read here, in the caller's thread
+        first = next(source, _NOTHING)
     if first is _NOTHING or not more(first):
         try:
             if first is not _NOTHING:
@@ -152,7 +159,11 @@ def read_ahead(source: Iterator[Any], more: Callable[[Any], bool] = lambda item:
     try:
         yield first
         while True:
-            kind, value = slot.get()
+            try:
+                kind, value = slot.get_nowait()
+            except queue.Empty:
+                with network_wait():  # the helper still reads: steps of other channels work meanwhile
+                    kind, value = slot.get()
             taken.set()
             if kind == "item":
                 yield value

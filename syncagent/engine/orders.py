@@ -3,6 +3,8 @@
 A small state machine per (channel, order id) in the journal; its states and the one table of
 allowed transitions are in `syncagent.engine.order_states`. Every transition is committed before
 the next network call, so a crash at any instant leaves a state the next run knows how to finish.
+`creating` and `created` are fsync'd; `acknowledged` is not (a power cut that loses it only makes
+the agent acknowledge the order again).
 """
 
 from __future__ import annotations
@@ -290,7 +292,9 @@ class OrderIntake(EngineCore):
         failpoints.hit("ack.before_send")
         (res,) = ctx.conn.push("order-acks", [out])
         failpoints.hit("ack.after_send")
-        with self.journal.transaction():
+        # no fsync of its own: lost to a power cut (never to a crash of the process), the order is still
+        # `created` and is acknowledged again, which the channel takes as the same answer
+        with self.journal.replayable(), self.journal.transaction():
             if res.ok:
                 self._set_order(ctx, order_id, S.ACKNOWLEDGED)
                 self.journal.release(ctx.name, "order-acks", [order_id])

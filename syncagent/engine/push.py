@@ -29,6 +29,7 @@ from syncagent.engine.core import (
 )
 from syncagent.engine.executor import SendAhead, read_ahead
 from syncagent.engine.pages import PageSkipper, _count_unparsed
+from syncagent.engine.shared import network_wait
 from syncagent.errors import ChannelError, MappingError
 from syncagent.mapping import SKU_ENTITIES
 from syncagent.model import BadRecord, fingerprint
@@ -236,6 +237,10 @@ class PushPipeline(EngineCore):
 
     def _send_page(self, ctx: _Ctx, entity: str, work: _PageWork) -> _PageWork:
         """Send what changed, in batches. Network only (no journal, no counters): it may run in a sender thread."""
+        with network_wait():  # in the step's own thread: steps of other channels side by side work meanwhile
+            return self._send_batches(ctx, entity, work)
+
+    def _send_batches(self, ctx: _Ctx, entity: str, work: _PageWork) -> _PageWork:
         batch_size = max(1, min(ctx.setup.batch_size.get(entity, 200), ctx.sink.capabilities.max_batch))
         changed, accepted, rejected = work.changed, work.accepted, work.rejected
         try:

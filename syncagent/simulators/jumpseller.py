@@ -17,6 +17,7 @@ simulator's clock (rate-limit windows) and change the credentials (to prove a re
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import random
 import time
@@ -27,11 +28,13 @@ from syncagent.simulators import seeddata
 from syncagent.simulators.auth import TokenIssuer
 from syncagent.simulators.common import HttpError, Request, Response, SimApp
 from syncagent.simulators.store import DocStore
+from syncagent.simulators.webhooks import WebhookSender
 
 DEMO_LOGIN = "demo-store-login"
 DEMO_TOKEN = "0123456789abcdef0123456789abcdef"  # noqa: S105 - "a 32 characters string" (L5), a demo value
 DEMO_APP_ID = "demo-app"
 DEMO_APP_SECRET = "demo-app-secret"  # noqa: S105 - a simulator's demo credential, not a real secret
+DEMO_HOOKS_TOKEN = "demo-hooks-token"  # noqa: S105 - the Store's `hooks_token` (openapi.json Store schema), demo
 MAX_LIMIT = 100  # L21183 LimitParam: maximum 100
 DEFAULT_LIMIT = 50  # L21183 LimitParam: default 50
 PER_SECOND, PER_MINUTE = 20, 800  # L5 "Rate Limit": 800 a minute, 20 a second
@@ -88,6 +91,8 @@ class JumpsellerSim(SimApp):
         # schemas, which declare no field nullable, would have it (the Prism contract test)
         self.nulls = options.get("nulls", "null")
         self.offset = 0.0
+        self.hooks_token = options.get("hooks_token", DEMO_HOOKS_TOKEN)
+        self.webhooks = WebhookSender()  # admin: paid orders announced to a hook URL as they are made
         self.hits: list[float] = []
         self.rng = random.Random(f"{seed}:jumpseller")
         self.seed = seed
@@ -179,6 +184,9 @@ class JumpsellerSim(SimApp):
         r("GET", "/_admin/orders", lambda req: Response(200, {"items": [d for _, d in self.store.all("orders")]}))
         r("POST", "/_admin/clock", self.admin_clock)
         r("POST", "/_admin/config", self.admin_config)
+        r("POST", "/_admin/webhooks/send", self.admin_send_webhooks)
+        r("GET", "/_admin/webhooks", lambda req: Response(200, {"items": self.webhooks.entries(),
+                                                                 "running": self.webhooks.running}))
 
     def _window(self, req: Request) -> tuple[int, int]:
         """L21183 LimitParam (1..100, default 50), L21194 PageParam (from 1, default 1); anything else is 400."""
@@ -374,6 +382,34 @@ class JumpsellerSim(SimApp):
     def admin_clock(self, req: Request) -> Response:
         self.offset += float(req.json().get("advance", 0))
         return Response(200, {"now": self.now_text()})
+
+    def admin_send_webhooks(self, req: Request) -> Response:
+        """Paid orders made one by one, each POSTed to `url` as a hook does: the order document, its event in
+        Jumpseller-Event, and Jumpseller-Hmac-Sha256 = base64(HMAC-SHA256(hooks token, body)) (SOURCE.md L30-31);
+        {"url", "count", "event", "sign": false (unsigned), "token" (sign with another key)}."""
+        body = req.json()
+        url, count = body.get("url"), body.get("count", 1)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise HttpError(400, "bad_url", "url must be an http(s) URL")
+        if not isinstance(count, int) or not 1 <= count <= 10_000:
+            raise HttpError(400, "bad_count", "count must be an integer from 1 to 10000")
+        event = str(body.get("event") or "order_paid")
+        key = str(body.get("token") or self.hooks_token).encode()
+        sign = body.get("sign", True) is not False
+
+        def make(i: int) -> tuple[dict[str, Any], str]:
+            with self.lock:
+                order = self._order({"state": "paid"})
+            return {"order": order}, str(order["id"])
+
+        def headers(raw: bytes) -> dict[str, str]:
+            found = {"Jumpseller-Event": event}
+            if sign:
+                found["Jumpseller-Hmac-Sha256"] = base64.b64encode(hmac.new(key, raw, hashlib.sha256).digest()).decode()
+            return found
+
+        self.webhooks.start(url, headers, make, count)
+        return Response(202, {"started": count})
 
     def admin_config(self, req: Request) -> Response:
         """Change the credentials (a reset auth token), or the rate limits."""

@@ -40,6 +40,7 @@ from syncagent.simulators.common import (
     json_type,
     valid_date_time,
 )
+from syncagent.simulators.webhooks import WebhookSender
 
 MAX_BATCH = 500
 MONEY = re.compile(r"-?[0-9]+\.[0-9]{2}")
@@ -230,6 +231,7 @@ class SellerUpSim(SimApp):
     def __init__(self, db_path: str, *, products: int, seed: int, log_bodies: bool = True,
                  api_key: str | None = None, orders: int = 30, tablet_customers: int = 24) -> None:
         super().__init__(db_path, log_bodies=log_bodies)
+        self.webhooks = WebhookSender()  # admin: orders announced to the agent as they are made
         self.db.executescript(SCHEMA)
         self.products = products
         self.seed = seed
@@ -388,6 +390,9 @@ class SellerUpSim(SimApp):
         r("GET", "/_admin/tablet-customers/{id}", self.admin_customer)
         r("PATCH", "/_admin/tablet-customers/{id}", self.admin_patch_customer)
         r("GET", "/_admin/collections/{collection}", self.admin_collection)
+        r("POST", "/_admin/webhooks/send", self.admin_send_webhooks)
+        r("GET", "/_admin/webhooks", lambda req: Response(200, {"items": self.webhooks.entries(),
+                                                                 "running": self.webhooks.running}))
 
     def dispatch(self, req: Request) -> Response:
         """The key is checked before routing, so a revoked key answers 401 on every call, even a wrong path."""
@@ -674,6 +679,39 @@ class SellerUpSim(SimApp):
                 order = self._make_order(rng, number=start + i + 1, status=status, tablet_ids=tablet_ids, created=now)
                 ids.append(self._put_order(order)["id"])
         return Response(201, {"ids": ids, "count": len(ids), "last_seq": self.seq})
+
+    def admin_send_webhooks(self, req: Request) -> Response:
+        """Orders made one by one, each announced to the agent (the openapi documents no notifications of
+        its own; this sender posts {topic, id} with a shared token): {"url", "token", "header", "count",
+        "rate", "notify", "status", "backoffice_customers"}. Started in the background: GET /_admin/webhooks."""
+        body = self._admin_body(req)
+        url, token = body.get("url"), body.get("token")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise HttpError(400, "validation_error", "url must be an http(s) URL", field="url")
+        if not isinstance(token, str):
+            raise HttpError(400, "validation_error", "token must be a string", field="token")
+        count, rate = body.get("count", 1), body.get("rate")
+        if not _is_int(count) or not 1 <= count <= 100_000:
+            raise HttpError(400, "validation_error", "count must be an integer from 1 to 100000", field="count")
+        if rate is not None and (not isinstance(rate, (int, float)) or rate <= 0):
+            raise HttpError(400, "validation_error", "rate must be a number > 0", field="rate")
+        if self.webhooks.running:
+            raise HttpError(409, "conflict", "a sending run is still going on")
+        status = self._status_arg(body)
+        tablet_ids = [] if body.get("backoffice_customers") else self._tablet_ids()
+
+        def make(i: int) -> tuple[dict[str, Any], str]:
+            with self.lock, self.tx():
+                rng = seeddata.rng_for(self.seed, "admin-order", self.seq + 1)
+                order = self._make_order(rng, number=self._order_count() + 1, status=status, tablet_ids=tablet_ids,
+                                         created=datetime.now(UTC))
+                oid = self._put_order(order)["id"]
+            return {"topic": "orders", "id": oid}, oid
+
+        header = str(body.get("header") or "X-Syncagent-Token")
+        self.webhooks.start(url, {header: token}, make, count, rate=float(rate) if rate else None,
+                            notify=body.get("notify", True) is not False)
+        return Response(202, {"started": count})
 
     def _acks_by_order(self, order_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
         sql = "SELECT order_id, backoffice_number, received FROM acks"

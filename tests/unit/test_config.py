@@ -563,7 +563,7 @@ def test_the_docs_and_the_example_name_every_key() -> None:
     example = (ROOT / "config.example.yaml").read_text()
     keys = set().union(module.TOP_KEYS, module.LOG_KEYS, module.EMAIL_KEYS, module.HTTP_KEYS, module.RATE_KEYS,
                        module.DEFAULT_KEYS, module.BACKOFFICE_KEYS, module.CHANNEL_KEYS, module.FLOW_KEYS,
-                       module.CARRIER_KEYS,
+                       module.CARRIER_KEYS, module.LISTEN_KEYS, module.NOTIFICATION_KEYS,
                        *module.FLOW_OPTIONS.values(), *FAKE_SCHEMAS.values())
     assert not [k for k in sorted(keys) if f"`{k}`" not in docs]
     assert not [k for k in sorted(keys) if f"{k}:" not in example]

@@ -51,7 +51,13 @@ class FakeAgent:
     def steps(self) -> list[Step]:
         return sorted(self.step_list, key=lambda s: s.priority)
 
-    def run_steps(self, steps: Iterable[Step]) -> list[StepResult]:
+    def begin_cycle(self) -> None:
+        pass
+
+    def end_cycle(self) -> None:
+        pass
+
+    def run_steps(self, steps: Iterable[Step], *, new_cycle: bool = True) -> list[StepResult]:
         results = []
         for step in steps:
             key = (step.channel, step.flow)
@@ -261,3 +267,28 @@ def test_a_rebuild_that_fails_on_reload_keeps_the_running_config(
         run_until(daemon, lambda: len(agent.starts()) == 1, watchdog)
     assert "RuntimeError: connector module missing" in caplog.text and "previous configuration" in caplog.text
     assert set(daemon.jobs) == {("a", "orders")} and daemon.reloads == 0
+
+
+def test_a_notification_wakes_its_step_at_once_and_once_more_when_it_came_during_the_step(
+        watchdog: list[Daemon]) -> None:
+    agent = FakeAgent([Step("a", "orders", 3600), Step("a", "products", 3600)])
+    daemon = Daemon(agent)  # type: ignore[arg-type] - the real sleep: a wake cuts the nap short
+    woke: list[bool] = []
+
+    def wake_later() -> None:
+        if len(agent.starts("a", "orders")) == 1 and not woke:
+            woke.append(True)
+            daemon.wake("a", "orders")  # while its first run is still going on
+            daemon.wake("a", "nothing")  # a step that does not exist: ignored
+    agent.inside = wake_later
+    started = time.monotonic()
+    run_until(daemon, lambda: len(agent.starts("a", "orders")) == 2, watchdog)
+    assert time.monotonic() - started < 5  # not an hour: the wake during the run made it due again
+
+    daemon.stopping = False
+    run_until(daemon, lambda: len(agent.starts("a", "products")) == 1, watchdog)  # its first run, due at start
+    daemon.stopping = False
+    threading.Timer(0.3, lambda: daemon.wake("a", "products")).start()
+    started = time.monotonic()
+    run_until(daemon, lambda: len(agent.starts("a", "products")) == 2, watchdog)
+    assert time.monotonic() - started < 5  # the nap was cut short by the notification
