@@ -402,24 +402,42 @@ class OrderEvent:
 class Page:
     """One page of a feed. `cursor` resumes after this page (None: keep the previous one).
 
-    A source may leave its records unparsed until they are first read (`load`), giving the page's
-    ``digest`` (of its bytes as received) and ``items`` (how many) in `extra`: the engine then parses
-    only the pages it has not recorded whole before (`syncagent.engine.pages`), and the source needs
-    to know nothing of what the engine remembers. Reading `records` parses them, once.
+    A source read again and again (a catalogue) may give a page undecoded: its ``digest`` (of the
+    bytes as received) in `extra`, and `decode`, which reads the body once and answers the next
+    cursor and the loader of the records (setting ``extra["items"]``). Reading `cursor` decodes it,
+    reading `records` parses them. The engine recognises a page it recorded whole before by its
+    digest, gives it the cursor it remembers (`recognised`) and never decodes it; the source needs
+    to know nothing of what the engine remembers.
     """
 
-    __slots__ = ("_records", "cursor", "extra", "_load")
+    __slots__ = ("_records", "_cursor", "extra", "_load", "_decode")
 
-    def __init__(self, records: list[Any] | None, cursor: str | None, extra: dict[str, Any] | None = None, *,
-                 load: Callable[[], list[Any]] | None = None) -> None:
-        self._records = records if load is None else None
-        self.cursor = cursor
+    def __init__(self, records: list[Any] | None, cursor: str | None = None, extra: dict[str, Any] | None = None, *,
+                 load: Callable[[], list[Any]] | None = None,
+                 decode: Callable[[], tuple[str | None, Callable[[], list[Any]]]] | None = None) -> None:
+        self._records = records if load is None and decode is None else None
+        self._cursor: str | None | object = _UNDECODED if decode is not None else cursor
         self.extra: dict[str, Any] = extra if extra is not None else {}
         self._load = load
+        self._decode = decode
+
+    def _decoded(self) -> None:
+        if self._decode is not None:
+            decode, self._decode = self._decode, None
+            cursor, self._load = decode()
+            if self._cursor is _UNDECODED:
+                self._cursor = cursor
+
+    @property
+    def cursor(self) -> str | None:
+        if self._cursor is _UNDECODED:
+            self._decoded()
+        return self._cursor  # type: ignore[return-value]
 
     @property
     def records(self) -> list[Any]:
         if self._records is None:
+            self._decoded()
             self._records = self._load() if self._load is not None else []
             self._load = None
         return self._records
@@ -427,6 +445,12 @@ class Page:
     @property
     def parsed(self) -> bool:
         return self._records is not None
+
+    def recognised(self, cursor: str | None, items: int) -> None:
+        """The bytes of a page met before: its cursor and size as remembered, without decoding it."""
+        if self._cursor is _UNDECODED:
+            self._cursor = cursor
+            self.extra["items"] = items
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Page):
@@ -437,7 +461,11 @@ class Page:
 
     def __repr__(self) -> str:
         shown = f"{len(self._records)} records" if self._records is not None else "unparsed"
-        return f"Page({shown}, cursor={self.cursor!r}, extra={self.extra!r})"
+        cursor = "undecoded" if self._cursor is _UNDECODED else repr(self._cursor)
+        return f"Page({shown}, cursor={cursor}, extra={self.extra!r})"
+
+
+_UNDECODED = object()  # a page's cursor before its body is read
 
 
 # what people type between the digits of a CPF/CNPJ: dots, dashes (a phone keyboard's too), slashes, spaces

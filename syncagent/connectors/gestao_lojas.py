@@ -167,9 +167,22 @@ class GestaoLojasConnector(BaseConnector):
             resp = self.client.get(f"/{entity}", params=params)
             if resp.status != 200:
                 raise refused(self.client, what, resp)
-            # the page's records are parsed only if the engine asks (`Page.load`): a page whose bytes
-            # it recorded whole before (its digest) is counted unchanged without being parsed again
-            content = resp.content
+            # the page's body is decoded and its records parsed only when read (`Page.decode`): a page whose
+            # bytes the engine recorded whole before (its digest) is counted unchanged and never decoded
+            extra: dict[str, Any] = {"digest": hashlib.sha256(resp.content).hexdigest()}
+            page = Page(None, None, extra, decode=self._decoder(what, resp, extra, parse, key_of, repeats))
+            del resp  # the page holds the answer until it is decoded, or dropped unread
+            yield page
+            next_cursor = page.cursor
+            del page  # its records are the engine's to hold, not this generator's while it reads the next one
+            if not next_cursor or next_cursor == cursor:
+                return
+            cursor = next_cursor
+
+    def _decoder(self, what: str, resp: HttpResponse, extra: dict[str, Any], parse: Callable[[dict[str, Any]], Any],
+                 key_of: Any, repeats: SamePages) -> Callable[[], tuple[str | None, Callable[[], list[Any]]]]:
+        """How one feed page's body is read when it is: its next cursor, and its records parsed on demand."""
+        def decode() -> tuple[str | None, Callable[[], list[Any]]]:
             body = body_of(self.client, what, resp)
             next_cursor = body.get("next_cursor")
             if next_cursor is not None and not isinstance(next_cursor, str):
@@ -177,12 +190,9 @@ class GestaoLojasConnector(BaseConnector):
             items = body["items"]
             if next_cursor:
                 repeats.see(items, next_cursor)
-            del body, resp  # not held while the page waits to be taken and the next one is read
-            extra = {"digest": hashlib.sha256(content).hexdigest(), "items": len(items)}
-            yield Page(None, next_cursor or None, extra, load=_loader(items, parse, key_of, content))
-            if not next_cursor or next_cursor == cursor:
-                return
-            cursor = next_cursor
+            extra["items"] = len(items)
+            return next_cursor or None, _loader(items, parse, key_of, resp.content)
+        return decode
 
     # -- writes ----------------------------------------------------------------------------------
     def prepare(self, entity: str, record: Any) -> Outgoing:

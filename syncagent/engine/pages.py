@@ -10,9 +10,10 @@ Two memories, both in the journal, both per (channel, feed):
   whose bytes it meets again under the same *mapping context* (our code, the channel's config,
   its SKU mode), since same bytes give the same records and the same payloads, already recorded.
 
-A source that gives each page's ``digest`` and ``items`` and leaves its records to be parsed on
-first read (`Page.load`) has its known pages counted without being parsed; it knows nothing of
-what the engine remembers. `PageSkipper.parse_needed` parses the others in the read-ahead thread.
+A source that gives each page's ``digest`` and leaves its body to be decoded on first read
+(`Page.decode`) has its known pages counted without decoding them: the engine gives such a page
+the cursor it remembers (`Page.recognised`); the source knows nothing of what the engine
+remembers. `PageSkipper.parse_needed` parses the others in the read-ahead thread.
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ class PageSkipper:
         """The pages of a feed, each parsed here unless it will be skipped (run by the read-ahead thread)."""
         try:
             for page in pages:
-                if not self.skippable(page):
+                remembered = self.known_pages.get(page.extra.get("digest"))  # type: ignore[arg-type]
+                if remembered is not None:  # its bytes were recorded whole: its cursor is known, nothing decoded
+                    items, next_cursor = remembered
+                    page.recognised(next_cursor or None, items)
+                elif not self.skippable(page):
                     page.records  # noqa: B018 - parsed now, in this thread, not in the caller's
                 yield page
         finally:
