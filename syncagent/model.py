@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -410,7 +411,7 @@ class Page:
     to know nothing of what the engine remembers.
     """
 
-    __slots__ = ("_records", "_cursor", "extra", "_load", "_decode")
+    __slots__ = ("_records", "_cursor", "extra", "_load", "_decode", "_lock")
 
     def __init__(self, records: list[Any] | None, cursor: str | None = None, extra: dict[str, Any] | None = None, *,
                  load: Callable[[], list[Any]] | None = None,
@@ -420,26 +421,35 @@ class Page:
         self.extra: dict[str, Any] = extra if extra is not None else {}
         self._load = load
         self._decode = decode
+        # steps of several channels may share one page (one back office read): it is decoded and parsed once
+        self._lock = threading.Lock() if load is not None or decode is not None else None
 
     def _decoded(self) -> None:
+        """Under the page's lock: the body read, once."""
         if self._decode is not None:
-            decode, self._decode = self._decode, None
-            cursor, self._load = decode()
+            cursor, self._load = self._decode()
+            self._decode = None
             if self._cursor is _UNDECODED:
                 self._cursor = cursor
 
     @property
     def cursor(self) -> str | None:
         if self._cursor is _UNDECODED:
-            self._decoded()
+            assert self._lock is not None
+            with self._lock:
+                self._decoded()
         return self._cursor  # type: ignore[return-value]
 
     @property
     def records(self) -> list[Any]:
         if self._records is None:
-            self._decoded()
-            self._records = self._load() if self._load is not None else []
-            self._load = None
+            assert self._lock is not None
+            with self._lock:
+                if self._records is None:
+                    self._decoded()
+                    records = self._load() if self._load is not None else []
+                    self._load = None
+                    self._records = records
         return self._records
 
     @property
@@ -448,9 +458,11 @@ class Page:
 
     def recognised(self, cursor: str | None, items: int) -> None:
         """The bytes of a page met before: its cursor and size as remembered, without decoding it."""
-        if self._cursor is _UNDECODED:
-            self._cursor = cursor
-            self.extra["items"] = items
+        if self._cursor is _UNDECODED and self._lock is not None:
+            with self._lock:
+                if self._cursor is _UNDECODED:
+                    self.extra.setdefault("items", items)
+                    self._cursor = cursor
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Page):

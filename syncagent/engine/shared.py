@@ -87,10 +87,13 @@ class SharedReader:
         fkey = filters_key(filters)
         # the source's own walk, kept while this pull reads page after page itself: what the source checks
         # across pages (a feed repeating its items under new cursors) sees them all, as without sharing
-        live: list[Any] = [None, None]  # [generator, the cursor it stands at]
+        # [generator, the last page it gave]: it stands at that page's cursor, read only when the next page
+        # is asked for, so a step that recognises the page (its digest) has given it its cursor undecoded
+        live: list[Any] = [None, None]
 
         def read(at: str | None) -> Page | None:
-            if live[0] is None or live[1] != at:
+            stands = live[1].cursor if live[1] is not None else None
+            if live[0] is None or live[1] is None or stands != at:
                 self._close(live)
                 live[0] = iter(self.source.pull(entity, at, filters))
             try:
@@ -98,7 +101,7 @@ class SharedReader:
             except BaseException:
                 self._close(live)  # a walk that failed is not resumed: the next read starts afresh
                 raise
-            live[1] = page.cursor if page is not None else None
+            live[1] = page
             return page
 
         try:
@@ -107,6 +110,8 @@ class SharedReader:
                 if page is None:
                     return
                 yield page
+                if page.cursor is None:  # read once the step took the page: kept for the steps that follow
+                    self._keep_tail((entity, fkey, cursor), page)
                 if page.cursor is None or page.cursor == cursor:
                     return  # the feed's end (for now), as the source says it
                 cursor = page.cursor
@@ -139,6 +144,20 @@ class SharedReader:
                 live[0].close()
         live[0] = live[1] = None
 
+    def _trim(self) -> None:
+        """Under the lock: the oldest pages dropped past the cap."""
+        while len(self._pages) > self.max_pages:
+            self._pages.popitem(last=False)
+
+    def _keep_tail(self, key: _Key, page: Page) -> None:
+        """A feed's last page, kept for the steps one after the other (every quiet cycle reads it on each)."""
+        if self.takers:
+            return  # steps side by side: kept already, while they take it
+        with self._lock:
+            if key not in self._pages:
+                self._pages[key] = (self.clock(), page)
+                self._trim()
+
     def _page(self, key: _Key, read: Callable[[], Page | None]) -> Page | None:
         while True:
             with self._lock:
@@ -161,12 +180,11 @@ class SharedReader:
                 self.fetched += 1
                 # kept for the steps side by side, or a feed's last page (every quiet cycle reads it on each
                 # channel); a page of a step running alone has nobody to wait for it
-                if page is not None and (self.takers or page.cursor is None):
+                if page is not None and self.takers:
                     self._pages[key] = (self.clock(), page)
                     self._pages.move_to_end(key)
                     self._took(key)  # read again by one that fell behind: kept only for those still to take it
-                    while len(self._pages) > self.max_pages:
-                        self._pages.popitem(last=False)
+                    self._trim()
             return page
         except BaseException as exc:
             flight.error = exc  # the steps waiting for this page fail with it, not with a second read at once

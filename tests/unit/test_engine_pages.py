@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,25 @@ def test_full_dry_runs_and_shadow_channels_learn_nothing(journal: Journal) -> No
     assert saved == []
     assert skipper(journal, ctx(), full=True).tail is None  # --full goes by the page digests only
     assert not skipper(journal, ctx(shadow=True)).whole_pass
+
+
+def test_a_shared_page_is_decoded_and_parsed_once_whichever_threads_read_it() -> None:
+    import threading
+
+    calls: list[str] = []
+
+    def decode() -> tuple[str | None, Any]:
+        calls.append("decode")
+        return "c2", lambda: calls.append("parse") or ["r1", "r2"]
+
+    page = Page(None, None, {"digest": "d"}, decode=decode)
+    got: list[list[Any]] = []
+    threads = [threading.Thread(target=lambda: got.append(page.records)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [["r1", "r2"]] * 8 and calls == ["decode", "parse"] and page.cursor == "c2"
+    known = Page(None, None, {"digest": "k"}, decode=decode)
+    known.recognised("c9", 4)  # remembered: never decoded, and its records would still parse if asked
+    assert known.cursor == "c9" and known.extra["items"] == 4 and calls == ["decode", "parse"]
