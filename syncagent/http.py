@@ -376,7 +376,39 @@ class ApiKeyAuth:
         return False
 
 
-class OAuthClientCredentials:
+class CachedToken:
+    """A bearer token fetched lazily, kept until it expires, fetched again once after a 401.
+
+    Thread-safe and single-flight: concurrent callers that saw the same stale token wait on one
+    lock for one fetch instead of each fetching their own. A subclass writes `_fetch`, which sets
+    `_headers` and `_expires` (on `clock`'s scale).
+    """
+
+    clock: Callable[[], float]
+    _headers: dict[str, str] | None
+    _expires: float
+    _lock: threading.Lock
+
+    def headers(self) -> dict[str, str]:
+        """The current token's headers; the same dict object until the token changes."""
+        with self._lock:
+            if self._headers is None or self.clock() >= self._expires:
+                self._fetch()
+            assert self._headers is not None
+            return self._headers
+
+    def refresh(self, stale: dict[str, str]) -> bool:
+        """Fetch a new token unless another caller already replaced the one `stale` came from."""
+        with self._lock:
+            if self._headers is None or stale is self._headers:
+                self._fetch()
+            return True
+
+    def _fetch(self) -> None:
+        raise NotImplementedError
+
+
+class OAuthClientCredentials(CachedToken):
     """OAuth2 token fetched lazily, renewed before expiry or once on a 401 (client credentials by default).
 
     `grant` names another grant whose fields are known up front and may be asked again at will
@@ -404,21 +436,6 @@ class OAuthClientCredentials:
         self._headers: dict[str, str] | None = None
         self._expires = 0.0
         self._lock = threading.Lock()
-
-    def headers(self) -> dict[str, str]:
-        """The current token's headers; the same dict object until the token changes."""
-        with self._lock:
-            if self._headers is None or self.clock() >= self._expires:
-                self._fetch()
-            assert self._headers is not None
-            return self._headers
-
-    def refresh(self, stale: dict[str, str]) -> bool:
-        """Fetch a new token unless another caller already replaced the one `stale` came from."""
-        with self._lock:
-            if self._headers is None or stale is self._headers:
-                self._fetch()
-            return True
 
     def _fetch(self) -> None:
         failpoints.hit("token.refresh")

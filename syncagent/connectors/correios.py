@@ -33,7 +33,7 @@ from syncagent.connectors.base import (
 )
 from syncagent.connectors.common import body_of, http_settings, need, opt, refused
 from syncagent.errors import AuthError, MappingError, TransientError
-from syncagent.http import ApiKeyAuth, HttpClient, HttpSettings, redact
+from syncagent.http import ApiKeyAuth, CachedToken, HttpClient, HttpSettings, redact
 from syncagent.model import BadRecord, Page, utcnow
 from syncagent.model_sac import ShipmentRef, Tracking, TrackingEvent
 
@@ -81,7 +81,7 @@ def zone(name: str) -> Any:
         return timezone(timedelta(hours=-3))
 
 
-class CorreiosToken:
+class CorreiosToken(CachedToken):
     """The CWS token: fetched lazily, kept until `expiraEm`, fetched again once after a 401."""
 
     def __init__(self, client: HttpClient, user: str, access_code: str, card: str | None, tz: Any,
@@ -92,19 +92,6 @@ class CorreiosToken:
         self._headers: dict[str, str] | None = None
         self._expires = 0.0
         self._lock = threading.Lock()
-
-    def headers(self) -> dict[str, str]:
-        with self._lock:
-            if self._headers is None or self.clock() >= self._expires:
-                self._fetch()
-            assert self._headers is not None
-            return self._headers
-
-    def refresh(self, stale: dict[str, str]) -> bool:
-        with self._lock:
-            if self._headers is None or stale is self._headers:
-                self._fetch()
-            return True
 
     def _fetch(self) -> None:
         path = "/token/v1/autentica/cartaopostagem" if self.card else "/token/v1/autentica"  # API.md L34-L35
