@@ -88,6 +88,24 @@ class HttpError(Exception):
         return Response(self.status, {"error": error}, dict(self.headers))
 
 
+class PerMinute:
+    """A platform's budget of calls per minute: past it, 429 with the seconds until a call is free again."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def check(self, budget: int, now: float) -> None:
+        """Count one call at `now`; raise 429 when `budget` calls were made in the last 60 s (0: no budget)."""
+        if not budget:
+            return
+        self.calls = [t for t in self.calls if t > now - 60]
+        if len(self.calls) >= budget:
+            err = HttpError(429, "too_many_requests", "rate limit exceeded")
+            err.headers["Retry-After"] = str(max(1, int(self.calls[0] + 60 - now) + 1))
+            raise err
+        self.calls.append(now)
+
+
 @dataclass
 class Faults:
     """A seeded fault schedule. Rates are probabilities per request (0..1).

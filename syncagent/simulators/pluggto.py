@@ -21,7 +21,7 @@ from typing import Any
 
 from syncagent.simulators import seeddata
 from syncagent.simulators.auth import TokenIssuer
-from syncagent.simulators.common import HttpError, Request, Response, SimApp
+from syncagent.simulators.common import HttpError, PerMinute, Request, Response, SimApp
 from syncagent.simulators.store import DocStore
 
 DEMO_CLIENT_ID = "pluggto-demo-app"
@@ -56,7 +56,7 @@ class PluggtoSim(SimApp):
                                   ttl=int(options.get("ttl", "3600")), rotate_refresh=True,
                                   grants=("password", "authorization_code", "refresh_token"), clock=self.now)
         self.rate_per_minute = int(self.meta("rate_per_minute") or options.get("rate_per_minute", "0"))
-        self._window: list[float] = []
+        self._window = PerMinute()
         if self.meta("seeded") is None:
             with self.tx():
                 for _ in range(int(options.get("orders", "10"))):
@@ -93,14 +93,7 @@ class PluggtoSim(SimApp):
         """Bearer token or ?access_token (API.md L22); 429 past the configured budget (L47: UNKNOWN, generic)."""
         def wrapped(req: Request) -> Response:
             self.tokens.require(req)  # 401 {"error": {...}}: body UNKNOWN (L43); clients test the `error` key (L48)
-            if self.rate_per_minute:
-                now = self.now()
-                self._window = [t for t in self._window if t > now - 60]
-                if len(self._window) >= self.rate_per_minute:
-                    err = HttpError(429, "too_many_requests", "rate limit exceeded")
-                    err.headers["Retry-After"] = str(max(1, int(self._window[0] + 60 - now) + 1))
-                    raise err
-                self._window.append(now)
+            self._window.check(self.rate_per_minute, self.now())
             return handler(req)
 
         return wrapped

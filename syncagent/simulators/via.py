@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from syncagent.simulators import seeddata
-from syncagent.simulators.common import HttpError, Request, Response, SimApp
+from syncagent.simulators.common import HttpError, PerMinute, Request, Response, SimApp
 from syncagent.simulators.store import DocStore
 
 DEMO_CLIENT_ID = "via-demo-client"
@@ -75,7 +75,7 @@ class ViaSim(SimApp):
         self.client_id = options.get("client_id", DEMO_CLIENT_ID)
         self.per_minute = int(options.get("per_minute", "0"))
         self.manual_approval = options.get("manual_approval", "0") == "1"
-        self._window: list[float] = []
+        self._window = PerMinute()
         if self.meta("seeded") is None:
             with self.tx():
                 self.store.put("tokens", options.get("access_token", DEMO_TOKEN), {"active": True})
@@ -116,14 +116,7 @@ class ViaSim(SimApp):
             token = self.store.get("tokens", req.header("access_token") or "")
             if req.header("client_id") != self.client_id or token is None or not token.get("active"):
                 raise HttpError(401, "unauthorized", "Auth-token inválido ou inexistente")  # L30
-            if self.per_minute:  # L28-29: 429 past a per-minute budget (its size UNKNOWN: configured)
-                now = time.time()
-                self._window = [t for t in self._window if t > now - 60]
-                if len(self._window) >= self.per_minute:
-                    err = HttpError(429, "too_many_requests", "rate limit exceeded")
-                    err.headers["Retry-After"] = str(max(1, int(self._window[0] + 60 - now) + 1))
-                    raise err
-                self._window.append(now)
+            self._window.check(self.per_minute, time.time())  # L28-29: 429 past a budget (its size UNKNOWN: configured)
             return handler(req)
 
         return wrapped
