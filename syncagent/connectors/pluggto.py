@@ -144,13 +144,10 @@ class PluggtoConnector(RestConnector):
 
     def _order_doc(self, order_id: str) -> dict[str, Any] | None:
         path = f"/orders/{quote(order_id, safe='')}"
-        resp = self.client.get(path)
-        if resp.status == 404:
+        body = self.get_object(path, "an order")
+        if body is None:
             return None
-        if resp.status != 200:
-            raise refused(self.client, f"GET {path}", resp)
-        body = resp.json()
-        order = body.get("Order") if isinstance(body, dict) else None
+        order = body.get("Order")
         if not isinstance(order, dict):
             raise TransientError(f"{self.name}: GET {path}: the answer is not an order", code="bad_response")
         return order

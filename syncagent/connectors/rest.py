@@ -47,7 +47,7 @@ from syncagent.connectors.rest_paging import (
     Paging,
     Queue,
 )
-from syncagent.errors import PermanentError
+from syncagent.errors import PermanentError, TransientError
 from syncagent.http import AuthProvider, HttpClient, HttpSettings
 from syncagent.model import Page, utcnow
 
@@ -115,6 +115,18 @@ class RestConnector(BaseConnector):
         if state is not None:
             conn.state = state
         return conn
+
+    def get_object(self, path: str, what: str = "an object") -> dict[str, Any] | None:
+        """One record by its path: None when the system answers 404, its JSON object otherwise."""
+        resp = self.client.get(path)
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise refused(self.client, f"GET {path}", resp)
+        body = resp.json()
+        if not isinstance(body, dict):
+            raise TransientError(f"{self.name}: GET {path}: the answer is not {what}", code="bad_response")
+        return body
 
     def check(self) -> None:
         """The credentials are accepted and the system reachable: the cheapest authenticated call."""

@@ -32,7 +32,7 @@ from syncagent.connectors.base import Capabilities, Listed, OptionSpec, Outgoing
 from syncagent.connectors.common import parse_items, reason, refused
 from syncagent.connectors.rest import AuthKind, Feed, FixedHeaders, OffsetLimit, RestConnector
 from syncagent.connectors.via_mapping import CONTENT, LISTED, MAPPERS, event_out, parse_customer, parse_order
-from syncagent.errors import MappingError, PermanentError, TransientError
+from syncagent.errors import MappingError, PermanentError
 from syncagent.http import AuthProvider, HttpClient, HttpResponse, HttpSettings
 from syncagent.model import (
     ChannelCustomer,
@@ -169,28 +169,11 @@ class ViaConnector(RestConnector):
                    for o in offers]
 
     def _offer(self, sku: str) -> dict[str, Any] | None:
-        path = f"/api/v2/sellerItems/{quote(sku, safe='')}"
-        resp = self.client.get(path)
-        if resp.status == 404:
-            return None  # L42: not (yet) an offer
-        if resp.status != 200:
-            raise refused(self.client, f"GET {path}", resp)
-        body = resp.json()
-        if not isinstance(body, dict):
-            raise TransientError(f"{self.name}: GET {path}: the answer is not an offer", code="bad_response")
-        return body
+        # L42: a 404 is not (yet) an offer
+        return self.get_object(f"/api/v2/sellerItems/{quote(sku, safe='')}", "an offer")
 
     def _order_doc(self, order_id: str) -> dict[str, Any] | None:
-        path = f"/api/v2/orders/{quote(order_id, safe='')}"
-        resp = self.client.get(path)
-        if resp.status == 404:
-            return None
-        if resp.status != 200:
-            raise refused(self.client, f"GET {path}", resp)
-        body = resp.json()
-        if not isinstance(body, dict):
-            raise TransientError(f"{self.name}: GET {path}: the answer is not an order", code="bad_response")
-        return body
+        return self.get_object(f"/api/v2/orders/{quote(order_id, safe='')}", "an order")
 
     # -- writes -----------------------------------------------------------------------------------
     def prepare(self, entity: str, record: Any) -> Outgoing:
