@@ -6,6 +6,7 @@ the initial push, the peak RSS of the `syncagent push` process, and the no-chang
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +70,12 @@ def push_to_five(b: Any, n: int, reps: int) -> None:
            + ("each page once, handed to every channel" if again <= 0 else
               f"each page once for every channel but {again} pages read again by a channel that fell out of the "
               "shared window (bounded: memory stays flat)"))
+
+    cores = len(os.sched_getaffinity(0))
+    floor = (med(five, "cpu") + med(five, "server")) / cores / med(one)
+    b.fact(f"the five-channel push keeps {cores} cores busy: its CPU (agent {secs(med(five, 'cpu'))} + simulators "
+           f"{secs(med(five, 'server'))}) over {cores} cores is already {floor:.2f}× the one-channel wall time, the "
+           "least the ratio can be on this machine whatever the agent overlaps")
 
     def profile() -> str:
         sims = [start_sim("sellerup", fresh_db(w, f"su-five-prof-{i}"), n, "orders=0") for i in range(CHANNELS)]

@@ -35,6 +35,9 @@ from syncagent.mapping import SKU_ENTITIES
 from syncagent.model import BadRecord, fingerprint
 
 SEND_AHEAD = 2  # pages of a push sent at once: the channel works on one while the agent hands over the other
+# with steps of other channels side by side, the agent has their pages to work on while one channel works:
+# one page in flight each is enough to keep it busy, and memory stays within its bound however many channels
+SEND_AHEAD_SIDE_BY_SIDE = 1
 
 
 class PushPipeline(EngineCore):
@@ -83,7 +86,8 @@ class PushPipeline(EngineCore):
             self._progress(ctx)
 
         trail = CursorTrail(f"{ctx.name}/{entity}", cursor)
-        sender: SendAhead[_PageWork] = SendAhead(SEND_AHEAD, lambda work: self._send_page(ctx, entity, work), record)
+        width = SEND_AHEAD_SIDE_BY_SIDE if self.shared.takers > 1 else SEND_AHEAD
+        sender: SendAhead[_PageWork] = SendAhead(width, lambda work: self._send_page(ctx, entity, work), record)
         try:
             # page k+1 is read and parsed by a helper thread while page k is mapped, sent and recorded here
             feed = skip.parse_needed(self._source(ctx).pull(entity, cursor, filters))

@@ -29,7 +29,7 @@ from typing import Any
 from syncagent.connectors.base import Connector
 from syncagent.model import Page
 
-MAX_PAGES = 12  # pages kept: the spread between channels moving side by side (read ahead, two in flight)
+MAX_PAGES = 12  # pages kept: the spread between channels moving side by side (read ahead, pages in flight)
 MAX_AGE = 30.0  # seconds: a page older than this is read again (a cycle's steps run well within it)
 
 _Key = tuple[str, str, str | None]

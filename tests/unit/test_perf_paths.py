@@ -295,6 +295,40 @@ def test_a_send_error_of_the_page_in_flight_stops_the_step_before_its_cursor(ste
     assert not [t for t in threading.enumerate() if t.name.startswith(("syncagent-send", "syncagent-read"))]
 
 
+@pytest.mark.parametrize(("takers", "peak"), [(0, 2), (3, 1)])
+def test_a_push_keeps_two_pages_in_flight_alone_and_one_side_by_side(tmp_path: Path, takers: int, peak: int) -> None:
+    """Alone, the channel gets the next page while it works on one; beside other channels' steps (which give
+    the agent work meanwhile) one page each is in flight, so memory stays bounded however many channels."""
+    journal = Journal(tmp_path / "j.db")
+    sink = _Sink()
+    engine = Engine(journal, None, {"loja": ChannelSetup("loja", sink)})  # type: ignore[arg-type, dict-item]
+    engine.backoffice = _Feed(4)  # type: ignore[assignment]
+    engine.shared.takers = takers
+    real_push, lock, second = sink.push, threading.Lock(), threading.Event()
+    active, most = [0], [0]
+
+    def push(entity: str, batch: Any) -> list[PushResult]:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            if active[0] > 1:
+                second.set()
+        try:
+            if batch[0].key == "P0":
+                second.wait(1 if peak == 1 else 10)  # held until the next page arrives, if it may come
+            return real_push(entity, batch)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    sink.push = push  # type: ignore[method-assign]
+    try:
+        assert engine.run_step("loja", "products").sent == 4
+    finally:
+        journal.close()
+    assert most[0] == peak and sorted(sink.sent) == ["P0", "P1", "P2", "P3"]
+
+
 def test_a_first_item_said_to_be_the_last_starts_no_reader_and_still_yields_the_rest() -> None:
     closed = threading.Event()
 
