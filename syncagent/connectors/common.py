@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from syncagent import fastjson
 from syncagent.config import HttpOptions
+from syncagent.connectors.base import Outgoing, PushResult
 from syncagent.errors import ChannelError, MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse, HttpSettings
-from syncagent.model import Address, BadRecord, parse_money, parse_time
+from syncagent.model import Address, BadRecord, Price, parse_money, parse_time
 
 T = TypeVar("T")
+OPEN_FROM = datetime(2000, 1, 1, tzinfo=UTC)  # the start of a price window that has none
+OPEN_UNTIL = datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)  # the end of a price window that has none
 
 
 def http_settings(opts: HttpOptions) -> HttpSettings:
@@ -117,6 +120,33 @@ def _typed(value: Any, name: str, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
+def order_entries(data: Mapping[str, Any], name: str = "items") -> Iterator[tuple[int, dict[str, Any]]]:
+    """The lines of an order, at least one, each an object: one at a time, so the first bad line is the one named."""
+    entries = need(data, name, list)
+    if not entries:
+        raise MappingError("missing_field", f"{name}: an order needs at least one item")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise MappingError("bad_type", f"{name}[{i}]: expected an object")
+        yield i, entry
+
+
+def entry_code(entry: Mapping[str, Any], label: str, name: str, why: str) -> str:
+    """The product code of an order line: a non-blank string, or `missing_field` saying `why`."""
+    code = entry.get(name)
+    if not isinstance(code, str) or not code.strip():
+        raise MappingError("missing_field", f"{label}.{name}: {why}")
+    return code
+
+
+def entry_quantity(entry: Mapping[str, Any], label: str, name: str = "quantity") -> int:
+    """The quantity of an order line: an integer of at least 1."""
+    quantity: int = need(entry, name, int)
+    if quantity < 1:
+        raise MappingError("bad_quantity", f"{label}.{name}: {quantity} is not a quantity")
+    return quantity
+
+
 def need_money(item: Mapping[str, Any], name: str, label: str | None = None) -> Decimal:
     """A required money field: absent is `missing_field`, malformed is `bad_money`."""
     if item.get(name) is None:
@@ -144,6 +174,40 @@ def parse_address(data: Any) -> Address | None:
     parts = {k: data.get(k) for k in ("street", "number", "complement", "district", "city", "state", "zip")}
     return Address(**{k: (str(v) if v is not None else None) for k, v in parts.items()},
                    country=str(data.get("country") or "BR"))
+
+
+def price_windows(p: Price, now: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """The spans between a price's boundaries (scheduled changes, promotion start and end) not over by `now`.
+
+    A channel sends one entry per span that differs from the base price; the spans change only when
+    a boundary passes, which is when the engine re-sends the price.
+    """
+    moments = sorted({m for m in [s.starts_at for s in p.scheduled] + [p.promo_start, p.promo_end] if m is not None})
+    starts = [OPEN_FROM, *[m for m in moments if m > OPEN_FROM]]
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else OPEN_UNTIL
+        if end > now:
+            yield start, end
+
+
+def push_each(name: str, entity: str, batch: Sequence[Outgoing],
+              handlers: Mapping[str, Callable[[Outgoing], PushResult]]) -> list[PushResult]:
+    """A push one record at a time through the entity's handler, one result per record."""
+    handler = handlers.get(entity)
+    if handler is None:
+        raise ValueError(f"{name} cannot take {entity}")
+    return [push_one(out, handler) for out in batch]
+
+
+def push_one(out: Outgoing, handler: Callable[[Outgoing], PushResult]) -> PushResult:
+    """One record refused (PermanentError) is that record's problem: rejected for quarantine. A permission
+    missing (401/403) is the channel's problem: it fails the step."""
+    try:
+        return handler(out)
+    except PermanentError as exc:
+        if exc.status in (401, 403):
+            raise
+        return PushResult(out.key, "rejected", reason_code=exc.code or f"http_{exc.status}", reason=str(exc))
 
 
 KeyOf = Callable[[Mapping[str, Any]], Any]

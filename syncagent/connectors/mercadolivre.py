@@ -37,7 +37,7 @@ from syncagent.connectors.base import (
     Outgoing,
     PushResult,
 )
-from syncagent.connectors.common import parse_items
+from syncagent.connectors.common import parse_items, push_each
 from syncagent.connectors.mercadolivre_fulfil import Fulfilment
 from syncagent.connectors.mercadolivre_orders import SEARCH, DateWindows
 from syncagent.connectors.mercadolivre_sac import ME2_CARRIERS, MercadoLivreSac
@@ -54,7 +54,7 @@ from syncagent.connectors.mercadolivre_wire import (
     sku_of,
 )
 from syncagent.connectors.rest import AuthKind, AuthorizationCode, Feed, RestConnector
-from syncagent.errors import AmbiguousError, MappingError, PermanentError, TransientError
+from syncagent.errors import AmbiguousError, MappingError, TransientError
 from syncagent.http import HttpSettings
 from syncagent.model import ChannelCustomer, Page, utcnow
 
@@ -263,19 +263,7 @@ class MercadoLivreConnector(MercadoLivreSac, RestConnector):
             "customer-links": lambda out: PushResult(out.key, "unchanged"),
             "ticket-answers": self.sac_push,
         }
-        handler = handlers.get(entity)
-        if handler is None:
-            raise ValueError(f"{self.name} cannot take {entity}")
-        results = []
-        for out in batch:
-            try:
-                results.append(handler(out))
-            except PermanentError as exc:  # one record refused: that record's problem, not the batch's
-                if exc.status in (401, 403):
-                    raise
-                results.append(PushResult(out.key, "rejected", reason_code=exc.code or f"http_{exc.status}",
-                                          reason=str(exc)))
-        return results
+        return push_each(self.name, entity, batch, handlers)
 
     # listings
     def _listing(self, code: str) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from syncagent.connectors import netshoes_wire as wire
 from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.common import OPEN_FROM, push_each, push_one
 from syncagent.connectors.rest import AuthKind, Feed, Headers, PageNumber, RestConnector
 from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpResponse, HttpSettings
@@ -205,18 +206,7 @@ class NetshoesConnector(RestConnector):
             "order-acks": lambda out: PushResult(out.key, "unchanged"),
             "customer-links": lambda out: PushResult(out.key, "unchanged"),
         }
-        handler = handlers.get(entity)
-        if handler is None:
-            raise ValueError(f"{self.name} cannot take {entity}")
-        return [self._one(out, handler) for out in batch]
-
-    def _one(self, out: Outgoing, handler: Callable[[Outgoing], PushResult]) -> PushResult:
-        try:
-            return handler(out)
-        except PermanentError as exc:
-            if exc.status in (401, 403):
-                raise
-            return PushResult(out.key, "rejected", reason_code=exc.code or f"http_{exc.status}", reason=str(exc))
+        return push_each(self.name, entity, batch, handlers)
 
     def _rejection(self, key: str, resp: HttpResponse, what: str) -> PushResult:
         if not 400 <= resp.status < 500 or resp.status in (401, 403):
@@ -241,8 +231,8 @@ class NetshoesConnector(RestConnector):
         for product_id, members in families.items():
             for out in members:
                 if out.key not in results:
-                    results[out.key] = self._one(out, lambda o, f=product_id, m=members: self._push_sku(f, o, m,
-                                                                                                       results))
+                    results[out.key] = push_one(out, lambda o, f=product_id, m=members: self._push_sku(f, o, m,
+                                                                                                      results))
         return [results[out.key] for out in batch]
 
     def _push_sku(self, product_id: str, out: Outgoing, family: list[Outgoing],
@@ -260,7 +250,7 @@ class NetshoesConnector(RestConnector):
                 mine = self._set_status(out, "created")
                 for other in members:
                     if other is not out:
-                        done[other.key] = self._one(other, lambda o: self._set_status(o, "created"))
+                        done[other.key] = push_one(other, lambda o: self._set_status(o, "created"))
                 return mine
             resp = self.client.get(path)
         if resp.status != 200:
@@ -332,7 +322,7 @@ class NetshoesConnector(RestConnector):
         stale = [k for k in have - set(wanted) if k[3] is None or k[3] > now]
         if stale:  # no call deletes or edits a schedule (API.md L59): people must, in the seller portal
             spans = ", ".join(f"{k[1]} from {time_str(k[2])} to {time_str(k[3])}" for k in sorted(
-                stale, key=lambda k: (k[2] or wire.OPEN_FROM)))[:400]
+                stale, key=lambda k: (k[2] or OPEN_FROM)))[:400]
             return PushResult(out.key, "rejected", reason_code="stale_schedule", reason=(
                 f"the base price and new schedules were sent, but Netshoes still holds schedule(s) the back office no "
                 f"longer has ({spans}); the API cannot delete them: remove them in the seller portal"))

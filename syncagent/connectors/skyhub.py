@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from syncagent.connectors.base import Capabilities, ConnectorState, OptionSpec, Outgoing, PushResult
-from syncagent.connectors.common import http_settings, parse_items
+from syncagent.connectors.common import http_settings, parse_items, push_each
 from syncagent.connectors.rest import AuthKind, Feed, Headers, PageNumber, Queue, RestConnector
 from syncagent.connectors.skyhub_sac import REPLY_CALLS, SkyHubSac
 from syncagent.connectors.skyhub_wire import (
@@ -199,19 +199,7 @@ class SkyHubConnector(SkyHubSac, RestConnector):
             "customer-links": lambda out: PushResult(out.key, "unchanged"),  # SkyHub keeps no back office code
             "ticket-answers": self.sac_push,
         }
-        handler = handlers.get(entity)
-        if handler is None:
-            raise ValueError(f"{self.name} cannot take {entity}")
-        results = []
-        for out in batch:
-            try:
-                results.append(handler(out))
-            except PermanentError as exc:
-                if exc.status in (401, 403):  # a permission missing is the channel's problem: fail the step
-                    raise
-                results.append(PushResult(out.key, "rejected", reason_code=exc.code or f"http_{exc.status}",
-                                          reason=str(exc)))
-        return results
+        return push_each(self.name, entity, batch, handlers)
 
     def _push_product(self, out: Outgoing) -> PushResult:
         """Update in place (a partial PUT, API.md L60); a product SkyHub does not have is created (L59)."""

@@ -32,8 +32,9 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from syncagent.connectors.base import Capabilities, OptionSpec, Outgoing, PushResult
+from syncagent.connectors.common import OPEN_FROM, OPEN_UNTIL, push_each
 from syncagent.connectors.rest import AuthKind, Headers, RestConnector
-from syncagent.connectors.vtex_catalog import OPEN_FROM, OPEN_UNTIL, VtexCatalog
+from syncagent.connectors.vtex_catalog import VtexCatalog
 from syncagent.connectors.vtex_orders import FEED_VISIBILITY, MAX_LOT, VtexOrders
 from syncagent.connectors.vtex_wire import (
     MEASUREMENT_UNITS,
@@ -196,19 +197,7 @@ class VtexConnector(VtexOrders, VtexCatalog, RestConnector):
             "order-acks": self._push_ack, "order-events": self._push_event,
             "customer-links": lambda out: PushResult(out.key, "unchanged"),  # VTEX keeps no back office code
         }
-        handler = handlers.get(entity)
-        if handler is None:
-            raise ValueError(f"{self.name} cannot take {entity}")
-        results = []
-        for out in batch:
-            try:
-                results.append(handler(out))
-            except PermanentError as exc:  # one record refused: that record's problem, not the batch's
-                if exc.status in (401, 403):  # a permission missing is the channel's problem: fail the step
-                    raise
-                results.append(PushResult(out.key, "rejected", reason_code=exc.code or f"http_{exc.status}",
-                                          reason=str(exc)))
-        return results
+        return push_each(self.name, entity, batch, handlers)
 
     def lookup(self, entity: str, **keys: str) -> Any:
         """Nothing to look up: every write here is found by RefId or is safe to repeat."""
