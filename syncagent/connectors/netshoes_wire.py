@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from syncagent.connectors.base import Outgoing
-from syncagent.connectors.common import need, opt
+from syncagent.connectors.common import need, opt, price_windows
 from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse
 from syncagent.model import (
@@ -40,8 +40,6 @@ EVENT_STEP = {"invoiced": "invoiced", "shipped": "shipped", "delivered": "delive
 BODY_SHAPES = ("flat", "envelope")  # API.md L116-L130: the 2026 flat form, the 2016 `shippings` envelope
 NFE_KEY = re.compile(r"[0-9]{44}")
 BRT = timezone(timedelta(hours=-3))  # Brazil's legal time (no summer time since 2019): the NF-e issue date
-OPEN_FROM = datetime(2000, 1, 1, tzinfo=UTC)  # the start of a promotion that has none
-OPEN_UNTIL = datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)  # the end of a schedule that has none
 MAX_MONEY = Decimal("1e9")
 
 
@@ -244,13 +242,8 @@ def price_out(p: Price, now: datetime) -> dict[str, Any]:
     the price at that boundary. The payload changes only when a boundary passes.
     """
     base = p.list_price_at(now)
-    moments = sorted({m for m in [s.starts_at for s in p.scheduled] + [p.promo_start, p.promo_end] if m is not None})
-    starts = [OPEN_FROM, *[m for m in moments if m > OPEN_FROM]]
     schedules: list[dict[str, Any]] = []
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else OPEN_UNTIL
-        if end <= now:
-            continue
+    for start, end in price_windows(p, now):
         eff = p.effective(start)
         if eff.promo_price is not None:
             de, por = eff.price, eff.promo_price

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from syncagent.connectors.common import need, opt
+from syncagent.connectors.common import entry_code, entry_quantity, need, opt, order_entries
 from syncagent.errors import MappingError
 from syncagent.model import (
     CENT,
@@ -68,19 +68,10 @@ def parse_order(data: dict[str, Any], payment_map: Mapping[str, str] | None = No
     """A queue or order JSON (API.md L116-124) in the hub's terms; its status is the type, lower case."""
     code = need(data, "code")
     state = status_type(data).lower()
-    entries = need(data, "items", list)
-    if not entries:
-        raise MappingError("missing_field", "items: an order needs at least one item")
     items = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise MappingError("bad_type", f"items[{i}]: expected an object")
-        sku = entry.get("id")
-        if not isinstance(sku, str) or not sku.strip():
-            raise MappingError("missing_field", f"items[{i}].id: the item has no SKU")
-        quantity = need(entry, "qty", int)
-        if quantity < 1:
-            raise MappingError("bad_quantity", f"items[{i}].qty: {quantity} is not a quantity")
+    for i, entry in order_entries(data):
+        sku = entry_code(entry, f"items[{i}]", "id", "the item has no SKU")
+        quantity = entry_quantity(entry, f"items[{i}]", "qty")
         price = amount(need(entry, "original_price", (int, float)), f"items[{i}].original_price")
         paid = entry.get("special_price")
         special = amount(paid, f"items[{i}].special_price") if paid is not None else price

@@ -9,11 +9,12 @@ of an SKU, so the fixed prices of other trade policies are read first and sent b
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from syncagent.connectors.base import Outgoing, PushResult
+from syncagent.connectors.common import price_windows
 from syncagent.connectors.vtex_wire import (
     MEASUREMENT_UNITS,
     id_of,
@@ -30,8 +31,6 @@ from syncagent.model import Price, Product, time_str
 
 LOCKED_RETRIES = 3  # 423 Locked: only the first of concurrent updates of one SKU and warehouse is kept
 LOCKED_WAIT = 2.0
-OPEN_FROM = datetime(2000, 1, 1, tzinfo=UTC)  # the start of a fixed price that has no start
-OPEN_UNTIL = datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)  # the end of a fixed price that has no end
 # fields of a product / SKU that the back office owns; the rest is left as VTEX holds it
 PRODUCT_FIELDS = ("Name", "CategoryId", "BrandId", "RefId", "IsVisible", "IsActive", "Title", "TaxCode")
 SKU_FIELDS = ("Name", "RefId", "IsActive", "ActivateIfPossible", "PackagedHeight", "PackagedLength",
@@ -71,7 +70,7 @@ class VtexCatalog:
         product = {"Name": name, "CategoryId": int(category), "BrandId": int(brand), "RefId": p.code,
                    "IsVisible": True, "IsActive": p.active, "Title": name[:150], "TaxCode": p.ncm or ""}
         height, width, length = (measure(v, f) for v, f in ((p.height_cm, "height_cm"), (p.width_cm, "width_cm"),
-                                                              (p.length_cm, "length_cm")))
+                                                             (p.length_cm, "length_cm")))
         grams = int((measure(p.weight_kg, "weight_kg") * 1000).to_integral_value())
         unit = (p.unit or "un").lower()
         sku = {"Name": name, "RefId": p.code, "IsActive": p.active, "ActivateIfPossible": p.active,
@@ -88,14 +87,8 @@ class VtexCatalog:
         """
         now = self.clock()
         base = p.list_price_at(now)
-        moments = sorted({m for m in [s.starts_at for s in p.scheduled] + [p.promo_start, p.promo_end]
-                          if m is not None})
-        starts = [OPEN_FROM, *[m for m in moments if m > OPEN_FROM]]
         fixed: list[dict[str, Any]] = []
-        for i, start in enumerate(starts):
-            end = starts[i + 1] if i + 1 < len(starts) else OPEN_UNTIL
-            if end <= now:
-                continue
+        for start, end in price_windows(p, now):
             eff = p.effective(start)
             if eff.promo_price is not None:
                 value, list_price = eff.promo_price, eff.price

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from syncagent.connectors.base import Outgoing, PushResult
-from syncagent.connectors.common import need, opt
+from syncagent.connectors.common import entry_code, entry_quantity, need, opt, order_entries
 from syncagent.errors import MappingError, PermanentError, TransientError
 from syncagent.http import HttpClient, HttpResponse
 from syncagent.model import (
@@ -198,19 +198,10 @@ def parse_order(data: dict[str, Any], payment_map: Mapping[str, str] | None = No
     """A VTEX order (GetOrder) in the hub's terms; money comes in cents."""
     payment_map = payment_map or {}
     order_id = need(data, "orderId")
-    entries = need(data, "items", list)
-    if not entries:
-        raise MappingError("missing_field", "items: an order needs at least one item")
     items = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise MappingError("bad_type", f"items[{i}]: expected an object")
-        code = entry.get("refId")
-        if not isinstance(code, str) or not code.strip():
-            raise MappingError("missing_field", f"items[{i}].refId: the SKU has no reference code (our code)")
-        quantity = need(entry, "quantity", int)
-        if quantity < 1:
-            raise MappingError("bad_quantity", f"items[{i}].quantity: {quantity} is not a quantity")
+    for i, entry in order_entries(data):
+        code = entry_code(entry, f"items[{i}]", "refId", "the SKU has no reference code (our code)")
+        quantity = entry_quantity(entry, f"items[{i}]")
         price = money(need(entry, "price", int), f"items[{i}].price")
         selling = money(entry.get("sellingPrice", entry["price"]), f"items[{i}].sellingPrice")
         if price < 0 or selling < 0:  # never passed on to the back office as a sale
