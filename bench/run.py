@@ -461,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             no_change_cycles(b, (2000, 5000), 5)
             startup(b, 3)
             channels.push_to_five(b, 5000, 2)
-            channels.peak_rss_five(b, 5000)
+            channels.peak_rss_five(b, (2000, 5000))
             channels.no_change_five(b, 5000, 5)
             inbound.notifications(b, 2000, 100, 25, 1000)
         elif args.only:
@@ -474,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "cycle": lambda: no_change_cycles(b, (n // 10, n), 15),
                 "startup": lambda: startup(b, 15),
                 "five": lambda: channels.push_to_five(b, n, 3),
-                "five-rss": lambda: channels.peak_rss_five(b, n),
+                "five-rss": lambda: channels.peak_rss_five(b, (30_000, n)),
                 "five-cycle": lambda: channels.no_change_five(b, n, 15),
                 "hooks": lambda: inbound.notifications(b, 10_000, 1000, 25, 10_000),
             }
@@ -492,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             no_change_cycles(b, (10_000, 100_000), 15)
             startup(b, 15)
             channels.push_to_five(b, 100_000, 3)
-            channels.peak_rss_five(b, 100_000)
+            channels.peak_rss_five(b, (30_000, 100_000))
             channels.no_change_five(b, 100_000, 15)
             inbound.notifications(b, 10_000, 1000, 25, 10_000)
     finally:

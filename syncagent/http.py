@@ -616,7 +616,10 @@ class HttpClient:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, call)
+            # tenacity's state of a call is a reference cycle, freed only by a full garbage collection
+            # (a request lasts long enough for it to reach the oldest generation): it must not hold the
+            # answer, so the attempt hands it over in a box emptied here, and the payload is let go below
+            return retrying(self._boxed_attempt, call).pop()
         except ChannelError as exc:
             # one choke point: whatever raised it (us, the auth provider, the token client), the
             # message leaves here scrubbed of every secret this client knows
@@ -630,11 +633,15 @@ class HttpClient:
             ) from None
         finally:
             self.last_attempts = call.attempts
+            call.json = call.data = call.params = None
 
     def close(self) -> None:
         self.session.close()
 
     # -- one attempt ----------------------------------------------------------------------------
+    def _boxed_attempt(self, call: _Call) -> list[HttpResponse]:
+        return [self._attempt(call)]
+
     def _attempt(self, call: _Call) -> HttpResponse:
         call.attempts += 1
         self._count("attempts")

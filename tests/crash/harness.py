@@ -13,10 +13,13 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sqlite3
+import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +45,22 @@ class Scenario:
     journal: Path
 
     def stop(self) -> None:
-        for sim in (self.sims.bo, self.sims.su, self.sims.su2):
-            if sim is not None:
-                sim.server.stop()
+        stop_servers(*(sim for sim in (self.sims.bo, self.sims.su, self.sims.su2) if sim is not None))
+
+
+def stop_servers(*sims: Sim) -> None:
+    """Stop servers at once, each woken by a connection so it need not wait out its poll interval."""
+    stopping = [threading.Thread(target=sim.server.stop) for sim in sims]
+    for thread in stopping:
+        thread.start()
+    while any(thread.is_alive() for thread in stopping):
+        for sim in sims:
+            try:
+                socket.create_connection(("127.0.0.1", sim.server.port), timeout=0.1).close()
+            except OSError:
+                pass
+        for thread in stopping:
+            thread.join(0.01)
 
 
 def make_templates(directory: Path) -> Path:
@@ -128,21 +144,36 @@ def run_agent(config: Path, spec: str | None = None, *, env: dict[str, str] | No
         time.sleep(0.002)
 
 
-def count_points(config: Path, tmp: Path) -> list[str]:
+def count_points(config: Path, tmp: Path, *, env: dict[str, str] | None = None) -> list[str]:
+    """The failpoints one clean run passes, in order: the instants a crash test can pick from."""
     log = tmp / "points.log"
-    run_agent(config, f"count:{log}")
+    run_agent(config, f"count:{log}", env=env)
     return log.read_text().splitlines() if log.exists() else []
 
 
 def converge(scenario: Scenario, *, max_cycles: int = 4, env: dict[str, str] | None = None) -> int:
     """Run clean cycles until one exits 0 and changes nothing; returns the cycles it took."""
+    return converge_runs(scenario.config, scenario.journal, env=env, max_cycles=max_cycles)
+
+
+def converge_runs(config: Path, journal: Path, *, env: dict[str, str] | None = None, max_cycles: int = 4,
+                  settle: float = SETTLE, before: Callable[[], None] | None = None,
+                  idle: Callable[[], bool] | None = None) -> int:
+    """Clean runs until one exits 0 with nothing in flight (and `idle()` holds); returns the runs it took.
+
+    `before` is called ahead of every run: time passing between real cycles, for a channel whose
+    queue gives an item read by a dead run back only after a while.
+    """
+    code = None
     for cycle in range(1, max_cycles + 1):
-        code = run_agent(scenario.config, env=env)
-        in_flight = _journal_in_flight(scenario.journal)
-        if code == 0 and not in_flight:
+        if before is not None:
+            before()
+        code = run_agent(config, env=env)
+        in_flight = _journal_in_flight(journal)
+        if code == 0 and not in_flight and (idle is None or idle()):
             return cycle
         if in_flight:
-            time.sleep(SETTLE)  # an order left `creating` is looked up only once its POST is this old
+            time.sleep(settle)  # an order left `creating` is looked up only once its POST is this old
     raise AssertionError(f"no convergence within {max_cycles} cycles (last exit {code})")
 
 
@@ -156,31 +187,45 @@ def _journal_in_flight(journal: Path) -> int:
         conn.close()
 
 
-def check_invariants(scenario: Scenario, *, secrets: tuple[str, ...] = (CANARY_SECRET, CANARY_KEY)) -> dict[str, Any]:
-    """The promises of DESIGN §4, checked from the simulators' state and request logs."""
-    bo, channels = scenario.sims.bo, {"loja-centro": scenario.sims.su, "loja-norte": scenario.sims.su2}
-    bo_orders = bo.admin("GET", "/_admin/orders")["items"]
-    per_key = Counter((o["channel"], o["external_id"]) for o in bo_orders)
+def assert_created_once(keys: Iterable[Hashable]) -> Counter[Any]:
+    """How many times the back office holds each order key; none may be there twice."""
+    per_key = Counter(keys)
     duplicates = [k for k, n in per_key.items() if n > 1]
     assert not duplicates, f"orders created twice: {duplicates}"
+    return per_key
 
-    conn = sqlite3.connect(scenario.journal)
+
+def journal_health(journal: Path) -> set[tuple[str, str]]:
+    """A sound journal with no order left in flight; returns the (channel, key) of orders quarantined."""
+    conn = sqlite3.connect(journal)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         quarantined = {(c, k) for c, k in conn.execute(
             "SELECT channel, key FROM quarantine WHERE entity = 'orders' AND state = 'open'")}
         stuck = conn.execute("SELECT count(*) FROM orders WHERE state IN ('creating', 'created', 'parked')").fetchone()[0]
         assert stuck == 0, f"{stuck} orders stuck in flight"
+        return quarantined
     finally:
         conn.close()
 
-    bo_log = bo.requests_log()
-    created_at: dict[tuple[str, str], float] = {}
-    for r in bo_log:
+
+def first_creations(bo: Sim) -> dict[tuple[Any, Any], float]:
+    """When the back office was first asked to create each (channel, external_id): what a channel is told after."""
+    created_at: dict[tuple[Any, Any], float] = {}
+    for r in bo.requests_log():
         if r["method"] == "POST" and r["path"] == "/orders" and r["body"]:
             body = json.loads(r["body"])
-            key = (body.get("channel"), body.get("external_id"))
-            created_at.setdefault(key, r["ts"])
+            created_at.setdefault((body.get("channel"), body.get("external_id")), r["ts"])
+    return created_at
+
+
+def check_invariants(scenario: Scenario, *, secrets: tuple[str, ...] = (CANARY_SECRET, CANARY_KEY)) -> dict[str, Any]:
+    """The promises of DESIGN §4, checked from the simulators' state and request logs."""
+    bo, channels = scenario.sims.bo, {"loja-centro": scenario.sims.su, "loja-norte": scenario.sims.su2}
+    bo_orders = bo.admin("GET", "/_admin/orders")["items"]
+    per_key = assert_created_once((o["channel"], o["external_id"]) for o in bo_orders)
+    quarantined = journal_health(scenario.journal)
+    created_at = first_creations(bo)
     numbers = {(o["channel"], o["external_id"]): o["number"] for o in bo_orders}
     approved = 0
     for name, sim in channels.items():

@@ -65,14 +65,24 @@ class World:
     def stop(self) -> None:
         stop_all(self.ml, self.bo)
 
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @pytest.fixture
-def world(workroot: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def ml_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets the config reads, for the authorization done in this process."""
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    made = World(workroot, ["products"])
-    yield made
-    made.stop()
+
+
+@pytest.fixture
+def world(workroot: Path, ml_env: None) -> Iterator[World]:
+    with World(workroot, ["products"]) as made:
+        yield made
 
 
 def test_a_refresh_reaches_every_point_named_here(world: World, workroot: Path) -> None:
@@ -116,11 +126,8 @@ FAST = "{max_attempts: 4, connect_timeout: 0.2, read_timeout: 0.5, rate_limit: {
 
 @pytest.mark.parametrize("point", INTAKE_POINTS)
 def test_a_kill_at_each_point_of_order_intake_neither_loses_nor_duplicates(
-        point: str, workroot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    world = World(workroot, ["orders"], http=FAST, orders="3")
-    try:
+        point: str, workroot: Path, ml_env: None) -> None:
+    with World(workroot, ["orders"], http=FAST, orders="3") as world:
         world.authorize()
         # the point's first instant, then its second in the recovery run (another order, or the same one again)
         codes = [run_agent(world.config, f"crash:{point}:{nth}", env=ENV) for nth in (1, 2)]
@@ -130,17 +137,11 @@ def test_a_kill_at_each_point_of_order_intake_neither_loses_nor_duplicates(
         assert len(created) == 3 and set(created.values()) == {1}, created
         with Journal(world.journal, lock=False) as journal:
             assert journal.order_counts(CHANNEL) == {"acknowledged": 3}
-    finally:
-        world.stop()
 
 
-def test_order_intake_in_a_fault_storm_imports_each_paid_order_once(workroot: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_order_intake_in_a_fault_storm_imports_each_paid_order_once(workroot: Path, ml_env: None) -> None:
     """429s (in ML's shape), 5xx and lost answers on both sides: every paid order once in the back office."""
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    world = World(workroot, ["orders"], http=FAST, orders="6")
-    try:
+    with World(workroot, ["orders"], http=FAST, orders="6") as world:
         world.authorize()
         world.ml.admin("POST", "/_admin/faults", json={"seed": 3, "rate_5xx": 0.15, "rate_429": 0.1,
                                                        "retry_after": 0, "only": "GET /orders"})
@@ -156,5 +157,3 @@ def test_order_intake_in_a_fault_storm_imports_each_paid_order_once(workroot: Pa
         assert run_agent(world.config, env={**ENV, "SYNCAGENT_TEST_NO_SLEEP": "1"}) in (0, 1)
         created = Counter(o["external_id"] for o in world.bo.admin("GET", "/_admin/orders")["items"])
         assert len(created) == 6 and set(created.values()) == {1}, created
-    finally:
-        world.stop()

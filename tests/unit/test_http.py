@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import http.server
 import json
 import logging
@@ -168,6 +169,31 @@ def test_every_call_has_timeouts_and_streams(sleeps: Sleeps) -> None:
     assert kwargs["timeout"] == (2.0, 9.0) and kwargs["stream"] is True
     assert responses.calls[0].request.headers["User-Agent"] == f"syncagent/{__version__}"
     assert responses.calls[0].request.headers["X-Api-Key"] == CANARY
+
+
+@responses.activate
+def test_a_finished_call_leaves_no_answer_or_payload_for_the_garbage_collector(sleeps: Sleeps) -> None:
+    """The retry state of a call is a reference cycle that only a full collection frees; what it holds
+    stays in memory until then: a page's answer and a batch's payload must not be in it."""
+    responses.add(responses.POST, f"{BASE}/batch", json={"ok": True}, status=200)
+    payload = [{"code": f"P{i}"} for i in range(3)]
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        answer = client(sleeps).post("/batch", json=payload)
+        assert answer.status == 200
+        marker = id(payload)
+        del answer, payload
+        gc.collect()
+        kept = [o for o in gc.garbage if isinstance(o, HttpResponse) or id(o) == marker]
+        cycles = len(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert cycles > 0  # the cycle is there (else this test proves nothing) ...
+    assert kept == []  # ... and holds neither the answer nor the payload
 
 
 # -- non-idempotent requests --------------------------------------------------------------------
