@@ -91,7 +91,7 @@ fingerprints, journal lookups and journal rows (one `sent` row per product per c
 decode of five times the PUT answers. One channel alone leaves a core idle for part of its run
 (it waits on the back office and on its channel); five keep both cores busy, so the ratio is
 bounded below by (agent CPU + server CPU of the five-channel run) / 2 cores / the one-channel
-wall time, which the figures above put near 2×, whatever the agent does with its threads. The
+wall time (the facts above give it for this run; the simulators alone make it near 2×). The
 steps run side by side (`syncagent/agent.py` `_side_by_side`, `syncagent/engine/shared.py`): each
 gives its turn while it waits on its channel, so a slow or failing channel holds no one back.
 
