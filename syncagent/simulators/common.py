@@ -37,6 +37,9 @@ class Request:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    # when it arrived: the request log's stamp, so that an answer a fault delays (a timeout) does not
+    # place the request after those the client sent meanwhile
+    received: float = field(default_factory=time.time)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -244,7 +247,7 @@ class SimApp:
         with self.lock:
             self.db.execute(
                 "INSERT INTO _requests (ts, method, path, query, body, status, headers) VALUES (?,?,?,?,?,?,?)",
-                (time.time(), req.method, req.path, query, body, status, headers),
+                (req.received, req.method, req.path, query, body, status, headers),
             )
 
     def _admin_requests(self, req: Request) -> Response:

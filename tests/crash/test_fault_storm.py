@@ -38,10 +38,13 @@ def identical_requests(log: list[dict[str, object]]) -> int:
     The agent sends one request at a time and the backoff waits are skipped here, so the attempts
     of one request stand next to each other in the server's log. The engine's settle wait is not
     skipped: an order whose answer was lost is looked up at once and again after that wait (two
-    lookups, the same request), so a gap of the settle time starts a new run.
+    lookups, the same request), so a gap of the settle time starts a new run. The log is read in
+    the order the requests arrived (its stamps), not the order they were answered: a POST whose
+    answer a timeout fault delays is logged after the lookup the agent makes once it gave up on
+    it, yet it came between that lookup and the one before the POST.
     """
     worst, run, last, at = 0, 0, None, 0.0
-    for r in log:
+    for r in sorted(log, key=lambda r: (float(r["ts"]), int(r["id"]))):  # type: ignore[arg-type]
         if str(r["path"]).startswith("/_admin"):
             continue
         key = hashlib.sha256(json.dumps([r["method"], r["path"], r["query"], r["body"]]).encode()).hexdigest()
@@ -50,6 +53,21 @@ def identical_requests(log: list[dict[str, object]]) -> int:
         last, at = key, stamp
         worst = max(worst, run)
     return worst
+
+
+def _logged(i: int, ts: float, method: str, query: dict[str, list[str]]) -> dict[str, object]:
+    return {"id": i, "ts": ts, "method": method, "path": "/orders", "query": query, "body": None}
+
+
+def test_a_post_answered_late_still_separates_the_lookups_around_it() -> None:
+    """The storm's log as a timeout fault leaves it: the lookup before a POST (2 attempts), the POST
+    (held 0.25 s by the fault, so logged last) and the lookup after its lost answer (6 attempts)."""
+    one = {"external_id": ["x"], "channel": ["c"]}
+    log = [_logged(1, 0.000, "GET", one), _logged(2, 0.001, "GET", one)]
+    log += [_logged(3 + i, 0.152 + i / 1000, "GET", one) for i in range(MAX_ATTEMPTS)]
+    log.append(_logged(9, 0.002, "POST", {}))
+    assert identical_requests(log) == MAX_ATTEMPTS  # not 2 + 6: the POST came between them
+    assert identical_requests(sorted(log, key=lambda r: -int(r["id"]))) == MAX_ATTEMPTS  # whatever the log order
 
 
 @pytest.mark.timeout(900)

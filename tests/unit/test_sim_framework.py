@@ -67,3 +67,14 @@ def test_password_grant_and_wrong_secret(tmp_path: Path) -> None:
     assert ok.status == 200 and "refresh_token" in ok.body
     bad = issuer.token(_req("POST", "/t", b"grant_type=password&client_id=app&client_secret=x&username=seller%40x&password=pw"))
     assert bad.status == 401
+
+
+def test_the_request_log_stamps_a_request_with_the_time_it_arrived(tmp_path: Path) -> None:
+    """An answer a fault delays (a timeout) is logged late; its stamp still says when it came."""
+    app = SimApp(str(tmp_path / "s.db"))
+    post = Request("POST", "/orders", {}, {}, b"{}", received=100.0)  # arrives first, answered last
+    lookup = Request("GET", "/orders", {"external_id": ["x"]}, {}, b"", received=100.2)
+    app.log_request(lookup, 200)
+    app.log_request(post, 201)
+    items = app._admin_requests(_req(query={"after": ["0"]})).body["items"]
+    assert [(r["method"], r["ts"]) for r in items] == [("GET", 100.2), ("POST", 100.0)]  # logged as answered
