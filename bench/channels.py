@@ -22,6 +22,7 @@ from bench.common import (
     measure,
     med,
     profile_top,
+    rss_row,
     run_child,
     secs,
     start_sim,
@@ -110,10 +111,8 @@ def peak_rss_five(b: Any, sizes: Sequence[int]) -> None:
             sim.stop()
         bo.stop()
         first = first or run.peak_rss_mb
-        growth = run.peak_rss_mb / first
-        b.add("five-rss", Row(f"peak RSS, initial push to {CHANNELS} channels (`syncagent push` process)", f"{n:,}",
-                              f"{run.peak_rss_mb:.1f} MB", "—", f"{growth:.2f}× the {sizes[0]:,} figure",
-                              "≤ 64 MB, flat in N (≤ 1.10×)", run.peak_rss_mb <= 64 and growth <= 1.10, "—"))
+        b.add("five-rss", rss_row(f"peak RSS, initial push to {CHANNELS} channels (`syncagent push` process)", n,
+                                  run.peak_rss_mb, first, sizes[0]))
 
 
 def no_change_five(b: Any, n: int, cycles: int) -> None:

@@ -339,6 +339,18 @@ class Row:
 HEADER = ["benchmark", "N", "agent", "floor", "ratio", "goal", "met?", "server CPU"]
 
 
+RSS_LIMIT_MB = 64.0  # the peak RSS a push may reach, at any size and channel count
+RSS_FLAT = 1.10  # how much above its figure at the first size the peak may be at a larger one
+
+
+def rss_row(what: str, n: int, peak_mb: float, first_mb: float, first_n: int, floor: str = "—") -> Row:
+    """A peak RSS row, judged as every push's is: under the limit, and flat in the catalogue's size."""
+    growth = peak_mb / first_mb
+    return Row(what, f"{n:,}", f"{peak_mb:.1f} MB", floor, f"{growth:.2f}× the {first_n:,} figure",
+               f"≤ {RSS_LIMIT_MB:.0f} MB, flat in N (≤ {RSS_FLAT:.2f}×)", peak_mb <= RSS_LIMIT_MB and growth <= RSS_FLAT,
+               "—")
+
+
 def table(rows: Sequence[Row]) -> str:
     out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     out += ["| " + " | ".join(r.cells()) + " |" for r in rows]

@@ -39,6 +39,7 @@ from bench.common import (
     med,
     profile_top,
     replace_section,
+    rss_row,
     run_child,
     secs,
     start_sim,
@@ -227,10 +228,8 @@ def peak_rss(b: Bench, sizes: Sequence[int], warmup: Sequence[int] = ()) -> None
                    f"{run.peak_rss_mb:.1f} MB, the floor's {floor.peak_rss_mb:.1f} MB")
             continue
         first = first or run.peak_rss_mb
-        growth = run.peak_rss_mb / first
-        b.add("rss", Row("peak RSS, initial push (`syncagent push` process)", f"{n:,}", f"{run.peak_rss_mb:.1f} MB",
-                         f"{floor.peak_rss_mb:.1f} MB", f"{growth:.2f}× the {sizes[0]:,} figure",
-                         "≤ 64 MB, flat in N (≤ 1.10×)", run.peak_rss_mb <= 64 and growth <= 1.10, "—"))
+        b.add("rss", rss_row("peak RSS, initial push (`syncagent push` process)", n, run.peak_rss_mb, first, sizes[0],
+                             f"{floor.peak_rss_mb:.1f} MB"))
 
 
 # -- order intake ------------------------------------------------------------------------------------
